@@ -1,0 +1,64 @@
+//! Raw command-line flags, as clap parses them. [`super::settings`] builds them into
+//! what commands use.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// planrt: run plans whose task types are WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "planrt", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Plugin directory: every *.wasm in it is loaded [default: /var/lib/planrt/plugins as
+    /// root, else $XDG_DATA_HOME/planrt/plugins]
+    #[arg(long, global = true, env = "PLANRT_PLUGINS", value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+    /// State directory (created if missing) [default: /var/lib/planrt/state as root, else
+    /// $XDG_STATE_HOME/planrt]
+    #[arg(long, global = true, env = "PLANRT_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// What goes to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// Exactly one JSON document.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve a plan file with a fresh plan ID and show it (or save it with --out).
+    Plan {
+        /// The plan file (TOML).
+        plan: PathBuf,
+        /// Save the resolved plan (IDs, absolute grants, plugin hashes) to run later with
+        /// `planrt run FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Run a plan file, or a plan saved by `plan --out`.
+    Run {
+        /// A plan file (TOML) or a saved plan (JSON).
+        plan: PathBuf,
+    },
+    /// List the plugins in the plugin directory.
+    Plugins,
+}

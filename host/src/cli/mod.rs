@@ -1,0 +1,65 @@
+//! The `planrt` command line: flags, settings, commands and exit codes (DESIGN §8).
+
+pub mod args;
+pub mod commands;
+pub mod render;
+pub mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use args::{Cli, Command};
+use commands::Outcome;
+use settings::Settings;
+
+/// Exit code of a complete plan or an answered query.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a failed plan.
+pub const EXIT_PLAN_FAILED: u8 = 1;
+/// Exit code of bad input, usage, unknown IDs, unusable state or plugin dirs.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Parses the command line, runs the command and maps its end to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors exit 2 here, before anything else
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(Outcome::Success) => ExitCode::from(EXIT_OK),
+        Ok(Outcome::PlanFailed) => ExitCode::from(EXIT_PLAN_FAILED),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    let settings = Settings::build(&cli.global)?;
+    match &cli.command {
+        Command::Plan { plan, out } => commands::plan(&settings, plan, out.as_deref()).await,
+        Command::Run { plan } => commands::run(&settings, plan).await,
+        Command::Plugins => commands::plugins(&settings).await,
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,cranelift=warn,wasmtime=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

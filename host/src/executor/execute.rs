@@ -1,0 +1,175 @@
+//! The attempt loop: ask the plan what may run, record the start, run the attempt in its
+//! sandbox, record the outcome — each transition stored before it is reported.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use jiff::Timestamp;
+
+use super::prepare::PreparedPlan;
+use crate::plan::{
+    ErrorKind, Failure, Phase, PlanRun, Step, Task, TaskEvent, Transition, TransitionError,
+};
+use crate::runtime::{AttemptContext, AttemptError, AttemptRequest, PluginErrorKind, ProgressSink};
+use crate::store::{StateStore, StoreError};
+
+/// Why execution stopped before the plan finished.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// A transition could not be recorded; the plan is left as last recorded.
+    #[error("could not record task state: {0}")]
+    Store(#[from] StoreError),
+    /// The executor asked for a transition the state machine refuses (a bug).
+    #[error("internal error: {0}")]
+    Transition(#[from] TransitionError),
+    /// Nothing can run and nothing is running (a bug).
+    #[error("internal error: plan {0} is active but no task can run")]
+    Stalled(crate::plan::PlanId),
+}
+
+/// Told about every recorded transition (after it is stored) and about progress.
+pub trait Observer: Send + Sync {
+    /// A task changed status; `task` is its state after the change.
+    fn transition(&self, plan: &PlanRun, task: &Task, transition: Transition);
+    /// Where a running attempt's progress reports go.
+    fn progress_sink(&self, _task: &Task) -> Option<Arc<dyn ProgressSink>> {
+        None
+    }
+}
+
+/// Runs `plan` until it completes or fails. `plan` must already be recorded in `store`.
+pub async fn execute(
+    plan: &mut PlanRun,
+    prepared: &PreparedPlan,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<Phase, ExecuteError> {
+    loop {
+        match plan.next_step(Timestamp::now()) {
+            Step::Finished(phase) => return Ok(phase),
+            Step::WaitUntil(until) => {
+                let wait = until.duration_since(Timestamp::now());
+                tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
+            }
+            Step::Busy => return Err(ExecuteError::Stalled(plan.id())),
+            Step::Run(index) => run_attempt(plan, index, prepared, store, observer).await?,
+        }
+    }
+}
+
+async fn run_attempt(
+    plan: &mut PlanRun,
+    index: usize,
+    prepared: &PreparedPlan,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<(), ExecuteError> {
+    let started = Timestamp::now();
+    let transition = plan.apply(index, TaskEvent::Start { at: started })?;
+    commit(plan, index, transition, store, observer)?;
+
+    let task = &plan.tasks()[index];
+    let sandbox = &prepared.sandboxes[index];
+    let attempt = task.last_attempt().map_or(1, |a| a.attempt);
+    let deadline = std::time::SystemTime::now() + sandbox.limits.timeout;
+    let request = AttemptRequest {
+        context: AttemptContext {
+            plan_id: plan.id().to_string(),
+            task_id: task.id().to_string(),
+            task_type: task.task_type().to_string(),
+            plan_index: index as u32,
+            attempt,
+            max_retries: task.policy().max_retries,
+            deadline_unix_ms: deadline
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        },
+        params: serde_json::to_string(task.params()).expect("JSON values serialize"),
+        preopens: sandbox.preopens.clone(),
+        limits: sandbox.limits,
+        progress: observer.progress_sink(task),
+    };
+    let report = sandbox.plugin.run(request).await;
+
+    let at = Timestamp::now();
+    let event = match report.result {
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(output) => TaskEvent::Succeed {
+                at,
+                output,
+                log_tail: report.log_tail,
+            },
+            Err(e) => fail(
+                at,
+                ErrorKind::Permanent,
+                format!("the plugin's output is not JSON: {e}"),
+                None,
+                report.log_tail,
+            ),
+        },
+        Err(error) => {
+            let (kind, backtrace) = classify(&error);
+            fail(at, kind, error.to_string(), backtrace, report.log_tail)
+        }
+    };
+    let transition = plan.apply(index, event)?;
+    commit(plan, index, transition, store, observer)
+}
+
+fn fail(
+    at: Timestamp,
+    kind: ErrorKind,
+    message: String,
+    backtrace: Option<String>,
+    log_tail: Option<String>,
+) -> TaskEvent {
+    TaskEvent::Fail {
+        at,
+        failure: Failure {
+            kind,
+            message,
+            backtrace,
+            log_tail,
+        },
+        jitter_sample: rand::random::<f64>(),
+    }
+}
+
+/// The error kind of a runtime failure (DESIGN §3).
+fn classify(error: &AttemptError) -> (ErrorKind, Option<String>) {
+    match error {
+        AttemptError::Plugin {
+            kind: PluginErrorKind::Transient,
+            ..
+        } => (ErrorKind::Transient, None),
+        AttemptError::Plugin {
+            kind: PluginErrorKind::Permanent,
+            ..
+        } => (ErrorKind::Permanent, None),
+        AttemptError::Plugin {
+            kind: PluginErrorKind::InvalidParams,
+            ..
+        } => (ErrorKind::InvalidParams, None),
+        AttemptError::Trap { backtrace, .. } => (ErrorKind::Trap, backtrace.clone()),
+        AttemptError::Timeout { .. } => (ErrorKind::Timeout, None),
+        AttemptError::MemoryLimit { .. } => (ErrorKind::MemoryLimit, None),
+        AttemptError::HttpDenied { .. } => (ErrorKind::HttpDenied, None),
+        // The host could not build the sandbox (a granted dir vanished): retrying the
+        // same attempt will not help until an operator fixes the host.
+        AttemptError::Sandbox(_) => (ErrorKind::Permanent, None),
+    }
+}
+
+/// Stores the task, then reports the transition: never the other way round.
+fn commit(
+    plan: &PlanRun,
+    index: usize,
+    transition: Transition,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<(), ExecuteError> {
+    let task = &plan.tasks()[index];
+    store.record_task(plan.id(), task)?;
+    observer.transition(plan, task, transition);
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! planrt: a plan runtime whose task types are WebAssembly components.
+//!
+//! Arrows point one way: `cli` → `executor` → `plan`, `store`, `runtime`. `plan` is pure
+//! domain; `runtime` and `store` never know each other.
+
+pub mod cli;
+pub mod executor;
+pub mod plan;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,5 @@
+//! The `planrt` binary.
+
+fn main() -> std::process::ExitCode {
+    planrt::cli::main()
+}

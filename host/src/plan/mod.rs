@@ -1,0 +1,25 @@
+//! The plan domain: specs, identity, the task state machine and retry arithmetic.
+//!
+//! Pure: no I/O and no clock reads. Callers pass the time and random samples in.
+
+pub mod document;
+pub mod error_kind;
+pub mod ids;
+pub mod policy;
+pub mod run;
+pub mod spec;
+pub mod task;
+pub mod units;
+
+pub use document::{
+    DocumentError, FailedTaskDetail, PlanDocument, PluginPin, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
+    TaskDocument,
+};
+pub use error_kind::{Disposition, ErrorKind};
+pub use ids::{PlanId, TaskId, TaskType};
+pub use policy::{Backoff, RetryPolicy};
+pub use run::{Phase, PlanRun, Step};
+pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSpec};
+pub use task::{
+    Attempt, AttemptOutcome, Failure, Task, TaskEvent, TaskStatus, Transition, TransitionError,
+};

@@ -1,0 +1,591 @@
+//! The plan file (DESIGN §8): parsed strictly, every error located by line and column.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use toml::Spanned;
+
+use super::ids::TaskType;
+use super::policy::{Backoff, RetryPolicy};
+use super::units::parse_duration;
+
+/// A position in a plan file (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column in characters, from 1.
+    pub column: usize,
+}
+
+impl Location {
+    /// The location of byte offset `offset` in `source`.
+    pub fn of_offset(source: &str, offset: usize) -> Self {
+        let offset = offset.min(source.len());
+        let before = &source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = source[line_start..offset].chars().count() + 1;
+        Self { line, column }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A plan file that cannot be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{location}: {message}", file.display())]
+pub struct SpecError {
+    /// The plan file.
+    pub file: PathBuf,
+    /// Where in it.
+    pub location: Location,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// How a directory is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirMode {
+    /// Read only.
+    Ro,
+    /// Read and write.
+    Rw,
+}
+
+impl DirMode {
+    /// `ro` or `rw`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirMode::Ro => "ro",
+            DirMode::Rw => "rw",
+        }
+    }
+}
+
+/// A host directory the plan lets tasks see at a guest path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Absolute host path.
+    pub host: PathBuf,
+    /// Absolute guest path, e.g. `/home`.
+    pub guest: String,
+    /// The most a task may do there.
+    pub mode: DirMode,
+}
+
+/// Everything the plan lets its tasks reach (deny by default).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Directories.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+}
+
+/// One task as the plan file describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    /// The task type, resolved to a plugin at run time.
+    pub task_type: TaskType,
+    /// Params (a JSON object).
+    pub params: Value,
+    /// Retry policy after defaults.
+    pub policy: RetryPolicy,
+}
+
+/// A parsed plan file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSpec {
+    /// Optional label.
+    pub name: Option<String>,
+    /// The plan's defaults (what tasks inherit).
+    pub defaults: RetryPolicy,
+    /// Plan-wide grants.
+    pub grants: Grants,
+    /// Tasks in order.
+    pub tasks: Vec<TaskSpec>,
+    /// Where each task's `type` is written, for later errors about it.
+    pub task_locations: Vec<Location>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPlan {
+    name: Option<String>,
+    defaults: Option<RawPolicy>,
+    grants: Option<RawGrants>,
+    tasks: Option<Vec<RawTask>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicy {
+    max_retries: Option<u32>,
+    backoff: Option<RawBackoff>,
+    timeout: Option<Spanned<toml::Value>>,
+    memory_limit: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBackoff {
+    initial: Option<Spanned<String>>,
+    factor: Option<Spanned<f64>>,
+    max: Option<Spanned<String>>,
+    jitter: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawGrants {
+    dirs: Option<Vec<RawDirGrant>>,
+    http: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDirGrant {
+    host: Spanned<String>,
+    guest: Spanned<String>,
+    mode: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTask {
+    #[serde(rename = "type")]
+    task_type: Spanned<String>,
+    params: Option<Spanned<toml::Table>>,
+    max_retries: Option<u32>,
+    backoff: Option<RawBackoff>,
+    timeout: Option<Spanned<toml::Value>>,
+    memory_limit: Option<Spanned<toml::Value>>,
+    depends_on: Option<Spanned<toml::Value>>,
+}
+
+/// Reads plan files, turning byte spans into located errors.
+struct Reader<'a> {
+    source: &'a str,
+    file: &'a Path,
+}
+
+impl Reader<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
+        SpecError {
+            file: self.file.to_owned(),
+            location: Location::of_offset(self.source, span.start),
+            message: message.into(),
+        }
+    }
+
+    fn refuse_unsupported<T>(
+        &self,
+        key: &str,
+        value: &Option<Spanned<T>>,
+    ) -> Result<(), SpecError> {
+        match value {
+            Some(value) => Err(self.error(
+                value.span(),
+                format!("`{key}` is not supported yet by this version of planrt"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn policy(
+        &self,
+        base: RetryPolicy,
+        max_retries: Option<u32>,
+        backoff: Option<RawBackoff>,
+    ) -> Result<RetryPolicy, SpecError> {
+        let mut policy = base;
+        if let Some(max_retries) = max_retries {
+            policy.max_retries = max_retries;
+        }
+        if let Some(raw) = backoff {
+            policy.backoff = self.backoff(policy.backoff, raw)?;
+        }
+        Ok(policy)
+    }
+
+    fn backoff(&self, base: Backoff, raw: RawBackoff) -> Result<Backoff, SpecError> {
+        let duration = |field: Option<Spanned<String>>, fallback| match field {
+            Some(text) => {
+                parse_duration(text.get_ref()).map_err(|e| self.error(text.span(), e.to_string()))
+            }
+            None => Ok(fallback),
+        };
+        let backoff = Backoff {
+            initial: duration(raw.initial, base.initial)?,
+            max: duration(raw.max, base.max)?,
+            factor: match raw.factor {
+                Some(factor) if !(factor.get_ref().is_finite() && *factor.get_ref() >= 1.0) => {
+                    return Err(self.error(factor.span(), "backoff `factor` must be a number ≥ 1"));
+                }
+                Some(factor) => factor.into_inner(),
+                None => base.factor,
+            },
+            jitter: raw.jitter.unwrap_or(base.jitter),
+        };
+        Ok(backoff)
+    }
+
+    fn dir_grant(&self, raw: RawDirGrant, plan_dir: &Path) -> Result<DirGrant, SpecError> {
+        let mode = match raw.mode.get_ref().as_str() {
+            "ro" => DirMode::Ro,
+            "rw" => DirMode::Rw,
+            other => {
+                return Err(self.error(
+                    raw.mode.span(),
+                    format!("mode `{other}` is not `ro` or `rw`"),
+                ));
+            }
+        };
+        let guest = raw.guest.get_ref();
+        if !is_clean_absolute(Path::new(guest)) {
+            return Err(self.error(
+                raw.guest.span(),
+                format!("guest path `{guest}` must be absolute, without `.` or `..`"),
+            ));
+        }
+        let host = Path::new(raw.host.get_ref());
+        if raw.host.get_ref().is_empty() {
+            return Err(self.error(raw.host.span(), "host path is empty"));
+        }
+        Ok(DirGrant {
+            host: normalize(&plan_dir.join(host)),
+            guest: without_trailing_slash(guest),
+            mode,
+        })
+    }
+
+    fn task(&self, raw: RawTask, defaults: RetryPolicy) -> Result<(TaskSpec, Location), SpecError> {
+        self.refuse_unsupported("timeout", &raw.timeout)?;
+        self.refuse_unsupported("memoryLimit", &raw.memory_limit)?;
+        self.refuse_unsupported("dependsOn", &raw.depends_on)?;
+        let type_span = raw.task_type.span();
+        let task_type = TaskType::new(raw.task_type.into_inner())
+            .map_err(|e| self.error(type_span.clone(), e.to_string()))?;
+        let params = match raw.params {
+            Some(table) => {
+                let span = table.span();
+                toml_to_json(toml::Value::Table(table.into_inner()))
+                    .map_err(|message| self.error(span, message))?
+            }
+            None => Value::Object(Default::default()),
+        };
+        let policy = self.policy(defaults, raw.max_retries, raw.backoff)?;
+        let location = Location::of_offset(self.source, type_span.start);
+        Ok((
+            TaskSpec {
+                task_type,
+                params,
+                policy,
+            },
+            location,
+        ))
+    }
+}
+
+impl PlanSpec {
+    /// Parses plan file text. `file` names it in errors; relative grant paths are taken
+    /// relative to its directory. Pure: the file system is not touched.
+    pub fn parse(source: &str, file: &Path) -> Result<Self, SpecError> {
+        let reader = Reader { source, file };
+        let raw: RawPlan = toml::from_str(source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            reader.error(span, e.message().trim_end().to_owned())
+        })?;
+
+        let mut defaults = RetryPolicy::default();
+        if let Some(raw_defaults) = raw.defaults {
+            reader.refuse_unsupported("timeout", &raw_defaults.timeout)?;
+            reader.refuse_unsupported("memoryLimit", &raw_defaults.memory_limit)?;
+            defaults = reader.policy(defaults, raw_defaults.max_retries, raw_defaults.backoff)?;
+        }
+
+        let plan_dir = file.parent().unwrap_or(Path::new("."));
+        let mut grants = Grants::default();
+        if let Some(raw_grants) = raw.grants {
+            reader.refuse_unsupported("grants.http", &raw_grants.http)?;
+            for raw_dir in raw_grants.dirs.unwrap_or_default() {
+                let span = raw_dir.guest.span();
+                let grant = reader.dir_grant(raw_dir, plan_dir)?;
+                if grants.dirs.iter().any(|g| g.guest == grant.guest) {
+                    return Err(reader.error(
+                        span,
+                        format!("guest path `{}` is granted twice", grant.guest),
+                    ));
+                }
+                grants.dirs.push(grant);
+            }
+        }
+
+        let raw_tasks = raw.tasks.unwrap_or_default();
+        if raw_tasks.is_empty() {
+            return Err(reader.error(source.len()..source.len(), "the plan has no [[tasks]]"));
+        }
+        let mut tasks = Vec::with_capacity(raw_tasks.len());
+        let mut task_locations = Vec::with_capacity(raw_tasks.len());
+        for raw_task in raw_tasks {
+            let (task, location) = reader.task(raw_task, defaults)?;
+            tasks.push(task);
+            task_locations.push(location);
+        }
+        Ok(PlanSpec {
+            name: raw.name,
+            defaults,
+            grants,
+            tasks,
+            task_locations,
+        })
+    }
+}
+
+/// Converts TOML params to JSON. Datetimes become RFC 3339 strings.
+fn toml_to_json(value: toml::Value) -> Result<Value, String> {
+    Ok(match value {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("params may not hold `{f}`: JSON has no such number"))?,
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(toml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .into_iter()
+                .map(|(k, v)| toml_to_json(v).map(|v| (k, v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// `/home/` → `/home`; `/` stays `/`.
+fn without_trailing_slash(path: &str) -> String {
+    match path.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        trimmed => trimmed.to_owned(),
+    }
+}
+
+/// Whether `path` is absolute with no `.` or `..` components.
+fn is_clean_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// Removes `.` and resolves `..` lexically (the directory need not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse(source: &str) -> Result<PlanSpec, SpecError> {
+        PlanSpec::parse(source, Path::new("/plans/node.toml"))
+    }
+
+    fn error_at(source: &str) -> (usize, usize, String) {
+        let e = parse(source).unwrap_err();
+        assert_eq!(e.file, Path::new("/plans/node.toml"));
+        (e.location.line, e.location.column, e.message)
+    }
+
+    const FULL: &str = r#"
+name = "bootstrap-node"
+[defaults]
+maxRetries = 1
+backoff = { initial = "150ms", factor = 3, max = "2s", jitter = false }
+[grants]
+dirs = [{ host = "./node-home", guest = "/home", mode = "rw" }, { host = "/etc/x/../ro", guest = "/ro/", mode = "ro" }]
+
+[[tasks]]
+type = "config-patch"
+maxRetries = 2
+[tasks.params.files."config.toml"]
+p2p = { max_num_inbound_peers = 40 }
+
+[[tasks]]
+type = "echo"
+backoff = { initial = "1s" }
+"#;
+
+    #[test]
+    fn full_plan_parses_with_defaults_and_overrides() {
+        let spec = parse(FULL).unwrap();
+        assert_eq!(spec.name.as_deref(), Some("bootstrap-node"));
+        assert_eq!(spec.defaults.max_retries, 1);
+        assert_eq!(spec.defaults.backoff.initial, Duration::from_millis(150));
+        assert_eq!(spec.defaults.backoff.factor, 3.0);
+        assert_eq!(spec.tasks.len(), 2);
+        assert_eq!(spec.tasks[0].task_type.as_str(), "config-patch");
+        assert_eq!(spec.tasks[0].policy.max_retries, 2);
+        assert_eq!(spec.tasks[0].policy.backoff, spec.defaults.backoff);
+        assert_eq!(
+            spec.tasks[0].params,
+            serde_json::json!({"files": {"config.toml": {"p2p": {"max_num_inbound_peers": 40}}}})
+        );
+        assert_eq!(spec.tasks[1].policy.max_retries, 1);
+        assert_eq!(spec.tasks[1].policy.backoff.initial, Duration::from_secs(1));
+        assert_eq!(spec.tasks[1].policy.backoff.max, Duration::from_secs(2));
+        assert_eq!(spec.tasks[1].params, serde_json::json!({}));
+        assert_eq!(
+            spec.task_locations[0],
+            Location {
+                line: 10,
+                column: 8
+            }
+        );
+        assert_eq!(spec.grants.dirs[0].host, Path::new("/plans/node-home"));
+        assert_eq!(spec.grants.dirs[0].guest, "/home");
+        assert_eq!(spec.grants.dirs[1].host, Path::new("/etc/ro"));
+        assert_eq!(spec.grants.dirs[1].guest, "/ro");
+        assert_eq!(spec.grants.dirs[1].mode, DirMode::Ro);
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        let (line, column, message) = error_at("[[tasks]]\ntype = \"echo\"\nretries = 3\n");
+        assert_eq!((line, column), (3, 1));
+        assert!(message.contains("unknown field `retries`"), "{message}");
+        let (line, _, message) = error_at("colour = 1\n[[tasks]]\ntype = \"echo\"\n");
+        assert_eq!(line, 1);
+        assert!(message.contains("unknown field `colour`"), "{message}");
+    }
+
+    #[test]
+    fn later_keys_are_refused_not_ignored() {
+        for (source, key, line) in [
+            (
+                "[defaults]\ntimeout = \"1m\"\n[[tasks]]\ntype = \"e\"\n",
+                "timeout",
+                2,
+            ),
+            (
+                "[defaults]\nmemoryLimit = \"1GiB\"\n[[tasks]]\ntype = \"e\"\n",
+                "memoryLimit",
+                2,
+            ),
+            (
+                "[grants]\nhttp = [\"a.com\"]\n[[tasks]]\ntype = \"e\"\n",
+                "grants.http",
+                2,
+            ),
+            ("[[tasks]]\ntype = \"e\"\ntimeout = \"1s\"\n", "timeout", 3),
+            ("[[tasks]]\ntype = \"e\"\ndependsOn = [0]\n", "dependsOn", 3),
+        ] {
+            let (l, _, message) = error_at(source);
+            assert_eq!(l, line, "{source}");
+            assert!(
+                message.contains(&format!("`{key}` is not supported yet")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_bad_toml_are_located() {
+        let (line, column, message) =
+            error_at("[[tasks]]\ntype = \"echo\"\nmaxRetries = \"two\"\n");
+        assert_eq!((line, column), (3, 14));
+        assert!(message.contains("invalid type"), "{message}");
+        let (line, _, _) = error_at("[[tasks]]\ntype = \"echo\"\nmaxRetries = -1\n");
+        assert_eq!(line, 3);
+        let (line, _, _) = error_at("[[tasks]\ntype = \"echo\"\n");
+        assert_eq!(line, 1);
+        let (line, column, message) = error_at("[[tasks]]\ntype = \"Echo\"\n");
+        assert_eq!((line, column), (2, 8));
+        assert!(message.contains("[a-z][a-z0-9-]*"), "{message}");
+        let (line, _, message) =
+            error_at("[[tasks]]\ntype = \"e\"\nbackoff = { initial = \"soon\" }\n");
+        assert_eq!(line, 3);
+        assert!(message.contains("not a duration"), "{message}");
+        let (_, _, message) = error_at("[[tasks]]\ntype = \"e\"\nbackoff = { factor = 0.5 }\n");
+        assert!(message.contains("≥ 1"), "{message}");
+        let (_, _, message) = error_at("[[tasks]]\ntype = \"e\"\nparams = 3\n");
+        assert!(message.contains("invalid type"), "{message}");
+    }
+
+    #[test]
+    fn grants_are_checked() {
+        let grant = |g: &str| format!("[grants]\ndirs = [{g}]\n[[tasks]]\ntype = \"e\"\n");
+        let (_, _, m) = error_at(&grant(r#"{ host = "a", guest = "home", mode = "rw" }"#));
+        assert!(m.contains("must be absolute"), "{m}");
+        let (_, _, m) = error_at(&grant(
+            r#"{ host = "a", guest = "/home/../etc", mode = "rw" }"#,
+        ));
+        assert!(m.contains("must be absolute"), "{m}");
+        let (_, _, m) = error_at(&grant(r#"{ host = "a", guest = "/home", mode = "rwx" }"#));
+        assert!(m.contains("`rwx`"), "{m}");
+        let (_, _, m) = error_at(&grant(
+            r#"{ host = "a", guest = "/h", mode = "ro" }, { host = "b", guest = "/h/", mode = "ro" }"#,
+        ));
+        assert!(m.contains("granted twice"), "{m}");
+        let (_, _, m) = error_at(&grant(r#"{ host = "a", guest = "/h" }"#));
+        assert!(m.contains("missing field `mode`"), "{m}");
+    }
+
+    #[test]
+    fn a_plan_needs_tasks() {
+        let (_, _, m) = error_at("name = \"empty\"\n");
+        assert!(m.contains("no [[tasks]]"), "{m}");
+    }
+
+    #[test]
+    fn toml_values_become_json() {
+        let spec = parse("[[tasks]]\ntype = \"e\"\n[tasks.params]\nwhen = 1979-05-27T07:32:00Z\nlist = [1, 2.5, true]\n").unwrap();
+        assert_eq!(
+            spec.tasks[0].params,
+            serde_json::json!({"when": "1979-05-27T07:32:00Z", "list": [1, 2.5, true]})
+        );
+        let (_, _, m) = error_at("[[tasks]]\ntype = \"e\"\n[tasks.params]\nx = nan\n");
+        assert!(m.contains("JSON has no such number"), "{m}");
+    }
+
+    #[test]
+    fn locations_count_characters() {
+        assert_eq!(
+            Location::of_offset("ab\ncé\nx", 6),
+            Location { line: 2, column: 3 }
+        );
+        assert_eq!(
+            Location::of_offset("abc", 0),
+            Location { line: 1, column: 1 }
+        );
+    }
+}

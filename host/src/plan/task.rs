@@ -1,0 +1,684 @@
+//! One task's state and its single transition function (DESIGN §2).
+//!
+//! Every status change of a task goes through [`Task::apply`]; the fields are private so
+//! nothing else can change them. The legal moves are the rows of [`Task::target`].
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error_kind::{Disposition, ErrorKind};
+use super::ids::{PlanId, TaskId, TaskType};
+use super::policy::RetryPolicy;
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Waiting for its turn, its dependencies or its backoff.
+    Pending,
+    /// An attempt is in flight.
+    Running,
+    /// Its last attempt succeeded.
+    Complete,
+    /// Its last attempt failed and no retry is left (or the error is not retried).
+    Failed,
+}
+
+impl TaskStatus {
+    /// Every status, for exhaustive tests.
+    pub const ALL: [TaskStatus; 4] = [Self::Pending, Self::Running, Self::Complete, Self::Failed];
+}
+
+/// How an attempt ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// Still in flight (or the host died during it, until it is recorded interrupted).
+    Running,
+    /// The plugin returned output.
+    Complete,
+    /// The attempt failed; `error_kind` says why.
+    Failed,
+}
+
+/// One attempt of a task. Attempts are append-only: a retry adds one, never rewrites one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// When the attempt started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
+    /// The failure's message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The guest call stack of a trap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backtrace: Option<String>,
+    /// The end of what the plugin logged and wrote to stdout/stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+}
+
+/// A failed attempt as the executor saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Why it failed; decides the retry.
+    pub kind: ErrorKind,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The guest call stack, for traps.
+    pub backtrace: Option<String>,
+    /// The end of the attempt's log.
+    pub log_tail: Option<String>,
+}
+
+/// Something that happens to a task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    /// The executor starts a new attempt.
+    Start {
+        /// The current time.
+        at: Timestamp,
+    },
+    /// The running attempt returned output.
+    Succeed {
+        /// The current time.
+        at: Timestamp,
+        /// The plugin's output.
+        output: Value,
+        /// The end of the attempt's log.
+        log_tail: Option<String>,
+    },
+    /// The running attempt failed.
+    Fail {
+        /// The current time.
+        at: Timestamp,
+        /// What failed.
+        failure: Failure,
+        /// A uniform sample in `[0, 1)` for the backoff's jitter.
+        jitter_sample: f64,
+    },
+    /// Operator: run a failed task again as its next attempt (resume, or a failed task
+    /// resubmitted over HTTP). Keeps the retry count.
+    Resubmit,
+    /// Operator (`resume --from`): back to pending with a fresh retry budget, even if the
+    /// task completed. The only way a completed task runs again.
+    Reset,
+}
+
+impl TaskEvent {
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskEvent::Start { .. } => "start",
+            TaskEvent::Succeed { .. } => "succeed",
+            TaskEvent::Fail { .. } => "fail",
+            TaskEvent::Resubmit => "resubmit",
+            TaskEvent::Reset => "reset",
+        }
+    }
+}
+
+/// A status change that happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// Status before.
+    pub from: TaskStatus,
+    /// Status after.
+    pub to: TaskStatus,
+}
+
+/// An event that does not apply to the task as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// No row of the transition table matches.
+    #[error("task {index} is {from:?}: cannot {event}")]
+    Illegal {
+        /// The task's position.
+        index: usize,
+        /// The task's status.
+        from: TaskStatus,
+        /// The event's name.
+        event: &'static str,
+    },
+    /// A start before the stored backoff has elapsed.
+    #[error("task {index} may not start before {until}")]
+    BackoffNotElapsed {
+        /// The task's position.
+        index: usize,
+        /// When it may start.
+        until: Timestamp,
+    },
+    /// A start while an earlier task is not complete.
+    #[error("task {index} may not start before task {blocking} is complete")]
+    Blocked {
+        /// The task's position.
+        index: usize,
+        /// The first incomplete task before it.
+        blocking: usize,
+    },
+    /// No task at that position.
+    #[error("the plan has no task {0}")]
+    NoSuchTask(usize),
+}
+
+/// One task of a plan: identity, params, policy, status and attempt history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    index: usize,
+    task_type: TaskType,
+    id: TaskId,
+    params: Value,
+    policy: RetryPolicy,
+    status: TaskStatus,
+    retry_count: u32,
+    next_attempt_at: Option<Timestamp>,
+    output: Option<Value>,
+    error: Option<String>,
+    attempts: Vec<Attempt>,
+}
+
+/// A task's stored fields, for rebuilding it from durable state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskParts {
+    /// 0-based position in the plan.
+    pub index: usize,
+    /// The task type.
+    pub task_type: TaskType,
+    /// The task ID.
+    pub id: TaskId,
+    /// Params as JSON.
+    pub params: Value,
+    /// Retry policy.
+    pub policy: RetryPolicy,
+    /// Status.
+    pub status: TaskStatus,
+    /// Retries used.
+    pub retry_count: u32,
+    /// Earliest start of the next attempt.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Output of the successful attempt.
+    pub output: Option<Value>,
+    /// Error of the latest failed attempt.
+    pub error: Option<String>,
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+impl Task {
+    /// A new pending task; its ID is derived from the plan ID, type and index.
+    pub fn new(
+        plan_id: PlanId,
+        index: usize,
+        task_type: TaskType,
+        params: Value,
+        policy: RetryPolicy,
+    ) -> Self {
+        let id = TaskId::derive(plan_id, &task_type, index);
+        Self::from_parts(TaskParts {
+            index,
+            task_type,
+            id,
+            params,
+            policy,
+            status: TaskStatus::Pending,
+            retry_count: 0,
+            next_attempt_at: None,
+            output: None,
+            error: None,
+            attempts: Vec::new(),
+        })
+    }
+
+    /// Rebuilds a task from stored fields.
+    pub fn from_parts(parts: TaskParts) -> Self {
+        Self {
+            index: parts.index,
+            task_type: parts.task_type,
+            id: parts.id,
+            params: parts.params,
+            policy: parts.policy,
+            status: parts.status,
+            retry_count: parts.retry_count,
+            next_attempt_at: parts.next_attempt_at,
+            output: parts.output,
+            error: parts.error,
+            attempts: parts.attempts,
+        }
+    }
+
+    /// 0-based position in the plan.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+    /// The task type.
+    pub fn task_type(&self) -> &TaskType {
+        &self.task_type
+    }
+    /// The task ID.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+    /// Params as JSON.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+    /// Retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+    /// Status.
+    pub fn status(&self) -> TaskStatus {
+        self.status
+    }
+    /// Retries used so far.
+    pub fn retry_count(&self) -> u32 {
+        self.retry_count
+    }
+    /// Earliest start of the next attempt (a stored backoff).
+    pub fn next_attempt_at(&self) -> Option<Timestamp> {
+        self.next_attempt_at
+    }
+    /// Output of the successful attempt.
+    pub fn output(&self) -> Option<&Value> {
+        self.output.as_ref()
+    }
+    /// Message of the latest failure.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+    /// Every attempt, in order.
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
+    }
+    /// The attempt in flight or the latest one.
+    pub fn last_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    /// The transition table: the status `event` moves this task to, or `None` if the
+    /// event is illegal here. Guards that depend on more than the status (backoff,
+    /// dependencies) are checked by [`Task::apply`] and the plan.
+    fn target(&self, event: &TaskEvent) -> Option<TaskStatus> {
+        use TaskStatus::*;
+        match (self.status, event) {
+            (Pending, TaskEvent::Start { .. }) => Some(Running),
+            (Running, TaskEvent::Succeed { .. }) => Some(Complete),
+            (Running, TaskEvent::Fail { failure, .. }) => match failure.kind.disposition() {
+                Disposition::RerunFree => Some(Pending),
+                Disposition::Retry if self.retry_count < self.policy.max_retries => Some(Pending),
+                Disposition::Retry | Disposition::Terminal => Some(Failed),
+            },
+            (Failed, TaskEvent::Resubmit) => Some(Pending),
+            (Pending | Complete | Failed, TaskEvent::Reset) => Some(Pending),
+            _ => None,
+        }
+    }
+
+    /// Applies `event`: the only way a task's status changes.
+    pub fn apply(&mut self, event: TaskEvent) -> Result<Transition, TransitionError> {
+        let from = self.status;
+        let to = self.target(&event).ok_or(TransitionError::Illegal {
+            index: self.index,
+            from,
+            event: event.name(),
+        })?;
+        match event {
+            TaskEvent::Start { at } => {
+                if let Some(until) = self.next_attempt_at.filter(|until| at < *until) {
+                    return Err(TransitionError::BackoffNotElapsed {
+                        index: self.index,
+                        until,
+                    });
+                }
+                self.next_attempt_at = None;
+                self.attempts.push(Attempt {
+                    attempt: self.attempts.len() as u32 + 1,
+                    started_at: at,
+                    ended_at: None,
+                    outcome: AttemptOutcome::Running,
+                    error_kind: None,
+                    message: None,
+                    backtrace: None,
+                    log_tail: None,
+                });
+            }
+            TaskEvent::Succeed {
+                at,
+                output,
+                log_tail,
+            } => {
+                let attempt = self.running_attempt();
+                attempt.ended_at = Some(at);
+                attempt.outcome = AttemptOutcome::Complete;
+                attempt.log_tail = log_tail;
+                self.output = Some(output);
+                self.error = None;
+            }
+            TaskEvent::Fail {
+                at,
+                failure,
+                jitter_sample,
+            } => {
+                let kind = failure.kind;
+                let attempt = self.running_attempt();
+                attempt.ended_at = Some(at);
+                attempt.outcome = AttemptOutcome::Failed;
+                attempt.error_kind = Some(kind);
+                attempt.message = Some(failure.message.clone());
+                attempt.backtrace = failure.backtrace;
+                attempt.log_tail = failure.log_tail;
+                self.error = Some(format!("{kind}: {}", failure.message));
+                if to == TaskStatus::Pending && kind.disposition() == Disposition::Retry {
+                    self.retry_count += 1;
+                    let delay = self.policy.backoff.delay(self.retry_count, jitter_sample);
+                    self.next_attempt_at = Some(add_duration(at, delay));
+                }
+            }
+            TaskEvent::Resubmit => {
+                self.next_attempt_at = None;
+            }
+            TaskEvent::Reset => {
+                self.retry_count = 0;
+                self.next_attempt_at = None;
+                self.output = None;
+                self.error = None;
+            }
+        }
+        self.status = to;
+        Ok(Transition { from, to })
+    }
+
+    fn running_attempt(&mut self) -> &mut Attempt {
+        // The table only lets Succeed/Fail through from Running, and Start pushed it.
+        self.attempts
+            .last_mut()
+            .expect("a running task has an attempt")
+    }
+}
+
+fn add_duration(at: Timestamp, delay: std::time::Duration) -> Timestamp {
+    let span = jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
+    at.checked_add(span).unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::plan::policy::Backoff;
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+    }
+
+    fn task(max_retries: u32) -> Task {
+        let backoff = Backoff {
+            initial: Duration::from_secs(10),
+            factor: 2.0,
+            max: Duration::from_secs(60),
+            jitter: false,
+        };
+        Task::new(
+            PlanId::new_random(),
+            0,
+            TaskType::new("echo").unwrap(),
+            serde_json::json!({}),
+            RetryPolicy {
+                max_retries,
+                backoff,
+            },
+        )
+    }
+
+    fn fail(at: Timestamp, kind: ErrorKind) -> TaskEvent {
+        TaskEvent::Fail {
+            at,
+            failure: Failure {
+                kind,
+                message: format!("{kind} happened"),
+                backtrace: None,
+                log_tail: Some("tail".into()),
+            },
+            jitter_sample: 0.0,
+        }
+    }
+
+    fn with_status(status: TaskStatus) -> Task {
+        let mut task = task(3);
+        match status {
+            TaskStatus::Pending => {}
+            TaskStatus::Running => {
+                task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+            }
+            TaskStatus::Complete => {
+                task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+                let ok = TaskEvent::Succeed {
+                    at: t(1),
+                    output: Value::Null,
+                    log_tail: None,
+                };
+                task.apply(ok).unwrap();
+            }
+            TaskStatus::Failed => {
+                task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+                task.apply(fail(t(1), ErrorKind::Permanent)).unwrap();
+            }
+        }
+        assert_eq!(task.status(), status);
+        task
+    }
+
+    #[test]
+    fn pending_start_running_records_attempt_one() {
+        let mut task = task(0);
+        let tr = task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+        assert_eq!(
+            tr,
+            Transition {
+                from: TaskStatus::Pending,
+                to: TaskStatus::Running
+            }
+        );
+        assert_eq!(task.attempts().len(), 1);
+        let attempt = &task.attempts()[0];
+        assert_eq!(
+            (attempt.attempt, attempt.outcome),
+            (1, AttemptOutcome::Running)
+        );
+        assert_eq!(attempt.started_at, t(0));
+    }
+
+    #[test]
+    fn running_succeed_complete_keeps_output() {
+        let mut task = with_status(TaskStatus::Running);
+        let event = TaskEvent::Succeed {
+            at: t(2),
+            output: serde_json::json!({"ok": true}),
+            log_tail: Some("done".into()),
+        };
+        assert_eq!(task.apply(event).unwrap().to, TaskStatus::Complete);
+        assert_eq!(task.output(), Some(&serde_json::json!({"ok": true})));
+        let attempt = task.last_attempt().unwrap();
+        assert_eq!(attempt.outcome, AttemptOutcome::Complete);
+        assert_eq!(attempt.ended_at, Some(t(2)));
+        assert_eq!(attempt.log_tail.as_deref(), Some("done"));
+    }
+
+    #[test]
+    fn running_retryable_fail_with_budget_goes_pending_with_backoff() {
+        let mut task = task(2);
+        task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+        let tr = task.apply(fail(t(1), ErrorKind::Transient)).unwrap();
+        assert_eq!(tr.to, TaskStatus::Pending);
+        assert_eq!(task.retry_count(), 1);
+        assert_eq!(task.next_attempt_at(), Some(t(11)));
+        assert_eq!(task.error(), Some("transient: transient happened"));
+        let attempt = task.last_attempt().unwrap();
+        assert_eq!(attempt.error_kind, Some(ErrorKind::Transient));
+        assert_eq!(attempt.outcome, AttemptOutcome::Failed);
+
+        // The backoff is a guard on the next start; the second retry waits twice as long.
+        let early = task.apply(TaskEvent::Start { at: t(5) }).unwrap_err();
+        assert_eq!(
+            early,
+            TransitionError::BackoffNotElapsed {
+                index: 0,
+                until: t(11)
+            }
+        );
+        assert_eq!(
+            task.status(),
+            TaskStatus::Pending,
+            "a refused event changes nothing"
+        );
+        task.apply(TaskEvent::Start { at: t(11) }).unwrap();
+        assert_eq!(task.last_attempt().unwrap().attempt, 2);
+        task.apply(fail(t(12), ErrorKind::Timeout)).unwrap();
+        assert_eq!(task.next_attempt_at(), Some(t(32)));
+        assert_eq!(task.retry_count(), 2);
+    }
+
+    #[test]
+    fn running_retryable_fail_without_budget_fails() {
+        let mut task = task(1);
+        task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+        task.apply(fail(t(1), ErrorKind::Transient)).unwrap();
+        task.apply(TaskEvent::Start { at: t(20) }).unwrap();
+        let tr = task.apply(fail(t(21), ErrorKind::Transient)).unwrap();
+        assert_eq!(tr.to, TaskStatus::Failed);
+        assert_eq!(task.retry_count(), 1);
+        assert_eq!(task.next_attempt_at(), None);
+        assert_eq!(task.attempts().len(), 2);
+    }
+
+    #[test]
+    fn running_terminal_fail_fails_even_with_budget() {
+        for kind in ErrorKind::ALL
+            .into_iter()
+            .filter(|k| k.disposition() == Disposition::Terminal)
+        {
+            let mut task = with_status(TaskStatus::Running);
+            assert_eq!(
+                task.apply(fail(t(1), kind)).unwrap().to,
+                TaskStatus::Failed,
+                "{kind}"
+            );
+            assert_eq!(task.retry_count(), 0);
+        }
+    }
+
+    #[test]
+    fn running_interrupted_goes_pending_without_using_budget() {
+        for kind in [ErrorKind::Interrupted, ErrorKind::Cancelled] {
+            let mut task = task(0);
+            task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+            assert_eq!(
+                task.apply(fail(t(1), kind)).unwrap().to,
+                TaskStatus::Pending
+            );
+            assert_eq!(task.retry_count(), 0);
+            assert_eq!(task.next_attempt_at(), None);
+            task.apply(TaskEvent::Start { at: t(1) }).unwrap();
+            assert_eq!(task.last_attempt().unwrap().attempt, 2);
+        }
+    }
+
+    #[test]
+    fn failed_resubmit_goes_pending_keeping_retry_count() {
+        let mut task = task(1);
+        task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+        task.apply(fail(t(1), ErrorKind::Transient)).unwrap();
+        task.apply(TaskEvent::Start { at: t(30) }).unwrap();
+        task.apply(fail(t(31), ErrorKind::Permanent)).unwrap();
+        assert_eq!(
+            task.apply(TaskEvent::Resubmit).unwrap().to,
+            TaskStatus::Pending
+        );
+        assert_eq!(task.retry_count(), 1);
+        task.apply(TaskEvent::Start { at: t(32) }).unwrap();
+        assert_eq!(
+            task.last_attempt().unwrap().attempt,
+            3,
+            "history is append-only"
+        );
+    }
+
+    #[test]
+    fn reset_returns_to_pending_with_fresh_budget_from_any_resting_status() {
+        for status in [
+            TaskStatus::Pending,
+            TaskStatus::Complete,
+            TaskStatus::Failed,
+        ] {
+            let mut task = with_status(status);
+            let attempts = task.attempts().len();
+            assert_eq!(
+                task.apply(TaskEvent::Reset).unwrap().to,
+                TaskStatus::Pending
+            );
+            assert_eq!(
+                (task.retry_count(), task.output(), task.error()),
+                (0, None, None)
+            );
+            assert_eq!(task.attempts().len(), attempts, "history is kept");
+        }
+    }
+
+    #[test]
+    fn every_illegal_pair_is_refused_and_changes_nothing() {
+        let events = || {
+            vec![
+                TaskEvent::Start { at: t(100) },
+                TaskEvent::Succeed {
+                    at: t(100),
+                    output: Value::Null,
+                    log_tail: None,
+                },
+                fail(t(100), ErrorKind::Transient),
+                TaskEvent::Resubmit,
+                TaskEvent::Reset,
+            ]
+        };
+        let legal: &[(TaskStatus, &str)] = &[
+            (TaskStatus::Pending, "start"),
+            (TaskStatus::Running, "succeed"),
+            (TaskStatus::Running, "fail"),
+            (TaskStatus::Failed, "resubmit"),
+            (TaskStatus::Pending, "reset"),
+            (TaskStatus::Complete, "reset"),
+            (TaskStatus::Failed, "reset"),
+        ];
+        for status in TaskStatus::ALL {
+            for event in events() {
+                let mut task = with_status(status);
+                let before = task.clone();
+                let name = event.name();
+                let result = task.apply(event);
+                if legal.contains(&(status, name)) {
+                    assert!(result.is_ok(), "{status:?} --{name}--> should be legal");
+                } else {
+                    assert_eq!(
+                        result,
+                        Err(TransitionError::Illegal {
+                            index: 0,
+                            from: status,
+                            event: name
+                        })
+                    );
+                    assert_eq!(task, before, "{status:?} --{name}--> changed the task");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The WebAssembly side: engine, compiled cache, plugin registry, sandbox and host
+//! imports. Knows nothing of stores or executors: it loads plugins and runs calls.
+
+pub mod bindings;
+pub mod cache;
+pub mod engine;
+pub mod log_tail;
+pub mod plugin;
+pub mod registry;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use bindings::WIT_VERSION;
+pub use cache::CompiledCache;
+pub use plugin::{
+    AttemptContext, AttemptError, AttemptReport, AttemptRequest, DirNeed, Limits, LoadedPlugin,
+    PluginErrorKind, PluginInfo,
+};
+pub use registry::{LoadWarning, Registry};
+pub use sandbox::{Preopen, ProgressSink};
+
+/// Runtime failures that stop the host from using plugins at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be built.
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The host imports could not be linked.
+    #[error("cannot link host imports: {0}")]
+    Link(String),
+    /// The plugin directory cannot be read.
+    #[error("plugin directory {}: {reason}", dir.display())]
+    PluginDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Two plugin files implement the same task type.
+    #[error("task type `{task_type}` is provided by both {} and {}", first.display(), second.display())]
+    DuplicateTaskType {
+        /// The task type.
+        task_type: String,
+        /// The first file.
+        first: PathBuf,
+        /// The second file.
+        second: PathBuf,
+    },
+}
+
+/// The engine, linker and compiled cache every plugin runs on.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<sandbox::AttemptState>,
+    cache: CompiledCache,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// A runtime whose compiled cache lives under `cache_root`.
+    pub fn new(cache_root: &Path) -> Result<Self, RuntimeError> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        plugin::add_to_linker(&mut linker).map_err(|e| RuntimeError::Link(e.to_string()))?;
+        let cache = CompiledCache::new(cache_root, &engine);
+        let ticker = engine::EpochTicker::start(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            _ticker: ticker,
+        })
+    }
+}

@@ -1,0 +1,377 @@
+//! A loaded plugin and the calls into it: `describe`, `validate` and one attempt of `run`.
+//!
+//! Every call gets a fresh store from the plugin's `InstancePre`, its own limits (an
+//! epoch deadline that yields to tokio while time is left, a tokio timeout for time spent
+//! waiting on host I/O, and a memory limit), and is classified into an [`AttemptError`]
+//! without matching on message strings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+use wasmtime::component::HasSelf;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
+
+use super::bindings::planrt::task::types::{self as wit, DirMode, TaskError};
+use super::bindings::{Plugin as PluginBindings, PluginPre};
+use super::engine::EPOCH_TICK;
+use super::log_tail::LogTail;
+use super::sandbox::{AttemptState, Preopen, ProgressSink};
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for the call, instantiation included.
+    pub timeout: Duration,
+    /// Bytes of linear memory, all memories together.
+    pub memory: u64,
+}
+
+impl Limits {
+    /// Limits of `describe` and `validate`, which must be quick and small.
+    pub const METADATA: Limits = Limits {
+        timeout: Duration::from_secs(30),
+        memory: 512 << 20,
+    };
+}
+
+/// A directory a plugin needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirNeed {
+    /// Guest path, e.g. `/home`.
+    pub guest_path: String,
+    /// Whether it must be writable.
+    pub writable: bool,
+}
+
+/// What `describe` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// Task type name (validated by the registry).
+    pub task_type: String,
+    /// The plugin's version.
+    pub version: String,
+    /// One line of description.
+    pub description: String,
+    /// JSON Schema of params, as text.
+    pub params_schema: String,
+    /// Directories needed.
+    pub dirs: Vec<DirNeed>,
+    /// Whether it makes outgoing HTTP requests.
+    pub network: bool,
+    /// Suggested timeout.
+    pub default_timeout: Option<Duration>,
+    /// Suggested memory limit.
+    pub default_memory_limit: Option<u64>,
+}
+
+impl From<wit::Info> for PluginInfo {
+    fn from(info: wit::Info) -> Self {
+        Self {
+            task_type: info.task_type,
+            version: info.version,
+            description: info.description,
+            params_schema: info.params_schema,
+            dirs: info
+                .needs
+                .dirs
+                .into_iter()
+                .map(|d| DirNeed {
+                    guest_path: d.guest_path,
+                    writable: d.mode == DirMode::Rw,
+                })
+                .collect(),
+            network: info.needs.network,
+            default_timeout: info.default_timeout_ms.map(Duration::from_millis),
+            default_memory_limit: info.default_memory_limit,
+        }
+    }
+}
+
+/// How the plugin itself classified a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginErrorKind {
+    /// Worth retrying.
+    Transient,
+    /// Not worth retrying.
+    Permanent,
+    /// Params do not fit.
+    InvalidParams,
+}
+
+/// Why a call into a plugin did not return normally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttemptError {
+    /// The plugin returned an error.
+    #[error("{message}")]
+    Plugin {
+        /// Its classification.
+        kind: PluginErrorKind,
+        /// Its message.
+        message: String,
+    },
+    /// The guest trapped.
+    #[error("{message}")]
+    Trap {
+        /// The trap, e.g. "wasm `unreachable` instruction executed".
+        message: String,
+        /// Guest frames, innermost first.
+        backtrace: Option<String>,
+    },
+    /// The call ran past its timeout.
+    #[error("timed out after the {} timeout", crate::plan::units::format_duration(*limit))]
+    Timeout {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The guest tried to grow memory past the limit.
+    #[error("exceeded the memory limit of {}", crate::plan::units::format_size(*limit))]
+    MemoryLimit {
+        /// The limit.
+        limit: u64,
+    },
+    /// The guest sent HTTP requests to hosts the plan does not allow.
+    #[error("HTTP request to {} denied: not in the plan's [grants] http allowlist", authorities.join(", "))]
+    HttpDenied {
+        /// Host (and port) of each denied request.
+        authorities: Vec<String>,
+    },
+    /// The sandbox could not be set up (e.g. a granted directory cannot be opened).
+    #[error("could not set up the sandbox: {0}")]
+    Sandbox(String),
+}
+
+/// Everything one attempt needs.
+pub struct AttemptRequest {
+    /// Identity passed to the plugin.
+    pub context: wit::Context,
+    /// Params as JSON text.
+    pub params: String,
+    /// Granted directories.
+    pub preopens: Vec<Preopen>,
+    /// Limits of this attempt.
+    pub limits: Limits,
+    /// Where progress reports go.
+    pub progress: Option<Arc<dyn ProgressSink>>,
+}
+
+/// How one attempt ended, with what the plugin printed.
+#[derive(Debug)]
+pub struct AttemptReport {
+    /// Output JSON text, or why there is none.
+    pub result: Result<String, AttemptError>,
+    /// The end of stdout, stderr and log lines.
+    pub log_tail: Option<String>,
+}
+
+/// Context fields, re-exported for callers that build a request.
+pub use wit::Context as AttemptContext;
+
+/// A plugin component ready to instantiate.
+pub struct LoadedPlugin {
+    info: PluginInfo,
+    file: PathBuf,
+    sha256: String,
+    engine: Engine,
+    pre: PluginPre<AttemptState>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("task_type", &self.info.task_type)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// Instantiates once to read `describe()`.
+    pub(super) async fn describe(
+        engine: &Engine,
+        pre: PluginPre<AttemptState>,
+        file: PathBuf,
+        sha256: String,
+    ) -> Result<Self, AttemptError> {
+        let info = call(
+            engine,
+            &pre,
+            &[],
+            Limits::METADATA,
+            None,
+            LogTail::default(),
+            async |bindings, store| bindings.call_describe(store).await,
+        )
+        .await?;
+        Ok(Self {
+            info: info.into(),
+            file,
+            sha256,
+            engine: engine.clone(),
+            pre,
+        })
+    }
+
+    /// What the plugin said about itself.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+    /// The component file.
+    pub fn file(&self) -> &std::path::Path {
+        &self.file
+    }
+    /// sha256 of the component file, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Calls `validate(params)` in a fresh sandbox with no grants.
+    pub async fn validate(&self, params: &str) -> Result<Result<(), String>, AttemptError> {
+        let params = params.to_owned();
+        call(
+            &self.engine,
+            &self.pre,
+            &[],
+            Limits::METADATA,
+            None,
+            LogTail::default(),
+            async move |bindings, store| bindings.call_validate(store, &params).await,
+        )
+        .await
+    }
+
+    /// Runs one attempt in a fresh sandbox.
+    pub async fn run(&self, request: AttemptRequest) -> AttemptReport {
+        let log_tail = LogTail::default();
+        let span = tracing::info_span!(
+            "attempt",
+            plan = %request.context.plan_id,
+            task = %request.context.task_id,
+            index = request.context.plan_index,
+            attempt = request.context.attempt,
+        );
+        let AttemptRequest {
+            context,
+            params,
+            preopens,
+            limits,
+            progress,
+        } = request;
+        let outcome = call(
+            &self.engine,
+            &self.pre,
+            &preopens,
+            limits,
+            progress,
+            log_tail.clone(),
+            async move |bindings, store| bindings.call_run(store, &context, &params).await,
+        )
+        .instrument(span)
+        .await;
+        let result = match outcome {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(error)) => Err(match error {
+                TaskError::Transient(message) => AttemptError::Plugin {
+                    kind: PluginErrorKind::Transient,
+                    message,
+                },
+                TaskError::Permanent(message) => AttemptError::Plugin {
+                    kind: PluginErrorKind::Permanent,
+                    message,
+                },
+                TaskError::InvalidParams(message) => AttemptError::Plugin {
+                    kind: PluginErrorKind::InvalidParams,
+                    message,
+                },
+            }),
+            Err(error) => Err(error),
+        };
+        AttemptReport {
+            result,
+            log_tail: log_tail.snapshot(),
+        }
+    }
+}
+
+/// Instantiates `pre` in a fresh store with `limits` and runs `f` on it.
+async fn call<R>(
+    engine: &Engine,
+    pre: &PluginPre<AttemptState>,
+    preopens: &[Preopen],
+    limits: Limits,
+    progress: Option<Arc<dyn ProgressSink>>,
+    log_tail: LogTail,
+    f: impl AsyncFnOnce(&PluginBindings, &mut Store<AttemptState>) -> wasmtime::Result<R>,
+) -> Result<R, AttemptError> {
+    let state = AttemptState::new(preopens, limits.memory, log_tail, progress)
+        .map_err(|e| AttemptError::Sandbox(e.to_string()))?;
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state.limiter());
+    let deadline = Instant::now() + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        // Yield to tokio at each tick so CPU-bound guests share the workers; stop at the
+        // deadline.
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+
+    let work = async {
+        let bindings = pre.instantiate_async(&mut store).await?;
+        f(&bindings, &mut store).await
+    };
+    // Epochs do not count time spent waiting on host I/O: a tokio timeout covers that.
+    let timed = tokio::time::timeout(limits.timeout + 2 * EPOCH_TICK, work).await;
+    let denied = store.data().denied_requests();
+    if !denied.is_empty() {
+        return Err(AttemptError::HttpDenied {
+            authorities: denied,
+        });
+    }
+    match timed {
+        Err(_elapsed) => Err(AttemptError::Timeout {
+            limit: limits.timeout,
+        }),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(classify(error, store.data(), limits)),
+    }
+}
+
+/// Turns a wasmtime error into an [`AttemptError`] from the store's records and the
+/// error's typed parts.
+fn classify(error: wasmtime::Error, state: &AttemptState, limits: Limits) -> AttemptError {
+    if state.memory_limit_hit() {
+        return AttemptError::MemoryLimit {
+            limit: limits.memory,
+        };
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return AttemptError::Timeout {
+            limit: limits.timeout,
+        };
+    }
+    let backtrace = error.downcast_ref::<WasmBacktrace>().map(|b| b.to_string());
+    let message = match trap {
+        Some(trap) => format!("plugin trapped: {trap}"),
+        None => format!("plugin failed: {}", error.root_cause()),
+    };
+    AttemptError::Trap { message, backtrace }
+}
+
+/// Adds the host's imports to `linker`: WASI 0.2, wasi:http (gated) and `planrt:task/host`.
+pub(super) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<AttemptState>,
+) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    super::bindings::planrt::task::host::add_to_linker::<_, HasSelf<AttemptState>>(
+        linker,
+        |state| state,
+    )?;
+    Ok(())
+}

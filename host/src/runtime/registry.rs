@@ -1,0 +1,132 @@
+//! The plugin registry: every `*.wasm` in the plugin directory, by task type.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::Runtime;
+use super::RuntimeError;
+use super::bindings::PluginPre;
+use super::plugin::LoadedPlugin;
+use crate::plan::TaskType;
+
+/// A plugin file that could not be loaded (the others still are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadWarning {
+    /// The file.
+    pub file: PathBuf,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// The loaded plugins, by task type.
+#[derive(Debug, Default)]
+pub struct Registry {
+    plugins: BTreeMap<TaskType, Arc<LoadedPlugin>>,
+}
+
+impl Registry {
+    /// The plugin providing `task_type`.
+    pub fn get(&self, task_type: &TaskType) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.get(task_type)
+    }
+
+    /// All plugins, by task type.
+    pub fn iter(&self) -> impl Iterator<Item = (&TaskType, &Arc<LoadedPlugin>)> {
+        self.plugins.iter()
+    }
+
+    /// Number of plugins.
+    pub fn len(&self) -> usize {
+        self.plugins.len()
+    }
+
+    /// Whether no plugin loaded.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+}
+
+impl Runtime {
+    /// Loads every `*.wasm` file of `dir` (in name order). Files that fail to load are
+    /// returned as warnings; two files with the same task type are an error.
+    pub async fn load_plugins(
+        &self,
+        dir: &Path,
+    ) -> Result<(Registry, Vec<LoadWarning>), RuntimeError> {
+        let unreadable = |e: std::io::Error| RuntimeError::PluginDir {
+            dir: dir.to_owned(),
+            reason: e.to_string(),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(unreadable)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(unreadable)?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "wasm") && !p.is_dir());
+        files.sort();
+
+        let mut registry = Registry::default();
+        let mut warnings = Vec::new();
+        for file in files {
+            match self.load_plugin(&file).await {
+                Ok(plugin) => {
+                    let task_type = TaskType::new(plugin.info().task_type.clone())
+                        .expect("checked by load_plugin");
+                    if let Some(first) = registry.plugins.get(&task_type) {
+                        return Err(RuntimeError::DuplicateTaskType {
+                            task_type: task_type.to_string(),
+                            first: first.file().to_owned(),
+                            second: file,
+                        });
+                    }
+                    tracing::debug!(file = %file.display(), %task_type, "plugin loaded");
+                    registry.plugins.insert(task_type, Arc::new(plugin));
+                }
+                Err(reason) => warnings.push(LoadWarning { file, reason }),
+            }
+        }
+        Ok((registry, warnings))
+    }
+
+    async fn load_plugin(&self, file: &Path) -> Result<LoadedPlugin, String> {
+        let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        let (component, _) = self
+            .cache
+            .load(&self.engine, &wasm, &sha256)
+            .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| {
+                format!(
+                    "does not implement planrt:task@{} as this host provides it: {}",
+                    super::bindings::WIT_VERSION,
+                    e.root_cause()
+                )
+            })?;
+        let plugin = LoadedPlugin::describe(&self.engine, pre, file.to_owned(), sha256)
+            .await
+            .map_err(|e| format!("describe() failed: {e}"))?;
+        TaskType::new(plugin.info().task_type.clone())
+            .map_err(|e| format!("describe() returned a bad task type: {e}"))?;
+        for need in &plugin.info().dirs {
+            let path = Path::new(&need.guest_path);
+            if !path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(format!(
+                    "describe() declares a bad guest path `{}`",
+                    need.guest_path
+                ));
+            }
+        }
+        Ok(plugin)
+    }
+}

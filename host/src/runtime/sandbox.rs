@@ -1,0 +1,322 @@
+//! The per-attempt store state: WASI context with only the granted preopens, captured
+//! stdio, a memory limiter that records a hit, the HTTP gate and the host imports.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, format_err};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::bindings::planrt::task::{host, types};
+use super::log_tail::LogTail;
+
+/// A directory mounted into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may write.
+    pub writable: bool,
+}
+
+/// Receives progress reports of running attempts.
+pub trait ProgressSink: Send + Sync {
+    /// `done` of `total` units, with a short note.
+    fn progress(&self, done: u64, total: Option<u64>, note: &str);
+}
+
+/// Caps the memory of all linear memories of one store together, and remembers
+/// whether the cap was hit so the failure is reported as `memory-limit`.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit: u64,
+    used: u64,
+    hit: bool,
+}
+
+/// Most table elements one store may hold: far above what real guests use.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl MemoryLimiter {
+    /// A limiter allowing `limit` bytes of linear memory in total.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: 0,
+            hit: false,
+        }
+    }
+
+    /// Whether a growth was refused.
+    pub fn hit(&self) -> bool {
+        self.hit
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self.used - current as u64 + desired as u64;
+        if next > self.limit {
+            self.hit = true;
+            return Err(format_err!(
+                "memory limit of {} reached (growing to {} bytes)",
+                crate::plan::units::format_size(self.limit),
+                next
+            ));
+        }
+        self.used = next;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Outgoing HTTP gate. This version grants no HTTP: every request is denied and its
+/// authority recorded, so the attempt fails `http-denied` whatever the plugin returns.
+#[derive(Debug, Default, Clone)]
+pub struct HttpGate {
+    denied: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpGate {
+    /// Authorities of the requests denied so far.
+    pub fn denied(&self) -> Vec<String> {
+        self.denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                )>,
+            > + Send,
+    > {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| request.uri().to_string());
+        self.denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(authority);
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Lines a plugin may send to the host log per second before the rest are dropped
+/// (they still reach the log tail).
+const LOG_LINES_PER_SECOND: u32 = 100;
+
+/// Counts log lines in one-second windows to cap what reaches `tracing`.
+#[derive(Debug)]
+struct LogRate {
+    window_start: Instant,
+    in_window: u32,
+    dropped: u64,
+}
+
+impl LogRate {
+    fn new() -> Self {
+        Self {
+            window_start: Instant::now(),
+            in_window: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Whether one more line may go out now; reports lines dropped in the last window.
+    fn admit(&mut self) -> bool {
+        if self.window_start.elapsed().as_secs() >= 1 {
+            if self.dropped > 0 {
+                tracing::warn!(
+                    dropped = self.dropped,
+                    "plugin logged too much; lines dropped from the host log"
+                );
+            }
+            *self = Self::new();
+        }
+        self.in_window += 1;
+        if self.in_window > LOG_LINES_PER_SECOND {
+            self.dropped += 1;
+            false
+        } else {
+            true
+        }
+    }
+}
+
+/// Everything a store of one attempt (or one `describe`/`validate` call) holds.
+pub struct AttemptState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_gate: HttpGate,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    log_tail: LogTail,
+    log_rate: LogRate,
+    progress: Option<Arc<dyn ProgressSink>>,
+}
+
+impl AttemptState {
+    /// A sandbox with exactly `preopens`, stdio captured into `log_tail`, no environment,
+    /// no network beyond the HTTP gate, and a memory limit of `memory_limit` bytes.
+    pub fn new(
+        preopens: &[Preopen],
+        memory_limit: u64,
+        log_tail: LogTail,
+        progress: Option<Arc<dyn ProgressSink>>,
+    ) -> Result<Self, std::io::Error> {
+        let mut builder = WasiCtx::builder();
+        builder.stdout(log_tail.clone()).stderr(log_tail.clone());
+        for preopen in preopens {
+            let perms = if preopen.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            builder
+                .preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", preopen.host.display())))?;
+        }
+        Ok(Self {
+            wasi: builder.build(),
+            http: WasiHttpCtx::new(),
+            http_gate: HttpGate::default(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_limit),
+            log_tail,
+            log_rate: LogRate::new(),
+            progress,
+        })
+    }
+
+    /// The memory limiter, for `Store::limiter`.
+    pub fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// Whether the memory limit was hit.
+    pub fn memory_limit_hit(&self) -> bool {
+        self.limiter.hit()
+    }
+
+    /// Authorities of denied HTTP requests.
+    pub fn denied_requests(&self) -> Vec<String> {
+        self.http_gate.denied()
+    }
+}
+
+impl WasiView for AttemptState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for AttemptState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_gate,
+        }
+    }
+}
+
+impl types::Host for AttemptState {}
+
+impl host::Host for AttemptState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let label = match level {
+            host::Level::Trace => "trace",
+            host::Level::Debug => "debug",
+            host::Level::Info => "info",
+            host::Level::Warn => "warn",
+            host::Level::Error => "error",
+        };
+        self.log_tail.append_line(&format!("[{label}] {message}"));
+        if !self.log_rate.admit() {
+            return;
+        }
+        // Inside the attempt's span, so plan/task/attempt fields come along.
+        match level {
+            host::Level::Trace => tracing::trace!(target: "planrt::plugin", "{message}"),
+            host::Level::Debug => tracing::debug!(target: "planrt::plugin", "{message}"),
+            host::Level::Info => tracing::info!(target: "planrt::plugin", "{message}"),
+            host::Level::Warn => tracing::warn!(target: "planrt::plugin", "{message}"),
+            host::Level::Error => tracing::error!(target: "planrt::plugin", "{message}"),
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+        tracing::debug!(target: "planrt::plugin", done, total, "progress: {note}");
+        if let Some(sink) = &self.progress {
+            sink.progress(done, total, &note);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_sums_memories_and_records_the_hit() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(
+            limiter.memory_growing(0, 40, None).unwrap(),
+            "a second memory fits exactly"
+        );
+        assert!(!limiter.hit());
+        let err = limiter.memory_growing(40, 41, None).unwrap_err();
+        assert!(
+            err.to_string().contains("memory limit of 100B reached"),
+            "{err}"
+        );
+        assert!(limiter.hit());
+        assert!(
+            limiter.memory_growing(60, 60, None).unwrap(),
+            "no growth is fine"
+        );
+    }
+
+    #[test]
+    fn log_rate_caps_a_burst() {
+        let mut rate = LogRate::new();
+        let admitted = (0..500).filter(|_| rate.admit()).count();
+        assert_eq!(admitted, LOG_LINES_PER_SECOND as usize);
+        assert_eq!(rate.dropped, 400);
+    }
+}
