@@ -1,0 +1,50 @@
+//! Fails `transient` on attempts 1..=`failures`, then succeeds: drives retry and backoff.
+
+use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
+use serde_json::{Value, json};
+
+fn failures(params: &str) -> Result<u32, String> {
+    let value: Value = serde_json::from_str(params).map_err(|e| e.to_string())?;
+    value
+        .get("failures")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| "`failures` must be a non-negative integer".to_owned())
+}
+
+struct Flaky;
+
+impl Guest for Flaky {
+    fn describe() -> Info {
+        Info {
+            task_type: "test-flaky".into(),
+            version: "0.1.0".into(),
+            description: "Fails transiently `failures` times, then succeeds".into(),
+            params_schema: r#"{"type":"object","required":["failures"],"properties":{"failures":{"type":"integer","minimum":0}}}"#.into(),
+            needs: Needs { dirs: vec![], network: false },
+            default_timeout_ms: None,
+            default_memory_limit: None,
+        }
+    }
+
+    fn validate(params: String) -> Result<(), String> {
+        failures(&params).map(drop)
+    }
+
+    fn run(context: Context, params: String) -> Result<String, TaskError> {
+        let failures = failures(&params).map_err(TaskError::InvalidParams)?;
+        if context.attempt <= failures {
+            eprintln!(
+                "attempt {} of {} planned failures",
+                context.attempt, failures
+            );
+            return Err(TaskError::Transient(format!(
+                "planned failure on attempt {}",
+                context.attempt
+            )));
+        }
+        Ok(json!({ "attempt": context.attempt, "taskId": context.task_id }).to_string())
+    }
+}
+
+export_plugin!(Flaky);
