@@ -1,1 +1,147 @@
+//! Helpers for end-to-end tests: run the real `planrt` binary in a scratch directory
+//! with a chosen set of real plugin components.
+//!
+//! The binary and plugins are built by `cargo xtask test` (or `cargo build -p planrt`
+//! and `cargo xtask plugins`).
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The `planrt` binary next to this test executable (`target/<profile>/planrt`).
+pub fn planrt_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PLANRT_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("planrt");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p planrt` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The built component of `task_type` (shipped or test-only).
+pub fn plugin_file(task_type: &str) -> PathBuf {
+    let root = workspace_root();
+    for dir in ["target/plugins", "target/test-plugins"] {
+        let file = root.join(dir).join(format!("{task_type}.wasm"));
+        if file.exists() {
+            return file;
+        }
+    }
+    panic!("plugin {task_type} is not built: run `cargo xtask plugins`");
+}
+
+/// A scratch directory with a plugin dir, a state dir and room for plans.
+pub struct Scratch {
+    /// Holds everything; removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+/// What a `planrt` run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Stdout as one JSON document (panics with both streams if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Scratch {
+    /// A scratch dir whose plugin dir holds copies of `task_types`' components.
+    pub fn with_plugins(task_types: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        for task_type in task_types {
+            std::fs::copy(
+                plugin_file(task_type),
+                plugins.join(format!("{task_type}.wasm")),
+            )
+            .unwrap();
+        }
+        Self { dir }
+    }
+
+    /// The scratch directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The plugin directory.
+    pub fn plugins(&self) -> PathBuf {
+        self.path().join("plugins")
+    }
+
+    /// Writes a file (relative to the scratch dir) and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs `planrt ARGS --plugins <plugins> --state <state>`.
+    pub fn planrt(&self, args: &[&str]) -> Run {
+        Command::new(planrt_bin())
+            .args(args)
+            .arg("--plugins")
+            .arg(self.plugins())
+            .arg("--state")
+            .arg(self.path().join("state"))
+            .env("RUST_LOG", "info")
+            .env_remove("PLANRT_PLUGINS")
+            .env_remove("PLANRT_STATE")
+            .output()
+            .expect("planrt runs")
+            .into()
+    }
+}
+
+/// UUID v5 of `"{plan}/{type}/{index}"` in the reference namespace, computed here
+/// independently of the host's code.
+pub fn reference_task_id(plan_id: &str, task_type: &str, index: usize) -> String {
+    let namespace = uuid::Uuid::parse_str("b7e89c3a-4f12-4d8b-9a6e-1c2d3e4f5a6b").unwrap();
+    uuid::Uuid::new_v5(
+        &namespace,
+        format!("{plan_id}/{task_type}/{index}").as_bytes(),
+    )
+    .to_string()
+}

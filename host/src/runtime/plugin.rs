@@ -285,6 +285,14 @@ impl LoadedPlugin {
                     message,
                 },
             }),
+            // A Rust panic's message only reaches us on stderr: name it in the error.
+            Err(AttemptError::Trap { message, backtrace }) => {
+                let message = match log_tail.snapshot().as_deref().and_then(panic_message) {
+                    Some(panic) => format!("{message}: {panic}"),
+                    None => message,
+                };
+                Err(AttemptError::Trap { message, backtrace })
+            }
             Err(error) => Err(error),
         };
         AttemptReport {
@@ -292,6 +300,13 @@ impl LoadedPlugin {
             log_tail: log_tail.snapshot(),
         }
     }
+}
+
+/// The message of a Rust panic in a guest's output: the line after "panicked at".
+fn panic_message(output: &str) -> Option<&str> {
+    let mut lines = output.lines();
+    lines.find(|l| l.contains("panicked at"))?;
+    lines.next().map(str::trim).filter(|l| !l.is_empty())
 }
 
 /// Instantiates `pre` in a fresh store with `limits` and runs `f` on it.

@@ -1,0 +1,142 @@
+//! Plan and task identity (DESIGN §1) through the real binary.
+
+use planrt_e2e::{Scratch, reference_task_id};
+use serde_json::Value;
+
+const PLAN: &str = r#"
+name = "ids"
+[[tasks]]
+type = "test-echo"
+params = { hello = "world" }
+[[tasks]]
+type = "test-flaky"
+params = { failures = 0 }
+[[tasks]]
+type = "test-echo"
+"#;
+
+fn task_ids(doc: &Value) -> Vec<String> {
+    doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn plan_ids_are_v4_and_task_ids_are_the_reference_v5() {
+    let s = Scratch::with_plugins(&["test-echo", "test-flaky"]);
+    let plan = s.write("p.toml", PLAN);
+    let run = s.planrt(&["plan", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    let plan_id = doc["id"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(plan_id).unwrap().get_version_num(), 4);
+    assert_eq!(doc["phase"], "Active");
+    for (index, task) in doc["tasks"].as_array().unwrap().iter().enumerate() {
+        let task_type = task["type"].as_str().unwrap();
+        assert_eq!(
+            task["id"],
+            reference_task_id(plan_id, task_type, index),
+            "task {index}"
+        );
+        assert_eq!(task["status"], "Pending");
+    }
+
+    // A preview makes a fresh plan ID every time, hence fresh task IDs.
+    let again = s
+        .planrt(&["plan", plan.to_str().unwrap(), "--output", "json"])
+        .json();
+    assert_ne!(again["id"], doc["id"]);
+    assert_ne!(task_ids(&again), task_ids(&doc));
+}
+
+#[test]
+fn a_saved_plan_runs_with_its_ids_and_the_plugin_sees_them() {
+    let s = Scratch::with_plugins(&["test-echo", "test-flaky"]);
+    let plan = s.write("p.toml", PLAN);
+    let saved_path = s.path().join("saved.json");
+    let saved = s.planrt(&[
+        "plan",
+        plan.to_str().unwrap(),
+        "--out",
+        saved_path.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    let saved_file: Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved_path).unwrap()).unwrap();
+    assert_eq!(saved_file["formatVersion"], 1);
+    assert_eq!(saved_file["id"], saved.json()["id"]);
+    assert_eq!(saved_file["plugins"]["test-echo"]["witVersion"], "0.1.0");
+    assert_eq!(
+        saved_file["plugins"]["test-echo"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+
+    let run = s.planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["id"], saved_file["id"]);
+    assert_eq!(task_ids(&doc), task_ids(&saved_file));
+    assert!(
+        run.stderr.contains(saved_file["id"].as_str().unwrap()),
+        "run logs its plan ID: {}",
+        run.stderr
+    );
+
+    let echo = &doc["tasks"][0];
+    let context = &echo["output"]["context"];
+    assert_eq!(context["taskId"], echo["id"]);
+    assert_eq!(context["planId"], doc["id"]);
+    assert_eq!(
+        (context["taskType"].as_str(), context["planIndex"].as_u64()),
+        (Some("test-echo"), Some(0))
+    );
+    assert_eq!(context["attempt"], 1);
+    assert_eq!(
+        echo["output"]["params"],
+        serde_json::json!({"hello": "world"})
+    );
+    assert_eq!(doc["tasks"][2]["output"]["context"]["planIndex"], 2);
+
+    // The same saved plan runs again with the same IDs.
+    let rerun = s
+        .planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"])
+        .json();
+    assert_eq!(task_ids(&rerun), task_ids(&saved_file));
+}
+
+#[test]
+fn a_saved_plan_whose_plugin_changed_is_refused() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let plan = s.write("p.toml", "[[tasks]]\ntype = \"test-echo\"\n");
+    let saved_path = s.path().join("saved.json");
+    assert_eq!(
+        s.planrt(&[
+            "plan",
+            plan.to_str().unwrap(),
+            "--out",
+            saved_path.to_str().unwrap()
+        ])
+        .code,
+        0
+    );
+    // Another component now provides test-echo under the same file name.
+    let mut bytes = std::fs::read(s.plugins().join("test-echo.wasm")).unwrap();
+    // A trailing custom section: still a valid component, with another sha256.
+    let (name, payload) = (b"planrt-test".as_slice(), b"changed".as_slice());
+    bytes.extend_from_slice(&[0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    std::fs::write(s.plugins().join("test-echo.wasm"), bytes).unwrap();
+    let run = s.planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("sha256"), "{}", run.stderr);
+}
