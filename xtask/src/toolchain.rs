@@ -86,15 +86,15 @@ fn install_debian_toolchain() -> Result<()> {
 /// The `wasm-component-ld` linker: bundled with rustup toolchains, else installed into
 /// `target/tools`.
 fn wasm_component_ld(root: &Path) -> Result<PathBuf> {
-    if let Some(sysroot) = output(rustup_rustc().args(["--print", "sysroot"])) {
-        if let Some(host) = output(rustup_rustc().args(["--print", "host-tuple"])) {
-            let bundled = Path::new(&sysroot)
-                .join("lib/rustlib")
-                .join(host)
-                .join("bin/wasm-component-ld");
-            if bundled.exists() {
-                return Ok(bundled);
-            }
+    let sysroot = output(rustup_rustc().args(["--print", "sysroot"]));
+    let host = output(rustup_rustc().args(["--print", "host-tuple"]));
+    if let (Some(sysroot), Some(host)) = (sysroot, host) {
+        let bundled = Path::new(&sysroot)
+            .join("lib/rustlib")
+            .join(host)
+            .join("bin/wasm-component-ld");
+        if bundled.exists() {
+            return Ok(bundled);
         }
     }
     let tools = root.join("target/tools");

@@ -191,15 +191,15 @@ pub async fn prepare(
                     task_type: task.task_type.clone(),
                     plugin_dir: plugin_dir.to_owned(),
                 })?;
-        if let Some(pinned) = saved.plugins.get(&task.task_type) {
-            if pinned.sha256 != plugin.sha256() {
-                return Err(PrepareError::PluginChanged {
-                    task_type: task.task_type.clone(),
-                    file: plugin.file().to_owned(),
-                    pinned: pinned.sha256.clone(),
-                    current: plugin.sha256().to_owned(),
-                });
-            }
+        if let Some(pinned) = saved.plugins.get(&task.task_type)
+            && pinned.sha256 != plugin.sha256()
+        {
+            return Err(PrepareError::PluginChanged {
+                task_type: task.task_type.clone(),
+                file: plugin.file().to_owned(),
+                pinned: pinned.sha256.clone(),
+                current: plugin.sha256().to_owned(),
+            });
         }
         let missing = |need: String| PrepareError::MissingGrant {
             index,

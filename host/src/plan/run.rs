@@ -115,10 +115,10 @@ impl PlanRun {
         if index >= self.tasks.len() {
             return Err(TransitionError::NoSuchTask(index));
         }
-        if let TaskEvent::Start { .. } = event {
-            if let Some(blocking) = self.blocking_task(index) {
-                return Err(TransitionError::Blocked { index, blocking });
-            }
+        if let TaskEvent::Start { .. } = event
+            && let Some(blocking) = self.blocking_task(index)
+        {
+            return Err(TransitionError::Blocked { index, blocking });
         }
         self.tasks[index].apply(event)
     }

@@ -9,7 +9,8 @@
 //! ```
 
 /// The generated bindings (in a module: at the crate root the exported macro clashes
-/// with its own re-export).
+/// with its own re-export). Generated code: clippy's style lints do not apply.
+#[allow(clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
