@@ -170,3 +170,24 @@ fn usage_errors_exit_2() {
     let run = s.planrt(&["plugins", "--output", "yaml"]);
     assert_eq!(run.code, 2);
 }
+
+#[test]
+fn global_flags_work_before_the_command_and_from_the_environment() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let plan = s.write("p.toml", ECHO);
+    let out = std::process::Command::new(planrt_e2e::planrt_bin())
+        .args(["--output", "json", "--plugins"])
+        .arg(s.plugins())
+        .arg("plan")
+        .arg(&plan)
+        .env("PLANRT_STATE", s.path().join("state-from-env"))
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["tasks"][0]["type"], "test-echo");
+    assert!(
+        s.path().join("state-from-env").is_dir(),
+        "a missing state dir is created"
+    );
+}
