@@ -105,11 +105,25 @@ fn a_saved_plan_runs_with_its_ids_and_the_plugin_sees_them() {
     );
     assert_eq!(doc["tasks"][2]["output"]["context"]["planIndex"], 2);
 
-    // The same saved plan runs again with the same IDs.
-    let rerun = s
-        .planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"])
-        .json();
-    assert_eq!(task_ids(&rerun), task_ids(&saved_file));
+    // The plan is now in the state store: running the file again is refused, and
+    // resuming the complete plan runs nothing and keeps the IDs.
+    let again = s.planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already exists") && again.stderr.contains("planrt resume"),
+        "{}",
+        again.stderr
+    );
+    let plan_id = saved_file["id"].as_str().unwrap();
+    let resumed = s.planrt(&["resume", plan_id, "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let resumed = resumed.json();
+    assert_eq!(task_ids(&resumed), task_ids(&saved_file));
+    assert_eq!(
+        resumed["tasks"][0]["attempts"].as_array().unwrap().len(),
+        1,
+        "nothing ran again"
+    );
 }
 
 #[test]

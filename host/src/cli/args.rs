@@ -31,6 +31,19 @@ pub struct GlobalArgs {
     /// Output format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// What a recorded transition survives: `full` fsyncs each one (survives power
+    /// loss); `process` survives the process dying (kill -9, OOM), not power loss.
+    #[arg(long, global = true, env = "PLANRT_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
+    pub durability: DurabilityArg,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync per transition.
+    Full,
+    /// Survives kill -9, not power loss.
+    Process,
 }
 
 /// What goes to stdout.
@@ -58,6 +71,31 @@ pub enum Command {
     Run {
         /// A plan file (TOML) or a saved plan (JSON).
         plan: PathBuf,
+    },
+    /// Continue a stored plan with the same IDs (after a crash, a stop or a failure).
+    Resume {
+        /// The plan ID.
+        plan_id: String,
+        /// Restart at task N: it and every later task run again with a fresh retry
+        /// budget, even if complete. Earlier history is kept.
+        #[arg(long, value_name = "N")]
+        from: Option<usize>,
+        /// Run even if a plugin file changed since the plan was made (re-pins it).
+        #[arg(long)]
+        allow_plugin_change: bool,
+    },
+    /// Show recent plans, or one plan in full.
+    Status {
+        /// The plan ID; without it, the most recent plans.
+        plan_id: Option<String>,
+        /// How many recent plans to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Every attempt of a plan, in the order they started.
+    History {
+        /// The plan ID.
+        plan_id: String,
     },
     /// List the plugins in the plugin directory.
     Plugins,

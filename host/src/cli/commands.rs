@@ -8,10 +8,10 @@ use serde_json::json;
 use super::args::OutputFormat;
 use super::render;
 use super::settings::Settings;
-use crate::executor::{self, Observer, PreparedPlan};
-use crate::plan::{Phase, PlanRun, PlanSpec, SavedPlan, Task, TaskStatus, Transition};
-use crate::runtime::{Registry, Runtime};
-use crate::store::{MemoryStore, StateStore};
+use crate::executor::{self, Observer, PreparedPlan, ResumeFrom, RunEnd};
+use crate::plan::{Phase, PlanId, PlanRun, PlanSpec, SavedPlan, Task, TaskStatus, Transition};
+use crate::runtime::{Registry, Runtime, WIT_VERSION};
+use crate::store::{PlanClaim, SqliteStore, StateStore};
 
 /// How a command ended, when it did not fail on bad input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub enum Outcome {
     Success,
     /// The plan failed (exit 1).
     PlanFailed,
+    /// Stopped by SIGINT/SIGTERM; the plan is resumable (exit 130).
+    Interrupted,
 }
 
 async fn load_registry(settings: &Settings) -> anyhow::Result<(Runtime, Registry)> {
@@ -33,6 +35,20 @@ async fn load_registry(settings: &Settings) -> anyhow::Result<(Runtime, Registry
         );
     }
     Ok((runtime, registry))
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(&settings.state_dir, settings.durability).with_context(|| {
+        format!(
+            "cannot use the state directory {}",
+            settings.state_dir.display()
+        )
+    })
+}
+
+fn parse_plan_id(text: &str) -> anyhow::Result<PlanId> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("`{text}` is not a plan ID (a UUID)"))
 }
 
 /// A plan file or saved plan, checked and ready to run.
@@ -75,6 +91,14 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
+fn print_plan(settings: &Settings, run: &PlanRun) {
+    let doc = run.document();
+    match settings.output {
+        OutputFormat::Json => print_json(&doc),
+        OutputFormat::Text => print!("{}", render::plan(&doc)),
+    }
+}
+
 /// `planrt plan PLAN [--out FILE]`.
 pub async fn plan(settings: &Settings, file: &Path, out: Option<&Path>) -> anyhow::Result<Outcome> {
     let (_runtime, registry) = load_registry(settings).await?;
@@ -101,13 +125,13 @@ impl Observer for LogObserver {
         let index = task.index();
         let task_type = task.task_type().as_str();
         let attempt = task.last_attempt().map_or(0, |a| a.attempt);
-        match transition.to {
-            TaskStatus::Running => {
+        match (transition.from, transition.to) {
+            (_, TaskStatus::Running) => {
                 tracing::info!("task {index} ({task_type}): attempt {attempt} started")
             }
-            TaskStatus::Complete => tracing::info!("task {index} ({task_type}): complete"),
-            TaskStatus::Pending => tracing::warn!(
-                "task {index} ({task_type}): attempt {attempt} failed: {}; retry {}/{} not before {}",
+            (_, TaskStatus::Complete) => tracing::info!("task {index} ({task_type}): complete"),
+            (TaskStatus::Running, TaskStatus::Pending) => tracing::warn!(
+                "task {index} ({task_type}): attempt {attempt} failed: {}; next attempt (retry {}/{}) not before {}",
                 task.error().unwrap_or_default(),
                 task.retry_count(),
                 task.policy().max_retries,
@@ -115,7 +139,8 @@ impl Observer for LogObserver {
                     .map(|t| t.to_string())
                     .unwrap_or_else(|| "now".into()),
             ),
-            TaskStatus::Failed => tracing::error!(
+            (_, TaskStatus::Pending) => tracing::info!("task {index} ({task_type}): pending again"),
+            (_, TaskStatus::Failed) => tracing::error!(
                 "task {index} ({task_type}): failed after {attempt} attempt(s): {}",
                 task.error().unwrap_or_default()
             ),
@@ -123,25 +148,151 @@ impl Observer for LogObserver {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the default action (exit) applies; never resolve.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => tracing::warn!("SIGINT: stopping; the plan stays resumable"),
+        _ = terminate.recv() => tracing::warn!("SIGTERM: stopping; the plan stays resumable"),
+    }
+}
+
+/// Executes a claimed, stored plan and prints its final state.
+async fn execute_and_report(
+    settings: &Settings,
+    plan: &mut PlanRun,
+    prepared: &PreparedPlan,
+    store: &SqliteStore,
+) -> anyhow::Result<Outcome> {
+    tracing::info!(plan = %plan.id(), "running plan {}", plan.id());
+    let end = executor::execute(plan, prepared, store, &LogObserver, stop_signal()).await?;
+    print_plan(settings, plan);
+    Ok(match end {
+        RunEnd::Finished(Phase::Complete) => Outcome::Success,
+        RunEnd::Finished(Phase::Failed) => Outcome::PlanFailed,
+        RunEnd::Finished(Phase::Active) => {
+            bail!("internal error: plan {} stopped while active", plan.id())
+        }
+        RunEnd::Interrupted => {
+            tracing::warn!("continue with `planrt resume {}`", plan.id());
+            Outcome::Interrupted
+        }
+    })
+}
+
 /// `planrt run PLAN|FILE`.
 pub async fn run(settings: &Settings, file: &Path) -> anyhow::Result<Outcome> {
+    let store = open_store(settings)?;
     let (_runtime, registry) = load_registry(settings).await?;
     let prepared = prepare_file(settings, &registry, file).await?;
-    let store = MemoryStore::new();
-    store.create_plan(&prepared.saved)?;
     let mut plan = prepared.saved.to_plan_run()?;
-    tracing::info!(plan = %plan.id(), "running plan {}", plan.id());
-    let phase = executor::execute(&mut plan, &prepared, &store, &LogObserver).await?;
-    let doc = plan.document();
-    match settings.output {
-        OutputFormat::Json => print_json(&doc),
-        OutputFormat::Text => print!("{}", render::plan(&doc)),
+    let _claim = PlanClaim::acquire(&settings.state_dir, plan.id())?;
+    store.create_plan(&prepared.saved)?;
+    execute_and_report(settings, &mut plan, &prepared, &store).await
+}
+
+/// `planrt resume PLAN_ID [--from N] [--allow-plugin-change]`.
+pub async fn resume(
+    settings: &Settings,
+    plan_id: &str,
+    from: Option<usize>,
+    allow_plugin_change: bool,
+) -> anyhow::Result<Outcome> {
+    let plan_id = parse_plan_id(plan_id)?;
+    let store = open_store(settings)?;
+    // Claim before reading: the state read is then the latest, and no one else moves it.
+    let _claim = PlanClaim::acquire(&settings.state_dir, plan_id)?;
+    let (mut saved, mut plan) = store
+        .load_plan(plan_id)?
+        .ok_or_else(|| anyhow::anyhow!("no plan {plan_id} in {}", settings.state_dir.display()))?;
+
+    let (_runtime, registry) = load_registry(settings).await?;
+    let mut changed = Vec::new();
+    for (task_type, pin) in saved.plugins.iter_mut() {
+        let Some(plugin) = registry.get(task_type) else {
+            continue;
+        };
+        if plugin.sha256() != pin.sha256 {
+            changed.push(format!(
+                "`{task_type}` ({} → {})",
+                &pin.sha256[..12.min(pin.sha256.len())],
+                &plugin.sha256()[..12]
+            ));
+            if allow_plugin_change {
+                pin.sha256 = plugin.sha256().to_owned();
+                pin.file = plugin.file().to_owned();
+                pin.wit_version = WIT_VERSION.to_owned();
+            }
+        }
     }
-    Ok(match phase {
-        Phase::Complete => Outcome::Success,
-        Phase::Failed => Outcome::PlanFailed,
-        Phase::Active => bail!("internal error: plan {} stopped while active", plan.id()),
-    })
+    if !changed.is_empty() {
+        if !allow_plugin_change {
+            bail!(
+                "plugin(s) changed since plan {plan_id} was made: {}; pass --allow-plugin-change to run with them",
+                changed.join(", ")
+            );
+        }
+        tracing::warn!(
+            "running plan {plan_id} with changed plugin(s): {}",
+            changed.join(", ")
+        );
+        store.repin_plugins(plan_id, &saved.plugins)?;
+    }
+    // Check grants, plugins and params before changing any task state.
+    let prepared = executor::prepare(saved, &registry, &settings.plugin_dir, None).await?;
+
+    let from = from.map_or(ResumeFrom::WhereItStopped, ResumeFrom::Task);
+    executor::reopen(&mut plan, from, &store, &LogObserver)?;
+    if plan.phase() == Phase::Complete {
+        tracing::info!(
+            "plan {plan_id} is already complete; nothing to run (use --from N to run tasks again)"
+        );
+    }
+    execute_and_report(settings, &mut plan, &prepared, &store).await
+}
+
+/// `planrt status [PLAN_ID]`.
+pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyhow::Result<Outcome> {
+    let store = open_store(settings)?;
+    match plan_id {
+        Some(id) => {
+            let id = parse_plan_id(id)?;
+            let (_, plan) = store.load_plan(id)?.ok_or_else(|| {
+                anyhow::anyhow!("no plan {id} in {}", settings.state_dir.display())
+            })?;
+            print_plan(settings, &plan);
+        }
+        None => {
+            let plans = store.list_plans(limit)?;
+            match settings.output {
+                OutputFormat::Json => print_json(&plans),
+                OutputFormat::Text => print!("{}", render::plan_list(&plans)),
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `planrt history PLAN_ID`.
+pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
+    let id = parse_plan_id(plan_id)?;
+    let store = open_store(settings)?;
+    let (_, plan) = store
+        .load_plan(id)?
+        .ok_or_else(|| anyhow::anyhow!("no plan {id} in {}", settings.state_dir.display()))?;
+    let entries = render::history_entries(&plan);
+    match settings.output {
+        OutputFormat::Json => print_json(&entries),
+        OutputFormat::Text => print!("{}", render::history(&entries)),
+    }
+    Ok(Outcome::Success)
 }
 
 /// `planrt plugins`.
@@ -153,15 +304,15 @@ pub async fn plugins(settings: &Settings) -> anyhow::Result<Outcome> {
                 .iter()
                 .map(|(_, plugin)| {
                     let info = plugin.info();
-                    let schema: serde_json::Value =
-                        serde_json::from_str(&info.params_schema).unwrap_or(serde_json::Value::String(info.params_schema.clone()));
+                    let schema: serde_json::Value = serde_json::from_str(&info.params_schema)
+                        .unwrap_or(serde_json::Value::String(info.params_schema.clone()));
                     json!({
                         "taskType": info.task_type,
                         "version": info.version,
                         "description": info.description,
                         "file": plugin.file(),
                         "sha256": plugin.sha256(),
-                        "witVersion": crate::runtime::WIT_VERSION,
+                        "witVersion": WIT_VERSION,
                         "needs": {
                             "dirs": info.dirs.iter().map(|d| json!({
                                 "guestPath": d.guest_path,

@@ -20,6 +20,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PLAN_FAILED: u8 = 1;
 /// Exit code of bad input, usage, unknown IDs, unusable state or plugin dirs.
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code after SIGINT/SIGTERM (the plan stays resumable).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses the command line, runs the command and maps its end to an exit code.
 pub fn main() -> ExitCode {
@@ -38,6 +40,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(Outcome::Success) => ExitCode::from(EXIT_OK),
         Ok(Outcome::PlanFailed) => ExitCode::from(EXIT_PLAN_FAILED),
+        Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_BAD_INPUT)
@@ -50,6 +53,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Plan { plan, out } => commands::plan(&settings, plan, out.as_deref()).await,
         Command::Run { plan } => commands::run(&settings, plan).await,
+        Command::Resume {
+            plan_id,
+            from,
+            allow_plugin_change,
+        } => commands::resume(&settings, plan_id, *from, *allow_plugin_change).await,
+        Command::Status { plan_id, limit } => {
+            commands::status(&settings, plan_id.as_deref(), *limit)
+        }
+        Command::History { plan_id } => commands::history(&settings, plan_id),
         Command::Plugins => commands::plugins(&settings).await,
     }
 }

@@ -82,3 +82,86 @@ pub fn plugins<'a>(plugins: impl Iterator<Item = &'a LoadedPlugin>) -> String {
     }
     out
 }
+
+/// `status` without an ID: one line per plan.
+pub fn plan_list(plans: &[crate::store::PlanSummary]) -> String {
+    let mut out = String::new();
+    if plans.is_empty() {
+        out.push_str("no plans yet\n");
+    }
+    for plan in plans {
+        let failed = plan
+            .failed_task_index
+            .map(|i| format!("  failed at task {i}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}  {:<8}  {}/{} complete  {}  {}{failed}",
+            plan.id,
+            format!("{:?}", plan.phase),
+            plan.complete,
+            plan.tasks,
+            plan.created_at,
+            plan.name.as_deref().unwrap_or("-"),
+        );
+    }
+    out
+}
+
+/// One attempt in `history`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Task index.
+    pub task_index: usize,
+    /// Task type.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Task ID.
+    pub task_id: crate::plan::TaskId,
+    /// The attempt.
+    #[serde(flatten)]
+    pub attempt: crate::plan::Attempt,
+}
+
+/// Every attempt of `plan`, in the order they started.
+pub fn history_entries(plan: &crate::plan::PlanRun) -> Vec<HistoryEntry> {
+    let mut entries: Vec<HistoryEntry> = plan
+        .tasks()
+        .iter()
+        .flat_map(|task| {
+            task.attempts().iter().map(|attempt| HistoryEntry {
+                task_index: task.index(),
+                task_type: task.task_type().to_string(),
+                task_id: task.id(),
+                attempt: attempt.clone(),
+            })
+        })
+        .collect();
+    entries.sort_by_key(|e| (e.attempt.started_at, e.task_index, e.attempt.attempt));
+    entries
+}
+
+/// `history` as text: one line per attempt.
+pub fn history(entries: &[HistoryEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let a = &e.attempt;
+        let kind = a.error_kind.map(|k| format!(" {k}")).unwrap_or_default();
+        let message = a
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}  task {:>2} {:<20} attempt {:>2}  {:<8}{kind}{message}",
+            a.started_at,
+            e.task_index,
+            e.task_type,
+            a.attempt,
+            format!("{:?}", a.outcome).to_lowercase(),
+        );
+    }
+    out
+}

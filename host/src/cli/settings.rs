@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::args::{GlobalArgs, OutputFormat};
+use super::args::{DurabilityArg, GlobalArgs, OutputFormat};
+use crate::store::Durability;
 
 /// What every command works with.
 #[derive(Debug, Clone)]
@@ -15,6 +16,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Output format.
     pub output: OutputFormat,
+    /// What a recorded transition survives.
+    pub durability: Durability,
 }
 
 impl Settings {
@@ -32,10 +35,15 @@ impl Settings {
         }
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+        let durability = match args.durability {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Process => Durability::Process,
+        };
         Ok(Self {
             plugin_dir: absolute(&plugin_dir)?,
             state_dir: absolute(&state_dir)?,
             output: args.output,
+            durability,
         })
     }
 

@@ -37,24 +37,90 @@ pub trait Observer: Send + Sync {
     }
 }
 
-/// Runs `plan` until it completes or fails. `plan` must already be recorded in `store`.
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The plan completed or failed.
+    Finished(Phase),
+    /// `stop` fired: the running attempt was recorded `interrupted`; the plan is resumable.
+    Interrupted,
+}
+
+/// Runs `plan` until it completes or fails, or until `stop` resolves (a signal). `plan`
+/// must already be recorded in `store`.
 pub async fn execute(
     plan: &mut PlanRun,
     prepared: &PreparedPlan,
     store: &dyn StateStore,
     observer: &dyn Observer,
-) -> Result<Phase, ExecuteError> {
+    stop: impl Future<Output = ()>,
+) -> Result<RunEnd, ExecuteError> {
+    tokio::pin!(stop);
     loop {
-        match plan.next_step(Timestamp::now()) {
-            Step::Finished(phase) => return Ok(phase),
-            Step::WaitUntil(until) => {
-                let wait = until.duration_since(Timestamp::now());
-                tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
+        let step = plan.next_step(Timestamp::now());
+        if let Step::Finished(phase) = step {
+            return Ok(RunEnd::Finished(phase));
+        }
+        let done = {
+            let work = async {
+                match step {
+                    Step::WaitUntil(until) => {
+                        let wait = until.duration_since(Timestamp::now());
+                        tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
+                        Ok(())
+                    }
+                    Step::Run(index) => run_attempt(plan, index, prepared, store, observer).await,
+                    Step::Busy | Step::Finished(_) => Err(ExecuteError::Stalled(plan.id())),
+                }
+            };
+            // A commit is synchronous, so dropping `work` here never splits one.
+            tokio::select! {
+                biased;
+                () = &mut stop => None,
+                result = work => Some(result),
             }
-            Step::Busy => return Err(ExecuteError::Stalled(plan.id())),
-            Step::Run(index) => run_attempt(plan, index, prepared, store, observer).await?,
+        };
+        match done {
+            Some(result) => result?,
+            None => {
+                interrupt_running(
+                    plan,
+                    store,
+                    observer,
+                    "planrt was stopped during this attempt",
+                )?;
+                return Ok(RunEnd::Interrupted);
+            }
         }
     }
+}
+
+/// Records every running task's attempt `interrupted` (it re-runs without using retry
+/// budget): after a stop signal, or on resume after a crash.
+pub fn interrupt_running(
+    plan: &mut PlanRun,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+    why: &str,
+) -> Result<(), ExecuteError> {
+    let running: Vec<usize> = plan
+        .tasks()
+        .iter()
+        .filter(|t| t.status() == crate::plan::TaskStatus::Running)
+        .map(|t| t.index())
+        .collect();
+    for index in running {
+        let event = fail(
+            Timestamp::now(),
+            ErrorKind::Interrupted,
+            why.to_owned(),
+            None,
+            None,
+        );
+        let transition = plan.apply(index, event)?;
+        commit(plan, index, transition, store, observer)?;
+    }
+    Ok(())
 }
 
 async fn run_attempt(
@@ -72,7 +138,8 @@ async fn run_attempt(
     let sandbox = &prepared.sandboxes[index];
     let attempt = task.last_attempt().map_or(1, |a| a.attempt);
     let deadline = std::time::SystemTime::now() + sandbox.limits.timeout;
-    let request = AttemptRequest {
+    // Secrets are resolved now, into this attempt's request only.
+    let request = super::secrets::resolve_from_env(task.params()).map(|params| AttemptRequest {
         context: AttemptContext {
             plan_id: plan.id().to_string(),
             task_id: task.id().to_string(),
@@ -84,12 +151,18 @@ async fn run_attempt(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         },
-        params: serde_json::to_string(task.params()).expect("JSON values serialize"),
+        params: serde_json::to_string(&params).expect("JSON values serialize"),
         preopens: sandbox.preopens.clone(),
         limits: sandbox.limits,
         progress: observer.progress_sink(task),
+    });
+    let report = match request {
+        Ok(request) => sandbox.plugin.run(request).await,
+        Err(missing) => crate::runtime::AttemptReport {
+            result: Err(AttemptError::Sandbox(missing.to_string())),
+            log_tail: None,
+        },
     };
-    let report = sandbox.plugin.run(request).await;
 
     let at = Timestamp::now();
     let event = match report.result {
@@ -154,8 +227,8 @@ fn classify(error: &AttemptError) -> (ErrorKind, Option<String>) {
         AttemptError::Timeout { .. } => (ErrorKind::Timeout, None),
         AttemptError::MemoryLimit { .. } => (ErrorKind::MemoryLimit, None),
         AttemptError::HttpDenied { .. } => (ErrorKind::HttpDenied, None),
-        // The host could not build the sandbox (a granted dir vanished): retrying the
-        // same attempt will not help until an operator fixes the host.
+        // The host could not build the sandbox (a granted dir vanished, a secret's
+        // variable unset): retrying will not help until an operator fixes the host.
         AttemptError::Sandbox(_) => (ErrorKind::Permanent, None),
     }
 }

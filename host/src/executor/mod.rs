@@ -1,11 +1,14 @@
-//! The executor: checks a plan against plugins and grants, then runs its attempts,
-//! recording every transition in the store before reporting it.
+//! The executor: checks a plan against plugins and grants, runs its attempts recording
+//! every transition in the store before reporting it, and applies operator actions.
 
 pub mod execute;
 pub mod prepare;
+pub mod resume;
+pub mod secrets;
 
-pub use execute::{ExecuteError, Observer, execute};
+pub use execute::{ExecuteError, Observer, RunEnd, execute, interrupt_running};
 pub use prepare::{
     DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, PrepareError, PreparedPlan, TaskSandbox, prepare,
     resolve_spec,
 };
+pub use resume::{ResumeError, ResumeFrom, reopen};

@@ -87,6 +87,16 @@ pub enum PrepareError {
         /// What happened.
         error: AttemptError,
     },
+    /// A `$env` secret whose variable is not set.
+    #[error("task {index} (`{task_type}`): {missing}")]
+    MissingSecret {
+        /// Task index.
+        index: usize,
+        /// Task type.
+        task_type: TaskType,
+        /// The variable.
+        missing: super::secrets::MissingSecret,
+    },
     /// The saved plan is not usable.
     #[error("{0}")]
     Document(#[from] crate::plan::DocumentError),
@@ -230,7 +240,14 @@ pub async fn prepare(
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
     for (index, (task, sandbox)) in saved.plan.tasks.iter().zip(&sandboxes).enumerate() {
-        let params = serde_json::to_string(&task.params).expect("JSON values serialize");
+        let params = super::secrets::resolve_from_env(&task.params).map_err(|missing| {
+            PrepareError::MissingSecret {
+                index,
+                task_type: task.task_type.clone(),
+                missing,
+            }
+        })?;
+        let params = serde_json::to_string(&params).expect("JSON values serialize");
         match sandbox.plugin.validate(&params).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {

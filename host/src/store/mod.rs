@@ -1,17 +1,36 @@
 //! Durable plan state. The executor writes every transition through [`StateStore`]
-//! *before* it reports it; the SQLite store implements the same trait.
+//! *before* it reports it. [`SqliteStore`] keeps it in the state dir; [`PlanClaim`]
+//! makes sure one process at a time runs a plan.
 
-pub mod memory;
+pub mod claim;
+pub mod schema;
+pub mod sqlite;
 
-use crate::plan::{PlanId, PlanRun, SavedPlan, Task};
+use std::collections::BTreeMap;
 
-pub use memory::MemoryStore;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::plan::{Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskStatus, TaskType};
+
+pub use claim::{ClaimError, PlanClaim};
+pub use sqlite::SqliteStore;
+
+/// How much a committed transition survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// An fsync per transition: survives power loss.
+    #[default]
+    Full,
+    /// Survives the process dying (kill -9, OOM kill), not power loss; far cheaper.
+    Process,
+}
 
 /// A store that cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A plan with this ID is already recorded.
-    #[error("plan {0} already exists in the state store")]
+    #[error("plan {0} already exists in the state store (continue it with `planrt resume {0}`)")]
     PlanExists(PlanId),
     /// No plan with this ID.
     #[error("no plan {0} in the state store")]
@@ -29,15 +48,66 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// One line of `planrt status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSummary {
+    /// Plan ID.
+    pub id: PlanId,
+    /// Optional label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Its phase.
+    pub phase: Phase,
+    /// Number of tasks.
+    pub tasks: usize,
+    /// Number of complete tasks.
+    pub complete: usize,
+    /// The failed task, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_task_index: Option<usize>,
+}
+
+impl PlanSummary {
+    /// The summary of `run`.
+    pub fn of(run: &PlanRun, created_at: Timestamp) -> Self {
+        Self {
+            id: run.id(),
+            name: run.name().map(str::to_owned),
+            created_at,
+            phase: run.phase(),
+            tasks: run.tasks().len(),
+            complete: run
+                .tasks()
+                .iter()
+                .filter(|t| t.status() == TaskStatus::Complete)
+                .count(),
+            failed_task_index: run.failed_task_index(),
+        }
+    }
+}
+
 /// Where plans, tasks and attempts are kept.
 pub trait StateStore: Send + Sync {
     /// Records a new plan as resolved (grants, plugin pins, all tasks pending).
     fn create_plan(&self, plan: &SavedPlan) -> Result<(), StoreError>;
 
-    /// Records a task's state after a transition: its fields and its attempts (attempts
-    /// are append-only: earlier ones never change once ended).
+    /// Records a task's state after a transition, in one transaction: its fields and its
+    /// newest attempt (attempts are append-only: an ended one never changes).
     fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError>;
 
-    /// The plan with its tasks as last recorded, with what it was resolved with.
+    /// The plan as last recorded: what it was resolved with, and its tasks.
     fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError>;
+
+    /// The most recent plans, newest first.
+    fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError>;
+
+    /// Replaces the plugin pins of a plan (an operator allowed a plugin change).
+    fn repin_plugins(
+        &self,
+        plan: PlanId,
+        pins: &BTreeMap<TaskType, PluginPin>,
+    ) -> Result<(), StoreError>;
 }

@@ -1,0 +1,83 @@
+//! Operator actions on a stored plan before it runs again (`planrt resume`).
+
+use super::execute::{ExecuteError, Observer, interrupt_running};
+use crate::plan::{PlanRun, TaskEvent, TaskStatus};
+use crate::store::StateStore;
+
+/// Where `resume` continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeFrom {
+    /// Where the plan stopped: a failed task gets its next attempt.
+    WhereItStopped,
+    /// Restart at this task: it and every later task go back to pending with a fresh
+    /// retry budget, even if complete.
+    Task(usize),
+}
+
+/// A resume that cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// `--from` past the end.
+    #[error("plan {plan} has {tasks} task(s): there is no task {from} to resume from")]
+    NoSuchTask {
+        /// The plan.
+        plan: crate::plan::PlanId,
+        /// Its task count.
+        tasks: usize,
+        /// The index asked for.
+        from: usize,
+    },
+    /// Recording failed.
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+/// Makes a stored plan runnable again: attempts found running (the host died during them)
+/// are recorded `interrupted`, then `from` is applied. Every change is stored first.
+pub fn reopen(
+    plan: &mut PlanRun,
+    from: ResumeFrom,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<(), ResumeError> {
+    interrupt_running(
+        plan,
+        store,
+        observer,
+        "the host stopped or crashed during this attempt",
+    )?;
+    let (first, event) = match from {
+        ResumeFrom::Task(first) if first >= plan.tasks().len() => {
+            return Err(ResumeError::NoSuchTask {
+                plan: plan.id(),
+                tasks: plan.tasks().len(),
+                from: first,
+            });
+        }
+        ResumeFrom::Task(first) => (first, TaskEvent::Reset),
+        ResumeFrom::WhereItStopped => match plan.failed_task_index() {
+            Some(failed) => (failed, TaskEvent::Resubmit),
+            None => return Ok(()),
+        },
+    };
+    let indices: Vec<usize> = match from {
+        ResumeFrom::Task(_) => (first..plan.tasks().len()).collect(),
+        ResumeFrom::WhereItStopped => plan
+            .tasks()
+            .iter()
+            .filter(|t| t.status() == TaskStatus::Failed)
+            .map(|t| t.index())
+            .collect(),
+    };
+    for index in indices {
+        let transition = plan
+            .apply(index, event.clone())
+            .map_err(ExecuteError::from)?;
+        let task = &plan.tasks()[index];
+        store
+            .record_task(plan.id(), task)
+            .map_err(ExecuteError::from)?;
+        observer.transition(plan, task, transition);
+    }
+    Ok(())
+}

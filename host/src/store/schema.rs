@@ -1,0 +1,103 @@
+//! The SQLite schema and its versioned migrations (`PRAGMA user_version`).
+
+use rusqlite::Connection;
+
+/// Migrations in order; migration `i` moves the schema from version `i` to `i + 1`.
+/// Released migrations never change: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: plans, tasks, append-only attempts.
+    r#"
+    CREATE TABLE plans (
+        id          TEXT PRIMARY KEY,
+        name        TEXT,
+        created_at  TEXT NOT NULL,
+        -- The resolved plan as `plan --out` writes it: grants, plugin pins, defaults.
+        resolved    TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE tasks (
+        plan_id          TEXT NOT NULL REFERENCES plans(id),
+        idx              INTEGER NOT NULL,
+        id               TEXT NOT NULL UNIQUE,
+        type             TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('Pending', 'Running', 'Complete', 'Failed')),
+        params           TEXT NOT NULL,
+        max_retries      INTEGER NOT NULL,
+        backoff          TEXT NOT NULL,
+        retry_count      INTEGER NOT NULL,
+        next_attempt_at  TEXT,
+        output           TEXT,
+        error            TEXT,
+        PRIMARY KEY (plan_id, idx)
+    ) STRICT;
+
+    CREATE TABLE attempts (
+        plan_id     TEXT NOT NULL,
+        task_idx    INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        outcome     TEXT NOT NULL CHECK (outcome IN ('running', 'complete', 'failed')),
+        error_kind  TEXT,
+        message     TEXT,
+        backtrace   TEXT,
+        log_tail    TEXT,
+        PRIMARY KEY (plan_id, task_idx, attempt),
+        FOREIGN KEY (plan_id, task_idx) REFERENCES tasks(plan_id, idx)
+    ) STRICT;
+
+    -- History is append-only: an attempt is written when it starts, completed once when
+    -- it ends, and never changed or removed after that.
+    CREATE TRIGGER attempts_ended_are_final BEFORE UPDATE ON attempts
+    WHEN OLD.outcome <> 'running'
+    BEGIN SELECT RAISE(ABORT, 'an ended attempt is never rewritten'); END;
+
+    CREATE TRIGGER attempts_are_never_deleted BEFORE DELETE ON attempts
+    BEGIN SELECT RAISE(ABORT, 'attempts are never deleted'); END;
+
+    CREATE INDEX attempts_by_start ON attempts(plan_id, started_at);
+    "#,
+];
+
+/// The schema version this planrt writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Why the database cannot be brought to [`SCHEMA_VERSION`].
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// Written by a newer planrt.
+    #[error(
+        "the state database has schema version {found}, newer than this planrt's {SCHEMA_VERSION}"
+    )]
+    TooNew {
+        /// The version found.
+        found: usize,
+    },
+    /// SQLite refused.
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Applies the missing migrations. Safe against other processes opening the same
+/// database at once: the version is read again inside an immediate (write-locked)
+/// transaction, so exactly one process applies each migration.
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
+    let read_version = |conn: &Connection| -> Result<usize, rusqlite::Error> {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        Ok(usize::try_from(version).unwrap_or(0))
+    };
+    if read_version(conn)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current = read_version(&tx)?;
+    if current > SCHEMA_VERSION {
+        return Err(MigrationError::TooNew { found: current });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (version + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

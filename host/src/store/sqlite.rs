@@ -1,0 +1,520 @@
+//! The SQLite state store: one database file in the state dir, WAL mode so readers
+//! (`status`, `history`) never block the writer, one transaction per transition.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::schema::{self, MigrationError};
+use super::{Durability, PlanSummary, StateStore, StoreError};
+use crate::plan::{
+    Attempt, AttemptOutcome, ErrorKind, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskDocument,
+    TaskStatus, TaskType,
+};
+
+/// File name of the database inside the state dir.
+pub const DATABASE_FILE: &str = "planrt.db";
+
+/// A [`StateStore`] in a SQLite database.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        backend(e)
+    }
+}
+
+impl From<MigrationError> for StoreError {
+    fn from(e: MigrationError) -> Self {
+        backend(e)
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("documents serialize")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| backend(format!("stored {what} is unreadable: {e}")))
+}
+
+fn timestamp(text: Option<String>) -> Result<Option<Timestamp>, StoreError> {
+    text.map(|t| {
+        t.parse()
+            .map_err(|e| backend(format!("stored time `{t}` is unreadable: {e}")))
+    })
+    .transpose()
+}
+
+fn status_name(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Pending => "Pending",
+        TaskStatus::Running => "Running",
+        TaskStatus::Complete => "Complete",
+        TaskStatus::Failed => "Failed",
+    }
+}
+
+fn outcome_name(outcome: AttemptOutcome) -> &'static str {
+    match outcome {
+        AttemptOutcome::Running => "running",
+        AttemptOutcome::Complete => "complete",
+        AttemptOutcome::Failed => "failed",
+    }
+}
+
+/// Switches to WAL (readers never block the writer). Switching needs a moment alone with
+/// the file, and SQLite answers BUSY at once rather than waiting: retry for a while.
+fn set_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(backend(format!(
+                    "the state database refused WAL mode (it is in {mode} mode)"
+                )));
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `state_dir`, migrated to the current
+    /// schema, with the given durability.
+    pub fn open(state_dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let path = state_dir.join(DATABASE_FILE);
+        let mut conn =
+            Connection::open(&path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        set_wal(&conn)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let synchronous = match durability {
+            // An fsync per commit: a transition survives power loss.
+            Durability::Full => "FULL",
+            // WAL + NORMAL: survives kill -9 and OOM kills, not power loss.
+            Durability::Process => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        schema::migrate(&mut conn)?;
+        Ok(Self {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn load_attempts(
+        conn: &Connection,
+        plan: PlanId,
+        task_idx: usize,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT attempt, started_at, ended_at, outcome, error_kind, message, backtrace, log_tail
+             FROM attempts WHERE plan_id = ?1 AND task_idx = ?2 ORDER BY attempt",
+        )?;
+        let rows = stmt.query_map(params![plan.to_string(), task_idx as i64], |row| {
+            Ok((
+                row.get::<_, u32>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<String>>(7)?,
+            ))
+        })?;
+        let mut attempts = Vec::new();
+        for row in rows {
+            let (attempt, started, ended, outcome, kind, message, backtrace, log_tail) = row?;
+            attempts.push(Attempt {
+                attempt,
+                started_at: timestamp(Some(started))?.expect("present"),
+                ended_at: timestamp(ended)?,
+                outcome: from_json(&format!("\"{outcome}\""), "attempt outcome")?,
+                error_kind: kind
+                    .map(|k| from_json::<ErrorKind>(&format!("\"{k}\""), "error kind"))
+                    .transpose()?,
+                message,
+                backtrace,
+                log_tail,
+            });
+        }
+        Ok(attempts)
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn create_plan(&self, plan: &SavedPlan) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id = plan.plan.id.to_string();
+        let exists: Option<String> = tx
+            .query_row("SELECT id FROM plans WHERE id = ?1", [&id], |r| r.get(0))
+            .optional()?;
+        if exists.is_some() {
+            return Err(StoreError::PlanExists(plan.plan.id));
+        }
+        tx.execute(
+            "INSERT INTO plans (id, name, created_at, resolved) VALUES (?1, ?2, ?3, ?4)",
+            params![id, plan.plan.name, Timestamp::now().to_string(), json(plan)],
+        )?;
+        for (idx, task) in plan.plan.tasks.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO tasks (plan_id, idx, id, type, status, params, max_retries, backoff, retry_count,
+                                    next_attempt_at, output, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    id,
+                    idx as i64,
+                    task.id.to_string(),
+                    task.task_type.as_str(),
+                    status_name(task.status),
+                    json(&task.params),
+                    task.max_retries,
+                    json(&task.backoff),
+                    task.retry_count,
+                    task.next_attempt_at.map(|t| t.to_string()),
+                    task.output.as_ref().map(json),
+                    task.error,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE tasks SET status = ?3, retry_count = ?4, next_attempt_at = ?5, output = ?6, error = ?7
+             WHERE plan_id = ?1 AND idx = ?2",
+            params![
+                plan.to_string(),
+                task.index() as i64,
+                status_name(task.status()),
+                task.retry_count(),
+                task.next_attempt_at().map(|t| t.to_string()),
+                task.output().map(json),
+                task.error(),
+            ],
+        )?;
+        if updated != 1 {
+            return Err(StoreError::UnknownTask {
+                plan,
+                index: task.index(),
+            });
+        }
+        if let Some(a) = task.last_attempt() {
+            // Insert when it starts; complete it once when it ends (the trigger refuses
+            // any later rewrite, and the WHERE makes a repeat a no-op).
+            tx.execute(
+                "INSERT INTO attempts (plan_id, task_idx, attempt, started_at, ended_at, outcome, error_kind,
+                                       message, backtrace, log_tail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (plan_id, task_idx, attempt) DO UPDATE SET
+                    ended_at = excluded.ended_at, outcome = excluded.outcome, error_kind = excluded.error_kind,
+                    message = excluded.message, backtrace = excluded.backtrace, log_tail = excluded.log_tail
+                 WHERE attempts.outcome = 'running' AND excluded.outcome <> 'running'",
+                params![
+                    plan.to_string(),
+                    task.index() as i64,
+                    a.attempt,
+                    a.started_at.to_string(),
+                    a.ended_at.map(|t| t.to_string()),
+                    outcome_name(a.outcome),
+                    a.error_kind.map(|k| k.as_str()),
+                    a.message,
+                    a.backtrace,
+                    a.log_tail,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError> {
+        let conn = self.conn();
+        let resolved: Option<String> = conn
+            .query_row(
+                "SELECT resolved FROM plans WHERE id = ?1",
+                [plan.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(resolved) = resolved else {
+            return Ok(None);
+        };
+        let mut saved: SavedPlan = from_json(&resolved, "plan")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT idx, id, type, status, params, max_retries, backoff, retry_count, next_attempt_at, output, error
+             FROM tasks WHERE plan_id = ?1 ORDER BY idx",
+        )?;
+        let rows = stmt.query_map([plan.to_string()], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, u32>(5)?,
+                row.get::<_, String>(6)?,
+                row.get::<_, u32>(7)?,
+                row.get::<_, Option<String>>(8)?,
+                row.get::<_, Option<String>>(9)?,
+                row.get::<_, Option<String>>(10)?,
+            ))
+        })?;
+        let mut tasks = Vec::new();
+        for row in rows {
+            let (
+                idx,
+                id,
+                task_type,
+                status,
+                params,
+                max_retries,
+                backoff,
+                retry_count,
+                next,
+                output,
+                error,
+            ) = row?;
+            let idx = idx as usize;
+            let doc = TaskDocument {
+                task_type: TaskType::new(task_type).map_err(backend)?,
+                id: id.parse().map_err(backend)?,
+                status: from_json(&format!("\"{status}\""), "task status")?,
+                params: from_json(&params, "params")?,
+                output: output
+                    .as_deref()
+                    .map(|o| from_json(o, "output"))
+                    .transpose()?,
+                error,
+                max_retries,
+                retry_count,
+                backoff: from_json(&backoff, "backoff")?,
+                next_attempt_at: timestamp(next)?,
+                attempts: Self::load_attempts(&conn, plan, idx)?,
+            };
+            tasks.push(Task::from_document(idx, &doc));
+        }
+        let run = PlanRun::from_tasks(plan, saved.plan.name.clone(), tasks);
+        saved.plan = run.document();
+        Ok(Some((saved, run)))
+    }
+
+    fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
+        let ids: Vec<(String, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT id, created_at FROM plans ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+            )?;
+            stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut summaries = Vec::with_capacity(ids.len());
+        for (id, created_at) in ids {
+            let plan: PlanId = id.parse().map_err(backend)?;
+            if let Some((_, run)) = self.load_plan(plan)? {
+                summaries.push(PlanSummary::of(
+                    &run,
+                    timestamp(Some(created_at))?.expect("present"),
+                ));
+            }
+        }
+        Ok(summaries)
+    }
+
+    fn repin_plugins(
+        &self,
+        plan: PlanId,
+        pins: &std::collections::BTreeMap<TaskType, PluginPin>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let resolved: Option<String> = tx
+            .query_row(
+                "SELECT resolved FROM plans WHERE id = ?1",
+                [plan.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut saved: SavedPlan =
+            from_json(&resolved.ok_or(StoreError::UnknownPlan(plan))?, "plan")?;
+        saved.plugins = pins.clone();
+        tx.execute(
+            "UPDATE plans SET resolved = ?2 WHERE id = ?1",
+            params![plan.to_string(), json(&saved)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::{Failure, PlanSpec, SAVED_PLAN_FORMAT_VERSION, TaskEvent};
+
+    fn saved(run: &PlanRun, spec: &PlanSpec) -> SavedPlan {
+        SavedPlan {
+            format_version: SAVED_PLAN_FORMAT_VERSION,
+            plan: run.document(),
+            defaults: spec.defaults,
+            grants: spec.grants.clone(),
+            plugins: Default::default(),
+        }
+    }
+
+    fn plan() -> (PlanSpec, PlanRun) {
+        let spec = PlanSpec::parse(
+            "name = \"n\"\n[[tasks]]\ntype = \"a\"\nmaxRetries = 1\nparams = { x = 1 }\n[[tasks]]\ntype = \"b\"\n",
+            Path::new("/p.toml"),
+        )
+        .unwrap();
+        let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks);
+        (spec, run)
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn every_transition_round_trips_through_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let (spec, mut run) = plan();
+        store.create_plan(&saved(&run, &spec)).unwrap();
+        assert!(matches!(
+            store.create_plan(&saved(&run, &spec)),
+            Err(StoreError::PlanExists(_))
+        ));
+
+        let fail = TaskEvent::Fail {
+            at: t(1),
+            failure: Failure {
+                kind: ErrorKind::Transient,
+                message: "m".into(),
+                backtrace: Some("bt".into()),
+                log_tail: Some("tail".into()),
+            },
+            jitter_sample: 0.5,
+        };
+        for event in [
+            TaskEvent::Start { at: t(0) },
+            fail,
+            TaskEvent::Start { at: t(10) },
+        ] {
+            run.apply(0, event).unwrap();
+            store.record_task(run.id(), &run.tasks()[0]).unwrap();
+            let (saved, loaded) = store.load_plan(run.id()).unwrap().unwrap();
+            assert_eq!(loaded, run);
+            assert_eq!(saved.plan, run.document());
+        }
+        run.apply(
+            0,
+            TaskEvent::Succeed {
+                at: t(11),
+                output: serde_json::json!({"ok": [1, 2]}),
+                log_tail: None,
+            },
+        )
+        .unwrap();
+        store.record_task(run.id(), &run.tasks()[0]).unwrap();
+        assert_eq!(store.load_plan(run.id()).unwrap().unwrap().1, run);
+
+        // Reopening (another process) sees the same state.
+        drop(store);
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        assert_eq!(store.load_plan(run.id()).unwrap().unwrap().1, run);
+        let list = store.list_plans(10).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].id, list[0].complete, list[0].tasks),
+            (run.id(), 1, 2)
+        );
+        assert!(store.load_plan(PlanId::new_random()).unwrap().is_none());
+    }
+
+    #[test]
+    fn ended_attempts_cannot_be_rewritten_or_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let (spec, mut run) = plan();
+        store.create_plan(&saved(&run, &spec)).unwrap();
+        run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
+        run.apply(
+            0,
+            TaskEvent::Succeed {
+                at: t(1),
+                output: serde_json::Value::Null,
+                log_tail: None,
+            },
+        )
+        .unwrap();
+        store.record_task(run.id(), &run.tasks()[0]).unwrap();
+        let conn = store.conn();
+        let err = conn
+            .execute("UPDATE attempts SET message = 'x'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("never rewritten"), "{err}");
+        let err = conn.execute("DELETE FROM attempts", []).unwrap_err();
+        assert!(err.to_string().contains("never deleted"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path(), Durability::Full).unwrap());
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(dir.path(), Durability::Full).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn unknown_tasks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let (_, run) = plan();
+        assert!(matches!(
+            store.record_task(run.id(), &run.tasks()[0]),
+            Err(StoreError::UnknownTask { .. })
+        ));
+    }
+}

@@ -1,0 +1,426 @@
+//! Durable state: kill -9 and resume, signals, status and history, resume --from,
+//! stored backoffs, claims, plugin changes and secrets (DESIGN §2–§4, §8).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use planrt_e2e::{Run, Scratch, planrt_bin};
+use serde_json::Value;
+
+const GRANT: &str = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n";
+
+fn scratch() -> Scratch {
+    let s = Scratch::with_plugins(&["test-append", "test-flaky", "test-permanent", "test-echo"]);
+    std::fs::create_dir(s.path().join("work")).unwrap();
+    s
+}
+
+/// Starts `planrt ARGS` in the background (stderr to a file in the scratch dir).
+fn spawn(s: &Scratch, args: &[&str]) -> Child {
+    let stderr = std::fs::File::create(s.path().join("spawned.stderr")).unwrap();
+    Command::new(planrt_bin())
+        .args(args)
+        .arg("--plugins")
+        .arg(s.plugins())
+        .arg("--state")
+        .arg(s.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `status PLAN --output json` until `ready` holds (or panics after 30 s).
+fn wait_for(s: &Scratch, plan_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = s.planrt(&["status", plan_id, "--output", "json"]);
+        if run.code == 0 {
+            let doc = run.json();
+            if ready(&doc) {
+                return doc;
+            }
+        }
+        let spawned = std::fs::read_to_string(s.path().join("spawned.stderr")).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting on plan {plan_id}: {}{}\nspawned: {spawned}",
+            run.stdout,
+            run.stderr
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn saved_plan(s: &Scratch, plan: &str) -> (String, String) {
+    let path = s.write("p.toml", plan);
+    let out = s.path().join("saved.json");
+    let run = s.planrt(&[
+        "plan",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    (
+        out.to_str().unwrap().to_owned(),
+        run.json()["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn effects(s: &Scratch) -> Vec<String> {
+    std::fs::read_to_string(s.path().join("work/effects.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn task_ids(doc: &Value) -> Vec<Value> {
+    doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect()
+}
+
+fn kill_mid_plan_then_resume(max_retries: u32) {
+    let s = scratch();
+    let plan = format!(
+        "{GRANT}[defaults]\nmaxRetries = {max_retries}\n\
+         [[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 100 }}\n\
+         [[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 3000 }}\n\
+         [[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 100 }}\n"
+    );
+    let (saved, plan_id) = saved_plan(&s, &plan);
+    let mut child = spawn(&s, &["run", &saved]);
+    // Kill inside task 1's attempt, after task 0 completed.
+    let seen = wait_for(&s, &plan_id, |d| d["tasks"][1]["status"] == "Running");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(seen["tasks"][0]["status"], "Complete");
+
+    let run = s.planrt(&["resume", &plan_id, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["phase"], "Complete");
+    assert_eq!(task_ids(&doc), task_ids(&seen));
+    assert_eq!(
+        doc["tasks"][0]["attempts"].as_array().unwrap().len(),
+        1,
+        "a completed task never runs again"
+    );
+    let attempts = doc["tasks"][1]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["errorKind"], "interrupted");
+    assert_eq!(attempts[1]["outcome"], "complete");
+    assert_eq!(
+        doc["tasks"][1]["retryCount"], 0,
+        "an interruption uses no retry budget"
+    );
+    let ids: Vec<String> = task_ids(&doc)
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        effects(&s),
+        vec![
+            format!("{} 1", ids[0]),
+            format!("{} 2", ids[1]),
+            format!("{} 1", ids[2])
+        ]
+    );
+}
+
+#[test]
+fn kill_9_mid_plan_then_resume_completes_with_the_same_ids() {
+    kill_mid_plan_then_resume(2);
+}
+
+#[test]
+fn kill_9_then_resume_finishes_a_plan_without_retries() {
+    kill_mid_plan_then_resume(0);
+}
+
+#[test]
+fn sigterm_records_the_attempt_interrupted_and_exits_130() {
+    for signal in ["TERM", "INT"] {
+        let s = scratch();
+        let (saved, plan_id) = saved_plan(
+            &s,
+            &format!("{GRANT}[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 5000 }}\n"),
+        );
+        let child = spawn(&s, &["run", &saved, "--output", "json"]);
+        wait_for(&s, &plan_id, |d| d["tasks"][0]["status"] == "Running");
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "stopped promptly"
+        );
+        let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
+        assert_eq!(doc["phase"], "Active", "resumable");
+        assert_eq!(doc["tasks"][0]["status"], "Pending");
+        assert_eq!(doc["tasks"][0]["attempts"][0]["errorKind"], "interrupted");
+        let resumed = s.planrt(&["resume", &plan_id, "--output", "json"]);
+        assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    }
+}
+
+#[test]
+fn status_and_history_after_a_failed_run_then_resume_from() {
+    let s = scratch();
+    let plan = format!(
+        "name = \"failing\"\n{GRANT}\
+         [[tasks]]\ntype = \"test-append\"\n\
+         [[tasks]]\ntype = \"test-flaky\"\nmaxRetries = 1\nbackoff = {{ initial = \"10ms\" }}\nparams = {{ failures = 2 }}\n\
+         [[tasks]]\ntype = \"test-append\"\n"
+    );
+    let path = s.write("p.toml", &plan);
+    let run = s.planrt(&["run", path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let plan_id = run.json()["id"].as_str().unwrap().to_owned();
+
+    let status = s.planrt(&["status", &plan_id, "--output", "json"]);
+    assert_eq!(status.code, 0);
+    let doc = status.json();
+    assert_eq!(doc["phase"], "Failed");
+    assert_eq!(doc["failedTaskIndex"], 1);
+    assert_eq!(doc["failedTaskDetail"]["retryCount"], 1);
+    assert_eq!(doc["failedTaskDetail"]["maxRetries"], 1);
+
+    let list = s.planrt(&["status", "--output", "json"]).json();
+    assert_eq!(list[0]["id"], plan_id.as_str());
+    assert_eq!(list[0]["phase"], "Failed");
+    assert_eq!(list[0]["failedTaskIndex"], 1);
+    assert!(s.planrt(&["status"]).stdout.contains(&plan_id));
+
+    let history = s.planrt(&["history", &plan_id, "--output", "json"]).json();
+    let kinds: Vec<(u64, u64, Value)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["taskIndex"].as_u64().unwrap(),
+                e["attempt"].as_u64().unwrap(),
+                e["errorKind"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (0, 1, Value::Null),
+            (1, 1, "transient".into()),
+            (1, 2, "transient".into())
+        ]
+    );
+    let text = s.planrt(&["history", &plan_id]).stdout;
+    assert_eq!(text.lines().count(), 3, "{text}");
+
+    // From task 1: retry budget reset, task 0 untouched, earlier failures kept.
+    let resumed = s.planrt(&["resume", &plan_id, "--from", "1", "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let doc = resumed.json();
+    assert_eq!(doc["phase"], "Complete");
+    assert!(
+        doc.get("failedTaskIndex").is_none(),
+        "the latest outcome is complete"
+    );
+    assert_eq!(doc["tasks"][0]["attempts"].as_array().unwrap().len(), 1);
+    let flaky = doc["tasks"][1]["attempts"].as_array().unwrap();
+    assert_eq!(flaky.len(), 3, "history keeps the failures");
+    assert_eq!(flaky[2]["outcome"], "complete");
+    assert_eq!(
+        s.planrt(&["history", &plan_id, "--output", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // --from 0 runs even completed tasks again; --from past the end is bad input.
+    let again = s
+        .planrt(&["resume", &plan_id, "--from", "0", "--output", "json"])
+        .json();
+    assert_eq!(again["tasks"][0]["attempts"].as_array().unwrap().len(), 2);
+    let bad = s.planrt(&["resume", &plan_id, "--from", "7"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("no task 7"), "{}", bad.stderr);
+}
+
+#[test]
+fn resume_of_a_failed_plan_gives_the_failed_task_its_next_attempt() {
+    let s = scratch();
+    let path = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-flaky\"\nparams = { failures = 1 }\n",
+    );
+    let run = s.planrt(&["run", path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1);
+    let plan_id = run.json()["id"].as_str().unwrap().to_owned();
+    let doc = s.planrt(&["resume", &plan_id, "--output", "json"]).json();
+    assert_eq!(doc["phase"], "Complete");
+    assert_eq!(doc["tasks"][0]["attempts"][1]["attempt"], 2);
+    assert_eq!(doc["tasks"][0]["output"]["attempt"], 2);
+}
+
+#[test]
+fn a_stored_backoff_is_honoured_after_a_restart() {
+    let s = scratch();
+    let plan = "[[tasks]]\ntype = \"test-flaky\"\nmaxRetries = 1\nbackoff = { initial = \"3s\", jitter = false }\nparams = { failures = 1 }\n";
+    let (saved, plan_id) = saved_plan(&s, plan);
+    let mut child = spawn(&s, &["run", &saved]);
+    let doc = wait_for(&s, &plan_id, |d| d["tasks"][0]["retryCount"] == 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let next: jiff::Timestamp = doc["tasks"][0]["nextAttemptAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let run = s.planrt(&["resume", &plan_id, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let attempts = run.json()["tasks"][0]["attempts"].clone();
+    let second: jiff::Timestamp = attempts[1]["startedAt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        second >= next,
+        "attempt 2 started at {second}, before its stored backoff {next}"
+    );
+}
+
+#[test]
+fn a_second_claimant_is_told_and_two_plans_run_side_by_side() {
+    let s = scratch();
+    let (saved, plan_id) = saved_plan(
+        &s,
+        &format!("{GRANT}[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 2000 }}\n"),
+    );
+    let mut first = spawn(&s, &["run", &saved]);
+    wait_for(&s, &plan_id, |d| d["tasks"][0]["status"] == "Running");
+
+    let second = s.planrt(&["resume", &plan_id]);
+    assert_eq!(second.code, 2);
+    assert!(
+        second
+            .stderr
+            .contains("being run by another planrt process"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&first.id().to_string()),
+        "names the holder's pid: {}",
+        second.stderr
+    );
+
+    // Another plan in the same state dir runs meanwhile; status reads while both write.
+    let other = s.write("q.toml", "[[tasks]]\ntype = \"test-echo\"\n");
+    let run = s.planrt(&["run", other.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn a_changed_plugin_is_refused_on_resume_unless_allowed() {
+    let s = scratch();
+    let path = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-flaky\"\nparams = { failures = 1 }\n",
+    );
+    let run = s.planrt(&["run", path.to_str().unwrap(), "--output", "json"]);
+    let plan_id = run.json()["id"].as_str().unwrap().to_owned();
+    let mut bytes = std::fs::read(s.plugins().join("test-flaky.wasm")).unwrap();
+    let (name, payload) = (b"planrt-test".as_slice(), b"changed".as_slice());
+    bytes.extend_from_slice(&[0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    std::fs::write(s.plugins().join("test-flaky.wasm"), bytes).unwrap();
+
+    let refused = s.planrt(&["resume", &plan_id]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("--allow-plugin-change"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        s.planrt(&["status", &plan_id, "--output", "json"]).json()["phase"],
+        "Failed",
+        "nothing changed"
+    );
+    let allowed = s.planrt(&[
+        "resume",
+        &plan_id,
+        "--allow-plugin-change",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    // The new pin is kept: a later resume needs no flag.
+    assert_eq!(s.planrt(&["resume", &plan_id]).code, 0);
+}
+
+#[test]
+fn env_secrets_reach_the_plugin_but_are_never_stored() {
+    let s = scratch();
+    let path = s.write("p.toml", "[[tasks]]\ntype = \"test-echo\"\nparams = { token = { \"$env\" = \"PLANRT_TEST_SECRET\" } }\n");
+    let missing = s.planrt(&["run", path.to_str().unwrap()]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("PLANRT_TEST_SECRET"),
+        "{}",
+        missing.stderr
+    );
+
+    let secret = "s3cr3t-value-42";
+    let out = Command::new(planrt_bin())
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--output",
+            "json",
+            "--plugins",
+        ])
+        .arg(s.plugins())
+        .arg("--state")
+        .arg(s.path().join("state"))
+        .env("PLANRT_TEST_SECRET", secret)
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    // The echo plugin got the value; the plan keeps the reference.
+    assert_eq!(doc["tasks"][0]["output"]["params"]["token"], secret);
+    assert_eq!(
+        doc["tasks"][0]["params"]["token"],
+        serde_json::json!({"$env": "PLANRT_TEST_SECRET"})
+    );
+    assert!(!run.stderr.contains(secret));
+    // Only the plugin's own output carries it; the stored params and history do not.
+    let db = std::fs::read(s.path().join("state/planrt.db")).unwrap();
+    let stored_params = String::from_utf8_lossy(&db).matches(secret).count();
+    let plan_id = doc["id"].as_str().unwrap();
+    let status = s.planrt(&["status", plan_id, "--output", "json"]).json();
+    assert_eq!(
+        status["tasks"][0]["params"]["token"]["$env"],
+        "PLANRT_TEST_SECRET"
+    );
+    assert!(
+        stored_params <= 1,
+        "the secret is stored only inside the plugin's own output"
+    );
+}
