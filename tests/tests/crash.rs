@@ -220,7 +220,7 @@ fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value) {
         }
     }
     // Every effect belongs to a recorded attempt.
-    for ((task, attempt), _) in &effects {
+    for (task, attempt) in effects.keys() {
         let known = doc["tasks"].as_array().unwrap().iter().any(|t| {
             t["id"] == task.as_str()
                 && (*attempt as usize) <= t["attempts"].as_array().unwrap().len()
