@@ -212,6 +212,20 @@ fn test(root: &Path) -> Result<()> {
         .args(["test", "--workspace", "--manifest-path"])
         .arg(&plugins_manifest))?;
     build_host(root)?;
-    run(host_cargo().current_dir(root).args(["test", "--workspace"]))?;
+    // The crash harness runs on its own, uncaptured, so its report of where the kills
+    // landed shows in the log.
+    const CRASH_TEST: &str = "sigkill_anywhere_then_resume_loses_nothing_and_repeats_nothing";
+    run(host_cargo()
+        .current_dir(root)
+        .args(["test", "--workspace", "--", "--skip", CRASH_TEST]))?;
+    run(host_cargo().current_dir(root).args([
+        "test",
+        "--package",
+        "planrt-e2e",
+        "--test",
+        "crash",
+        "--",
+        "--nocapture",
+    ]))?;
     Ok(())
 }
