@@ -145,3 +145,77 @@ pub fn reference_task_id(plan_id: &str, task_type: &str, index: usize) -> String
     )
     .to_string()
 }
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 answering every request with `200` and `body`
+/// (or never answering, with [`HttpFixture::silent`]). Stops when dropped.
+pub struct HttpFixture {
+    /// `127.0.0.1:PORT`.
+    pub addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpFixture {
+    /// Answers every request with `body`.
+    pub fn serving(body: &'static str) -> Self {
+        Self::start(Some(body))
+    }
+
+    /// Accepts connections and never answers.
+    pub fn silent() -> Self {
+        Self::start(None)
+    }
+
+    fn start(body: Option<&'static str>) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if thread_stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    // Read the request head (until the blank line) before answering, or
+                    // keep reading and never answer.
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    match body {
+                        Some(body) => {
+                            let _ = write!(
+                                conn,
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            // Close our side, then drain what the client still sends
+                            // (e.g. an empty chunked body): closing with unread data
+                            // would reset the connection under the response.
+                            let _ = conn.shutdown(std::net::Shutdown::Write);
+                            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                            while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+                        }
+                        None => while conn.read(&mut buf).is_ok_and(|n| n > 0) {},
+                    }
+                });
+            }
+        });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for HttpFixture {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}

@@ -49,26 +49,22 @@ fn unknown_key() {
 #[test]
 fn keys_of_later_versions_are_refused_not_ignored() {
     let s = Scratch::with_plugins(&["test-echo"]);
-    for (plan, location, key) in [
-        (
-            format!("{ECHO}timeout = \"5s\"\n"),
-            "p.toml:3:11",
-            "timeout",
-        ),
-        (
-            format!("[defaults]\nmemoryLimit = \"64MiB\"\n{ECHO}"),
-            "p.toml:2:15",
-            "memoryLimit",
-        ),
-        (
-            format!("[grants]\nhttp = [\"example.com\"]\n{ECHO}"),
-            "p.toml:2:8",
-            "grants.http",
-        ),
-    ] {
-        let run = refused(&s, &plan);
-        assert_mentions(&run, &[location, &format!("`{key}` is not supported yet")]);
-    }
+    let run = refused(&s, &format!("{ECHO}dependsOn = [0]\n"));
+    assert_mentions(&run, &["p.toml:3:13", "`dependsOn` is not supported yet"]);
+}
+
+#[test]
+fn bad_limits_and_http_grants_are_located() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let run = refused(&s, &format!("{ECHO}timeout = \"soon\"\n"));
+    assert_mentions(&run, &["p.toml:3:11", "not a duration"]);
+    let run = refused(&s, &format!("[defaults]\nmemoryLimit = \"lots\"\n{ECHO}"));
+    assert_mentions(&run, &["p.toml:2:15", "not a size"]);
+    let run = refused(
+        &s,
+        &format!("[grants]\nhttp = [\"https://example.com/\"]\n{ECHO}"),
+    );
+    assert_mentions(&run, &["p.toml:2:9", "not an HTTP grant"]);
 }
 
 #[test]

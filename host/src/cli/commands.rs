@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use super::args::OutputFormat;
+use super::progress::ProgressMode;
 use super::render;
 use super::settings::Settings;
 use crate::executor::{self, Observer, PreparedPlan, ResumeFrom, RunEnd};
@@ -117,10 +118,19 @@ pub async fn plan(settings: &Settings, file: &Path, out: Option<&Path>) -> anyho
     Ok(Outcome::Success)
 }
 
-/// Logs each recorded transition to stderr.
-struct LogObserver;
+/// Logs each recorded transition to stderr and shows plugin progress there.
+struct LogObserver {
+    progress: ProgressMode,
+}
 
 impl Observer for LogObserver {
+    fn progress_sink(
+        &self,
+        task: &Task,
+    ) -> Option<std::sync::Arc<dyn crate::runtime::ProgressSink>> {
+        Some(self.progress.sink(task))
+    }
+
     fn transition(&self, _plan: &PlanRun, task: &Task, transition: Transition) {
         let index = task.index();
         let task_type = task.task_type().as_str();
@@ -172,7 +182,16 @@ async fn execute_and_report(
     store: &SqliteStore,
 ) -> anyhow::Result<Outcome> {
     tracing::info!(plan = %plan.id(), "running plan {}", plan.id());
-    let end = executor::execute(plan, prepared, store, &LogObserver, stop_signal()).await?;
+    let end = executor::execute(
+        plan,
+        prepared,
+        store,
+        &LogObserver {
+            progress: ProgressMode::detect(),
+        },
+        stop_signal(),
+    )
+    .await?;
     print_plan(settings, plan);
     Ok(match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
@@ -249,7 +268,14 @@ pub async fn resume(
     let prepared = executor::prepare(saved, &registry, &settings.plugin_dir, None).await?;
 
     let from = from.map_or(ResumeFrom::WhereItStopped, ResumeFrom::Task);
-    executor::reopen(&mut plan, from, &store, &LogObserver)?;
+    executor::reopen(
+        &mut plan,
+        from,
+        &store,
+        &LogObserver {
+            progress: ProgressMode::detect(),
+        },
+    )?;
     if plan.phase() == Phase::Complete {
         tracing::info!(
             "plan {plan_id} is already complete; nothing to run (use --from N to run tasks again)"

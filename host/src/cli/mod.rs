@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod progress;
 pub mod render;
 pub mod settings;
 

@@ -155,6 +155,7 @@ async fn run_attempt(
         preopens: sandbox.preopens.clone(),
         limits: sandbox.limits,
         progress: observer.progress_sink(task),
+        http: sandbox.http.clone(),
     });
     let report = match request {
         Ok(request) => sandbox.plugin.run(request).await,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::plan::{
-    DirGrant, DirMode, Location, PlanId, PlanRun, PlanSpec, PluginPin, SAVED_PLAN_FORMAT_VERSION,
-    SavedPlan, TaskType,
+    DirGrant, DirMode, HttpAllow, Location, PlanId, PlanRun, PlanSpec, PluginPin,
+    SAVED_PLAN_FORMAT_VERSION, SavedPlan, TaskType,
 };
 use crate::runtime::{AttemptError, DirNeed, Limits, LoadedPlugin, Preopen, Registry, WIT_VERSION};
 
@@ -118,6 +118,8 @@ pub struct TaskSandbox {
     pub preopens: Vec<Preopen>,
     /// Its per-attempt limits.
     pub limits: Limits,
+    /// Hosts it may reach over HTTP (empty: none).
+    pub http: Arc<[HttpAllow]>,
 }
 
 /// A plan checked against the plugins and grants, ready to execute.
@@ -218,9 +220,17 @@ pub async fn prepare(
             need,
         };
         let info = plugin.info();
-        if info.network {
-            return Err(missing("network (outgoing HTTP)".into()));
-        }
+        // Deny by default: only a plugin that declares `network` gets the allowlist.
+        let http = if info.network {
+            if saved.grants.http.is_empty() {
+                return Err(missing(
+                    "network (outgoing HTTP), but the plan's [grants] http allows no host".into(),
+                ));
+            }
+            Arc::from(saved.grants.http.as_slice())
+        } else {
+            Arc::from([])
+        };
         let preopens = info
             .dirs
             .iter()
@@ -228,14 +238,24 @@ pub async fn prepare(
                 grant_for(need, &saved.grants.dirs).ok_or_else(|| missing(describe_need(need)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // The plan's limit, else the plugin's suggestion, else the built-in default.
         let limits = Limits {
-            timeout: info.default_timeout.unwrap_or(DEFAULT_TIMEOUT),
-            memory: info.default_memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT),
+            timeout: task
+                .limits
+                .timeout
+                .or(info.default_timeout)
+                .unwrap_or(DEFAULT_TIMEOUT),
+            memory: task
+                .limits
+                .memory_limit
+                .or(info.default_memory_limit)
+                .unwrap_or(DEFAULT_MEMORY_LIMIT),
         };
         sandboxes.push(TaskSandbox {
             plugin: plugin.clone(),
             preopens,
             limits,
+            http,
         });
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.

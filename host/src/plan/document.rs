@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids::{PlanId, TaskId, TaskType};
-use super::policy::{Backoff, RetryPolicy};
+use super::policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
 use super::run::{Phase, PlanRun};
 use super::spec::Grants;
 use super::task::{Attempt, Task, TaskParts, TaskStatus};
@@ -62,6 +62,9 @@ pub struct TaskDocument {
     pub retry_count: u32,
     /// Waits between attempts.
     pub backoff: Backoff,
+    /// Per-attempt limits set by the plan (`timeout`, `memoryLimit`).
+    #[serde(flatten)]
+    pub limits: LimitOverrides,
     /// Earliest start of the next attempt, while a backoff runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Timestamp>,
@@ -109,7 +112,7 @@ pub struct SavedPlan {
     #[serde(flatten)]
     pub plan: PlanDocument,
     /// The defaults the tasks were resolved with.
-    pub defaults: RetryPolicy,
+    pub defaults: PlanDefaults,
     /// Grants with absolute host paths.
     pub grants: Grants,
     /// The plugin of each task type.
@@ -199,6 +202,7 @@ impl Task {
             max_retries: self.policy().max_retries,
             retry_count: self.retry_count(),
             backoff: self.policy().backoff,
+            limits: *self.limits(),
             next_attempt_at: self.next_attempt_at(),
             attempts: self.attempts().to_vec(),
         }
@@ -217,6 +221,7 @@ impl Task {
                 max_retries: doc.max_retries,
                 backoff: doc.backoff,
             },
+            limits: doc.limits,
             status: doc.status,
             retry_count: doc.retry_count,
             next_attempt_at: doc.next_attempt_at,

@@ -4,6 +4,7 @@
 
 pub mod document;
 pub mod error_kind;
+pub mod http_allow;
 pub mod ids;
 pub mod policy;
 pub mod run;
@@ -16,8 +17,9 @@ pub use document::{
     TaskDocument,
 };
 pub use error_kind::{Disposition, ErrorKind};
+pub use http_allow::HttpAllow;
 pub use ids::{PlanId, TaskId, TaskType};
-pub use policy::{Backoff, RetryPolicy};
+pub use policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
 pub use run::{Phase, PlanRun, Step};
 pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSpec};
 pub use task::{

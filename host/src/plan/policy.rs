@@ -65,6 +65,60 @@ impl Backoff {
     }
 }
 
+/// Per-attempt limits a plan sets (per task or in `[defaults]`); unset ones fall back to
+/// the plugin's suggestion, then to the built-in defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitOverrides {
+    /// Wall-clock time per attempt.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::units::serde_opt_duration"
+    )]
+    pub timeout: Option<Duration>,
+    /// Bytes of linear memory per attempt.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::units::serde_opt_size"
+    )]
+    pub memory_limit: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// `self`, with unset limits taken from `fallback`.
+    pub fn or(self, fallback: LimitOverrides) -> Self {
+        Self {
+            timeout: self.timeout.or(fallback.timeout),
+            memory_limit: self.memory_limit.or(fallback.memory_limit),
+        }
+    }
+}
+
+/// The plan's `[defaults]`: what every task inherits.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanDefaults {
+    /// Retries allowed after the first attempt.
+    pub max_retries: u32,
+    /// Waits between attempts.
+    pub backoff: Backoff,
+    /// Per-attempt limits.
+    #[serde(flatten)]
+    pub limits: LimitOverrides,
+}
+
+impl PlanDefaults {
+    /// The retry part.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            backoff: self.backoff,
+        }
+    }
+}
+
 /// Per-task retry policy, defaulted from the plan's `[defaults]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

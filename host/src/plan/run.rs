@@ -52,6 +52,7 @@ impl PlanRun {
                     spec.task_type.clone(),
                     spec.params.clone(),
                     spec.policy,
+                    spec.limits,
                 )
             })
             .collect();
@@ -184,6 +185,7 @@ mod tests {
                 task_type: TaskType::new(format!("type-{i}")).unwrap(),
                 params: serde_json::json!({ "i": i }),
                 policy,
+                limits: Default::default(),
             })
             .collect();
         PlanRun::new(PlanId::new_random(), Some("p".into()), &specs)

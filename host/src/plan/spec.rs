@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use toml::Spanned;
 
+use super::http_allow::HttpAllow;
 use super::ids::TaskType;
-use super::policy::{Backoff, RetryPolicy};
-use super::units::parse_duration;
+use super::policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
+use super::units::{parse_duration, parse_size};
 
 /// A position in a plan file (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,9 @@ pub struct Grants {
     /// Directories.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
+    /// Hosts plugins that declare `network` may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpAllow>,
 }
 
 /// One task as the plan file describes it.
@@ -101,6 +105,9 @@ pub struct TaskSpec {
     pub params: Value,
     /// Retry policy after defaults.
     pub policy: RetryPolicy,
+    /// Per-attempt limits set by the plan (task, then defaults); unset ones come from
+    /// the plugin.
+    pub limits: LimitOverrides,
 }
 
 /// A parsed plan file.
@@ -109,7 +116,7 @@ pub struct PlanSpec {
     /// Optional label.
     pub name: Option<String>,
     /// The plan's defaults (what tasks inherit).
-    pub defaults: RetryPolicy,
+    pub defaults: PlanDefaults,
     /// Plan-wide grants.
     pub grants: Grants,
     /// Tasks in order.
@@ -132,8 +139,8 @@ struct RawPlan {
 struct RawPolicy {
     max_retries: Option<u32>,
     backoff: Option<RawBackoff>,
-    timeout: Option<Spanned<toml::Value>>,
-    memory_limit: Option<Spanned<toml::Value>>,
+    timeout: Option<Spanned<String>>,
+    memory_limit: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -149,7 +156,7 @@ struct RawBackoff {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawGrants {
     dirs: Option<Vec<RawDirGrant>>,
-    http: Option<Spanned<toml::Value>>,
+    http: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -168,8 +175,8 @@ struct RawTask {
     params: Option<Spanned<toml::Table>>,
     max_retries: Option<u32>,
     backoff: Option<RawBackoff>,
-    timeout: Option<Spanned<toml::Value>>,
-    memory_limit: Option<Spanned<toml::Value>>,
+    timeout: Option<Spanned<String>>,
+    memory_limit: Option<Spanned<String>>,
     depends_on: Option<Spanned<toml::Value>>,
 }
 
@@ -240,6 +247,35 @@ impl Reader<'_> {
         Ok(backoff)
     }
 
+    fn limits(
+        &self,
+        timeout: Option<Spanned<String>>,
+        memory_limit: Option<Spanned<String>>,
+    ) -> Result<LimitOverrides, SpecError> {
+        let timeout = timeout
+            .map(|t| match parse_duration(t.get_ref()) {
+                Ok(d) if d.is_zero() => {
+                    Err(self.error(t.span(), "`timeout` must be more than zero"))
+                }
+                Ok(d) => Ok(d),
+                Err(e) => Err(self.error(t.span(), e.to_string())),
+            })
+            .transpose()?;
+        let memory_limit = memory_limit
+            .map(|m| match parse_size(m.get_ref()) {
+                Ok(bytes) if bytes < (1 << 20) => {
+                    Err(self.error(m.span(), "`memoryLimit` must be at least 1MiB"))
+                }
+                Ok(bytes) => Ok(bytes),
+                Err(e) => Err(self.error(m.span(), e.to_string())),
+            })
+            .transpose()?;
+        Ok(LimitOverrides {
+            timeout,
+            memory_limit,
+        })
+    }
+
     fn dir_grant(&self, raw: RawDirGrant, plan_dir: &Path) -> Result<DirGrant, SpecError> {
         let mode = match raw.mode.get_ref().as_str() {
             "ro" => DirMode::Ro,
@@ -269,10 +305,15 @@ impl Reader<'_> {
         })
     }
 
-    fn task(&self, raw: RawTask, defaults: RetryPolicy) -> Result<(TaskSpec, Location), SpecError> {
-        self.refuse_unsupported("timeout", &raw.timeout)?;
-        self.refuse_unsupported("memoryLimit", &raw.memory_limit)?;
+    fn task(
+        &self,
+        raw: RawTask,
+        defaults: &PlanDefaults,
+    ) -> Result<(TaskSpec, Location), SpecError> {
         self.refuse_unsupported("dependsOn", &raw.depends_on)?;
+        let limits = self
+            .limits(raw.timeout, raw.memory_limit)?
+            .or(defaults.limits);
         let type_span = raw.task_type.span();
         let task_type = TaskType::new(raw.task_type.into_inner())
             .map_err(|e| self.error(type_span.clone(), e.to_string()))?;
@@ -284,13 +325,14 @@ impl Reader<'_> {
             }
             None => Value::Object(Default::default()),
         };
-        let policy = self.policy(defaults, raw.max_retries, raw.backoff)?;
+        let policy = self.policy(defaults.retry(), raw.max_retries, raw.backoff)?;
         let location = Location::of_offset(self.source, type_span.start);
         Ok((
             TaskSpec {
                 task_type,
                 params,
                 policy,
+                limits,
             },
             location,
         ))
@@ -307,17 +349,28 @@ impl PlanSpec {
             reader.error(span, e.message().trim_end().to_owned())
         })?;
 
-        let mut defaults = RetryPolicy::default();
+        let mut defaults = PlanDefaults::default();
         if let Some(raw_defaults) = raw.defaults {
-            reader.refuse_unsupported("timeout", &raw_defaults.timeout)?;
-            reader.refuse_unsupported("memoryLimit", &raw_defaults.memory_limit)?;
-            defaults = reader.policy(defaults, raw_defaults.max_retries, raw_defaults.backoff)?;
+            let retry = reader.policy(
+                defaults.retry(),
+                raw_defaults.max_retries,
+                raw_defaults.backoff,
+            )?;
+            defaults = PlanDefaults {
+                max_retries: retry.max_retries,
+                backoff: retry.backoff,
+                limits: reader.limits(raw_defaults.timeout, raw_defaults.memory_limit)?,
+            };
         }
 
         let plan_dir = file.parent().unwrap_or(Path::new("."));
         let mut grants = Grants::default();
         if let Some(raw_grants) = raw.grants {
-            reader.refuse_unsupported("grants.http", &raw_grants.http)?;
+            for entry in raw_grants.http.unwrap_or_default() {
+                let allow = HttpAllow::parse(entry.get_ref())
+                    .map_err(|e| reader.error(entry.span(), e.to_string()))?;
+                grants.http.push(allow);
+            }
             for raw_dir in raw_grants.dirs.unwrap_or_default() {
                 let span = raw_dir.guest.span();
                 let grant = reader.dir_grant(raw_dir, plan_dir)?;
@@ -338,7 +391,7 @@ impl PlanSpec {
         let mut tasks = Vec::with_capacity(raw_tasks.len());
         let mut task_locations = Vec::with_capacity(raw_tasks.len());
         for raw_task in raw_tasks {
-            let (task, location) = reader.task(raw_task, defaults)?;
+            let (task, location) = reader.task(raw_task, &defaults)?;
             tasks.push(task);
             task_locations.push(location);
         }
@@ -490,32 +543,61 @@ backoff = { initial = "1s" }
 
     #[test]
     fn later_keys_are_refused_not_ignored() {
-        for (source, key, line) in [
-            (
-                "[defaults]\ntimeout = \"1m\"\n[[tasks]]\ntype = \"e\"\n",
-                "timeout",
-                2,
-            ),
-            (
-                "[defaults]\nmemoryLimit = \"1GiB\"\n[[tasks]]\ntype = \"e\"\n",
-                "memoryLimit",
-                2,
-            ),
-            (
-                "[grants]\nhttp = [\"a.com\"]\n[[tasks]]\ntype = \"e\"\n",
-                "grants.http",
-                2,
-            ),
-            ("[[tasks]]\ntype = \"e\"\ntimeout = \"1s\"\n", "timeout", 3),
-            ("[[tasks]]\ntype = \"e\"\ndependsOn = [0]\n", "dependsOn", 3),
-        ] {
-            let (l, _, message) = error_at(source);
-            assert_eq!(l, line, "{source}");
-            assert!(
-                message.contains(&format!("`{key}` is not supported yet")),
-                "{message}"
-            );
-        }
+        let (line, _, message) = error_at("[[tasks]]\ntype = \"e\"\ndependsOn = [0]\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.contains("`dependsOn` is not supported yet"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn limits_come_from_the_task_then_the_defaults() {
+        let spec = parse(
+            "[defaults]\ntimeout = \"2m\"\nmemoryLimit = \"256MiB\"\n\
+             [[tasks]]\ntype = \"a\"\ntimeout = \"150ms\"\n[[tasks]]\ntype = \"b\"\nmemoryLimit = \"1GB\"\n",
+        )
+        .unwrap();
+        assert_eq!(spec.defaults.limits.timeout, Some(Duration::from_secs(120)));
+        assert_eq!(
+            spec.tasks[0].limits,
+            LimitOverrides {
+                timeout: Some(Duration::from_millis(150)),
+                memory_limit: Some(256 << 20)
+            }
+        );
+        assert_eq!(
+            spec.tasks[1].limits,
+            LimitOverrides {
+                timeout: Some(Duration::from_secs(120)),
+                memory_limit: Some(1_000_000_000)
+            }
+        );
+        assert_eq!(
+            parse("[[tasks]]\ntype = \"a\"\n").unwrap().tasks[0].limits,
+            LimitOverrides::default()
+        );
+        let (line, _, m) = error_at("[[tasks]]\ntype = \"a\"\nmemoryLimit = \"12 parsecs\"\n");
+        assert_eq!(line, 3);
+        assert!(m.contains("not a size"), "{m}");
+        let (_, _, m) = error_at("[defaults]\ntimeout = \"0s\"\n[[tasks]]\ntype = \"a\"\n");
+        assert!(m.contains("more than zero"), "{m}");
+        let (_, _, m) = error_at("[[tasks]]\ntype = \"a\"\nmemoryLimit = \"10KiB\"\n");
+        assert!(m.contains("at least 1MiB"), "{m}");
+    }
+
+    #[test]
+    fn http_grants_are_parsed_and_located() {
+        let spec = parse(
+            "[grants]\nhttp = [\"127.0.0.1:8080\", \"*.example.com\"]\n[[tasks]]\ntype = \"e\"\n",
+        )
+        .unwrap();
+        let http: Vec<String> = spec.grants.http.iter().map(|h| h.to_string()).collect();
+        assert_eq!(http, ["127.0.0.1:8080", "*.example.com"]);
+        let (line, column, m) =
+            error_at("[grants]\nhttp = [\"ok.com\", \"http://x.com\"]\n[[tasks]]\ntype = \"e\"\n");
+        assert_eq!((line, column), (2, 19));
+        assert!(m.contains("not an HTTP grant"), "{m}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error_kind::{Disposition, ErrorKind};
 use super::ids::{PlanId, TaskId, TaskType};
-use super::policy::RetryPolicy;
+use super::policy::{LimitOverrides, RetryPolicy};
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -179,6 +179,7 @@ pub struct Task {
     id: TaskId,
     params: Value,
     policy: RetryPolicy,
+    limits: LimitOverrides,
     status: TaskStatus,
     retry_count: u32,
     next_attempt_at: Option<Timestamp>,
@@ -200,6 +201,8 @@ pub struct TaskParts {
     pub params: Value,
     /// Retry policy.
     pub policy: RetryPolicy,
+    /// Per-attempt limits set by the plan.
+    pub limits: LimitOverrides,
     /// Status.
     pub status: TaskStatus,
     /// Retries used.
@@ -222,6 +225,7 @@ impl Task {
         task_type: TaskType,
         params: Value,
         policy: RetryPolicy,
+        limits: LimitOverrides,
     ) -> Self {
         let id = TaskId::derive(plan_id, &task_type, index);
         Self::from_parts(TaskParts {
@@ -230,6 +234,7 @@ impl Task {
             id,
             params,
             policy,
+            limits,
             status: TaskStatus::Pending,
             retry_count: 0,
             next_attempt_at: None,
@@ -247,6 +252,7 @@ impl Task {
             id: parts.id,
             params: parts.params,
             policy: parts.policy,
+            limits: parts.limits,
             status: parts.status,
             retry_count: parts.retry_count,
             next_attempt_at: parts.next_attempt_at,
@@ -275,6 +281,10 @@ impl Task {
     /// Retry policy.
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy
+    }
+    /// Per-attempt limits set by the plan.
+    pub fn limits(&self) -> &LimitOverrides {
+        &self.limits
     }
     /// Status.
     pub fn status(&self) -> TaskStatus {
@@ -438,6 +448,7 @@ mod tests {
                 max_retries,
                 backoff,
             },
+            LimitOverrides::default(),
         )
     }
 

@@ -101,6 +101,55 @@ pub mod serde_duration {
     }
 }
 
+/// Serde helpers for optional durations written as humantime text.
+pub mod serde_opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes as humantime text.
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.serialize_str(&super::format_duration(*d)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Deserializes from humantime text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| super::parse_duration(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Serde helpers for optional byte sizes written as text ("512MiB").
+pub mod serde_opt_size {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes as a size with a binary unit.
+    pub fn serialize<S: Serializer>(value: &Option<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => serializer.serialize_str(&super::format_size(*bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Deserializes from size text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| super::parse_size(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

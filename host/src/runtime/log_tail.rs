@@ -25,9 +25,42 @@ struct Tail {
 #[derive(Debug, Clone, Default)]
 pub struct LogTail {
     inner: Arc<Mutex<Tail>>,
+    /// When set, complete lines written through this handle also go to `tracing`
+    /// (the pending partial line is kept here).
+    echo: Option<Arc<Mutex<Vec<u8>>>>,
 }
 
+/// Longest partial line kept for echoing before it is cut.
+const MAX_ECHO_LINE: usize = 4096;
+
 impl LogTail {
+    /// A handle on the same tail whose writes are also logged, line by line (for the
+    /// guest's stderr).
+    pub fn echoing(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            echo: Some(Arc::default()),
+        }
+    }
+
+    fn write_stream(&self, data: &[u8]) {
+        self.append(data);
+        let Some(pending) = &self.echo else { return };
+        let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend_from_slice(data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]);
+            if !line.trim().is_empty() {
+                tracing::info!(target: "planrt::plugin::stderr", "{}", line.trim_end());
+            }
+        }
+        if pending.len() > MAX_ECHO_LINE {
+            tracing::info!(target: "planrt::plugin::stderr", "{}…", String::from_utf8_lossy(&pending));
+            pending.clear();
+        }
+    }
+
     /// Appends bytes, dropping the oldest past [`LOG_TAIL_BYTES`].
     pub fn append(&self, data: &[u8]) {
         let mut tail = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,7 +121,7 @@ impl StdoutStream for LogTail {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for LogTail {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.append(&bytes);
+        self.write_stream(&bytes);
         Ok(())
     }
     fn flush(&mut self) -> Result<(), StreamError> {
@@ -110,7 +143,7 @@ impl AsyncWrite for LogTail {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.append(buf);
+        self.write_stream(buf);
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -17,7 +17,7 @@ use super::bindings::planrt::task::types::{self as wit, DirMode, TaskError};
 use super::bindings::{Plugin as PluginBindings, PluginPre};
 use super::engine::EPOCH_TICK;
 use super::log_tail::LogTail;
-use super::sandbox::{AttemptState, Preopen, ProgressSink};
+use super::sandbox::{AttemptState, Preopen, ProgressSink, Sandbox};
 
 /// Per-call limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +154,8 @@ pub struct AttemptRequest {
     pub limits: Limits,
     /// Where progress reports go.
     pub progress: Option<Arc<dyn ProgressSink>>,
+    /// Hosts it may reach over HTTP (empty: none).
+    pub http: Arc<[crate::plan::HttpAllow]>,
 }
 
 /// How one attempt ended, with what the plugin printed.
@@ -197,10 +199,8 @@ impl LoadedPlugin {
         let info = call(
             engine,
             &pre,
-            &[],
+            Sandbox::default(),
             Limits::METADATA,
-            None,
-            LogTail::default(),
             async |bindings, store| bindings.call_describe(store).await,
         )
         .await?;
@@ -232,10 +232,8 @@ impl LoadedPlugin {
         call(
             &self.engine,
             &self.pre,
-            &[],
+            Sandbox::default(),
             Limits::METADATA,
-            None,
-            LogTail::default(),
             async move |bindings, store| bindings.call_validate(store, &params).await,
         )
         .await
@@ -257,14 +255,19 @@ impl LoadedPlugin {
             preopens,
             limits,
             progress,
+            http,
         } = request;
+        let sandbox = Sandbox {
+            preopens,
+            http,
+            log_tail: log_tail.clone(),
+            progress,
+        };
         let outcome = call(
             &self.engine,
             &self.pre,
-            &preopens,
+            sandbox,
             limits,
-            progress,
-            log_tail.clone(),
             async move |bindings, store| bindings.call_run(store, &context, &params).await,
         )
         .instrument(span)
@@ -313,13 +316,11 @@ fn panic_message(output: &str) -> Option<&str> {
 async fn call<R>(
     engine: &Engine,
     pre: &PluginPre<AttemptState>,
-    preopens: &[Preopen],
+    sandbox: Sandbox,
     limits: Limits,
-    progress: Option<Arc<dyn ProgressSink>>,
-    log_tail: LogTail,
     f: impl AsyncFnOnce(&PluginBindings, &mut Store<AttemptState>) -> wasmtime::Result<R>,
 ) -> Result<R, AttemptError> {
-    let state = AttemptState::new(preopens, limits.memory, log_tail, progress)
+    let state = AttemptState::new(sandbox, limits.memory)
         .map_err(|e| AttemptError::Sandbox(e.to_string()))?;
     let mut store = Store::new(engine, state);
     store.limiter(|state| state.limiter());

@@ -12,6 +12,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::bindings::planrt::task::{host, types};
 use super::log_tail::LogTail;
+use crate::plan::HttpAllow;
+use crate::plan::http_allow::allowed;
 
 /// A directory mounted into the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,14 +90,24 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Outgoing HTTP gate. This version grants no HTTP: every request is denied and its
-/// authority recorded, so the attempt fails `http-denied` whatever the plugin returns.
-#[derive(Debug, Default, Clone)]
+/// Outgoing HTTP gate: requests to hosts on the plan's allowlist go out through
+/// wasmtime-wasi-http's client; every other one is denied and its authority recorded, so
+/// the attempt fails `http-denied` whatever the plugin returns.
+#[derive(Debug, Clone)]
 pub struct HttpGate {
+    allow: Arc<[HttpAllow]>,
     denied: Arc<Mutex<Vec<String>>>,
 }
 
 impl HttpGate {
+    /// A gate letting through what `allow` allows.
+    pub fn new(allow: Arc<[HttpAllow]>) -> Self {
+        Self {
+            allow,
+            denied: Arc::default(),
+        }
+    }
+
     /// Authorities of the requests denied so far.
     pub fn denied(&self) -> Vec<String> {
         self.denied
@@ -105,30 +117,41 @@ impl HttpGate {
     }
 }
 
+type BoxedIo = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
 impl WasiHttpHooks for HttpGate {
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: BoxedIo,
     ) -> Box<
         dyn Future<
                 Output = wasmtime_wasi_http::Result<(
                     http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    BoxedIo,
                 )>,
             > + Send,
     > {
-        let authority = request
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| request.uri().to_string());
-        self.denied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(authority);
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        if !allowed(&self.allow, &authority, https) {
+            tracing::warn!(
+                authority,
+                "HTTP request denied: not in the plan's [grants] http"
+            );
+            self.denied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(authority);
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as BoxedIo))
+        })
     }
 }
 
@@ -174,6 +197,20 @@ impl LogRate {
     }
 }
 
+/// What one call's sandbox is made of. The default grants nothing: no directories, no
+/// HTTP, output into a fresh log tail.
+#[derive(Default)]
+pub struct Sandbox {
+    /// Granted directories.
+    pub preopens: Vec<Preopen>,
+    /// Hosts the guest may reach over HTTP.
+    pub http: Arc<[HttpAllow]>,
+    /// Where stdout, stderr and log lines go.
+    pub log_tail: LogTail,
+    /// Where progress reports go.
+    pub progress: Option<Arc<dyn ProgressSink>>,
+}
+
 /// Everything a store of one attempt (or one `describe`/`validate` call) holds.
 pub struct AttemptState {
     wasi: WasiCtx,
@@ -189,15 +226,16 @@ pub struct AttemptState {
 impl AttemptState {
     /// A sandbox with exactly `preopens`, stdio captured into `log_tail`, no environment,
     /// no network beyond the HTTP gate, and a memory limit of `memory_limit` bytes.
-    pub fn new(
-        preopens: &[Preopen],
-        memory_limit: u64,
-        log_tail: LogTail,
-        progress: Option<Arc<dyn ProgressSink>>,
-    ) -> Result<Self, std::io::Error> {
+    pub fn new(sandbox: Sandbox, memory_limit: u64) -> Result<Self, std::io::Error> {
+        let Sandbox {
+            preopens,
+            http,
+            log_tail,
+            progress,
+        } = sandbox;
         let mut builder = WasiCtx::builder();
-        builder.stdout(log_tail.clone()).stderr(log_tail.clone());
-        for preopen in preopens {
+        builder.stdout(log_tail.clone()).stderr(log_tail.echoing());
+        for preopen in &preopens {
             let perms = if preopen.writable {
                 FsPerms::ReadWrite
             } else {
@@ -210,7 +248,7 @@ impl AttemptState {
         Ok(Self {
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
-            http_gate: HttpGate::default(),
+            http_gate: HttpGate::new(http),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             log_tail,

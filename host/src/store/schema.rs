@@ -57,6 +57,10 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX attempts_by_start ON attempts(plan_id, started_at);
     "#,
+    // 2: per-task limits set by the plan (`timeout`, `memoryLimit`), as JSON.
+    r#"
+    ALTER TABLE tasks ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 /// The schema version this planrt writes.

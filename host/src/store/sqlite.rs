@@ -190,8 +190,8 @@ impl StateStore for SqliteStore {
         for (idx, task) in plan.plan.tasks.iter().enumerate() {
             tx.execute(
                 "INSERT INTO tasks (plan_id, idx, id, type, status, params, max_retries, backoff, retry_count,
-                                    next_attempt_at, output, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                    next_attempt_at, output, error, limits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     id,
                     idx as i64,
@@ -205,6 +205,7 @@ impl StateStore for SqliteStore {
                     task.next_attempt_at.map(|t| t.to_string()),
                     task.output.as_ref().map(json),
                     task.error,
+                    json(&task.limits),
                 ],
             )?;
         }
@@ -277,7 +278,8 @@ impl StateStore for SqliteStore {
         };
         let mut saved: SavedPlan = from_json(&resolved, "plan")?;
         let mut stmt = conn.prepare_cached(
-            "SELECT idx, id, type, status, params, max_retries, backoff, retry_count, next_attempt_at, output, error
+            "SELECT idx, id, type, status, params, max_retries, backoff, retry_count, next_attempt_at, output, error,
+                    limits
              FROM tasks WHERE plan_id = ?1 ORDER BY idx",
         )?;
         let rows = stmt.query_map([plan.to_string()], |row| {
@@ -293,6 +295,7 @@ impl StateStore for SqliteStore {
                 row.get::<_, Option<String>>(8)?,
                 row.get::<_, Option<String>>(9)?,
                 row.get::<_, Option<String>>(10)?,
+                row.get::<_, String>(11)?,
             ))
         })?;
         let mut tasks = Vec::new();
@@ -309,6 +312,7 @@ impl StateStore for SqliteStore {
                 next,
                 output,
                 error,
+                limits,
             ) = row?;
             let idx = idx as usize;
             let doc = TaskDocument {
@@ -324,6 +328,7 @@ impl StateStore for SqliteStore {
                 max_retries,
                 retry_count,
                 backoff: from_json(&backoff, "backoff")?,
+                limits: from_json(&limits, "limits")?,
                 next_attempt_at: timestamp(next)?,
                 attempts: Self::load_attempts(&conn, plan, idx)?,
             };

@@ -1,0 +1,96 @@
+//! Plugin progress for people: an `indicatif` bar per running attempt on a terminal,
+//! throttled plain lines on stderr otherwise. Never on stdout.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::plan::Task;
+use crate::runtime::ProgressSink;
+
+/// How often plain progress lines may be written per attempt.
+const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Makes the progress sink of each attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar on stderr (a terminal, text output).
+    Bar,
+    /// Plain lines on stderr through the log.
+    Lines,
+}
+
+impl ProgressMode {
+    /// A bar when stderr is a terminal, else lines.
+    pub fn detect() -> Self {
+        if std::io::stderr().is_terminal() {
+            Self::Bar
+        } else {
+            Self::Lines
+        }
+    }
+
+    /// The sink for the attempt `task` just started.
+    pub fn sink(self, task: &Task) -> Arc<dyn ProgressSink> {
+        let label = format!("task {} ({})", task.index(), task.task_type());
+        match self {
+            Self::Bar => {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {wide_msg}")
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(label);
+                Arc::new(BarSink(bar))
+            }
+            Self::Lines => Arc::new(LineSink {
+                label,
+                last: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+struct BarSink(ProgressBar);
+
+impl ProgressSink for BarSink {
+    fn progress(&self, done: u64, total: Option<u64>, note: &str) {
+        if let Some(total) = total {
+            self.0.set_length(total);
+        }
+        self.0.set_position(done);
+        self.0.set_message(note.to_owned());
+        if total.is_some_and(|t| done >= t) {
+            self.0.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for BarSink {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+struct LineSink {
+    label: String,
+    last: Mutex<Option<Instant>>,
+}
+
+impl ProgressSink for LineSink {
+    fn progress(&self, done: u64, total: Option<u64>, note: &str) {
+        let finished = total.is_some_and(|t| done >= t);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if !finished && last.is_some_and(|at| at.elapsed() < PLAIN_LINE_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match total {
+            Some(total) => tracing::info!("{}: {done}/{total} {note}", self.label),
+            None => tracing::info!("{}: {done} {note}", self.label),
+        }
+    }
+}

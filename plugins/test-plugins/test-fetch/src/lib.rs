@@ -1,0 +1,73 @@
+//! GETs each of `urls` over wasi:http and returns the status codes and bodies: drives the
+//! host's HTTP allowlist and its timeout for guests waiting on the network.
+
+use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
+use serde_json::{Value, json};
+use wstd::http::{Body, Client, Request};
+
+fn urls(params: &str) -> Result<Vec<String>, String> {
+    let value: Value = serde_json::from_str(params).map_err(|e| e.to_string())?;
+    value
+        .get("urls")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect()
+        })
+        .ok_or_else(|| "`urls` must be a list of URLs".to_owned())
+}
+
+async fn fetch(url: &str) -> Result<Value, String> {
+    let request = Request::get(url)
+        .body(Body::empty())
+        .map_err(|e| format!("bad request for {url}: {e}"))?;
+    let mut response = Client::new()
+        .send(request)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .str_contents()
+        .await
+        .map_err(|e| format!("reading {url}: {e}"))?
+        .to_owned();
+    Ok(json!({ "url": url, "status": status, "body": body }))
+}
+
+struct Fetch;
+
+impl Guest for Fetch {
+    fn describe() -> Info {
+        Info {
+            task_type: "test-fetch".into(),
+            version: "0.1.0".into(),
+            description: "GETs URLs over wasi:http".into(),
+            params_schema: r#"{"type":"object","required":["urls"]}"#.into(),
+            needs: Needs {
+                dirs: vec![],
+                network: true,
+            },
+            default_timeout_ms: None,
+            default_memory_limit: None,
+        }
+    }
+
+    fn validate(params: String) -> Result<(), String> {
+        urls(&params).map(drop)
+    }
+
+    fn run(_context: Context, params: String) -> Result<String, TaskError> {
+        let urls = urls(&params).map_err(TaskError::InvalidParams)?;
+        wstd::runtime::block_on(async {
+            let mut results = Vec::new();
+            for url in &urls {
+                results.push(fetch(url).await.map_err(TaskError::Transient)?);
+            }
+            Ok(json!({ "responses": results }).to_string())
+        })
+    }
+}
+
+export_plugin!(Fetch);
