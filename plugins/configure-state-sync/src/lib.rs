@@ -1,0 +1,277 @@
+//! `configure-state-sync`: points the node's state sync at trusted RPC servers
+//! (DESIGN §9).
+//!
+//! Params: `{rpcServers?, trustPeriod?, useLocalSnapshot?, backfillBlocks?}`. The trust
+//! height is the locally restored snapshot's (recorded by snapshot-restore) or the latest
+//! height − 2000; the trust hash is `result.block_id.hash` of `GET {rpc}/block?height=H`.
+//! Written to `[statesync]` of `/home/config/config.toml` in the file's key style.
+
+use planrt_node_common::{config, http};
+use planrt_plugin_sdk::{
+    Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log,
+};
+use serde_json::{Value, json};
+
+const CONFIG: &str = "/home/config/config.toml";
+const SNAPSHOT_MARKER: &str = "/home/data/.planrt-snapshot.json";
+/// How far below the latest height the trust height is taken.
+pub const TRUST_OFFSET: u64 = 2000;
+/// CometBFT's default trust period.
+pub const DEFAULT_TRUST_PERIOD: &str = "168h0m0s";
+
+/// Checked params.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    /// RPC servers (else those already in the config).
+    pub rpc_servers: Vec<String>,
+    /// `trust_period`.
+    pub trust_period: String,
+    /// Trust the locally restored snapshot's height.
+    pub use_local_snapshot: bool,
+    /// `backfill_blocks` (Sei), when given.
+    pub backfill_blocks: Option<u64>,
+}
+
+/// Reads and checks params.
+pub fn parse_params(params: &str) -> Result<Params, String> {
+    let value: Value =
+        serde_json::from_str(params).map_err(|e| format!("params are not JSON: {e}"))?;
+    let object = value.as_object().ok_or("params must be an object")?;
+    if let Some(unknown) = object.keys().find(|k| {
+        ![
+            "rpcServers",
+            "trustPeriod",
+            "useLocalSnapshot",
+            "backfillBlocks",
+        ]
+        .contains(&k.as_str())
+    }) {
+        return Err(format!("unknown param `{unknown}`"));
+    }
+    let rpc_servers = match object.get("rpcServers") {
+        None => Vec::new(),
+        Some(list) => list
+            .as_array()
+            .ok_or("`rpcServers` must be a list of URLs")?
+            .iter()
+            .map(|u| {
+                let u = u.as_str().ok_or("`rpcServers` must be a list of URLs")?;
+                http::Url::parse(u).map_err(|e| format!("`rpcServers`: {e}"))?;
+                Ok(u.to_owned())
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    let trust_period = match object.get("trustPeriod") {
+        None => DEFAULT_TRUST_PERIOD.to_owned(),
+        Some(p) => p
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .ok_or("`trustPeriod` must be a duration like \"168h0m0s\"")?
+            .to_owned(),
+    };
+    let use_local_snapshot = match object.get("useLocalSnapshot") {
+        None => false,
+        Some(b) => b
+            .as_bool()
+            .ok_or("`useLocalSnapshot` must be true or false")?,
+    };
+    let backfill_blocks = match object.get("backfillBlocks") {
+        None => None,
+        Some(n) => Some(
+            n.as_u64()
+                .ok_or("`backfillBlocks` must be a non-negative integer")?,
+        ),
+    };
+    Ok(Params {
+        rpc_servers,
+        trust_period,
+        use_local_snapshot,
+        backfill_blocks,
+    })
+}
+
+/// The trust height for `latest`: `latest − 2000`, at least 1.
+pub fn trust_height_below(latest: u64) -> u64 {
+    latest.saturating_sub(TRUST_OFFSET).max(1)
+}
+
+/// The first answer of `ask` over the servers, or a transient error naming all failures.
+fn first_answer<T>(
+    servers: &[String],
+    what: &str,
+    ask: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, TaskError> {
+    let mut failures = Vec::new();
+    for server in servers {
+        match ask(server) {
+            Ok(answer) => return Ok(answer),
+            Err(e) => {
+                log(Level::Warn, &format!("{what}: {e}"));
+                failures.push(e);
+            }
+        }
+    }
+    Err(TaskError::Transient(format!(
+        "no RPC server answered for the {what}: {}",
+        failures.join("; ")
+    )))
+}
+
+fn latest_height(server: &str) -> Result<u64, String> {
+    let url = http::join(server, "status");
+    let status = http::get_json(&url).map_err(|e| format!("{url}: {e}"))?;
+    status
+        .pointer("/result/sync_info/latest_block_height")
+        .and_then(|h| {
+            h.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| h.as_u64())
+        })
+        .ok_or_else(|| format!("{url}: no result.sync_info.latest_block_height"))
+}
+
+fn block_hash(server: &str, height: u64) -> Result<String, String> {
+    let url = http::join(server, &format!("block?height={height}"));
+    let block = http::get_json(&url).map_err(|e| format!("{url}: {e}"))?;
+    block
+        .pointer("/result/block_id/hash")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{url}: no result.block_id.hash"))
+}
+
+fn local_snapshot_height() -> Result<u64, TaskError> {
+    let text = std::fs::read_to_string(SNAPSHOT_MARKER).map_err(|e| {
+        TaskError::Permanent(format!(
+            "useLocalSnapshot: no restored snapshot recorded ({SNAPSHOT_MARKER}: {e})"
+        ))
+    })?;
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|m| m.get("height")?.as_u64())
+        .ok_or_else(|| TaskError::Permanent(format!("{SNAPSHOT_MARKER} holds no height")))
+}
+
+fn configure(params: Params) -> Result<Value, TaskError> {
+    let text = std::fs::read_to_string(CONFIG)
+        .map_err(|e| TaskError::Permanent(format!("cannot read {CONFIG}: {e}")))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| TaskError::Permanent(format!("{CONFIG}: {e}")))?;
+    let mut servers = params.rpc_servers.clone();
+    if servers.is_empty() {
+        servers = config::get_str(&doc, "statesync", "rpc_servers")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if servers.is_empty() {
+        return Err(TaskError::InvalidParams(
+            "no `rpcServers` given and none in [statesync] rpc_servers".into(),
+        ));
+    }
+    let trust_height = if params.use_local_snapshot {
+        local_snapshot_height()?
+    } else {
+        trust_height_below(first_answer(&servers, "latest height", latest_height)?)
+    };
+    let trust_hash = first_answer(&servers, "trust hash", |s| block_hash(s, trust_height))?;
+    // CometBFT wants at least two servers; one given is listed twice.
+    let mut listed = servers.clone();
+    if listed.len() == 1 {
+        listed.push(listed[0].clone());
+    }
+    let mut changed = false;
+    changed |= config::set(&mut doc, "statesync", "enable", true);
+    changed |= config::set(&mut doc, "statesync", "rpc_servers", listed.join(","));
+    changed |= config::set(&mut doc, "statesync", "trust_height", trust_height as i64);
+    changed |= config::set(&mut doc, "statesync", "trust_hash", trust_hash.clone());
+    changed |= config::set(
+        &mut doc,
+        "statesync",
+        "trust_period",
+        params.trust_period.clone(),
+    );
+    if let Some(blocks) = params.backfill_blocks {
+        changed |= config::set(&mut doc, "statesync", "backfill_blocks", blocks as i64);
+    }
+    if changed {
+        let tmp = format!("{CONFIG}.planrt-tmp");
+        std::fs::write(&tmp, doc.to_string())
+            .and_then(|()| std::fs::rename(&tmp, CONFIG))
+            .map_err(|e| TaskError::Transient(format!("cannot write {CONFIG}: {e}")))?;
+    }
+    log(
+        Level::Info,
+        &format!("state sync from height {trust_height} ({trust_hash})"),
+    );
+    Ok(json!({ "trustHeight": trust_height, "trustHash": trust_hash, "rpcServers": servers }))
+}
+
+struct ConfigureStateSync;
+
+impl Guest for ConfigureStateSync {
+    fn describe() -> Info {
+        Info {
+            task_type: "configure-state-sync".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Enable state sync with a trust height and hash from RPC servers".into(),
+            params_schema: r#"{"type":"object","properties":{"rpcServers":{"type":"array","items":{"type":"string"}},"trustPeriod":{"type":"string"},"useLocalSnapshot":{"type":"boolean"},"backfillBlocks":{"type":"integer","minimum":0}}}"#.into(),
+            needs: Needs {
+                dirs: vec![
+                    DirNeed { guest_path: "/home/config".into(), mode: DirMode::Rw },
+                    DirNeed { guest_path: "/home/data".into(), mode: DirMode::Ro },
+                ],
+                network: true,
+            },
+            default_timeout_ms: Some(120_000),
+            default_memory_limit: Some(64 << 20),
+        }
+    }
+
+    fn validate(params: String) -> Result<(), String> {
+        parse_params(&params).map(drop)
+    }
+
+    fn run(_context: Context, params: String) -> Result<String, TaskError> {
+        let params = parse_params(&params).map_err(TaskError::InvalidParams)?;
+        configure(params).map(|output| output.to_string())
+    }
+}
+
+export_plugin!(ConfigureStateSync);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_checked_and_defaulted() {
+        let p = parse_params(r#"{"rpcServers": ["http://127.0.0.1:26657"], "backfillBlocks": 10}"#)
+            .unwrap();
+        assert_eq!(p.trust_period, DEFAULT_TRUST_PERIOD);
+        assert_eq!((p.use_local_snapshot, p.backfill_blocks), (false, Some(10)));
+        assert_eq!(
+            parse_params("{}").unwrap().rpc_servers,
+            Vec::<String>::new()
+        );
+        for bad in [
+            r#"{"rpcServers": "x"}"#,
+            r#"{"rpcServers": ["x"]}"#,
+            r#"{"useLocalSnapshot": 1}"#,
+            r#"{"other": 1}"#,
+        ] {
+            assert!(parse_params(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trust_height_is_2000_below_latest_and_positive() {
+        assert_eq!(trust_height_below(12_345), 10_345);
+        assert_eq!(trust_height_below(100), 1);
+    }
+}

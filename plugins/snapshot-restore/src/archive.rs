@@ -1,0 +1,402 @@
+//! Extracting a node snapshot (`data/…` entries, tar) under a root directory, refusing any
+//! entry that would land outside `<root>/data/`: absolute paths, `..`, symlinks or
+//! hardlinks that lead out (even to elsewhere under the root), and writes through links.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use tar::{Archive, EntryType};
+
+/// The directory every entry must stay inside.
+pub const DATA_DIR: &str = "data";
+
+/// Why extraction stopped.
+#[derive(Debug)]
+pub enum ExtractError {
+    /// An entry that would land outside `data/`: the archive is not a snapshot to trust.
+    Hostile {
+        /// The entry's path as written in the archive.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading the archive or writing a file failed.
+    Io(String),
+}
+
+impl std::fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExtractError::Hostile { entry, reason } => {
+                write!(f, "archive entry `{entry}` refused: {reason}")
+            }
+            ExtractError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn hostile(entry: &str, reason: impl Into<String>) -> ExtractError {
+    ExtractError::Hostile {
+        entry: entry.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// What was extracted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Extracted {
+    /// Regular files written.
+    pub files: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// `path` checked to be relative, without `..`, and inside `data/`; returned normalized.
+pub fn checked_entry_path(entry: &str, path: &Path) -> Result<PathBuf, ExtractError> {
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(hostile(entry, "`..` leaves the archive root")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(hostile(entry, "absolute path"));
+            }
+        }
+    }
+    if clean.components().next() != Some(Component::Normal(DATA_DIR.as_ref())) {
+        return Err(hostile(entry, "outside data/"));
+    }
+    Ok(clean)
+}
+
+/// Where a link entry at `entry_path` pointing to `target` (relative to the entry's own
+/// directory) lands, lexically; it must stay inside `data/`.
+pub fn checked_symlink_target(
+    entry: &str,
+    entry_path: &Path,
+    target: &Path,
+) -> Result<(), ExtractError> {
+    if target.is_absolute() {
+        return Err(hostile(
+            entry,
+            format!("symlink to absolute path {}", target.display()),
+        ));
+    }
+    let mut landing: Vec<&std::ffi::OsStr> = entry_path
+        .parent()
+        .map_or(Vec::new(), |p| p.iter().collect());
+    for component in target.components() {
+        match component {
+            Component::Normal(part) => landing.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if landing.pop().is_none() {
+                    return Err(hostile(
+                        entry,
+                        format!("symlink to {} leaves the archive root", target.display()),
+                    ));
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => unreachable!("checked absolute above"),
+        }
+    }
+    if landing.first().copied() != Some(DATA_DIR.as_ref()) {
+        return Err(hostile(
+            entry,
+            format!("symlink to {} leads out of data/", target.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses to write at `relative` under `root` if any existing part of it is a symlink
+/// (an earlier entry could otherwise redirect this one anywhere).
+fn refuse_links_on_the_way(entry: &str, root: &Path, relative: &Path) -> Result<(), ExtractError> {
+    let mut at = root.to_path_buf();
+    for part in relative.iter() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(hostile(
+                    entry,
+                    format!("would be written through the symlink {}", at.display()),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ExtractError::Io(format!("{}: {e}", at.display()))),
+        }
+    }
+    Ok(())
+}
+
+fn io_error(what: &Path) -> impl Fn(io::Error) -> ExtractError + '_ {
+    move |e| ExtractError::Io(format!("{}: {e}", what.display()))
+}
+
+/// Extracts every entry of the tar stream `reader` under `root` (which should be empty).
+pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError> {
+    let mut archive = Archive::new(reader);
+    let mut extracted = Extracted::default();
+    let entries = archive
+        .entries()
+        .map_err(|e| ExtractError::Io(format!("reading the archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ExtractError::Io(format!("reading the archive: {e}")))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| hostile(&raw, e.to_string()))?
+            .into_owned();
+        let relative = checked_entry_path(&raw, &path)?;
+        refuse_links_on_the_way(&raw, root, &relative)?;
+        let target = root.join(&relative);
+        let parent = target.parent().expect("inside data/");
+        match entry.header().entry_type() {
+            EntryType::Directory => std::fs::create_dir_all(&target).map_err(io_error(&target))?,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+                let mut file = File::create(&target).map_err(io_error(&target))?;
+                extracted.bytes += io::copy(&mut entry, &mut file).map_err(io_error(&target))?;
+                extracted.files += 1;
+            }
+            EntryType::Symlink => {
+                let link = entry
+                    .link_name()
+                    .map_err(|e| hostile(&raw, e.to_string()))?
+                    .ok_or_else(|| hostile(&raw, "symlink without a target"))?
+                    .into_owned();
+                checked_symlink_target(&raw, &relative, &link)?;
+                std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+                symlink(&link, &target).map_err(io_error(&target))?;
+            }
+            EntryType::Link => {
+                let link = entry
+                    .link_name()
+                    .map_err(|e| hostile(&raw, e.to_string()))?
+                    .ok_or_else(|| hostile(&raw, "hardlink without a target"))?
+                    .into_owned();
+                // A hardlink names another entry, relative to the archive root.
+                let source = checked_entry_path(&raw, &link).map_err(|_| {
+                    hostile(
+                        &raw,
+                        format!("hardlink to {} leads out of data/", link.display()),
+                    )
+                })?;
+                refuse_links_on_the_way(&raw, root, &source)?;
+                std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+                std::fs::hard_link(root.join(&source), &target).map_err(io_error(&target))?;
+            }
+            EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink => {}
+            other => return Err(hostile(&raw, format!("unsupported entry type {other:?}"))),
+        }
+    }
+    Ok(extracted)
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, at: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, at)
+}
+
+/// std's WASI symlink is unstable: create it through the preopen that holds `at`.
+#[cfg(target_os = "wasi")]
+fn symlink(target: &Path, at: &Path) -> io::Result<()> {
+    let (dir, guest) = wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .filter(|(_, guest)| at.starts_with(guest))
+        .max_by_key(|(_, guest)| guest.len())
+        .ok_or_else(|| {
+            io::Error::other(format!("{} is in no preopened directory", at.display()))
+        })?;
+    let relative = at.strip_prefix(&guest).expect("filtered by prefix");
+    let (target, relative) = (target.to_string_lossy(), relative.to_string_lossy());
+    dir.symlink_at(&target, &relative)
+        .map_err(|e| io::Error::other(format!("symlink: {e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use tar::{Builder, Header};
+
+    use super::*;
+
+    /// A tar with entries written raw (hostile names included: `tar` refuses to build them).
+    fn archive(entries: &[(&str, EntryType, &str)]) -> Vec<u8> {
+        let mut builder = Builder::new(Vec::new());
+        for (name, kind, content_or_target) in entries {
+            let mut header = Header::new_gnu();
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            let data: &[u8] = match kind {
+                EntryType::Regular => content_or_target.as_bytes(),
+                _ => {
+                    header.as_old_mut().linkname[..content_or_target.len()]
+                        .copy_from_slice(content_or_target.as_bytes());
+                    &[]
+                }
+            };
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn extract_into(
+        entries: &[(&str, EntryType, &str)],
+    ) -> (tempfile::TempDir, Result<Extracted, ExtractError>) {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join("config")).unwrap();
+        let staging = home.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let result = extract(archive(entries).as_slice(), &staging);
+        (home, result)
+    }
+
+    fn refused(entries: &[(&str, EntryType, &str)], entry: &str, reason: &str) {
+        let (home, result) = extract_into(entries);
+        match result {
+            Err(ExtractError::Hostile {
+                entry: e,
+                reason: r,
+            }) => {
+                assert_eq!(e, entry);
+                assert!(r.contains(reason), "{r}");
+            }
+            other => panic!("expected a refusal of {entry}, got {other:?}"),
+        }
+        // Nothing landed outside the staging dir.
+        let outside: Vec<_> = std::fs::read_dir(home.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(outside.len(), 2, "{outside:?}");
+        assert_eq!(
+            std::fs::read_dir(home.path().join("config"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_snapshot_extracts_under_data() {
+        let (home, result) = extract_into(&[
+            ("data/", EntryType::Directory, ""),
+            (
+                "data/application.db/000001.log",
+                EntryType::Regular,
+                "blocks",
+            ),
+            ("./data/state.db", EntryType::Regular, "state"),
+            ("data/link", EntryType::Symlink, "state.db"),
+            ("data/hard", EntryType::Link, "data/state.db"),
+        ]);
+        let extracted = result.unwrap();
+        assert_eq!(
+            extracted,
+            Extracted {
+                files: 2,
+                bytes: 11
+            }
+        );
+        let data = home.path().join("staging/data");
+        assert_eq!(
+            std::fs::read_to_string(data.join("application.db/000001.log")).unwrap(),
+            "blocks"
+        );
+        assert_eq!(std::fs::read_to_string(data.join("link")).unwrap(), "state");
+        assert_eq!(std::fs::read_to_string(data.join("hard")).unwrap(), "state");
+    }
+
+    #[test]
+    fn absolute_and_parent_paths_are_refused() {
+        refused(
+            &[("/etc/passwd", EntryType::Regular, "x")],
+            "/etc/passwd",
+            "absolute",
+        );
+        refused(
+            &[("data/../../evil", EntryType::Regular, "x")],
+            "data/../../evil",
+            "`..`",
+        );
+        refused(
+            &[("config/config.toml", EntryType::Regular, "x")],
+            "config/config.toml",
+            "outside data/",
+        );
+    }
+
+    #[test]
+    fn symlinks_leading_out_of_data_are_refused_even_inside_the_home() {
+        refused(
+            &[("data/evil", EntryType::Symlink, "/etc")],
+            "data/evil",
+            "absolute",
+        );
+        refused(
+            &[("data/up", EntryType::Symlink, "../../..")],
+            "data/up",
+            "leaves the archive root",
+        );
+        // Stays inside the grant (the home) but leaves data/: to /home/config.
+        refused(
+            &[("data/cfg", EntryType::Symlink, "../config")],
+            "data/cfg",
+            "leads out of data/",
+        );
+        refused(
+            &[("data/a/b", EntryType::Symlink, "../../config/config.toml")],
+            "data/a/b",
+            "leads out of data/",
+        );
+    }
+
+    #[test]
+    fn writing_through_a_symlinked_directory_is_refused() {
+        refused(
+            &[
+                ("data/dir", EntryType::Symlink, "sub"),
+                ("data/dir/file", EntryType::Regular, "x"),
+            ],
+            "data/dir/file",
+            "through the symlink",
+        );
+    }
+
+    #[test]
+    fn hardlinks_leading_out_are_refused() {
+        refused(
+            &[("data/h", EntryType::Link, "config/config.toml")],
+            "data/h",
+            "leads out of data/",
+        );
+        refused(
+            &[("data/h", EntryType::Link, "../etc/passwd")],
+            "data/h",
+            "leads out of data/",
+        );
+        refused(
+            &[("data/h", EntryType::Link, "/etc/passwd")],
+            "data/h",
+            "leads out of data/",
+        );
+    }
+
+    #[test]
+    fn odd_entry_types_are_refused() {
+        refused(
+            &[("data/fifo", EntryType::Fifo, "")],
+            "data/fifo",
+            "unsupported entry type",
+        );
+    }
+}
