@@ -146,6 +146,5 @@ pub fn reference_task_id(plan_id: &str, task_type: &str, index: usize) -> String
     .to_string()
 }
 
-pub mod fixtures;
-
-pub use fixtures::HttpFixture;
+pub use planrt_fixtures as fixtures;
+pub use planrt_fixtures::HttpFixture;

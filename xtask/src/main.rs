@@ -153,7 +153,51 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs the example plan on a fresh copy of the example node home.
+/// The fixtures `examples/plans/node-bootstrap.toml` expects on 127.0.0.1.
+struct DemoFixtures {
+    _snapshots: planrt_fixtures::HttpFixture,
+    _rpcs: [planrt_fixtures::FakeRpc; 2],
+}
+
+/// Starts a snapshot server (a generated archive at height 5000 and `latest.txt`) and two
+/// fake CometBFT RPCs whose node IDs and block hashes are new every run.
+fn start_demo_fixtures() -> Result<DemoFixtures> {
+    use planrt_fixtures::{Entry, FakeRpc, random_bytes, snapshot_server_on, tar_gz};
+    let blocks = random_bytes(4 << 20, 42);
+    let archive = tar_gz(&[
+        Entry::Dir("data/"),
+        Entry::File("data/application.db/000001.ldb", &blocks[..1 << 20]),
+        Entry::File("data/blockstore.db/000001.ldb", &blocks[1 << 20..]),
+        Entry::File("data/state.db/CURRENT", b"MANIFEST-000001\n"),
+    ]);
+    for addr in ["127.0.0.1:17080", "127.0.0.1:17657", "127.0.0.1:17658"] {
+        std::net::TcpListener::bind(addr).with_context(|| {
+            format!("cannot start a demo fixture on {addr} (is the port in use?)")
+        })?;
+    }
+    let snapshots = snapshot_server_on(
+        "127.0.0.1:17080",
+        "planrt-demo-1",
+        5000,
+        vec![(5000, archive)],
+    );
+    let rpcs = [
+        FakeRpc::start_on("127.0.0.1:17657", 12_345),
+        FakeRpc::start_on("127.0.0.1:17658", 12_345),
+    ];
+    eprintln!(
+        "xtask: snapshot server on {}, fake RPCs on {} and {}",
+        snapshots.url(),
+        rpcs[0].server.url(),
+        rpcs[1].server.url()
+    );
+    Ok(DemoFixtures {
+        _snapshots: snapshots,
+        _rpcs: rpcs,
+    })
+}
+
+/// Runs the node-bootstrap example on a fresh copy of the example node home.
 fn demo(root: &Path) -> Result<()> {
     build_plugins(root)?;
     let planrt = build_host(root)?;
@@ -162,7 +206,8 @@ fn demo(root: &Path) -> Result<()> {
         std::fs::remove_dir_all(&demo)?;
     }
     copy_dir(&root.join("examples"), &demo)?;
-    let plan = demo.join("plans/node-config.toml");
+    let _fixtures = start_demo_fixtures()?;
+    let plan = demo.join("plans/node-bootstrap.toml");
     run(Command::new(&planrt)
         .arg("run")
         .arg(&plan)
@@ -170,13 +215,53 @@ fn demo(root: &Path) -> Result<()> {
         .arg(root.join("target/plugins"))
         .arg("--state")
         .arg(demo.join("state")))?;
-    let config = demo.join("node-home/config/config.toml");
+    let home = demo.join("node-home");
     println!(
-        "\n--- {} after the plan ---",
-        config.strip_prefix(root).unwrap_or(&config).display()
+        "\n--- restored data dir ({}) ---",
+        home.join("data").display()
     );
-    print!("{}", std::fs::read_to_string(&config)?);
+    let mut files: Vec<String> = walk(&home.join("data"))?;
+    files.sort();
+    for file in files {
+        println!("  {file}");
+    }
+    let config = std::fs::read_to_string(home.join("config/config.toml"))?;
+    println!("\n--- node-home/config/config.toml: what the plan set ---");
+    for line in config.lines().filter(|l| {
+        [
+            "moniker",
+            "persistent_peers",
+            "max_num_",
+            "timeout_commit",
+            "enable",
+            "rpc_servers",
+            "trust_",
+        ]
+        .iter()
+        .any(|k| l.starts_with(k))
+            || l.starts_with('[')
+    }) {
+        println!("  {line}");
+    }
     Ok(())
+}
+
+fn walk(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() {
+            out.extend(
+                walk(&entry.path())?
+                    .into_iter()
+                    .map(|f| format!("{name}/{f}")),
+            );
+        } else {
+            out.push(format!("{name} ({} bytes)", entry.metadata()?.len()));
+        }
+    }
+    Ok(out)
 }
 
 /// Everything CI checks.
