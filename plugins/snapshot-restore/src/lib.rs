@@ -234,13 +234,13 @@ fn restore(params: Params) -> Result<Value, TaskError> {
     };
     io::copy(&mut hashing, &mut io::sink()).map_err(io_failure(&url))?;
     let digest = hex::encode(hashing.hasher.finalize());
-    if let Some(expected) = &params.sha256 {
-        if *expected != digest {
-            remove_if_present(STAGING)?;
-            return Err(TaskError::Transient(format!(
-                "{url}: sha256 is {digest}, expected {expected}"
-            )));
-        }
+    if let Some(expected) = &params.sha256
+        && *expected != digest
+    {
+        remove_if_present(STAGING)?;
+        return Err(TaskError::Transient(format!(
+            "{url}: sha256 is {digest}, expected {expected}"
+        )));
     }
     let staged = Path::new(STAGING).join(archive::DATA_DIR);
     if !staged.is_dir() {
