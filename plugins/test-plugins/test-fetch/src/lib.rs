@@ -1,9 +1,9 @@
 //! GETs each of `urls` over wasi:http and returns the status codes and bodies: drives the
 //! host's HTTP allowlist and its timeout for guests waiting on the network.
 
+use planrt_node_common::http;
 use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
 use serde_json::{Value, json};
-use wstd::http::{Body, Client, Request};
 
 fn urls(params: &str) -> Result<Vec<String>, String> {
     let value: Value = serde_json::from_str(params).map_err(|e| e.to_string())?;
@@ -18,22 +18,9 @@ fn urls(params: &str) -> Result<Vec<String>, String> {
         .ok_or_else(|| "`urls` must be a list of URLs".to_owned())
 }
 
-async fn fetch(url: &str) -> Result<Value, String> {
-    let request = Request::get(url)
-        .body(Body::empty())
-        .map_err(|e| format!("bad request for {url}: {e}"))?;
-    let mut response = Client::new()
-        .send(request)
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .str_contents()
-        .await
-        .map_err(|e| format!("reading {url}: {e}"))?
-        .to_owned();
-    Ok(json!({ "url": url, "status": status, "body": body }))
+fn fetch(url: &str) -> Result<Value, String> {
+    let body = http::get_text(url, 1 << 20).map_err(|e| format!("GET {url}: {e}"))?;
+    Ok(json!({ "url": url, "status": 200, "body": body }))
 }
 
 struct Fetch;
@@ -60,13 +47,11 @@ impl Guest for Fetch {
 
     fn run(_context: Context, params: String) -> Result<String, TaskError> {
         let urls = urls(&params).map_err(TaskError::InvalidParams)?;
-        wstd::runtime::block_on(async {
-            let mut results = Vec::new();
-            for url in &urls {
-                results.push(fetch(url).await.map_err(TaskError::Transient)?);
-            }
-            Ok(json!({ "responses": results }).to_string())
-        })
+        let mut results = Vec::new();
+        for url in &urls {
+            results.push(fetch(url).map_err(TaskError::Transient)?);
+        }
+        Ok(json!({ "responses": results }).to_string())
     }
 }
 
