@@ -110,7 +110,7 @@ impl Guest for ConfigPatch {
                 _ => TaskError::InvalidParams(format!("{}: {e}", path.display())),
             })?;
             if merged.changed > 0 {
-                write_atomically(&path, &merged.text).map_err(|e| {
+                planrt_node_common::config::write_atomically(&path, &merged.text).map_err(|e| {
                     TaskError::Transient(format!("cannot write {}: {e}", path.display()))
                 })?;
             }
@@ -125,14 +125,6 @@ impl Guest for ConfigPatch {
         }
         Ok(json!({ "files": report }).to_string())
     }
-}
-
-/// Writes through a temporary file in the same directory and renames it over the
-/// target, so a crash never leaves a half-written config.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("planrt-tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 export_plugin!(ConfigPatch);

@@ -154,11 +154,7 @@ fn local_snapshot_height() -> Result<u64, TaskError> {
 }
 
 fn configure(params: Params) -> Result<Value, TaskError> {
-    let text = std::fs::read_to_string(CONFIG)
-        .map_err(|e| TaskError::Permanent(format!("cannot read {CONFIG}: {e}")))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| TaskError::Permanent(format!("{CONFIG}: {e}")))?;
+    let mut doc = config::load(CONFIG).map_err(TaskError::Permanent)?;
     let mut servers = params.rpc_servers.clone();
     if servers.is_empty() {
         servers = config::get_str(&doc, "statesync", "rpc_servers")
@@ -200,9 +196,7 @@ fn configure(params: Params) -> Result<Value, TaskError> {
         changed |= config::set(&mut doc, "statesync", "backfill_blocks", blocks as i64);
     }
     if changed {
-        let tmp = format!("{CONFIG}.planrt-tmp");
-        std::fs::write(&tmp, doc.to_string())
-            .and_then(|()| std::fs::rename(&tmp, CONFIG))
+        config::write_atomically(CONFIG, &doc.to_string())
             .map_err(|e| TaskError::Transient(format!("cannot write {CONFIG}: {e}")))?;
     }
     log(

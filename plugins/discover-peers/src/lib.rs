@@ -163,15 +163,9 @@ impl Guest for DiscoverPeers {
     fn run(_context: Context, params: String) -> Result<String, TaskError> {
         let sources = parse_params(&params).map_err(TaskError::InvalidParams)?;
         let peers = discover(&sources)?;
-        let text = std::fs::read_to_string(CONFIG)
-            .map_err(|e| TaskError::Permanent(format!("cannot read {CONFIG}: {e}")))?;
-        let mut doc: toml_edit::DocumentMut = text
-            .parse()
-            .map_err(|e| TaskError::Permanent(format!("{CONFIG}: {e}")))?;
+        let mut doc = config::load(CONFIG).map_err(TaskError::Permanent)?;
         if config::set(&mut doc, "p2p", "persistent_peers", peers.join(",")) {
-            let tmp = format!("{CONFIG}.planrt-tmp");
-            std::fs::write(&tmp, doc.to_string())
-                .and_then(|()| std::fs::rename(&tmp, CONFIG))
+            config::write_atomically(CONFIG, &doc.to_string())
                 .map_err(|e| TaskError::Transient(format!("cannot write {CONFIG}: {e}")))?;
         }
         log(Level::Info, &format!("{} persistent peer(s)", peers.len()));
