@@ -29,10 +29,24 @@ fn one_round(durability: Durability) -> Duration {
     store.create_plan(&saved).unwrap();
     let started = Instant::now();
     for index in 0..TASKS {
-        run.apply(index, TaskEvent::Start { at: Timestamp::now() }).unwrap();
+        run.apply(
+            index,
+            TaskEvent::Start {
+                at: Timestamp::now(),
+            },
+        )
+        .unwrap();
         store.record_task(run.id(), &run.tasks()[index]).unwrap();
         let output = serde_json::json!({ "ok": true });
-        run.apply(index, TaskEvent::Succeed { at: Timestamp::now(), output, log_tail: None }).unwrap();
+        run.apply(
+            index,
+            TaskEvent::Succeed {
+                at: Timestamp::now(),
+                output,
+                log_tail: None,
+            },
+        )
+        .unwrap();
         store.record_task(run.id(), &run.tasks()[index]).unwrap();
     }
     started.elapsed() / TASKS as u32

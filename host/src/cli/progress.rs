@@ -36,16 +36,10 @@ impl ProgressMode {
     pub fn sink(self, task: &Task) -> Arc<dyn ProgressSink> {
         let label = format!("task {} ({})", task.index(), task.task_type());
         match self {
-            Self::Bar => {
-                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {wide_msg}")
-                        .expect("a valid template")
-                        .progress_chars("=> "),
-                );
-                bar.set_prefix(label);
-                Arc::new(BarSink(bar))
-            }
+            Self::Bar => Arc::new(BarSink {
+                label,
+                bar: Mutex::new(None),
+            }),
             Self::Lines => Arc::new(LineSink {
                 label,
                 last: Mutex::new(None),
@@ -54,24 +48,46 @@ impl ProgressMode {
     }
 }
 
-struct BarSink(ProgressBar);
+/// A bar drawn from the first report on (a plugin that reports nothing shows none).
+struct BarSink {
+    label: String,
+    bar: Mutex<Option<ProgressBar>>,
+}
 
 impl ProgressSink for BarSink {
     fn progress(&self, done: u64, total: Option<u64>, note: &str) {
+        let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bar.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let template = if total.is_some() {
+                "{prefix} {bar:30} {pos}/{len} {wide_msg}"
+            } else {
+                "{prefix} {spinner} {pos} {wide_msg}"
+            };
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(self.label.clone());
+            bar
+        });
         if let Some(total) = total {
-            self.0.set_length(total);
+            bar.set_length(total);
         }
-        self.0.set_position(done);
-        self.0.set_message(note.to_owned());
+        bar.set_position(done);
+        bar.set_message(note.to_owned());
         if total.is_some_and(|t| done >= t) {
-            self.0.finish_and_clear();
+            bar.finish_and_clear();
         }
     }
 }
 
 impl Drop for BarSink {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        if let Some(bar) = self.bar.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            bar.finish_and_clear();
+        }
     }
 }
 
