@@ -26,6 +26,25 @@ pub use bindings::planrt::task::host::{self, Level};
 pub use bindings::planrt::task::types::{Context, DirMode, DirNeed, Info, Needs, TaskError};
 pub use bindings::{Guest, export_plugin};
 
+impl Info {
+    /// A task type with no needs, any object as params and no suggested limits; set the
+    /// rest with struct update syntax: `Info { needs, ..Info::new("my-task", "1.0.0", "…") }`.
+    pub fn new(task_type: &str, version: &str, description: &str) -> Self {
+        Self {
+            task_type: task_type.to_owned(),
+            version: version.to_owned(),
+            description: description.to_owned(),
+            params_schema: r#"{"type":"object"}"#.to_owned(),
+            needs: Needs {
+                dirs: Vec::new(),
+                network: false,
+            },
+            default_timeout_ms: None,
+            default_memory_limit: None,
+        }
+    }
+}
+
 /// Logs a line to the host (and the attempt's log tail).
 pub fn log(level: Level, message: &str) {
     host::log(level, message);

@@ -33,13 +33,9 @@ struct Append;
 impl Guest for Append {
     fn describe() -> Info {
         Info {
-            task_type: "test-append".into(),
-            version: "0.1.0".into(),
-            description: "Sleeps, then appends its task ID and attempt to /work/effects.log".into(),
             params_schema: r#"{"type":"object","properties":{"sleepMs":{"type":"integer"},"failures":{"type":"integer"}}}"#.into(),
             needs: Needs { dirs: vec![DirNeed { guest_path: "/work".into(), mode: DirMode::Rw }], network: false },
-            default_timeout_ms: None,
-            default_memory_limit: None,
+            ..Info::new("test-append", "0.1.0", "Sleeps, then appends its task ID and attempt to /work/effects.log")
         }
     }
 

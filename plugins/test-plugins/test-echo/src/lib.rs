@@ -1,26 +1,13 @@
 //! Returns its `context` and params as output: proves which IDs reached the plugin.
 
-use planrt_plugin_sdk::{
-    Context, Guest, Info, Level, Needs, TaskError, export_plugin, log, progress,
-};
+use planrt_plugin_sdk::{Context, Guest, Info, Level, TaskError, export_plugin, log, progress};
 use serde_json::{Value, json};
 
 struct Echo;
 
 impl Guest for Echo {
     fn describe() -> Info {
-        Info {
-            task_type: "test-echo".into(),
-            version: "0.1.0".into(),
-            description: "Echoes its context and params".into(),
-            params_schema: r#"{"type":"object"}"#.into(),
-            needs: Needs {
-                dirs: vec![],
-                network: false,
-            },
-            default_timeout_ms: None,
-            default_memory_limit: None,
-        }
+        Info::new("test-echo", "0.1.0", "Echoes its context and params")
     }
 
     fn validate(params: String) -> Result<(), String> {

@@ -28,16 +28,12 @@ struct Fetch;
 impl Guest for Fetch {
     fn describe() -> Info {
         Info {
-            task_type: "test-fetch".into(),
-            version: "0.1.0".into(),
-            description: "GETs URLs over wasi:http".into(),
             params_schema: r#"{"type":"object","required":["urls"]}"#.into(),
             needs: Needs {
                 dirs: vec![],
                 network: true,
             },
-            default_timeout_ms: None,
-            default_memory_limit: None,
+            ..Info::new("test-fetch", "0.1.0", "GETs URLs over wasi:http")
         }
     }
 

@@ -1,6 +1,6 @@
 //! Fails `transient` on attempts 1..=`failures`, then succeeds: drives retry and backoff.
 
-use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
+use planrt_plugin_sdk::{Context, Guest, Info, TaskError, export_plugin};
 use serde_json::{Value, json};
 
 fn failures(params: &str) -> Result<u32, String> {
@@ -17,13 +17,8 @@ struct Flaky;
 impl Guest for Flaky {
     fn describe() -> Info {
         Info {
-            task_type: "test-flaky".into(),
-            version: "0.1.0".into(),
-            description: "Fails transiently `failures` times, then succeeds".into(),
             params_schema: r#"{"type":"object","required":["failures"],"properties":{"failures":{"type":"integer","minimum":0}}}"#.into(),
-            needs: Needs { dirs: vec![], network: false },
-            default_timeout_ms: None,
-            default_memory_limit: None,
+            ..Info::new("test-flaky", "0.1.0", "Fails transiently `failures` times, then succeeds")
         }
     }
 

@@ -1,23 +1,12 @@
 //! Allocates (and touches) memory 1 MiB at a time until the host's limit stops it.
 
-use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
+use planrt_plugin_sdk::{Context, Guest, Info, TaskError, export_plugin};
 
 struct Hog;
 
 impl Guest for Hog {
     fn describe() -> Info {
-        Info {
-            task_type: "test-hog".into(),
-            version: "0.1.0".into(),
-            description: "Allocates memory without bound".into(),
-            params_schema: r#"{"type":"object"}"#.into(),
-            needs: Needs {
-                dirs: vec![],
-                network: false,
-            },
-            default_timeout_ms: None,
-            default_memory_limit: None,
-        }
+        Info::new("test-hog", "0.1.0", "Allocates memory without bound")
     }
 
     fn validate(_params: String) -> Result<(), String> {

@@ -1,7 +1,7 @@
 //! `validate` needs a `required` key (so plans without it stop before running); `run`
 //! always fails `invalid-params` (a failure the host must not retry).
 
-use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
+use planrt_plugin_sdk::{Context, Guest, Info, TaskError, export_plugin};
 use serde_json::Value;
 
 struct InvalidParams;
@@ -9,16 +9,8 @@ struct InvalidParams;
 impl Guest for InvalidParams {
     fn describe() -> Info {
         Info {
-            task_type: "test-invalid-params".into(),
-            version: "0.1.0".into(),
-            description: "Rejects its params".into(),
             params_schema: r#"{"type":"object","required":["required"]}"#.into(),
-            needs: Needs {
-                dirs: vec![],
-                network: false,
-            },
-            default_timeout_ms: None,
-            default_memory_limit: None,
+            ..Info::new("test-invalid-params", "0.1.0", "Rejects its params")
         }
     }
 

@@ -1,23 +1,12 @@
 //! Every attempt fails `permanent`: a failure the host must not retry.
 
-use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
+use planrt_plugin_sdk::{Context, Guest, Info, TaskError, export_plugin};
 
 struct Permanent;
 
 impl Guest for Permanent {
     fn describe() -> Info {
-        Info {
-            task_type: "test-permanent".into(),
-            version: "0.1.0".into(),
-            description: "Always fails permanently".into(),
-            params_schema: r#"{"type":"object"}"#.into(),
-            needs: Needs {
-                dirs: vec![],
-                network: false,
-            },
-            default_timeout_ms: None,
-            default_memory_limit: None,
-        }
+        Info::new("test-permanent", "0.1.0", "Always fails permanently")
     }
 
     fn validate(_params: String) -> Result<(), String> {

@@ -1,6 +1,6 @@
 //! Spins the CPU forever: only the host's deadline ends it.
 
-use planrt_plugin_sdk::{Context, Guest, Info, Needs, TaskError, export_plugin};
+use planrt_plugin_sdk::{Context, Guest, Info, TaskError, export_plugin};
 
 struct Spin;
 
@@ -15,16 +15,8 @@ fn spin_forever() -> ! {
 impl Guest for Spin {
     fn describe() -> Info {
         Info {
-            task_type: "test-spin".into(),
-            version: "0.1.0".into(),
-            description: "Loops forever on the CPU".into(),
-            params_schema: r#"{"type":"object"}"#.into(),
-            needs: Needs {
-                dirs: vec![],
-                network: false,
-            },
             default_timeout_ms: Some(60_000),
-            default_memory_limit: None,
+            ..Info::new("test-spin", "0.1.0", "Loops forever on the CPU")
         }
     }
 
