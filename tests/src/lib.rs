@@ -118,20 +118,42 @@ impl Scratch {
         path
     }
 
-    /// Runs `planrt ARGS --plugins <plugins> --state <state>`.
-    pub fn planrt(&self, args: &[&str]) -> Run {
-        Command::new(planrt_bin())
+    /// `planrt ARGS --plugins <plugins> --state <state>`, not started yet (for spawning,
+    /// extra environment, other stdio).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(planrt_bin());
+        command
             .args(args)
             .arg("--plugins")
             .arg(self.plugins())
             .arg("--state")
-            .arg(self.path().join("state"))
+            .arg(self.state())
             .env("RUST_LOG", "info")
             .env_remove("PLANRT_PLUGINS")
-            .env_remove("PLANRT_STATE")
-            .output()
-            .expect("planrt runs")
-            .into()
+            .env_remove("PLANRT_STATE");
+        command
+    }
+
+    /// Runs `planrt ARGS --plugins <plugins> --state <state>` to completion.
+    pub fn planrt(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("planrt runs").into()
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Gives the installed component of `task_type` another sha256 (a trailing custom
+    /// section: still a valid component, doing the same), as an upgraded plugin would.
+    pub fn change_plugin(&self, task_type: &str) {
+        let file = self.plugins().join(format!("{task_type}.wasm"));
+        let mut bytes = std::fs::read(&file).unwrap();
+        let (name, payload) = (b"planrt-test".as_slice(), b"changed".as_slice());
+        bytes.extend_from_slice(&[0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+        bytes.extend_from_slice(name);
+        bytes.extend_from_slice(payload);
+        std::fs::write(file, bytes).unwrap();
     }
 }
 

@@ -7,10 +7,10 @@
 //! `PLANRT_CRASH_SEED` and `PLANRT_CRASH_KILLS` reproduce or extend a run.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use planrt_e2e::{Scratch, planrt_bin};
+use planrt_e2e::Scratch;
 use serde_json::Value;
 
 /// xorshift64*: small, seeded, reproducible.
@@ -112,12 +112,9 @@ fn one_plan(rng: &mut Rng, max_kills: usize) -> Vec<Landing> {
         } else {
             vec!["run".into(), saved.to_str().unwrap().into()]
         };
-        let mut child = Command::new(planrt_bin())
-            .args(&args)
-            .arg("--plugins")
-            .arg(s.plugins())
-            .arg("--state")
-            .arg(s.path().join("state"))
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = s
+            .command(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

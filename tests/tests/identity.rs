@@ -142,13 +142,7 @@ fn a_saved_plan_whose_plugin_changed_is_refused() {
         0
     );
     // Another component now provides test-echo under the same file name.
-    let mut bytes = std::fs::read(s.plugins().join("test-echo.wasm")).unwrap();
-    // A trailing custom section: still a valid component, with another sha256.
-    let (name, payload) = (b"planrt-test".as_slice(), b"changed".as_slice());
-    bytes.extend_from_slice(&[0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(payload);
-    std::fs::write(s.plugins().join("test-echo.wasm"), bytes).unwrap();
+    s.change_plugin("test-echo");
     let run = s.planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.stdout, "");
