@@ -18,6 +18,18 @@ pub enum Phase {
     Failed,
 }
 
+impl Phase {
+    /// The phase of a plan of `tasks` tasks, `complete` of them complete, whose first
+    /// failed task is `failed`: the one rule, for full plans and for stored counts alike.
+    pub fn of(tasks: usize, complete: usize, failed: Option<usize>) -> Phase {
+        match failed {
+            Some(_) => Phase::Failed,
+            None if complete == tasks => Phase::Complete,
+            None => Phase::Active,
+        }
+    }
+}
+
 /// What the executor should do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -83,17 +95,12 @@ impl PlanRun {
 
     /// `Failed` if a task failed, `Complete` if all completed, else `Active`.
     pub fn phase(&self) -> Phase {
-        if self.failed_task_index().is_some() {
-            Phase::Failed
-        } else if self
+        let complete = self
             .tasks
             .iter()
-            .all(|t| t.status() == TaskStatus::Complete)
-        {
-            Phase::Complete
-        } else {
-            Phase::Active
-        }
+            .filter(|t| t.status() == TaskStatus::Complete)
+            .count();
+        Phase::of(self.tasks.len(), complete, self.failed_task_index())
     }
 
     /// The first failed task.
@@ -266,6 +273,14 @@ mod tests {
         assert_eq!(plan.phase(), Phase::Active);
         assert_eq!(plan.failed_task_index(), None);
         assert_eq!(plan.next_step(t(3)), Step::Run(1));
+    }
+
+    #[test]
+    fn phase_of_counts() {
+        assert_eq!(Phase::of(3, 3, None), Phase::Complete);
+        assert_eq!(Phase::of(3, 2, None), Phase::Active);
+        assert_eq!(Phase::of(3, 2, Some(2)), Phase::Failed);
+        assert_eq!(Phase::of(0, 0, None), Phase::Complete);
     }
 
     #[test]

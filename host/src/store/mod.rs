@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::plan::{Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskStatus, TaskType};
+use crate::plan::{Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskType};
 
 pub use claim::{ClaimError, PlanClaim};
 pub use sqlite::SqliteStore;
@@ -68,25 +68,6 @@ pub struct PlanSummary {
     /// The failed task, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_task_index: Option<usize>,
-}
-
-impl PlanSummary {
-    /// The summary of `run`.
-    pub fn of(run: &PlanRun, created_at: Timestamp) -> Self {
-        Self {
-            id: run.id(),
-            name: run.name().map(str::to_owned),
-            created_at,
-            phase: run.phase(),
-            tasks: run.tasks().len(),
-            complete: run
-                .tasks()
-                .iter()
-                .filter(|t| t.status() == TaskStatus::Complete)
-                .count(),
-            failed_task_index: run.failed_task_index(),
-        }
-    }
 }
 
 /// Where plans, tasks and attempts are kept.

@@ -1,6 +1,7 @@
 //! The SQLite state store: one database file in the state dir, WAL mode so readers
 //! (`status`, `history`) never block the writer, one transaction per transition.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -10,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::schema::{self, MigrationError};
 use super::{Durability, PlanSummary, StateStore, StoreError};
 use crate::plan::{
-    Attempt, AttemptOutcome, ErrorKind, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskDocument,
-    TaskStatus, TaskType,
+    Attempt, AttemptOutcome, ErrorKind, Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task,
+    TaskDocument, TaskStatus, TaskType,
 };
 
 /// File name of the database inside the state dir.
@@ -131,42 +132,48 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every attempt of `plan`, by task index, in order (one query).
     fn load_attempts(
         conn: &Connection,
         plan: PlanId,
-        task_idx: usize,
-    ) -> Result<Vec<Attempt>, StoreError> {
+    ) -> Result<HashMap<usize, Vec<Attempt>>, StoreError> {
         let mut stmt = conn.prepare_cached(
-            "SELECT attempt, started_at, ended_at, outcome, error_kind, message, backtrace, log_tail
-             FROM attempts WHERE plan_id = ?1 AND task_idx = ?2 ORDER BY attempt",
+            "SELECT task_idx, attempt, started_at, ended_at, outcome, error_kind, message, backtrace,
+                    log_tail
+             FROM attempts WHERE plan_id = ?1 ORDER BY task_idx, attempt",
         )?;
-        let rows = stmt.query_map(params![plan.to_string(), task_idx as i64], |row| {
+        let rows = stmt.query_map(params![plan.to_string()], |row| {
             Ok((
-                row.get::<_, u32>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, Option<String>>(4)?,
+                row.get::<_, i64>(0)?,
+                row.get::<_, u32>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, String>(4)?,
                 row.get::<_, Option<String>>(5)?,
                 row.get::<_, Option<String>>(6)?,
                 row.get::<_, Option<String>>(7)?,
+                row.get::<_, Option<String>>(8)?,
             ))
         })?;
-        let mut attempts = Vec::new();
+        let mut attempts: HashMap<usize, Vec<Attempt>> = HashMap::new();
         for row in rows {
-            let (attempt, started, ended, outcome, kind, message, backtrace, log_tail) = row?;
-            attempts.push(Attempt {
-                attempt,
-                started_at: timestamp(Some(started))?.expect("present"),
-                ended_at: timestamp(ended)?,
-                outcome: from_json(&format!("\"{outcome}\""), "attempt outcome")?,
-                error_kind: kind
-                    .map(|k| from_json::<ErrorKind>(&format!("\"{k}\""), "error kind"))
-                    .transpose()?,
-                message,
-                backtrace,
-                log_tail,
-            });
+            let (task_idx, attempt, started, ended, outcome, kind, message, backtrace, log_tail) =
+                row?;
+            attempts
+                .entry(task_idx as usize)
+                .or_default()
+                .push(Attempt {
+                    attempt,
+                    started_at: timestamp(Some(started))?.expect("present"),
+                    ended_at: timestamp(ended)?,
+                    outcome: from_json(&format!("\"{outcome}\""), "attempt outcome")?,
+                    error_kind: kind
+                        .map(|k| from_json::<ErrorKind>(&format!("\"{k}\""), "error kind"))
+                        .transpose()?,
+                    message,
+                    backtrace,
+                    log_tail,
+                });
         }
         Ok(attempts)
     }
@@ -265,7 +272,9 @@ impl StateStore for SqliteStore {
     }
 
     fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError> {
-        let conn = self.conn();
+        let mut guard = self.conn();
+        // One read transaction: a consistent snapshot even while another process writes.
+        let conn = guard.transaction()?;
         let resolved: Option<String> = conn
             .query_row(
                 "SELECT resolved FROM plans WHERE id = ?1",
@@ -277,6 +286,7 @@ impl StateStore for SqliteStore {
             return Ok(None);
         };
         let mut saved: SavedPlan = from_json(&resolved, "plan")?;
+        let mut attempts = Self::load_attempts(&conn, plan)?;
         let mut stmt = conn.prepare_cached(
             "SELECT idx, id, type, status, params, max_retries, backoff, retry_count, next_attempt_at, output, error,
                     limits
@@ -330,7 +340,7 @@ impl StateStore for SqliteStore {
                 backoff: from_json(&backoff, "backoff")?,
                 limits: from_json(&limits, "limits")?,
                 next_attempt_at: timestamp(next)?,
-                attempts: Self::load_attempts(&conn, plan, idx)?,
+                attempts: attempts.remove(&idx).unwrap_or_default(),
             };
             tasks.push(Task::from_document(idx, &doc));
         }
@@ -340,23 +350,41 @@ impl StateStore for SqliteStore {
     }
 
     fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
-        let ids: Vec<(String, String)> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT id, created_at FROM plans ORDER BY created_at DESC, rowid DESC LIMIT ?1",
-            )?;
-            stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?
-        };
-        let mut summaries = Vec::with_capacity(ids.len());
-        for (id, created_at) in ids {
-            let plan: PlanId = id.parse().map_err(backend)?;
-            if let Some((_, run)) = self.load_plan(plan)? {
-                summaries.push(PlanSummary::of(
-                    &run,
-                    timestamp(Some(created_at))?.expect("present"),
-                ));
-            }
+        // Counts only: listing must not read every attempt (and log tail) of every plan.
+        // Newest first by insertion order: RFC 3339 text with trimmed fractions does not
+        // sort as time does.
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.id, p.name, p.created_at, count(t.idx),
+                    coalesce(sum(t.status = 'Complete'), 0),
+                    min(CASE WHEN t.status = 'Failed' THEN t.idx END)
+             FROM plans p LEFT JOIN tasks t ON t.plan_id = p.id
+             GROUP BY p.id ORDER BY p.rowid DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+        let mut summaries = Vec::new();
+        for row in rows {
+            let (id, name, created_at, tasks, complete, failed) = row?;
+            let (tasks, complete) = (tasks as usize, complete as usize);
+            let failed_task_index = failed.map(|i| i as usize);
+            summaries.push(PlanSummary {
+                id: id.parse().map_err(backend)?,
+                name,
+                created_at: timestamp(Some(created_at))?.expect("present"),
+                phase: Phase::of(tasks, complete, failed_task_index),
+                tasks,
+                complete,
+                failed_task_index,
+            });
         }
         Ok(summaries)
     }
@@ -473,6 +501,61 @@ mod tests {
             (run.id(), 1, 2)
         );
         assert!(store.load_plan(PlanId::new_random()).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_plan_list_agrees_with_the_full_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        let (spec, mut failed) = plan();
+        store.create_plan(&saved(&failed, &spec)).unwrap();
+        failed.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
+        store.record_task(failed.id(), &failed.tasks()[0]).unwrap();
+        failed
+            .apply(
+                0,
+                TaskEvent::Succeed {
+                    at: t(1),
+                    output: serde_json::Value::Null,
+                    log_tail: None,
+                },
+            )
+            .unwrap();
+        store.record_task(failed.id(), &failed.tasks()[0]).unwrap();
+        failed.apply(1, TaskEvent::Start { at: t(2) }).unwrap();
+        let permanent = Failure {
+            kind: ErrorKind::Permanent,
+            message: "no".into(),
+            backtrace: None,
+            log_tail: None,
+        };
+        failed
+            .apply(
+                1,
+                TaskEvent::Fail {
+                    at: t(3),
+                    failure: permanent,
+                    jitter_sample: 0.0,
+                },
+            )
+            .unwrap();
+        store.record_task(failed.id(), &failed.tasks()[1]).unwrap();
+        let (_, active) = plan();
+        store.create_plan(&saved(&active, &spec)).unwrap();
+
+        let list = store.list_plans(10).unwrap();
+        assert_eq!(list.len(), 2);
+        for summary in &list {
+            let (_, run) = store.load_plan(summary.id).unwrap().unwrap();
+            assert_eq!(summary.phase, run.phase(), "{summary:?}");
+            assert_eq!(summary.failed_task_index, run.failed_task_index());
+            assert_eq!(summary.tasks, run.tasks().len());
+            assert_eq!(summary.name.as_deref(), run.name());
+        }
+        assert_eq!(list[1].phase, Phase::Failed);
+        assert_eq!((list[1].complete, list[1].failed_task_index), (1, Some(1)));
+        assert_eq!(list[0].phase, Phase::Active, "newest first");
+        assert_eq!(store.list_plans(1).unwrap().len(), 1);
     }
 
     #[test]
