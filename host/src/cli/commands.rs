@@ -47,6 +47,17 @@ fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
     })
 }
 
+/// A stored plan, or a bad-input error naming the state dir.
+fn load_stored(
+    settings: &Settings,
+    store: &SqliteStore,
+    id: PlanId,
+) -> anyhow::Result<(SavedPlan, PlanRun)> {
+    store
+        .load_plan(id)?
+        .ok_or_else(|| anyhow::anyhow!("no plan {id} in {}", settings.state_dir.display()))
+}
+
 fn parse_plan_id(text: &str) -> anyhow::Result<PlanId> {
     text.parse()
         .map_err(|_| anyhow::anyhow!("`{text}` is not a plan ID (a UUID)"))
@@ -123,6 +134,14 @@ struct LogObserver {
     progress: ProgressMode,
 }
 
+impl LogObserver {
+    fn new() -> Self {
+        Self {
+            progress: ProgressMode::detect(),
+        }
+    }
+}
+
 impl Observer for LogObserver {
     fn progress_sink(
         &self,
@@ -182,16 +201,7 @@ async fn execute_and_report(
     store: &SqliteStore,
 ) -> anyhow::Result<Outcome> {
     tracing::info!(plan = %plan.id(), "running plan {}", plan.id());
-    let end = executor::execute(
-        plan,
-        prepared,
-        store,
-        &LogObserver {
-            progress: ProgressMode::detect(),
-        },
-        stop_signal(),
-    )
-    .await?;
+    let end = executor::execute(plan, prepared, store, &LogObserver::new(), stop_signal()).await?;
     print_plan(settings, plan);
     Ok(match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
@@ -228,9 +238,7 @@ pub async fn resume(
     let store = open_store(settings)?;
     // Claim before reading: the state read is then the latest, and no one else moves it.
     let _claim = PlanClaim::acquire(&settings.state_dir, plan_id)?;
-    let (mut saved, mut plan) = store
-        .load_plan(plan_id)?
-        .ok_or_else(|| anyhow::anyhow!("no plan {plan_id} in {}", settings.state_dir.display()))?;
+    let (mut saved, mut plan) = load_stored(settings, &store, plan_id)?;
 
     let (_runtime, registry) = load_registry(settings).await?;
     let mut changed = Vec::new();
@@ -268,14 +276,7 @@ pub async fn resume(
     let prepared = executor::prepare(saved, &registry, &settings.plugin_dir, None).await?;
 
     let from = from.map_or(ResumeFrom::WhereItStopped, ResumeFrom::Task);
-    executor::reopen(
-        &mut plan,
-        from,
-        &store,
-        &LogObserver {
-            progress: ProgressMode::detect(),
-        },
-    )?;
+    executor::reopen(&mut plan, from, &store, &LogObserver::new())?;
     if plan.phase() == Phase::Complete {
         tracing::info!(
             "plan {plan_id} is already complete; nothing to run (use --from N to run tasks again)"
@@ -290,9 +291,7 @@ pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyho
     match plan_id {
         Some(id) => {
             let id = parse_plan_id(id)?;
-            let (_, plan) = store.load_plan(id)?.ok_or_else(|| {
-                anyhow::anyhow!("no plan {id} in {}", settings.state_dir.display())
-            })?;
+            let (_, plan) = load_stored(settings, &store, id)?;
             print_plan(settings, &plan);
         }
         None => {
@@ -310,9 +309,7 @@ pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyho
 pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
     let id = parse_plan_id(plan_id)?;
     let store = open_store(settings)?;
-    let (_, plan) = store
-        .load_plan(id)?
-        .ok_or_else(|| anyhow::anyhow!("no plan {id} in {}", settings.state_dir.display()))?;
+    let (_, plan) = load_stored(settings, &store, id)?;
     let entries = render::history_entries(&plan);
     match settings.output {
         OutputFormat::Json => print_json(&entries),

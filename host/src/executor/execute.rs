@@ -235,7 +235,7 @@ fn classify(error: &AttemptError) -> (ErrorKind, Option<String>) {
 }
 
 /// Stores the task, then reports the transition: never the other way round.
-fn commit(
+pub(super) fn commit(
     plan: &PlanRun,
     index: usize,
     transition: Transition,

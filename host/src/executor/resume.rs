@@ -1,6 +1,6 @@
 //! Operator actions on a stored plan before it runs again (`planrt resume`).
 
-use super::execute::{ExecuteError, Observer, interrupt_running};
+use super::execute::{ExecuteError, Observer, commit, interrupt_running};
 use crate::plan::{PlanRun, TaskEvent, TaskStatus};
 use crate::store::StateStore;
 
@@ -46,38 +46,29 @@ pub fn reopen(
         observer,
         "the host stopped or crashed during this attempt",
     )?;
-    let (first, event) = match from {
-        ResumeFrom::Task(first) if first >= plan.tasks().len() => {
+    let tasks = plan.tasks().len();
+    let (indices, event): (Vec<usize>, TaskEvent) = match from {
+        ResumeFrom::Task(first) if first >= tasks => {
             return Err(ResumeError::NoSuchTask {
                 plan: plan.id(),
-                tasks: plan.tasks().len(),
+                tasks,
                 from: first,
             });
         }
-        ResumeFrom::Task(first) => (first, TaskEvent::Reset),
-        ResumeFrom::WhereItStopped => match plan.failed_task_index() {
-            Some(failed) => (failed, TaskEvent::Resubmit),
-            None => return Ok(()),
-        },
-    };
-    let indices: Vec<usize> = match from {
-        ResumeFrom::Task(_) => (first..plan.tasks().len()).collect(),
-        ResumeFrom::WhereItStopped => plan
-            .tasks()
-            .iter()
-            .filter(|t| t.status() == TaskStatus::Failed)
-            .map(|t| t.index())
-            .collect(),
+        ResumeFrom::Task(first) => ((first..tasks).collect(), TaskEvent::Reset),
+        ResumeFrom::WhereItStopped => {
+            let failed = plan
+                .tasks()
+                .iter()
+                .filter(|t| t.status() == TaskStatus::Failed);
+            (failed.map(|t| t.index()).collect(), TaskEvent::Resubmit)
+        }
     };
     for index in indices {
         let transition = plan
             .apply(index, event.clone())
             .map_err(ExecuteError::from)?;
-        let task = &plan.tasks()[index];
-        store
-            .record_task(plan.id(), task)
-            .map_err(ExecuteError::from)?;
-        observer.transition(plan, task, transition);
+        commit(plan, index, transition, store, observer)?;
     }
     Ok(())
 }
