@@ -139,6 +139,23 @@ impl Scratch {
         self.command(args).output().expect("planrt runs").into()
     }
 
+    /// Writes `plan` to `p.toml`, saves it with `planrt plan --out saved.json`, and returns
+    /// the saved file's path and the Plan document `plan` printed.
+    pub fn save_plan(&self, plan: &str) -> (PathBuf, serde_json::Value) {
+        let path = self.write("p.toml", plan);
+        let saved = self.path().join("saved.json");
+        let run = self.planrt(&[
+            "plan",
+            path.to_str().unwrap(),
+            "--out",
+            saved.to_str().unwrap(),
+            "--output",
+            "json",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        (saved, run.json())
+    }
+
     /// The state directory.
     pub fn state(&self) -> PathBuf {
         self.path().join("state")

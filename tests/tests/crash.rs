@@ -88,18 +88,7 @@ fn landing(s: &Scratch, plan_id: &str) -> Landing {
 fn one_plan(rng: &mut Rng, max_kills: usize) -> Vec<Landing> {
     let s = Scratch::with_plugins(&["test-append"]);
     std::fs::create_dir(s.path().join("work")).unwrap();
-    let plan = s.write("p.toml", PLAN);
-    let saved = s.path().join("saved.json");
-    let made = s.planrt(&[
-        "plan",
-        plan.to_str().unwrap(),
-        "--out",
-        saved.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let saved_doc = made.json();
+    let (saved, saved_doc) = s.save_plan(PLAN);
     let plan_id = saved_doc["id"].as_str().unwrap().to_owned();
 
     let mut landings = Vec::new();

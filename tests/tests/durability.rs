@@ -48,20 +48,10 @@ fn wait_for(s: &Scratch, plan_id: &str, ready: impl Fn(&Value) -> bool) -> Value
 }
 
 fn saved_plan(s: &Scratch, plan: &str) -> (String, String) {
-    let path = s.write("p.toml", plan);
-    let out = s.path().join("saved.json");
-    let run = s.planrt(&[
-        "plan",
-        path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (saved, doc) = s.save_plan(plan);
     (
-        out.to_str().unwrap().to_owned(),
-        run.json()["id"].as_str().unwrap().to_owned(),
+        saved.to_str().unwrap().to_owned(),
+        doc["id"].as_str().unwrap().to_owned(),
     )
 }
 

@@ -55,21 +55,11 @@ fn plan_ids_are_v4_and_task_ids_are_the_reference_v5() {
 #[test]
 fn a_saved_plan_runs_with_its_ids_and_the_plugin_sees_them() {
     let s = Scratch::with_plugins(&["test-echo", "test-flaky"]);
-    let plan = s.write("p.toml", PLAN);
-    let saved_path = s.path().join("saved.json");
-    let saved = s.planrt(&[
-        "plan",
-        plan.to_str().unwrap(),
-        "--out",
-        saved_path.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    let (saved_path, printed) = s.save_plan(PLAN);
     let saved_file: Value =
         serde_json::from_str(&std::fs::read_to_string(&saved_path).unwrap()).unwrap();
     assert_eq!(saved_file["formatVersion"], 1);
-    assert_eq!(saved_file["id"], saved.json()["id"]);
+    assert_eq!(saved_file["id"], printed["id"]);
     assert_eq!(saved_file["plugins"]["test-echo"]["witVersion"], "0.1.0");
     assert_eq!(
         saved_file["plugins"]["test-echo"]["sha256"]
@@ -129,18 +119,7 @@ fn a_saved_plan_runs_with_its_ids_and_the_plugin_sees_them() {
 #[test]
 fn a_saved_plan_whose_plugin_changed_is_refused() {
     let s = Scratch::with_plugins(&["test-echo"]);
-    let plan = s.write("p.toml", "[[tasks]]\ntype = \"test-echo\"\n");
-    let saved_path = s.path().join("saved.json");
-    assert_eq!(
-        s.planrt(&[
-            "plan",
-            plan.to_str().unwrap(),
-            "--out",
-            saved_path.to_str().unwrap()
-        ])
-        .code,
-        0
-    );
+    let (saved_path, _) = s.save_plan("[[tasks]]\ntype = \"test-echo\"\n");
     // Another component now provides test-echo under the same file name.
     s.change_plugin("test-echo");
     let run = s.planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"]);
