@@ -146,15 +146,16 @@ fn one_plan(rng: &mut Rng, max_kills: usize) -> Vec<Landing> {
 fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value) {
     let doc = s.planrt(&["status", plan_id, "--output", "json"]).json();
     assert_eq!(doc["phase"], "Complete");
+    let log = std::fs::read_to_string(s.path().join("work/effects.log")).unwrap();
     let mut effects: HashMap<(String, u64), usize> = HashMap::new();
-    for line in std::fs::read_to_string(s.path().join("work/effects.log"))
-        .unwrap()
-        .lines()
-    {
-        let (task, attempt) = line.split_once(' ').unwrap();
-        *effects
-            .entry((task.to_owned(), attempt.parse().unwrap()))
-            .or_default() += 1;
+    for line in log.lines() {
+        // Each effect is one write of a whole line: a torn or glued line is a violation.
+        let parsed = line.split_once(' ').and_then(|(task, attempt)| {
+            let task_ok = task.len() == 36 && uuid::Uuid::parse_str(task).is_ok();
+            task_ok.then_some((task.to_owned(), attempt.parse::<u64>().ok()?))
+        });
+        let key = parsed.unwrap_or_else(|| panic!("malformed effect line {line:?} in:\n{log}"));
+        *effects.entry(key).or_default() += 1;
     }
     let mut recorded_attempts = 0;
     for (index, task) in doc["tasks"].as_array().unwrap().iter().enumerate() {
@@ -182,7 +183,7 @@ fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value) {
                 assert_eq!(
                     effect_lines,
                     1,
-                    "task {index} attempt {}: completed effect once",
+                    "task {index} attempt {}: completed effect once; effects:\n{log}",
                     i + 1
                 );
             } else {

@@ -61,7 +61,10 @@ impl Guest for Append {
             .append(true)
             .open("/work/effects.log")
             .map_err(|e| TaskError::Transient(format!("cannot open /work/effects.log: {e}")))?;
-        writeln!(log, "{} {}", context.task_id, context.attempt)
+        // One write call per line: `writeln!` issues several, and a kill between them
+        // leaves a torn line that the next attempt's line would be glued to.
+        let line = format!("{} {}\n", context.task_id, context.attempt);
+        log.write_all(line.as_bytes())
             .map_err(|e| TaskError::Transient(format!("cannot append: {e}")))?;
         Ok(json!({ "attempt": context.attempt }).to_string())
     }
