@@ -388,3 +388,132 @@ fn a_missing_height_is_permanent() {
     assert_eq!(doc["tasks"][0]["attempts"][0]["errorKind"], "permanent");
     assert!(doc["tasks"][0]["error"].as_str().unwrap().contains("404"));
 }
+
+/// A validator's last signed state, as the node wrote it.
+const SIGNED: &str = r#"{"height":"4242","round":1,"step":3}"#;
+
+#[test]
+fn a_restore_killed_at_any_step_of_its_swap_is_repaired_and_keeps_the_validator_state() {
+    // Each case builds the node home as a killed attempt leaves it, then runs the task
+    // again (a retry, or a resume): the new data is in place and the validator's signed
+    // state — never the archive's — is in it.
+    let archive = tar_gz(&[
+        Entry::File("data/application.db/000002.ldb", b"restored"),
+        Entry::File("data/priv_validator_state.json", br#"{"height":"0"}"#),
+    ]);
+    let server = snapshot_server(CHAIN, 8, vec![(8, archive)]);
+    // (case, how the killed attempt left the home, what the recovery logs)
+    type Case = (&'static str, fn(&Path), &'static str);
+    let cases: [Case; 4] = [
+        (
+            "killed while extracting",
+            |home| {
+                std::fs::create_dir_all(home.join(".planrt-restore/data/application.db")).unwrap();
+                std::fs::write(
+                    home.join(".planrt-restore/data/application.db/000002.ldb"),
+                    "par",
+                )
+                .unwrap();
+            },
+            "partial extraction",
+        ),
+        (
+            "killed between the two renames",
+            |home| {
+                std::fs::create_dir_all(home.join(".planrt-restore/data")).unwrap();
+                std::fs::copy(
+                    home.join("data/priv_validator_state.json"),
+                    home.join(".planrt-restore/data/priv_validator_state.json"),
+                )
+                .unwrap();
+                std::fs::rename(home.join("data"), home.join(".planrt-old-data")).unwrap();
+            },
+            "back in place",
+        ),
+        (
+            "killed after the renames, before the clean-up",
+            |home| {
+                std::fs::create_dir_all(home.join(".planrt-restore")).unwrap();
+                std::fs::rename(home.join("data"), home.join(".planrt-old-data")).unwrap();
+                std::fs::create_dir_all(home.join("data")).unwrap();
+                std::fs::copy(
+                    home.join(".planrt-old-data/priv_validator_state.json"),
+                    home.join("data/priv_validator_state.json"),
+                )
+                .unwrap();
+            },
+            "finished its clean-up",
+        ),
+        (
+            "killed while removing the old dir, its copy of the state already gone",
+            |home| {
+                std::fs::rename(home.join("data"), home.join(".planrt-old-data")).unwrap();
+                std::fs::create_dir_all(home.join("data")).unwrap();
+                std::fs::write(home.join("data/priv_validator_state.json"), SIGNED).unwrap();
+                std::fs::remove_file(home.join(".planrt-old-data/priv_validator_state.json"))
+                    .unwrap();
+            },
+            "finished its clean-up",
+        ),
+    ];
+    for (case, leave, note) in cases {
+        let s = Scratch::with_plugins(&["snapshot-restore"]);
+        let home = node_home(&s);
+        std::fs::write(home.join("data/priv_validator_state.json"), SIGNED).unwrap();
+        std::fs::write(home.join("data/old.db"), "old").unwrap();
+        leave(&home);
+
+        let doc = run(
+            &s,
+            &restore_plan(&server.addr.to_string(), &server.url(), ""),
+            0,
+        );
+        assert_eq!(
+            read(&home.join("data/priv_validator_state.json")),
+            SIGNED,
+            "{case}"
+        );
+        assert_eq!(
+            read(&home.join("data/application.db/000002.ldb")),
+            "restored",
+            "{case}"
+        );
+        assert!(!home.join("data/old.db").exists(), "{case}");
+        let mut left: Vec<String> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["config", "data"], "{case}");
+        let tail = doc["tasks"][0]["attempts"][0]["logTail"].as_str().unwrap();
+        assert!(tail.contains(note), "{case}: {tail}");
+    }
+}
+
+#[test]
+fn state_sync_never_lists_one_rpc_server_twice() {
+    let s = Scratch::with_plugins(&["configure-state-sync"]);
+    let home = node_home(&s);
+    let rpc = FakeRpc::start(12_345);
+    let before = read(&home.join("config/config.toml"));
+    let plan = format!(
+        "[grants]\ndirs = [{{ host = \"node-home\", guest = \"/home\", mode = \"rw\" }}]\nhttp = [\"{addr}\"]\n\
+         [[tasks]]\ntype = \"configure-state-sync\"\nmaxRetries = 2\nparams = {{ rpcServers = [\"{url}\", \"{url}/\"] }}\n",
+        addr = rpc.server.addr,
+        url = rpc.server.url(),
+    );
+    let doc = run(&s, &plan, 1);
+    let attempts = doc["tasks"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "not retried");
+    assert_eq!(attempts[0]["errorKind"], "invalid-params");
+    let message = attempts[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("at least two different servers") && message.contains(&rpc.server.url()),
+        "{message}"
+    );
+    assert_eq!(
+        read(&home.join("config/config.toml")),
+        before,
+        "config untouched"
+    );
+}

@@ -110,9 +110,10 @@ impl Guest for ConfigPatch {
                 _ => TaskError::InvalidParams(format!("{}: {e}", path.display())),
             })?;
             if merged.changed > 0 {
-                planrt_node_common::config::write_atomically(&path, &merged.text).map_err(|e| {
-                    TaskError::Transient(format!("cannot write {}: {e}", path.display()))
-                })?;
+                planrt_node_common::durable::write_atomically(&path, merged.text.as_bytes())
+                    .map_err(|e| {
+                        TaskError::Transient(format!("cannot write {}: {e}", path.display()))
+                    })?;
             }
             log(
                 Level::Info,

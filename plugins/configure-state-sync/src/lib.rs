@@ -6,7 +6,7 @@
 //! height − 2000; the trust hash is `result.block_id.hash` of `GET {rpc}/block?height=H`.
 //! Written to `[statesync]` of `/home/config/config.toml` in the file's key style.
 
-use planrt_node_common::{config, http};
+use planrt_node_common::{config, durable, http};
 use planrt_plugin_sdk::{
     Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log,
 };
@@ -153,37 +153,143 @@ fn local_snapshot_height() -> Result<u64, TaskError> {
         .ok_or_else(|| TaskError::Permanent(format!("{SNAPSHOT_MARKER} holds no height")))
 }
 
+/// Where the RPC servers of state sync came from; decides how too few is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSource {
+    /// `rpcServers` in the params.
+    Params,
+    /// `[statesync] rpc_servers` already in the config.
+    Config,
+    /// The RPC port of each host in `[p2p] persistent_peers` (as discover-peers wrote them).
+    Peers,
+}
+
+/// The CometBFT RPC port, for servers derived from peers.
+pub const RPC_PORT: u16 = 26657;
+
+/// `servers` without repeats of the same server (compared case-insensitively, a default
+/// port and a trailing `/` ignored); the first spelling is kept.
+pub fn distinct_servers(servers: &[String]) -> Vec<String> {
+    let key = |server: &str| {
+        let server = server.to_ascii_lowercase();
+        match http::Url::parse(&server) {
+            Ok(url) => {
+                let (scheme, default_port) = if url.https {
+                    ("https", 443)
+                } else {
+                    ("http", 80)
+                };
+                let has_port = !url.authority.ends_with(']') && url.authority.contains(':');
+                let authority = if has_port {
+                    url.authority.clone()
+                } else {
+                    format!("{}:{default_port}", url.authority)
+                };
+                let path = url.path_and_query.trim_end_matches('/');
+                format!("{scheme}://{authority}{path}")
+            }
+            Err(_) => server,
+        }
+    };
+    let mut seen = Vec::new();
+    let mut distinct = Vec::new();
+    for server in servers {
+        let k = key(server);
+        if !seen.contains(&k) {
+            seen.push(k);
+            distinct.push(server.clone());
+        }
+    }
+    distinct
+}
+
+/// `http://{host}:26657` of each `id@host:port` peer.
+pub fn servers_of_peers(peers: &str) -> Vec<String> {
+    peers
+        .split(',')
+        .filter_map(|peer| {
+            let (_, address) = peer.trim().split_once('@')?;
+            let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+            (!host.is_empty()).then(|| format!("http://{host}:{RPC_PORT}"))
+        })
+        .collect()
+}
+
+fn list(doc: &toml_edit::DocumentMut, table: &str, key: &str) -> String {
+    config::get_str(doc, table, key)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The distinct RPC servers state sync will use: from the params, else the config, else
+/// the persistent peers. The light client cross-checks what one server says against
+/// another, so fewer than two distinct servers is an error, never one server listed twice:
+/// `invalid-params` when an operator gave the list, `transient` when it came from peers
+/// (a later attempt, after more discovery, may find more).
+pub fn choose_servers(
+    params: &Params,
+    doc: &toml_edit::DocumentMut,
+) -> Result<Vec<String>, TaskError> {
+    let candidates = [
+        (params.rpc_servers.clone(), ServerSource::Params),
+        (
+            split_list(&list(doc, "statesync", "rpc_servers")),
+            ServerSource::Config,
+        ),
+        (
+            servers_of_peers(&list(doc, "p2p", "persistent_peers")),
+            ServerSource::Peers,
+        ),
+    ];
+    let Some((servers, source)) = candidates.into_iter().find(|(s, _)| !s.is_empty()) else {
+        return Err(TaskError::InvalidParams(
+            "no `rpcServers` given, none in [statesync] rpc_servers, and no persistent peers to \
+             take them from"
+                .into(),
+        ));
+    };
+    let distinct = distinct_servers(&servers);
+    if distinct.len() >= 2 {
+        return Ok(distinct);
+    }
+    let why = format!(
+        "state sync's light client checks each RPC server against another, so it needs at \
+         least two different servers, but {} gives only {}",
+        match source {
+            ServerSource::Params => "`rpcServers`",
+            ServerSource::Config => "[statesync] rpc_servers",
+            ServerSource::Peers => "[p2p] persistent_peers",
+        },
+        distinct.join(", ")
+    );
+    Err(match source {
+        ServerSource::Params | ServerSource::Config => TaskError::InvalidParams(why),
+        ServerSource::Peers => TaskError::Transient(format!(
+            "{why}; a later attempt may find more once more peers are discovered"
+        )),
+    })
+}
+
 fn configure(params: Params) -> Result<Value, TaskError> {
     let mut doc = config::load(CONFIG).map_err(TaskError::Permanent)?;
-    let mut servers = params.rpc_servers.clone();
-    if servers.is_empty() {
-        servers = config::get_str(&doc, "statesync", "rpc_servers")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-    }
-    if servers.is_empty() {
-        return Err(TaskError::InvalidParams(
-            "no `rpcServers` given and none in [statesync] rpc_servers".into(),
-        ));
-    }
+    let servers = choose_servers(&params, &doc)?;
     let trust_height = if params.use_local_snapshot {
         local_snapshot_height()?
     } else {
         trust_height_below(first_answer(&servers, "latest height", latest_height)?)
     };
     let trust_hash = first_answer(&servers, "trust hash", |s| block_hash(s, trust_height))?;
-    // CometBFT wants at least two servers; one given is listed twice.
-    let mut listed = servers.clone();
-    if listed.len() == 1 {
-        listed.push(listed[0].clone());
-    }
     let mut changed = false;
     changed |= config::set(&mut doc, "statesync", "enable", true);
-    changed |= config::set(&mut doc, "statesync", "rpc_servers", listed.join(","));
+    changed |= config::set(&mut doc, "statesync", "rpc_servers", servers.join(","));
     changed |= config::set(&mut doc, "statesync", "trust_height", trust_height as i64);
     changed |= config::set(&mut doc, "statesync", "trust_hash", trust_hash.clone());
     changed |= config::set(
@@ -196,7 +302,7 @@ fn configure(params: Params) -> Result<Value, TaskError> {
         changed |= config::set(&mut doc, "statesync", "backfill_blocks", blocks as i64);
     }
     if changed {
-        config::write_atomically(CONFIG, &doc.to_string())
+        durable::write_atomically(CONFIG, doc.to_string().as_bytes())
             .map_err(|e| TaskError::Transient(format!("cannot write {CONFIG}: {e}")))?;
     }
     log(
@@ -261,6 +367,79 @@ mod tests {
         ] {
             assert!(parse_params(bad).is_err(), "{bad}");
         }
+    }
+
+    fn params(json: &str) -> Params {
+        parse_params(json).unwrap()
+    }
+
+    fn doc(text: &str) -> toml_edit::DocumentMut {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_server_is_never_listed_twice() {
+        let servers: Vec<String> = [
+            "http://a:26657",
+            "HTTP://A:26657/",
+            "http://b:26657",
+            "http://a:26657",
+            "http://c",
+            "http://c:80",
+        ]
+        .map(str::to_owned)
+        .into();
+        assert_eq!(
+            distinct_servers(&servers),
+            ["http://a:26657", "http://b:26657", "http://c"]
+        );
+    }
+
+    #[test]
+    fn servers_come_from_params_then_config_then_peers() {
+        let config = doc(
+            "[statesync]\nrpc_servers = \"http://x:1,http://y:1\"\n[p2p]\npersistent_peers = \"id@p:26656,id@q:26656\"\n",
+        );
+        let given = params(r#"{"rpcServers": ["http://a:1", "http://b:1"]}"#);
+        assert_eq!(
+            choose_servers(&given, &config).unwrap(),
+            ["http://a:1", "http://b:1"]
+        );
+        assert_eq!(
+            choose_servers(&params("{}"), &config).unwrap(),
+            ["http://x:1", "http://y:1"]
+        );
+        let peers_only = doc("[p2p]\npersistent_peers = \"id@p:26656, id@q:26656,id@p:26656\"\n");
+        assert_eq!(
+            choose_servers(&params("{}"), &peers_only).unwrap(),
+            ["http://p:26657", "http://q:26657"]
+        );
+    }
+
+    #[test]
+    fn fewer_than_two_distinct_servers_is_refused_saying_why() {
+        let one_twice = params(r#"{"rpcServers": ["http://a:1", "http://a:1/"]}"#);
+        match choose_servers(&one_twice, &doc("")) {
+            Err(TaskError::InvalidParams(m)) => {
+                assert!(m.contains("at least two different servers"), "{m}");
+                assert!(m.contains("`rpcServers` gives only http://a:1"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let config = doc("[statesync]\nrpc_servers = \"http://x:1\"\n");
+        assert!(matches!(
+            choose_servers(&params("{}"), &config),
+            Err(TaskError::InvalidParams(m)) if m.contains("[statesync] rpc_servers")
+        ));
+        let one_peer = doc("[p2p]\npersistent_peers = \"id@p:26656\"\n");
+        assert!(matches!(
+            choose_servers(&params("{}"), &one_peer),
+            Err(TaskError::Transient(m)) if m.contains("more peers are discovered")
+        ));
+        assert!(matches!(
+            choose_servers(&params("{}"), &doc("")),
+            Err(TaskError::InvalidParams(m)) if m.contains("no `rpcServers` given")
+        ));
     }
 
     #[test]

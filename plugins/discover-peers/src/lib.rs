@@ -8,7 +8,7 @@
 //! deduplicated and written to `[p2p] persistent_peers` of `/home/config/config.toml` in
 //! the file's own key style.
 
-use planrt_node_common::{config, http};
+use planrt_node_common::{config, durable, http};
 use planrt_plugin_sdk::{
     Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log,
 };
@@ -165,7 +165,7 @@ impl Guest for DiscoverPeers {
         let peers = discover(&sources)?;
         let mut doc = config::load(CONFIG).map_err(TaskError::Permanent)?;
         if config::set(&mut doc, "p2p", "persistent_peers", peers.join(",")) {
-            config::write_atomically(CONFIG, &doc.to_string())
+            durable::write_atomically(CONFIG, doc.to_string().as_bytes())
                 .map_err(|e| TaskError::Transient(format!("cannot write {CONFIG}: {e}")))?;
         }
         log(Level::Info, &format!("{} persistent peer(s)", peers.len()));

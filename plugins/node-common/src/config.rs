@@ -10,16 +10,6 @@ pub fn load(path: &str) -> Result<DocumentMut, String> {
     text.parse().map_err(|e| format!("{path}: {e}"))
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory and a rename,
-/// so a crash never leaves a half-written config.
-pub fn write_atomically(path: impl AsRef<std::path::Path>, text: &str) -> std::io::Result<()> {
-    let path = path.as_ref();
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".planrt-tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// How a table spells multi-word keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStyle {

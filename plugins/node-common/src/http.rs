@@ -93,7 +93,7 @@ pub fn join(base: &str, path: &str) -> String {
     )
 }
 
-/// A 2xx response whose body is read as a stream.
+/// A response whose body is read as a stream.
 pub struct Response {
     /// The status code.
     pub status: u16,
@@ -122,6 +122,15 @@ fn describe(code: &ErrorCode) -> String {
 
 /// Sends `GET url` and waits for the response head; non-2xx is [`FetchError::Status`].
 pub fn get(url: &str) -> Result<Response, FetchError> {
+    let response = request(url)?;
+    if !(200..300).contains(&response.status) {
+        return Err(FetchError::Status(response.status));
+    }
+    Ok(response)
+}
+
+/// Sends `GET url` and waits for the response head, whatever its status.
+pub fn request(url: &str) -> Result<Response, FetchError> {
     let parsed = Url::parse(url)?;
     let request = OutgoingRequest::new(Fields::new());
     let bad = |what: &str| FetchError::BadUrl(format!("{url}: bad {what}"));
@@ -152,9 +161,6 @@ pub fn get(url: &str) -> Result<Response, FetchError> {
         Some(Err(())) | None => return Err(FetchError::Unreachable("no response".into())),
     };
     let status = response.status();
-    if !(200..300).contains(&status) {
-        return Err(FetchError::Status(status));
-    }
     let content_length = response
         .headers()
         .get("content-length")

@@ -1,6 +1,7 @@
-//! Pieces shared by the node task types (snapshot-restore, discover-peers,
-//! configure-state-sync): blocking HTTP GETs over wasi:http, and config keys written in
-//! the style the file already uses.
+//! Pieces shared by the node task types (snapshot-restore, config-patch, discover-peers,
+//! configure-state-sync): blocking HTTP GETs over wasi:http, config keys written in the
+//! style the file already uses, and crash-safe file writes.
 
 pub mod config;
+pub mod durable;
 pub mod http;

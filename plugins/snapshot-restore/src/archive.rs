@@ -2,10 +2,12 @@
 //! entry that would land outside `<root>/data/`: absolute paths, `..`, symlinks or
 //! hardlinks that lead out (even to elsewhere under the root), and writes through links.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
+use planrt_node_common::durable;
 use tar::{Archive, EntryType};
 
 /// The directory every entry must stay inside.
@@ -137,9 +139,13 @@ fn io_error(what: &Path) -> impl Fn(io::Error) -> ExtractError + '_ {
 }
 
 /// Extracts every entry of the tar stream `reader` under `root` (which should be empty).
+/// Every file and directory written is synced to disk before this returns, so a data dir
+/// swapped in afterwards survives a power cut whole.
 pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError> {
     let mut archive = Archive::new(reader);
     let mut extracted = Extracted::default();
+    // Directories whose entries changed: synced once at the end, deepest first.
+    let mut touched_dirs = BTreeSet::new();
     let entries = archive
         .entries()
         .map_err(|e| ExtractError::Io(format!("reading the archive: {e}")))?;
@@ -154,12 +160,19 @@ pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError
         refuse_links_on_the_way(&raw, root, &relative)?;
         let target = root.join(&relative);
         let parent = target.parent().expect("inside data/");
+        touched_dirs.extend(
+            parent
+                .ancestors()
+                .take_while(|d| d.starts_with(root))
+                .map(Path::to_path_buf),
+        );
         match entry.header().entry_type() {
             EntryType::Directory => std::fs::create_dir_all(&target).map_err(io_error(&target))?,
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 std::fs::create_dir_all(parent).map_err(io_error(parent))?;
                 let mut file = File::create(&target).map_err(io_error(&target))?;
                 extracted.bytes += io::copy(&mut entry, &mut file).map_err(io_error(&target))?;
+                file.sync_all().map_err(io_error(&target))?;
                 extracted.files += 1;
             }
             EntryType::Symlink => {
@@ -196,6 +209,11 @@ pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError
             other => return Err(hostile(&raw, format!("unsupported entry type {other:?}"))),
         }
     }
+    for dir in touched_dirs.iter().rev() {
+        if dir.is_dir() {
+            durable::sync_dir(dir).map_err(|e| ExtractError::Io(e.to_string()))?;
+        }
+    }
     Ok(extracted)
 }
 
@@ -207,16 +225,8 @@ fn symlink(target: &Path, at: &Path) -> io::Result<()> {
 /// std's WASI symlink is unstable: create it through the preopen that holds `at`.
 #[cfg(target_os = "wasi")]
 fn symlink(target: &Path, at: &Path) -> io::Result<()> {
-    let (dir, guest) = wasip2::filesystem::preopens::get_directories()
-        .into_iter()
-        .filter(|(_, guest)| at.starts_with(guest))
-        .max_by_key(|(_, guest)| guest.len())
-        .ok_or_else(|| {
-            io::Error::other(format!("{} is in no preopened directory", at.display()))
-        })?;
-    let relative = at.strip_prefix(&guest).expect("filtered by prefix");
-    let (target, relative) = (target.to_string_lossy(), relative.to_string_lossy());
-    dir.symlink_at(&target, &relative)
+    let (dir, relative) = durable::preopen_for(at)?;
+    dir.symlink_at(&target.to_string_lossy(), &relative)
         .map_err(|e| io::Error::other(format!("symlink: {e:?}")))
 }
 

@@ -5,28 +5,27 @@
 //! `{baseUrl}/{chainId}/{height}.tar.gz`, the height given or read from
 //! `{baseUrl}/{chainId}/latest.txt`. It is streamed through sha256 and gzip into a staging
 //! directory under `/home` (memory stays bounded whatever its size), every entry checked to
-//! land inside `data/`, then swapped in for `/home/data` (keeping the validator's
-//! `priv_validator_state.json`). The restored height is recorded in
-//! `/home/data/.planrt-snapshot.json`: the same height again is a no-op.
+//! land inside `data/` and synced to disk, then swapped in for `/home/data` (keeping the
+//! validator's `priv_validator_state.json`) in a way every attempt can finish or undo after
+//! a crash ([`swap`]). The restored height is recorded in `/home/data/.planrt-snapshot.json`:
+//! the same height again is a no-op.
 
 pub mod archive;
+pub mod swap;
 
 use std::io::{self, Read};
-use std::path::Path;
 
+use planrt_node_common::durable;
 use planrt_node_common::http::{self, FetchError};
 use planrt_plugin_sdk::{
     Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log, progress,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use swap::{Layout, Recovery};
 
 const HOME: &str = "/home";
-const STAGING: &str = "/home/.planrt-restore";
-const OLD_DATA: &str = "/home/.planrt-old-data";
 const MARKER: &str = "/home/data/.planrt-snapshot.json";
-/// Kept from the old data dir: a validator must never lose its last signed state.
-const KEEP_FILES: &[&str] = &["priv_validator_state.json"];
 
 const PARAMS_SCHEMA: &str = r#"{
   "type": "object",
@@ -164,34 +163,29 @@ fn recorded_height(chain_id: &str) -> Option<u64> {
     (marker.get("chainId")?.as_str()? == chain_id).then(|| marker.get("height")?.as_u64())?
 }
 
-fn remove_if_present(path: &str) -> Result<(), TaskError> {
-    match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(TaskError::Transient(format!("cannot remove {path}: {e}")))
+/// Finishes or undoes whatever a killed attempt left in the home (see [`swap`]).
+fn recover(layout: &Layout) -> Result<(), TaskError> {
+    let recovery = layout
+        .recover()
+        .map_err(io_failure("repairing an interrupted restore"))?;
+    let note = match recovery {
+        Recovery::Clean => return Ok(()),
+        Recovery::StagingRemoved => "removed the partial extraction of an interrupted attempt",
+        Recovery::OldDataPutBack => {
+            "an interrupted attempt had moved the data dir aside: it is back in place"
         }
-        _ => Ok(()),
-    }
-}
-
-/// Swaps the extracted `data/` in for `/home/data`, keeping [`KEEP_FILES`].
-fn swap_in(staged: &Path) -> Result<(), TaskError> {
-    let data = Path::new(HOME).join(archive::DATA_DIR);
-    for keep in KEEP_FILES {
-        let (old, new) = (data.join(keep), staged.join(keep));
-        if old.exists() && !new.exists() {
-            std::fs::copy(&old, &new).map_err(io_failure("keeping the validator state"))?;
+        Recovery::SwapFinished => {
+            "an interrupted attempt had swapped the new data dir in: finished its clean-up"
         }
-    }
-    remove_if_present(OLD_DATA)?;
-    if data.exists() {
-        std::fs::rename(&data, OLD_DATA).map_err(io_failure("moving the old data dir aside"))?;
-    }
-    std::fs::rename(staged, &data).map_err(io_failure("moving the restored data dir in place"))?;
-    remove_if_present(OLD_DATA)?;
-    remove_if_present(STAGING)
+    };
+    log(Level::Warn, note);
+    Ok(())
 }
 
 fn restore(params: Params) -> Result<Value, TaskError> {
+    // Before anything else: a home left mid-swap by a killed attempt has no data dir.
+    let layout = Layout::new(HOME);
+    recover(&layout)?;
     let base = http::join(&params.base_url, &params.chain_id);
     let height = match params.target_height {
         Some(height) => height,
@@ -220,11 +214,12 @@ fn restore(params: Params) -> Result<Value, TaskError> {
         total,
         reported: 0,
     };
-    remove_if_present(STAGING)?;
-    std::fs::create_dir_all(STAGING).map_err(io_failure("creating the staging dir"))?;
+    layout
+        .prepare_staging()
+        .map_err(io_failure("creating the staging dir"))?;
     let extracted = {
         let mut gunzip = flate2::read::GzDecoder::new(&mut hashing);
-        let extracted = archive::extract(&mut gunzip, Path::new(STAGING)).map_err(|e| match e {
+        let extracted = archive::extract(&mut gunzip, &layout.staging()).map_err(|e| match e {
             archive::ExtractError::Hostile { .. } => TaskError::Permanent(e.to_string()),
             archive::ExtractError::Io(_) => TaskError::Transient(format!("{url}: {e}")),
         })?;
@@ -237,21 +232,24 @@ fn restore(params: Params) -> Result<Value, TaskError> {
     if let Some(expected) = &params.sha256
         && *expected != digest
     {
-        remove_if_present(STAGING)?;
+        layout
+            .discard_staging()
+            .map_err(io_failure("removing the staging dir"))?;
         return Err(TaskError::Transient(format!(
             "{url}: sha256 is {digest}, expected {expected}"
         )));
     }
-    let staged = Path::new(STAGING).join(archive::DATA_DIR);
-    if !staged.is_dir() {
+    if !layout.staged_data().is_dir() {
         return Err(TaskError::Permanent(format!(
             "{url} holds no data/ directory"
         )));
     }
-    swap_in(&staged)?;
+    layout
+        .swap_in()
+        .map_err(io_failure("swapping the restored data dir in"))?;
     let marker =
         json!({ "chainId": params.chain_id, "height": height, "sha256": digest, "url": url });
-    std::fs::write(MARKER, marker.to_string())
+    durable::write_atomically(MARKER, marker.to_string().as_bytes())
         .map_err(io_failure("recording the restored height"))?;
     Ok(json!({
         "height": height,
