@@ -15,7 +15,11 @@ const ROUNDS: usize = 5;
 
 fn one_round(durability: Durability) -> Duration {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), durability).unwrap();
+    let store = SqliteStore::open(
+        &planrt::state_dir::StateDir::open_or_create(dir.path()).unwrap(),
+        durability,
+    )
+    .unwrap();
     let source = "[[tasks]]\ntype = \"bench\"\n".repeat(TASKS);
     let spec = PlanSpec::parse(&source, Path::new("/bench.toml")).unwrap();
     let mut run = PlanRun::new(PlanId::new_random(), None, &spec.tasks);

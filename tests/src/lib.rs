@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub use planrt_fixtures as fixtures;
+pub use planrt_fixtures::HttpFixture;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -174,16 +177,69 @@ impl Scratch {
     }
 }
 
-/// UUID v5 of `"{plan}/{type}/{index}"` in the reference namespace, computed here
-/// independently of the host's code.
+/// UUID v5 (RFC 9562 §5.5) of `"{plan}/{type}/{index}"` in the reference controller's
+/// namespace, written out here with SHA-1 so that it shares no code with the host's
+/// (which uses the `uuid` crate), and checked against vectors made by Python's `uuid5`.
 pub fn reference_task_id(plan_id: &str, task_type: &str, index: usize) -> String {
-    let namespace = uuid::Uuid::parse_str("b7e89c3a-4f12-4d8b-9a6e-1c2d3e4f5a6b").unwrap();
-    uuid::Uuid::new_v5(
-        &namespace,
-        format!("{plan_id}/{task_type}/{index}").as_bytes(),
+    use sha1::{Digest, Sha1};
+    let namespace = hex::decode("b7e89c3a4f124d8b9a6e1c2d3e4f5a6b").unwrap();
+    let mut sha1 = Sha1::new();
+    sha1.update(&namespace);
+    sha1.update(format!("{plan_id}/{task_type}/{index}").as_bytes());
+    let mut bytes: [u8; 16] = sha1.finalize()[..16].try_into().unwrap();
+    bytes[6] = (bytes[6] & 0x0f) | 0x50; // version 5
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC variant
+    let h = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
     )
-    .to_string()
 }
 
-pub use planrt_fixtures as fixtures;
-pub use planrt_fixtures::HttpFixture;
+/// (plan ID, task type, index, task ID) computed with Python's `uuid.uuid5`.
+pub const TASK_ID_VECTORS: &[(&str, &str, usize, &str)] = &[
+    (
+        "5f0c2f8e-3c4b-4d8a-9f1e-2a3b4c5d6e7f",
+        "config-patch",
+        1,
+        "53a4b984-a88d-5bda-b8f4-42f4afa25618",
+    ),
+    (
+        "00000000-0000-4000-8000-000000000000",
+        "snapshot-restore",
+        0,
+        "43ebdbf0-32d0-564a-ab22-0979bb7b3bf5",
+    ),
+    (
+        "d7a4c1e2-9b3f-4e6a-8c5d-1f2e3a4b5c6d",
+        "test-echo",
+        0,
+        "d8bbc87f-2841-5c0d-a28f-d73cf7740c46",
+    ),
+    (
+        "d7a4c1e2-9b3f-4e6a-8c5d-1f2e3a4b5c6d",
+        "test-echo",
+        1,
+        "3e4594a0-25eb-5bd0-b2fa-032c85eb189c",
+    ),
+    (
+        "d7a4c1e2-9b3f-4e6a-8c5d-1f2e3a4b5c6d",
+        "configure-state-sync",
+        12,
+        "cf4de2ea-de80-5bb6-8725-68455f8cb403",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_reference_task_id_matches_pythons_uuid5() {
+        for (plan, task_type, index, id) in super::TASK_ID_VECTORS {
+            assert_eq!(super::reference_task_id(plan, task_type, *index), *id);
+        }
+    }
+}

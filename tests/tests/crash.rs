@@ -84,14 +84,27 @@ fn landing(s: &Scratch, plan_id: &str) -> Landing {
     }
 }
 
-/// Runs one plan to completion under random kills; returns where each kill landed.
-fn one_plan(rng: &mut Rng, max_kills: usize) -> Vec<Landing> {
+/// Records a broken invariant instead of stopping at the first one, so the report counts
+/// them all.
+macro_rules! check {
+    ($violations:expr, $cond:expr, $($why:tt)+) => {
+        if !$cond {
+            $violations.push(format!($($why)+));
+        }
+    };
+}
+
+/// Runs one plan to completion under random kills; returns where each kill landed and
+/// every invariant the plan broke.
+fn one_plan(rng: &mut Rng, max_kills: usize) -> (Vec<Landing>, Vec<String>) {
     let s = Scratch::with_plugins(&["test-append"]);
     std::fs::create_dir(s.path().join("work")).unwrap();
     let (saved, saved_doc) = s.save_plan(PLAN);
     let plan_id = saved_doc["id"].as_str().unwrap().to_owned();
+    let stderr_file = s.path().join("planrt.stderr");
 
     let mut landings = Vec::new();
+    let mut violations = Vec::new();
     let mut recorded = false;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -105,7 +118,7 @@ fn one_plan(rng: &mut Rng, max_kills: usize) -> Vec<Landing> {
         let mut child = s
             .command(&args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_file).unwrap())
             .spawn()
             .unwrap();
         let kill_after = if landings.len() < max_kills {
@@ -128,8 +141,13 @@ fn one_plan(rng: &mut Rng, max_kills: usize) -> Vec<Landing> {
         match status {
             Some(status) if status.success() => break,
             Some(status) => {
-                // A run of the saved plan after the plan was recorded says "already exists".
-                assert!(!recorded, "{args:?} failed with {status}");
+                // The only failure expected: running the saved plan again after a kill
+                // that landed once the plan was recorded (the next round resumes it).
+                let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+                let already = !recorded
+                    && status.code() == Some(2)
+                    && stderr.contains(&format!("plan {plan_id} already exists"));
+                assert!(already, "{args:?} failed with {status}:\n{stderr}");
                 recorded = true;
             }
             None => {
@@ -139,13 +157,19 @@ fn one_plan(rng: &mut Rng, max_kills: usize) -> Vec<Landing> {
             }
         }
     }
-    check_invariants(&s, &plan_id, &saved_doc);
-    landings
+    check_invariants(&s, &plan_id, &saved_doc, &mut violations);
+    (landings, violations)
 }
 
-fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value) {
+fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value, violations: &mut Vec<String>) {
+    let before = violations.len();
     let doc = s.planrt(&["status", plan_id, "--output", "json"]).json();
-    assert_eq!(doc["phase"], "Complete");
+    check!(
+        violations,
+        doc["phase"] == "Complete",
+        "plan {plan_id} is {}",
+        doc["phase"]
+    );
     let log = std::fs::read_to_string(s.path().join("work/effects.log")).unwrap();
     let mut effects: HashMap<(String, u64), usize> = HashMap::new();
     for line in log.lines() {
@@ -154,54 +178,68 @@ fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value) {
             let task_ok = task.len() == 36 && uuid::Uuid::parse_str(task).is_ok();
             task_ok.then_some((task.to_owned(), attempt.parse::<u64>().ok()?))
         });
-        let key = parsed.unwrap_or_else(|| panic!("malformed effect line {line:?} in:\n{log}"));
-        *effects.entry(key).or_default() += 1;
+        match parsed {
+            Some(key) => *effects.entry(key).or_default() += 1,
+            None => violations.push(format!("malformed effect line {line:?}")),
+        }
     }
     let mut recorded_attempts = 0;
     for (index, task) in doc["tasks"].as_array().unwrap().iter().enumerate() {
         let id = task["id"].as_str().unwrap().to_owned();
-        assert_eq!(
-            task["id"], saved["tasks"][index]["id"],
-            "task IDs never change"
+        check!(
+            violations,
+            task["id"] == saved["tasks"][index]["id"],
+            "task {index}'s ID changed from {} to {id}",
+            saved["tasks"][index]["id"]
         );
-        assert_eq!(task["status"], "Complete");
+        check!(
+            violations,
+            task["status"] == "Complete",
+            "task {index} is {}",
+            task["status"]
+        );
         let attempts = task["attempts"].as_array().unwrap();
         recorded_attempts += attempts.len();
         for (i, attempt) in attempts.iter().enumerate() {
-            assert_eq!(
-                attempt["attempt"],
-                i + 1,
+            let number = i + 1;
+            check!(
+                violations,
+                attempt["attempt"] == number,
                 "history of task {index} has a gap: {attempts:?}"
             );
-            let last = i + 1 == attempts.len();
             let effect_lines = effects
-                .get(&(id.clone(), i as u64 + 1))
+                .get(&(id.clone(), number as u64))
                 .copied()
                 .unwrap_or(0);
-            if last {
-                assert_eq!(attempt["outcome"], "complete", "task {index}: {attempts:?}");
-                assert_eq!(
-                    effect_lines,
-                    1,
-                    "task {index} attempt {}: completed effect once; effects:\n{log}",
-                    i + 1
+            if number == attempts.len() {
+                check!(
+                    violations,
+                    attempt["outcome"] == "complete",
+                    "task {index}'s last attempt is not complete: {attempts:?}"
+                );
+                check!(
+                    violations,
+                    effect_lines == 1,
+                    "task {index} attempt {number} completed with {effect_lines} effects"
                 );
             } else {
-                assert_eq!(
-                    attempt["outcome"], "failed",
+                check!(
+                    violations,
+                    attempt["outcome"] == "failed",
                     "task {index} ran again after completing: {attempts:?}"
                 );
-                let kind = attempt["errorKind"].as_str().unwrap();
-                assert!(
+                let kind = attempt["errorKind"].as_str().unwrap_or("none");
+                check!(
+                    violations,
                     kind == "interrupted" || kind == "transient",
-                    "task {index}: {kind}"
+                    "task {index} attempt {number} failed {kind}"
                 );
                 // An attempt killed after its effect but before its commit may leave one
                 // line (at least once); a transient failure leaves none.
-                assert!(
+                check!(
+                    violations,
                     effect_lines <= usize::from(kind == "interrupted"),
-                    "task {index} attempt {}",
-                    i + 1
+                    "task {index} attempt {number} ({kind}) left {effect_lines} effects"
                 );
             }
         }
@@ -212,16 +250,35 @@ fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value) {
             t["id"] == task.as_str()
                 && (*attempt as usize) <= t["attempts"].as_array().unwrap().len()
         });
-        assert!(known, "effect of unrecorded attempt {task} {attempt}");
+        check!(
+            violations,
+            known,
+            "effect of unrecorded attempt {task} {attempt}"
+        );
     }
     let history = s.planrt(&["history", plan_id, "--output", "json"]).json();
-    assert_eq!(history.as_array().unwrap().len(), recorded_attempts);
+    let listed = history.as_array().unwrap().len();
+    check!(
+        violations,
+        listed == recorded_attempts,
+        "history lists {listed} attempts, the plan {recorded_attempts}"
+    );
 
     let db = rusqlite::Connection::open(s.path().join("state/planrt.db")).unwrap();
     let integrity: String = db
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(integrity, "ok");
+    check!(
+        violations,
+        integrity == "ok",
+        "integrity_check: {integrity}"
+    );
+    if violations.len() > before {
+        for violation in &mut violations[before..] {
+            *violation = format!("plan {plan_id}: {violation}");
+        }
+        eprintln!("effects log of plan {plan_id}:\n{log}");
+    }
 }
 
 #[test]
@@ -236,25 +293,38 @@ fn sigkill_anywhere_then_resume_loses_nothing_and_repeats_nothing() {
         .unwrap_or(100);
     let mut rng = Rng(seed | 1);
     let mut landings = Vec::new();
+    let mut violations = Vec::new();
     let mut plans = 0;
     while landings.len() < target {
         let per_plan = 1 + rng.below(6) as usize;
-        landings.extend(one_plan(&mut rng, per_plan.min(target - landings.len())));
+        let (landed, broken) = one_plan(&mut rng, per_plan.min(target - landings.len()));
+        landings.extend(landed);
+        violations.extend(broken);
         plans += 1;
     }
     let count = |l: Landing| landings.iter().filter(|x| **x == l).count();
     eprintln!(
         "crash harness (seed {seed}): {} kill points over {plans} plans: {} inside attempts, {} inside backoffs, \
-         {} between transitions (around commits), {} before the plan was recorded; 0 violations",
+         {} between transitions (around commits), {} before the plan was recorded; {} violations",
         landings.len(),
         count(Landing::InsideAttempt),
         count(Landing::InsideBackoff),
         count(Landing::BetweenTransitions),
         count(Landing::BeforePlanRecorded),
+        violations.len(),
     );
-    assert!(landings.len() >= target);
+    assert!(
+        violations.is_empty(),
+        "violations:\n{}",
+        violations.join("\n")
+    );
+    // The kills must have reached the moments the harness exists for.
     assert!(
         count(Landing::InsideAttempt) > 0,
         "no kill landed inside an attempt"
+    );
+    assert!(
+        count(Landing::InsideBackoff) > 0,
+        "no kill landed inside a backoff"
     );
 }

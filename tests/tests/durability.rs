@@ -1,10 +1,10 @@
 //! Durable state: kill -9 and resume, signals, status and history, resume --from,
-//! stored backoffs, claims, plugin changes and secrets (DESIGN §2–§4, §8).
+//! stored backoffs, claims and plugin changes.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use planrt_e2e::{Run, Scratch};
+use planrt_e2e::Scratch;
 use serde_json::Value;
 
 const GRANT: &str = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n";
@@ -140,7 +140,6 @@ fn sigterm_records_the_attempt_interrupted_and_exits_130() {
         );
         let child = spawn(&s, &["run", &saved, "--output", "json"]);
         wait_for(&s, &plan_id, |d| d["tasks"][0]["status"] == "Running");
-        let started = Instant::now();
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
@@ -148,14 +147,23 @@ fn sigterm_records_the_attempt_interrupted_and_exits_130() {
         assert!(status.success());
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(130), "SIG{signal}");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "stopped promptly"
-        );
         let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
         assert_eq!(doc["phase"], "Active", "resumable");
         assert_eq!(doc["tasks"][0]["status"], "Pending");
-        assert_eq!(doc["tasks"][0]["attempts"][0]["errorKind"], "interrupted");
+        let attempt = &doc["tasks"][0]["attempts"][0];
+        assert_eq!(attempt["errorKind"], "interrupted");
+        // Stopped without waiting for the guest to finish its 5 s of sleep.
+        let time = |key: &str| {
+            attempt[key]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+        };
+        assert!(
+            time("endedAt").duration_since(time("startedAt")) < jiff::SignedDuration::from_secs(5),
+            "{attempt}"
+        );
         let resumed = s.planrt(&["resume", &plan_id, "--output", "json"]);
         assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     }
@@ -211,7 +219,16 @@ fn status_and_history_after_a_failed_run_then_resume_from() {
         ]
     );
     let text = s.planrt(&["history", &plan_id]).stdout;
-    assert_eq!(text.lines().count(), 3, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and one line per attempt: {text}");
+    assert!(
+        lines[0].starts_with("STARTED") && lines[0].contains("ERROR"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("failed") && lines[2].contains("transient: planned failure on attempt 1"),
+        "{text}"
+    );
 
     // From task 1: retry budget reset, task 0 untouched, earlier failures kept.
     let resumed = s.planrt(&["resume", &plan_id, "--from", "1", "--output", "json"]);
@@ -351,65 +368,4 @@ fn a_changed_plugin_is_refused_on_resume_unless_allowed() {
     assert_eq!(allowed.code, 0, "{}", allowed.stderr);
     // The new pin is kept: a later resume needs no flag.
     assert_eq!(s.planrt(&["resume", &plan_id]).code, 0);
-}
-
-#[test]
-fn env_secrets_reach_the_plugin_but_are_never_stored() {
-    let s = scratch();
-    let path = s.write("p.toml", "[[tasks]]\ntype = \"test-echo\"\nparams = { token = { \"$env\" = \"PLANRT_TEST_SECRET\" } }\n");
-    let missing = s.planrt(&["run", path.to_str().unwrap()]);
-    assert_eq!(missing.code, 2);
-    assert!(
-        missing.stderr.contains("PLANRT_TEST_SECRET"),
-        "{}",
-        missing.stderr
-    );
-
-    let secret = "s3cr3t-value-42";
-    let out = s
-        .command(&["run", path.to_str().unwrap(), "--output", "json"])
-        .env("PLANRT_TEST_SECRET", secret)
-        .output()
-        .unwrap();
-    let run = Run::from(out);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let doc = run.json();
-    // The echo plugin got the value; the plan keeps the reference.
-    assert_eq!(doc["tasks"][0]["output"]["params"]["token"], secret);
-    assert_eq!(
-        doc["tasks"][0]["params"]["token"],
-        serde_json::json!({"$env": "PLANRT_TEST_SECRET"})
-    );
-    assert!(!run.stderr.contains(secret));
-    let plan_id = doc["id"].as_str().unwrap();
-    let status = s.planrt(&["status", plan_id, "--output", "json"]).json();
-    assert_eq!(
-        status["tasks"][0]["params"]["token"]["$env"],
-        "PLANRT_TEST_SECRET"
-    );
-    // Only the plugin's own output carries it: every other stored text is free of it.
-    // (Read through SQLite: in WAL mode the rows may not be in the main file yet.)
-    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
-    let output: String = db
-        .query_row("SELECT output FROM tasks", [], |r| r.get(0))
-        .unwrap();
-    assert!(
-        output.contains(secret),
-        "the check below would prove nothing: {output}"
-    );
-    let elsewhere: i64 = db
-        .query_row(
-            "SELECT (SELECT count(*) FROM plans WHERE instr(resolved, ?1) > 0)
-                  + (SELECT count(*) FROM tasks WHERE instr(params, ?1) > 0
-                        OR instr(coalesce(error, ''), ?1) > 0)
-                  + (SELECT count(*) FROM attempts WHERE instr(coalesce(message, ''), ?1) > 0
-                        OR instr(coalesce(log_tail, ''), ?1) > 0)",
-            [secret],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        elsewhere, 0,
-        "the secret is stored outside the plugin's output"
-    );
 }

@@ -1,6 +1,6 @@
 //! Plan and task identity (DESIGN §1) through the real binary.
 
-use planrt_e2e::{Scratch, reference_task_id};
+use planrt_e2e::{Scratch, TASK_ID_VECTORS, reference_task_id};
 use serde_json::Value;
 
 const PLAN: &str = r#"
@@ -126,4 +126,44 @@ fn a_saved_plan_whose_plugin_changed_is_refused() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.stdout, "");
     assert!(run.stderr.contains("sha256"), "{}", run.stderr);
+}
+
+#[test]
+fn a_saved_plan_with_a_fixed_plan_id_runs_with_the_reference_task_ids() {
+    // The saved plan's IDs are replaced with fixed ones from Python's uuid5: the host
+    // must accept exactly those and hand them to the plugin.
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let (saved_path, _) =
+        s.save_plan("[[tasks]]\ntype = \"test-echo\"\n[[tasks]]\ntype = \"test-echo\"\n");
+    let mut saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved_path).unwrap()).unwrap();
+    let vectors: Vec<_> = TASK_ID_VECTORS
+        .iter()
+        .filter(|(_, task_type, ..)| *task_type == "test-echo")
+        .collect();
+    let plan_id = vectors[0].0;
+    saved["id"] = plan_id.into();
+    for (plan, _, index, id) in &vectors {
+        assert_eq!(*plan, plan_id);
+        saved["tasks"][*index]["id"] = (*id).into();
+    }
+    let write = |doc: &Value| std::fs::write(&saved_path, doc.to_string()).unwrap();
+
+    // One wrong ID: refused, naming the one it must be.
+    let mut wrong = saved.clone();
+    wrong["tasks"][1]["id"] = vectors[0].3.into();
+    write(&wrong);
+    let run = s.planrt(&["run", saved_path.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(vectors[1].3), "{}", run.stderr);
+
+    write(&saved);
+    let run = s.planrt(&["run", saved_path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["id"], plan_id);
+    for (_, _, index, id) in &vectors {
+        assert_eq!(doc["tasks"][*index]["id"], *id);
+        assert_eq!(doc["tasks"][*index]["output"]["context"]["taskId"], *id);
+    }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use planrt_e2e::fixtures::Reply;
 use planrt_e2e::{HttpFixture, Scratch};
 use serde_json::Value;
 
@@ -36,11 +37,8 @@ fn a_cpu_loop_ends_at_its_timeout_and_is_retried_per_policy() {
             attempt["message"].as_str().unwrap().contains("300ms"),
             "{attempt}"
         );
-        let took = attempt_duration(attempt);
-        assert!(
-            took >= Duration::from_millis(300) && took < Duration::from_millis(1300),
-            "{took:?}"
-        );
+        // Never before its time; how long after is the machine's business (benchmarks).
+        assert!(attempt_duration(attempt) >= Duration::from_millis(300));
     }
     assert_eq!(task["retryCount"], 1);
     assert_eq!(doc["failedTaskDetail"]["maxRetries"], 1);
@@ -60,10 +58,10 @@ fn a_guest_waiting_on_a_silent_server_ends_at_its_timeout() {
     );
     let attempt = &doc["tasks"][0]["attempts"][0];
     assert_eq!(attempt["errorKind"], "timeout", "{attempt}");
-    let took = attempt_duration(attempt);
+    assert!(attempt_duration(attempt) >= Duration::from_millis(400));
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_millis(1400),
-        "{took:?}"
+        attempt["message"].as_str().unwrap().contains("400ms"),
+        "{attempt}"
     );
 }
 
@@ -88,20 +86,37 @@ fn a_memory_bomb_ends_at_its_limit_and_the_host_carries_on() {
 
 #[test]
 fn allowed_hosts_are_reached_and_others_denied_by_name() {
-    let server = HttpFixture::serving("hello from the fixture");
+    let server = HttpFixture::start(std::sync::Arc::new(|path: &str| {
+        Some(match path {
+            "/a" => Reply::ok("hello from the fixture"),
+            _ => Reply::not_found(),
+        })
+    }));
     let s = Scratch::with_plugins(&["test-fetch"]);
     let ok = run_json(
         &s,
         &format!(
-            "[grants]\nhttp = [\"{addr}\"]\n[[tasks]]\ntype = \"test-fetch\"\nparams = {{ urls = [\"http://{addr}/a\"] }}\n",
+            "[grants]\nhttp = [\"{addr}\"]\n[[tasks]]\ntype = \"test-fetch\"\nparams = {{ urls = [\"http://{addr}/a\", \"http://{addr}/b\"] }}\n",
             addr = server.addr
         ),
         0,
     );
-    let response = &ok["tasks"][0]["output"]["responses"][0];
+    // What the server answered reaches the plugin, status included.
+    let responses = &ok["tasks"][0]["output"]["responses"];
+    let got: Vec<_> = (0..2)
+        .map(|i| {
+            (
+                responses[i]["status"].as_u64(),
+                responses[i]["body"].as_str(),
+            )
+        })
+        .collect();
     assert_eq!(
-        (response["status"].as_u64(), response["body"].as_str()),
-        (Some(200), Some("hello from the fixture"))
+        got,
+        [
+            (Some(200), Some("hello from the fixture")),
+            (Some(404), Some("not found"))
+        ]
     );
 
     // Same server by another name, and another port of an allowed host: both denied.
@@ -216,4 +231,153 @@ fn guest_stderr_reaches_the_host_log_and_the_log_tail() {
         .unwrap()
         .to_owned();
     assert!(tail.contains("attempt 1 of 1 planned failures"), "{tail}");
+}
+
+#[test]
+fn a_stderr_flood_is_rate_capped_in_the_host_log_saying_how_much_was_dropped() {
+    let s = Scratch::with_plugins(&["test-chatty"]);
+    let path = s.write(
+        "flood.toml",
+        "[[tasks]]\ntype = \"test-chatty\"\nparams = { say = \"flood\", stderrLines = 20000, logLines = 0 }\n",
+    );
+    let run = s.planrt(&["run", path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", &run.stderr[..run.stderr.len().min(2000)]);
+    let echoed = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": stderr ") && l.ends_with(": flood"))
+        .count();
+    let dropped: usize = run
+        .stderr
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" line(s) dropped from the host log")?;
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(echoed >= 100, "the first lines reach the log: {echoed}");
+    assert!(
+        echoed < 2000,
+        "{echoed} of 20000 lines reached the host log"
+    );
+    assert_eq!(echoed + dropped, 20000, "every line is logged or counted");
+    assert!(
+        run.stderr.len() < 1 << 20,
+        "{} bytes of host log",
+        run.stderr.len()
+    );
+}
+
+#[test]
+fn an_output_over_max_output_fails_permanent_naming_the_limit() {
+    let s = Scratch::with_plugins(&["test-chatty"]);
+    let big =
+        "[[tasks]]\ntype = \"test-chatty\"\nmaxRetries = 2\nparams = { outputBytes = 2000000 }\n";
+    let doc = run_json(&s, big, 1);
+    let attempts = doc["tasks"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "permanent: not retried");
+    assert_eq!(attempts[0]["errorKind"], "permanent");
+    let message = attempts[0]["message"].as_str().unwrap();
+    assert!(message.contains("maxOutput limit of 1MiB"), "{message}");
+    assert!(doc["tasks"][0].get("output").is_none());
+    // Nothing of it was stored.
+    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+    let stored: i64 = db
+        .query_row(
+            "SELECT coalesce(sum(length(coalesce(output, ''))), 0) FROM tasks",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    // A plan that expects big outputs raises the limit.
+    let raised = format!("[defaults]\nmaxOutput = \"4MiB\"\n{big}");
+    let doc = run_json(&s, &raised, 0);
+    assert_eq!(
+        doc["tasks"][0]["output"]["padding"].as_str().unwrap().len(),
+        2_000_000
+    );
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let s = Scratch::with_plugins(&["test-chatty"]);
+    let path = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-chatty\"\nparams = { say = \"hi\" }\n",
+    );
+    let run = s.planrt(&["run", path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("INFO"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+}
+
+/// `planrt ARGS` on a pseudo-terminal (`script`), with `env`; what it drew.
+fn on_a_terminal(s: &Scratch, args: &str, env: &[(&str, &str)]) -> String {
+    let command = format!(
+        "{} {args} --plugins {} --state {}",
+        planrt_e2e::planrt_bin().display(),
+        s.plugins().display(),
+        s.state().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{screen}");
+    screen
+}
+
+/// Whether `text` holds an ANSI colour (SGR) sequence: ESC [ digits/semicolons m.
+fn has_colour(text: &str) -> bool {
+    text.split("\x1b[").skip(1).any(|rest| {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(rest.len());
+        rest[end..].starts_with('m') && end > 0
+    })
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let s = Scratch::with_plugins(&["test-chatty"]);
+    let path = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-chatty\"\nparams = { say = \"hi\" }\n",
+    );
+    let args = format!("run {}", path.display());
+    assert!(
+        has_colour(&on_a_terminal(&s, &args, &[])),
+        "a terminal gets colour"
+    );
+    let plain = on_a_terminal(&s, &args, &[("NO_COLOR", "1")]);
+    assert!(plain.contains("INFO"), "{plain}");
+    assert!(!has_colour(&plain), "NO_COLOR: {plain:?}");
+}
+
+#[test]
+fn log_lines_and_progress_bars_share_a_terminal_without_tearing() {
+    let s = Scratch::with_plugins(&["test-chatty"]);
+    let path = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-chatty\"\nparams = { say = \"steady line\", logLines = 40, stderrLines = 0, sleepMs = 300 }\n",
+    );
+    let screen = on_a_terminal(&s, &format!("run {}", path.display()), &[("NO_COLOR", "1")]);
+    // Every log line arrives whole, on a line of its own, while a bar is on screen.
+    let whole = (0..40)
+        .filter(|i| {
+            screen
+                .lines()
+                .any(|l| l.trim_end().ends_with(&format!("log {i}: steady line")))
+        })
+        .count();
+    assert_eq!(whole, 40, "{screen}");
+    assert!(
+        screen.contains("0/2 progress: steady line"),
+        "no bar drawn: {screen}"
+    );
 }

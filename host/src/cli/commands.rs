@@ -9,9 +9,10 @@ use super::args::OutputFormat;
 use super::progress::ProgressMode;
 use super::render;
 use super::settings::Settings;
-use crate::executor::{self, Observer, PreparedPlan, ResumeFrom, RunEnd};
+use crate::executor::{self, Observer, PreparedPlan, ResumeError, ResumeFrom, RunEnd};
 use crate::plan::{Phase, PlanId, PlanRun, PlanSpec, SavedPlan, Task, TaskStatus, Transition};
 use crate::runtime::{Registry, Runtime, WIT_VERSION};
+use crate::state_dir::StateDir;
 use crate::store::{PlanClaim, SqliteStore, StateStore};
 
 /// How a command ended, when it did not fail on bad input.
@@ -25,9 +26,19 @@ pub enum Outcome {
     Interrupted,
 }
 
-async fn load_registry(settings: &Settings) -> anyhow::Result<(Runtime, Registry)> {
-    let runtime = Runtime::new(&settings.compiled_cache_dir())?;
-    let (registry, warnings) = runtime.load_plugins(&settings.plugin_dir).await?;
+/// A failure after work started (the store or the disk gave way): the plan is left as last
+/// recorded, resumable. Exit code [`super::EXIT_ENVIRONMENT`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct AfterWorkStarted(pub anyhow::Error);
+
+async fn load_registry(
+    settings: &Settings,
+    state: &StateDir,
+) -> anyhow::Result<(Runtime, Registry)> {
+    let plugin_dir = settings.plugin_dir()?;
+    let runtime = Runtime::new(&state.subdir("compiled")?, state.cache_key()?)?;
+    let (registry, warnings) = runtime.load_plugins(plugin_dir).await?;
     for warning in warnings {
         tracing::warn!(
             "plugin {} not loaded: {}",
@@ -38,24 +49,31 @@ async fn load_registry(settings: &Settings) -> anyhow::Result<(Runtime, Registry
     Ok((runtime, registry))
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(&settings.state_dir, settings.durability).with_context(|| {
-        format!(
-            "cannot use the state directory {}",
-            settings.state_dir.display()
-        )
-    })
+fn open_store(settings: &Settings, state: &StateDir) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(state, settings.durability)
+        .with_context(|| format!("cannot use the state directory {}", state.path().display()))
+}
+
+/// The store for a command that only reads: `None` if there is no state yet.
+fn open_store_read_only(settings: &Settings) -> anyhow::Result<Option<SqliteStore>> {
+    let Some(state) = settings.existing_state_dir()? else {
+        return Ok(None);
+    };
+    SqliteStore::open_read_only(&state)
+        .with_context(|| format!("cannot read the state directory {}", state.path().display()))
 }
 
 /// A stored plan, or a bad-input error naming the state dir.
 fn load_stored(
     settings: &Settings,
-    store: &SqliteStore,
+    store: Option<&SqliteStore>,
     id: PlanId,
 ) -> anyhow::Result<(SavedPlan, PlanRun)> {
-    store
-        .load_plan(id)?
-        .ok_or_else(|| anyhow::anyhow!("no plan {id} in {}", settings.state_dir.display()))
+    let found = match store {
+        Some(store) => store.load_plan(id)?,
+        None => None,
+    };
+    found.ok_or_else(|| anyhow::anyhow!("no plan {id} in {}", settings.state_dir_path().display()))
 }
 
 fn parse_plan_id(text: &str) -> anyhow::Result<PlanId> {
@@ -69,6 +87,7 @@ async fn prepare_file(
     registry: &Registry,
     file: &Path,
 ) -> anyhow::Result<PreparedPlan> {
+    let plugin_dir = settings.plugin_dir()?;
     let source = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read plan {}", file.display()))?;
     if source.trim_start().starts_with('{') {
@@ -81,16 +100,16 @@ async fn prepare_file(
             )
         })?;
         saved.to_plan_run()?;
-        return Ok(executor::prepare(saved, registry, &settings.plugin_dir, None).await?);
+        return Ok(executor::prepare(saved, registry, plugin_dir, None).await?);
     }
     let file =
         std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
     let spec = PlanSpec::parse(&source, &file)?;
-    let saved = executor::resolve_spec(&spec, &file, registry, &settings.plugin_dir)?;
+    let saved = executor::resolve_spec(&spec, &file, registry, plugin_dir)?;
     Ok(executor::prepare(
         saved,
         registry,
-        &settings.plugin_dir,
+        plugin_dir,
         Some((&file, &spec.task_locations)),
     )
     .await?)
@@ -113,7 +132,8 @@ fn print_plan(settings: &Settings, run: &PlanRun) {
 
 /// `planrt plan PLAN [--out FILE]`.
 pub async fn plan(settings: &Settings, file: &Path, out: Option<&Path>) -> anyhow::Result<Outcome> {
-    let (_runtime, registry) = load_registry(settings).await?;
+    let state = settings.open_state_dir()?;
+    let (_runtime, registry) = load_registry(settings, &state).await?;
     let prepared = prepare_file(settings, &registry, file).await?;
     if let Some(out) = out {
         let text =
@@ -135,9 +155,9 @@ struct LogObserver {
 }
 
 impl LogObserver {
-    fn new() -> Self {
+    fn new(settings: &Settings) -> Self {
         Self {
-            progress: ProgressMode::detect(),
+            progress: ProgressMode::for_terminal(&settings.terminal),
         }
     }
 }
@@ -201,7 +221,15 @@ async fn execute_and_report(
     store: &SqliteStore,
 ) -> anyhow::Result<Outcome> {
     tracing::info!(plan = %plan.id(), "running plan {}", plan.id());
-    let end = executor::execute(plan, prepared, store, &LogObserver::new(), stop_signal()).await?;
+    let end = executor::execute(plan, prepared, store, &LogObserver::new(settings), stop_signal())
+        .await
+        .map_err(|e| {
+            AfterWorkStarted(anyhow::Error::new(e).context(format!(
+                "plan {} stopped; it is resumable with `planrt resume {}` once the state directory is usable",
+                plan.id(),
+                plan.id()
+            )))
+        })?;
     print_plan(settings, plan);
     Ok(match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
@@ -218,11 +246,12 @@ async fn execute_and_report(
 
 /// `planrt run PLAN|FILE`.
 pub async fn run(settings: &Settings, file: &Path) -> anyhow::Result<Outcome> {
-    let store = open_store(settings)?;
-    let (_runtime, registry) = load_registry(settings).await?;
+    let state = settings.open_state_dir()?;
+    let store = open_store(settings, &state)?;
+    let (_runtime, registry) = load_registry(settings, &state).await?;
     let prepared = prepare_file(settings, &registry, file).await?;
     let mut plan = prepared.saved.to_plan_run()?;
-    let _claim = PlanClaim::acquire(&settings.state_dir, plan.id())?;
+    let _claim = PlanClaim::acquire(&state, plan.id())?;
     store.create_plan(&prepared.saved)?;
     execute_and_report(settings, &mut plan, &prepared, &store).await
 }
@@ -235,12 +264,13 @@ pub async fn resume(
     allow_plugin_change: bool,
 ) -> anyhow::Result<Outcome> {
     let plan_id = parse_plan_id(plan_id)?;
-    let store = open_store(settings)?;
+    let state = settings.open_state_dir()?;
+    let store = open_store(settings, &state)?;
     // Claim before reading: the state read is then the latest, and no one else moves it.
-    let _claim = PlanClaim::acquire(&settings.state_dir, plan_id)?;
-    let (mut saved, mut plan) = load_stored(settings, &store, plan_id)?;
+    let _claim = PlanClaim::acquire(&state, plan_id)?;
+    let (mut saved, mut plan) = load_stored(settings, Some(&store), plan_id)?;
 
-    let (_runtime, registry) = load_registry(settings).await?;
+    let (_runtime, registry) = load_registry(settings, &state).await?;
     let mut changed = Vec::new();
     for (task_type, pin) in saved.plugins.iter_mut() {
         let Some(plugin) = registry.get(task_type) else {
@@ -273,10 +303,15 @@ pub async fn resume(
         store.repin_plugins(plan_id, &saved.plugins)?;
     }
     // Check grants, plugins and params before changing any task state.
-    let prepared = executor::prepare(saved, &registry, &settings.plugin_dir, None).await?;
+    let prepared = executor::prepare(saved, &registry, settings.plugin_dir()?, None).await?;
 
     let from = from.map_or(ResumeFrom::WhereItStopped, ResumeFrom::Task);
-    executor::reopen(&mut plan, from, &store, &LogObserver::new())?;
+    executor::reopen(&mut plan, from, &store, &LogObserver::new(settings)).map_err(
+        |e| match e {
+            ResumeError::Execute(e) => anyhow::Error::new(AfterWorkStarted(anyhow::Error::new(e))),
+            bad_input => anyhow::Error::new(bad_input),
+        },
+    )?;
     if plan.phase() == Phase::Complete {
         tracing::info!(
             "plan {plan_id} is already complete; nothing to run (use --from N to run tasks again)"
@@ -287,18 +322,23 @@ pub async fn resume(
 
 /// `planrt status [PLAN_ID]`.
 pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyhow::Result<Outcome> {
-    let store = open_store(settings)?;
+    let store = open_store_read_only(settings)?;
     match plan_id {
         Some(id) => {
             let id = parse_plan_id(id)?;
-            let (_, plan) = load_stored(settings, &store, id)?;
+            let (_, plan) = load_stored(settings, store.as_ref(), id)?;
             print_plan(settings, &plan);
         }
         None => {
-            let plans = store.list_plans(limit)?;
+            let plans = match &store {
+                Some(store) => store.list_plans(limit)?,
+                None => Vec::new(),
+            };
             match settings.output {
                 OutputFormat::Json => print_json(&plans),
-                OutputFormat::Text => print!("{}", render::plan_list(&plans)),
+                OutputFormat::Text => {
+                    print!("{}", render::plan_list(&plans, jiff::Timestamp::now()))
+                }
             }
         }
     }
@@ -308,8 +348,8 @@ pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyho
 /// `planrt history PLAN_ID`.
 pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
     let id = parse_plan_id(plan_id)?;
-    let store = open_store(settings)?;
-    let (_, plan) = load_stored(settings, &store, id)?;
+    let store = open_store_read_only(settings)?;
+    let (_, plan) = load_stored(settings, store.as_ref(), id)?;
     let entries = render::history_entries(&plan);
     match settings.output {
         OutputFormat::Json => print_json(&entries),
@@ -320,7 +360,8 @@ pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
 
 /// `planrt plugins`.
 pub async fn plugins(settings: &Settings) -> anyhow::Result<Outcome> {
-    let (_runtime, registry) = load_registry(settings).await?;
+    let state = settings.open_state_dir()?;
+    let (_runtime, registry) = load_registry(settings, &state).await?;
     match settings.output {
         OutputFormat::Json => {
             let list: Vec<_> = registry

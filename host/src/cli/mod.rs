@@ -5,6 +5,7 @@ pub mod commands;
 pub mod progress;
 pub mod render;
 pub mod settings;
+pub mod terminal;
 
 use std::process::ExitCode;
 
@@ -21,13 +22,17 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PLAN_FAILED: u8 = 1;
 /// Exit code of bad input, usage, unknown IDs, unusable state or plugin dirs.
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when the environment (the store, the disk) failed after work started; the
+/// plan is left as last recorded, resumable.
+pub const EXIT_ENVIRONMENT: u8 = 3;
 /// Exit code after SIGINT/SIGTERM (the plan stays resumable).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses the command line, runs the command and maps its end to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit 2 here, before anything else
-    init_tracing();
+    let terminal = terminal::Terminal::detect();
+    init_tracing(&terminal);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,19 +43,24 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    match runtime.block_on(dispatch(cli, terminal)) {
         Ok(Outcome::Success) => ExitCode::from(EXIT_OK),
         Ok(Outcome::PlanFailed) => ExitCode::from(EXIT_PLAN_FAILED),
         Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
+            let after_work_started = e.chain().any(|c| c.is::<commands::AfterWorkStarted>());
+            ExitCode::from(if after_work_started {
+                EXIT_ENVIRONMENT
+            } else {
+                EXIT_BAD_INPUT
+            })
         }
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
-    let settings = Settings::build(&cli.global)?;
+async fn dispatch(cli: Cli, terminal: terminal::Terminal) -> anyhow::Result<Outcome> {
+    let settings = Settings::build(&cli.global, terminal)?;
     match &cli.command {
         Command::Plan { plan, out } => commands::plan(&settings, plan, out.as_deref()).await,
         Command::Run { plan } => commands::run(&settings, plan).await,
@@ -67,12 +77,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(terminal: &terminal::Terminal) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,cranelift=warn,wasmtime=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(terminal.log_writer())
+        .with_ansi(terminal.colour())
         .with_target(false)
         .init();
 }

@@ -1,12 +1,12 @@
 //! Plugin progress for people: an `indicatif` bar per running attempt on a terminal,
 //! throttled plain lines on stderr otherwise. Never on stdout.
 
-use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use super::terminal::Terminal;
 use crate::plan::Task;
 use crate::runtime::ProgressSink;
 
@@ -14,30 +14,30 @@ use crate::runtime::ProgressSink;
 const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Makes the progress sink of each attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum ProgressMode {
-    /// A bar on stderr (a terminal, text output).
-    Bar,
+    /// Bars on stderr (a terminal), drawn below the log lines.
+    Bars(MultiProgress),
     /// Plain lines on stderr through the log.
     Lines,
 }
 
 impl ProgressMode {
-    /// A bar when stderr is a terminal, else lines.
-    pub fn detect() -> Self {
-        if std::io::stderr().is_terminal() {
-            Self::Bar
-        } else {
-            Self::Lines
+    /// Bars when stderr is a terminal, else lines.
+    pub fn for_terminal(terminal: &Terminal) -> Self {
+        match terminal.bars() {
+            Some(bars) => Self::Bars(bars.clone()),
+            None => Self::Lines,
         }
     }
 
     /// The sink for the attempt `task` just started.
-    pub fn sink(self, task: &Task) -> Arc<dyn ProgressSink> {
+    pub fn sink(&self, task: &Task) -> Arc<dyn ProgressSink> {
         let label = format!("task {} ({})", task.index(), task.task_type());
         match self {
-            Self::Bar => Arc::new(BarSink {
+            Self::Bars(bars) => Arc::new(BarSink {
                 label,
+                bars: bars.clone(),
                 bar: Mutex::new(None),
             }),
             Self::Lines => Arc::new(LineSink {
@@ -51,6 +51,7 @@ impl ProgressMode {
 /// A bar drawn from the first report on (a plugin that reports nothing shows none).
 struct BarSink {
     label: String,
+    bars: MultiProgress,
     bar: Mutex<Option<ProgressBar>>,
 }
 
@@ -58,7 +59,10 @@ impl ProgressSink for BarSink {
     fn progress(&self, done: u64, total: Option<u64>, note: &str) {
         let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
         let bar = bar.get_or_insert_with(|| {
-            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let bar = self.bars.add(match total {
+                Some(total) => ProgressBar::new(total),
+                None => ProgressBar::no_length(),
+            });
             let template = if total.is_some() {
                 "{prefix} {bar:30} {pos}/{len} {wide_msg}"
             } else {
@@ -87,6 +91,7 @@ impl Drop for BarSink {
     fn drop(&mut self) {
         if let Some(bar) = self.bar.get_mut().unwrap_or_else(|e| e.into_inner()) {
             bar.finish_and_clear();
+            self.bars.remove(bar);
         }
     }
 }

@@ -1,11 +1,60 @@
-//! Text renderings for people (JSON output uses the documents directly).
+//! Text renderings for people (JSON output uses the documents directly): aligned tables
+//! with a header row, times as ages and durations.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
-use crate::plan::{PlanDocument, TaskStatus};
+use jiff::{SignedDuration, Timestamp};
+use tabwriter::TabWriter;
+
+use crate::plan::{Attempt, PlanDocument, PlanRun, TaskId, TaskStatus};
 use crate::runtime::LoadedPlugin;
+use crate::store::PlanSummary;
 
-/// A plan and its tasks, one line per task, then the failure if any.
+/// Rows of tab-separated cells, aligned into columns two spaces apart.
+fn table(header: &str, rows: impl IntoIterator<Item = String>) -> String {
+    let mut writer = TabWriter::new(Vec::new()).padding(2);
+    let _ = writeln!(writer, "{header}");
+    for row in rows {
+        let _ = writeln!(writer, "{row}");
+    }
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// How long ago `then` was, to the largest whole unit: `12s ago`, `3m ago`, `5h ago`,
+/// `2d ago`.
+pub fn age(now: Timestamp, then: Timestamp) -> String {
+    let seconds = now.duration_since(then).as_secs().max(0);
+    match seconds {
+        0..60 => format!("{seconds}s ago"),
+        60..3600 => format!("{}m ago", seconds / 60),
+        3600..172_800 => format!("{}h ago", seconds / 3600),
+        _ => format!("{}d ago", seconds / 86_400),
+    }
+}
+
+/// A duration for people: `850ms`, `4.2s`, `3m 12s`, `2h 5m`.
+pub fn duration(span: SignedDuration) -> String {
+    let millis = span.as_millis().max(0);
+    match millis {
+        0..1000 => format!("{millis}ms"),
+        1000..60_000 => format!("{:.1}s", millis as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m {}s", millis / 60_000, millis / 1000 % 60),
+        _ => format!("{}h {}m", millis / 3_600_000, millis / 60_000 % 60),
+    }
+}
+
+/// A time for people: `2026-11-27 05:01:02 UTC`.
+pub fn time(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// A plan: its phase, a table of its tasks, then what failed and why.
 pub fn plan(doc: &PlanDocument) -> String {
     let mut out = String::new();
     let name = doc
@@ -13,30 +62,30 @@ pub fn plan(doc: &PlanDocument) -> String {
         .as_deref()
         .map(|n| format!(" ({n})"))
         .unwrap_or_default();
-    let _ = writeln!(out, "plan {}{name}: {:?}", doc.id, doc.phase);
-    for (index, task) in doc.tasks.iter().enumerate() {
-        let attempts = match task.attempts.len() {
-            0 => String::new(),
-            1 => ", 1 attempt".to_owned(),
-            n => format!(", {n} attempts"),
-        };
-        let _ = writeln!(
-            out,
-            "  {index:>2}  {:<24} {}  {:<8} retries {}/{}{attempts}",
-            task.task_type.as_str(),
+    let _ = writeln!(out, "plan {}{name}: {}", doc.id, doc.phase);
+    let rows = doc.tasks.iter().enumerate().map(|(index, task)| {
+        format!(
+            "{index}\t{}\t{}\t{}\t{}/{}\t{}",
+            task.task_type,
             task.id,
-            format!("{:?}", task.status),
+            task.status,
             task.retry_count,
             task.max_retries,
-        );
-        if task.status == TaskStatus::Failed {
-            if let Some(error) = &task.error {
-                let _ = writeln!(out, "      error: {error}");
-            }
-            if let Some(backtrace) = task.attempts.last().and_then(|a| a.backtrace.as_deref()) {
-                for line in backtrace.lines() {
-                    let _ = writeln!(out, "      | {line}");
-                }
+            task.attempts.len(),
+        )
+    });
+    out.push_str(&table("#\tTYPE\tTASK ID\tSTATUS\tRETRIES\tATTEMPTS", rows));
+    for (index, task) in doc.tasks.iter().enumerate() {
+        if task.status != TaskStatus::Failed {
+            continue;
+        }
+        let _ = writeln!(out, "task {index} ({}) failed:", task.task_type);
+        if let Some(error) = &task.error {
+            let _ = writeln!(out, "  error: {error}");
+        }
+        if let Some(backtrace) = task.attempts.last().and_then(|a| a.backtrace.as_deref()) {
+            for line in backtrace.lines() {
+                let _ = writeln!(out, "  | {line}");
             }
         }
     }
@@ -44,9 +93,7 @@ pub fn plan(doc: &PlanDocument) -> String {
         let _ = writeln!(
             out,
             "failed at task {index} ({}, {}): {}",
-            detail.task_type.as_str(),
-            detail.id,
-            detail.error
+            detail.task_type, detail.id, detail.error
         );
     }
     out
@@ -54,8 +101,7 @@ pub fn plan(doc: &PlanDocument) -> String {
 
 /// One line per plugin.
 pub fn plugins<'a>(plugins: impl Iterator<Item = &'a LoadedPlugin>) -> String {
-    let mut out = String::new();
-    for plugin in plugins {
+    let rows = plugins.map(|plugin| {
         let info = plugin.info();
         let mut needs: Vec<String> = info
             .dirs
@@ -70,42 +116,37 @@ pub fn plugins<'a>(plugins: impl Iterator<Item = &'a LoadedPlugin>) -> String {
         } else {
             needs.join(",")
         };
-        let _ = writeln!(
-            out,
-            "{:<24} {:<8} needs {:<20} {}  ({})",
+        format!(
+            "{}\t{}\t{needs}\t{}\t{}",
             info.task_type,
             info.version,
-            needs,
             info.description,
             plugin.file().display()
-        );
-    }
-    out
+        )
+    });
+    table("TASK TYPE\tVERSION\tNEEDS\tDESCRIPTION\tFILE", rows)
 }
 
-/// `status` without an ID: one line per plan.
-pub fn plan_list(plans: &[crate::store::PlanSummary]) -> String {
-    let mut out = String::new();
+/// `status` without an ID: one line per plan, newest first.
+pub fn plan_list(plans: &[PlanSummary], now: Timestamp) -> String {
     if plans.is_empty() {
-        out.push_str("no plans yet\n");
+        return "no plans yet\n".to_owned();
     }
-    for plan in plans {
-        let failed = plan
-            .failed_task_index
-            .map(|i| format!("  failed at task {i}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{}  {:<8}  {}/{} complete  {}  {}{failed}",
+    let rows = plans.iter().map(|plan| {
+        let phase = match plan.failed_task_index {
+            Some(index) => format!("{} at task {index}", plan.phase),
+            None => plan.phase.to_string(),
+        };
+        format!(
+            "{}\t{phase}\t{}/{}\t{}\t{}",
             plan.id,
-            format!("{:?}", plan.phase),
             plan.complete,
             plan.tasks,
-            plan.created_at,
+            age(now, plan.created_at),
             plan.name.as_deref().unwrap_or("-"),
-        );
-    }
-    out
+        )
+    });
+    table("PLAN ID\tPHASE\tCOMPLETE\tCREATED\tNAME", rows)
 }
 
 /// One attempt in `history`.
@@ -118,14 +159,14 @@ pub struct HistoryEntry {
     #[serde(rename = "type")]
     pub task_type: String,
     /// Task ID.
-    pub task_id: crate::plan::TaskId,
+    pub task_id: TaskId,
     /// The attempt.
     #[serde(flatten)]
-    pub attempt: crate::plan::Attempt,
+    pub attempt: Attempt,
 }
 
 /// Every attempt of `plan`, in the order they started.
-pub fn history_entries(plan: &crate::plan::PlanRun) -> Vec<HistoryEntry> {
+pub fn history_entries(plan: &PlanRun) -> Vec<HistoryEntry> {
     let mut entries: Vec<HistoryEntry> = plan
         .tasks()
         .iter()
@@ -142,26 +183,99 @@ pub fn history_entries(plan: &crate::plan::PlanRun) -> Vec<HistoryEntry> {
     entries
 }
 
-/// `history` as text: one line per attempt.
+/// `history` as text: one line per attempt, with how long it took and why it failed.
 pub fn history(entries: &[HistoryEntry]) -> String {
-    let mut out = String::new();
-    for e in entries {
+    if entries.is_empty() {
+        return "no attempts yet\n".to_owned();
+    }
+    let rows = entries.iter().map(|e| {
         let a = &e.attempt;
-        let kind = a.error_kind.map(|k| format!(" {k}")).unwrap_or_default();
-        let message = a
-            .message
-            .as_deref()
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{}  task {:>2} {:<20} attempt {:>2}  {:<8}{kind}{message}",
-            a.started_at,
+        let took = a
+            .ended_at
+            .map(|end| duration(end.duration_since(a.started_at)))
+            .unwrap_or_else(|| "-".to_owned());
+        let error = match (a.error_kind, a.message.as_deref()) {
+            (Some(kind), Some(message)) => format!("{kind}: {}", first_line(message)),
+            (Some(kind), None) => kind.to_string(),
+            (None, _) => String::new(),
+        };
+        format!(
+            "{}\t{}\t{}\t{}\t{}\t{took}\t{error}",
+            time(a.started_at),
             e.task_index,
             e.task_type,
             a.attempt,
-            format!("{:?}", a.outcome).to_lowercase(),
+            a.outcome,
+        )
+    });
+    table("STARTED\tTASK\tTYPE\tATTEMPT\tOUTCOME\tTOOK\tERROR", rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    #[test]
+    fn ages_use_the_largest_whole_unit() {
+        assert_eq!(age(t(10), t(0)), "10s ago");
+        assert_eq!(age(t(3 * 60 + 59), t(0)), "3m ago");
+        assert_eq!(age(t(5 * 3600), t(0)), "5h ago");
+        assert_eq!(age(t(3 * 86_400), t(0)), "3d ago");
+        assert_eq!(
+            age(t(0), t(5)),
+            "0s ago",
+            "a clock step back is not negative"
         );
     }
-    out
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        let ms = SignedDuration::from_millis;
+        assert_eq!(duration(ms(850)), "850ms");
+        assert_eq!(duration(ms(4_249)), "4.2s");
+        assert_eq!(duration(ms(192_000)), "3m 12s");
+        assert_eq!(duration(ms(7_500_000)), "2h 5m");
+    }
+
+    #[test]
+    fn the_plan_list_has_a_header_and_aligned_columns() {
+        let summary = |name: &str, failed: Option<usize>| PlanSummary {
+            id: crate::plan::PlanId::new_random(),
+            name: Some(name.to_owned()),
+            created_at: t(0),
+            phase: if failed.is_some() {
+                crate::plan::Phase::Failed
+            } else {
+                crate::plan::Phase::Complete
+            },
+            tasks: 4,
+            complete: if failed.is_some() { 1 } else { 4 },
+            failed_task_index: failed,
+        };
+        let text = plan_list(
+            &[summary("a-long-plan-name", None), summary("b", Some(1))],
+            t(125),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("PLAN ID"), "{text}");
+        assert!(
+            lines[1].contains("Complete") && lines[1].contains("4/4"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("Failed at task 1") && lines[2].contains("2m ago"),
+            "{text}"
+        );
+        let column = |line: &str| line.find("a-long").or_else(|| line.rfind(" b"));
+        assert_eq!(
+            lines[0].find("NAME"),
+            column(lines[1]),
+            "names line up under NAME:\n{text}"
+        );
+        assert!(!text.contains("Some("), "no Debug renderings");
+    }
 }

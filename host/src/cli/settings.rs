@@ -5,36 +5,31 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::args::{DurabilityArg, GlobalArgs, OutputFormat};
+use super::terminal::Terminal;
+use crate::state_dir::StateDir;
 use crate::store::Durability;
 
-/// What every command works with.
+/// What every command works with: directories resolved, not yet touched. Each command
+/// opens what it needs: readers never create or change the state dir, and only commands
+/// that load plugins need a plugin dir.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Plugin directory (exists).
-    pub plugin_dir: PathBuf,
-    /// State directory (exists).
-    pub state_dir: PathBuf,
+    plugin_dir: PathBuf,
+    state_dir: PathBuf,
     /// Output format.
     pub output: OutputFormat,
     /// What a recorded transition survives.
     pub durability: Durability,
+    /// What stderr is (colour, progress bars).
+    pub terminal: Terminal,
 }
 
 impl Settings {
-    /// Resolves the directories: flag or environment, else the defaults of DESIGN §8.
-    /// A missing plugin directory is an error; a missing state directory is created.
-    pub fn build(args: &GlobalArgs) -> anyhow::Result<Self> {
+    /// Resolves the directories: flag or environment, else the defaults (see `--help`).
+    pub fn build(args: &GlobalArgs, terminal: Terminal) -> anyhow::Result<Self> {
         let defaults = Defaults::for_this_user();
         let plugin_dir = args.plugins.clone().unwrap_or(defaults.plugins);
         let state_dir = args.state.clone().unwrap_or(defaults.state);
-        if !plugin_dir.is_dir() {
-            bail!(
-                "plugin directory {} does not exist (set --plugins or PLANRT_PLUGINS)",
-                plugin_dir.display()
-            );
-        }
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
         let durability = match args.durability {
             DurabilityArg::Full => Durability::Full,
             DurabilityArg::Process => Durability::Process,
@@ -44,12 +39,37 @@ impl Settings {
             state_dir: absolute(&state_dir)?,
             output: args.output,
             durability,
+            terminal,
         })
     }
 
-    /// Where compiled components are cached.
-    pub fn compiled_cache_dir(&self) -> PathBuf {
-        self.state_dir.join("compiled")
+    /// The plugin directory, which must exist.
+    pub fn plugin_dir(&self) -> anyhow::Result<&Path> {
+        if !self.plugin_dir.is_dir() {
+            bail!(
+                "plugin directory {} does not exist (set --plugins or PLANRT_PLUGINS)",
+                self.plugin_dir.display()
+            );
+        }
+        Ok(&self.plugin_dir)
+    }
+
+    /// The state directory where it will be.
+    pub fn state_dir_path(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The state directory for a command that writes: created (`0700`) if missing,
+    /// refused if another user could change it.
+    pub fn open_state_dir(&self) -> anyhow::Result<StateDir> {
+        StateDir::open_or_create(&self.state_dir)
+            .with_context(|| "cannot use the state directory (set --state or PLANRT_STATE)")
+    }
+
+    /// The state directory for a command that only reads: `None` if it does not exist.
+    pub fn existing_state_dir(&self) -> anyhow::Result<Option<StateDir>> {
+        StateDir::open_existing(&self.state_dir)
+            .with_context(|| "cannot use the state directory (set --state or PLANRT_STATE)")
     }
 }
 

@@ -17,10 +17,10 @@ use crate::store::{StateStore, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
     /// A transition could not be recorded; the plan is left as last recorded.
-    #[error("could not record task state: {0}")]
+    #[error("could not record task state")]
     Store(#[from] StoreError),
     /// The executor asked for a transition the state machine refuses (a bug).
-    #[error("internal error: {0}")]
+    #[error("internal error")]
     Transition(#[from] TransitionError),
     /// Nothing can run and nothing is running (a bug).
     #[error("internal error: plan {0} is active but no task can run")]
@@ -139,7 +139,8 @@ async fn run_attempt(
     let attempt = task.last_attempt().map_or(1, |a| a.attempt);
     let deadline = std::time::SystemTime::now() + sandbox.limits.timeout;
     // Secrets are resolved now, into this attempt's request only.
-    let request = super::secrets::resolve_from_env(task.params()).map(|params| AttemptRequest {
+    let redactor = &prepared.redactor;
+    let request = super::secrets::resolve_from_env(task.params()).map(|resolved| AttemptRequest {
         context: AttemptContext {
             plan_id: plan.id().to_string(),
             task_id: task.id().to_string(),
@@ -151,11 +152,12 @@ async fn run_attempt(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         },
-        params: serde_json::to_string(&params).expect("JSON values serialize"),
+        params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
         preopens: sandbox.preopens.clone(),
         limits: sandbox.limits,
         progress: observer.progress_sink(task),
         http: sandbox.http.clone(),
+        redactor: redactor.clone(),
     });
     let report = match request {
         Ok(request) => sandbox.plugin.run(request).await,
@@ -166,11 +168,13 @@ async fn run_attempt(
     };
 
     let at = Timestamp::now();
-    let event = match report.result {
+    // What the plugin said is masked before it is stored or reported (its log tail is
+    // masked by the runtime).
+    let event = match report.result.map_err(|e| e.redacted(redactor)) {
         Ok(text) => match serde_json::from_str(&text) {
             Ok(output) => TaskEvent::Succeed {
                 at,
-                output,
+                output: redactor.redact_json(output),
                 log_tail: report.log_tail,
             },
             Err(e) => fail(
@@ -227,6 +231,8 @@ fn classify(error: &AttemptError) -> (ErrorKind, Option<String>) {
         AttemptError::Trap { backtrace, .. } => (ErrorKind::Trap, backtrace.clone()),
         AttemptError::Timeout { .. } => (ErrorKind::Timeout, None),
         AttemptError::MemoryLimit { .. } => (ErrorKind::MemoryLimit, None),
+        // Retrying returns the same output.
+        AttemptError::OutputTooLarge { .. } => (ErrorKind::Permanent, None),
         AttemptError::HttpDenied { .. } => (ErrorKind::HttpDenied, None),
         // The host could not build the sandbox (a granted dir vanished, a secret's
         // variable unset): retrying will not help until an operator fixes the host.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::plan::{
-    DirGrant, DirMode, HttpAllow, Location, PlanId, PlanRun, PlanSpec, PluginPin,
+    DirGrant, DirMode, HttpAllow, Location, PlanId, PlanRun, PlanSpec, PluginPin, Redactor,
     SAVED_PLAN_FORMAT_VERSION, SavedPlan, TaskType,
 };
 use crate::runtime::{AttemptError, DirNeed, Limits, LoadedPlugin, Preopen, Registry, WIT_VERSION};
@@ -17,6 +17,8 @@ use crate::runtime::{AttemptError, DirNeed, Limits, LoadedPlugin, Preopen, Regis
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Per-attempt memory limit when neither plan nor plugin says otherwise.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
+/// Per-attempt output limit when the plan does not say otherwise.
+pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
 
 /// A plan that cannot run as asked; nothing has run. Every variant is bad input.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +100,7 @@ pub enum PrepareError {
         missing: super::secrets::MissingSecret,
     },
     /// The saved plan is not usable.
-    #[error("{0}")]
+    #[error(transparent)]
     Document(#[from] crate::plan::DocumentError),
 }
 
@@ -129,6 +131,8 @@ pub struct PreparedPlan {
     pub saved: SavedPlan,
     /// One sandbox per task, in plan order.
     pub sandboxes: Vec<TaskSandbox>,
+    /// The values of the plan's `$env` secrets, masked in everything stored or printed.
+    pub redactor: Redactor,
 }
 
 /// Resolves a plan file into a saved plan with a fresh plan ID: looks up each task's
@@ -250,6 +254,7 @@ pub async fn prepare(
                 .memory_limit
                 .or(info.default_memory_limit)
                 .unwrap_or(DEFAULT_MEMORY_LIMIT),
+            max_output: task.limits.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
         };
         sandboxes.push(TaskSandbox {
             plugin: plugin.clone(),
@@ -258,36 +263,58 @@ pub async fn prepare(
             http,
         });
     }
+    // Every secret is resolved before any plugin code runs, so all of them are masked in
+    // whatever any plugin says.
+    let resolved = saved
+        .plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(index, task)| {
+            super::secrets::resolve_from_env(&task.params).map_err(|missing| {
+                PrepareError::MissingSecret {
+                    index,
+                    task_type: task.task_type.clone(),
+                    missing,
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let redactor = Redactor::new(resolved.iter().flat_map(|r| r.secrets.iter().cloned()));
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
-    for (index, (task, sandbox)) in saved.plan.tasks.iter().zip(&sandboxes).enumerate() {
-        let params = super::secrets::resolve_from_env(&task.params).map_err(|missing| {
-            PrepareError::MissingSecret {
-                index,
-                task_type: task.task_type.clone(),
-                missing,
-            }
-        })?;
-        let params = serde_json::to_string(&params).expect("JSON values serialize");
-        match sandbox.plugin.validate(&params).await {
+    for (index, ((task, sandbox), resolved)) in saved
+        .plan
+        .tasks
+        .iter()
+        .zip(&sandboxes)
+        .zip(&resolved)
+        .enumerate()
+    {
+        let params = serde_json::to_string(&resolved.params).expect("JSON values serialize");
+        match sandbox.plugin.validate(&params, &redactor).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PrepareError::InvalidParams {
                     location: location_of(index),
                     index,
                     task_type: task.task_type.clone(),
-                    message,
+                    message: redactor.redact_string(message),
                 });
             }
             Err(error) => {
                 return Err(PrepareError::ValidateFailed {
                     index,
                     task_type: task.task_type.clone(),
-                    error,
+                    error: error.redacted(&redactor),
                 });
             }
         }
     }
-    Ok(PreparedPlan { saved, sandboxes })
+    Ok(PreparedPlan {
+        saved,
+        sandboxes,
+        redactor,
+    })
 }
 
 fn describe_need(need: &DirNeed) -> String {

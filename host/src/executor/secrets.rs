@@ -64,9 +64,34 @@ pub fn resolve(
     })
 }
 
+/// Params with their secrets resolved, and the secret values (for masking).
+#[derive(Clone, PartialEq)]
+pub struct Resolved {
+    /// The params as the plugin gets them.
+    pub params: Value,
+    /// The value of every reference.
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values.
+        f.debug_struct("Resolved")
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// [`resolve`] from the process environment.
-pub fn resolve_from_env(params: &Value) -> Result<Value, MissingSecret> {
-    resolve(params, &|name| std::env::var(name).ok())
+pub fn resolve_from_env(params: &Value) -> Result<Resolved, MissingSecret> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    Ok(Resolved {
+        params: resolve(params, &lookup)?,
+        secrets: referenced(params)
+            .iter()
+            .filter_map(|name| lookup(name))
+            .collect(),
+    })
 }
 
 #[cfg(test)]

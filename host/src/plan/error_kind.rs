@@ -1,12 +1,25 @@
 //! Error kinds recorded per attempt and what each means for the task (DESIGN §3).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-/// Why an attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Why an attempt failed. Its name (`invalid-params`, …) is the same in JSON, text and
+/// the store: serde and strum spell it from the one `kebab-case` rule.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum ErrorKind {
     /// The plugin says another attempt may succeed.
     Transient,
@@ -40,19 +53,6 @@ pub enum Disposition {
 }
 
 impl ErrorKind {
-    /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [ErrorKind; 9] = [
-        ErrorKind::Transient,
-        ErrorKind::Permanent,
-        ErrorKind::InvalidParams,
-        ErrorKind::Trap,
-        ErrorKind::Timeout,
-        ErrorKind::MemoryLimit,
-        ErrorKind::HttpDenied,
-        ErrorKind::Interrupted,
-        ErrorKind::Cancelled,
-    ];
-
     /// Whether the kind is retried, terminal or re-run for free.
     pub fn disposition(self) -> Disposition {
         match self {
@@ -66,30 +66,16 @@ impl ErrorKind {
         }
     }
 
-    /// The kebab-case name used in JSON and text output.
+    /// The kebab-case name used in JSON, text output and the store.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Transient => "transient",
-            ErrorKind::Permanent => "permanent",
-            ErrorKind::InvalidParams => "invalid-params",
-            ErrorKind::Trap => "trap",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::MemoryLimit => "memory-limit",
-            ErrorKind::HttpDenied => "http-denied",
-            ErrorKind::Interrupted => "interrupted",
-            ErrorKind::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use strum::VariantArray;
+
     use super::*;
 
     #[test]
@@ -106,18 +92,20 @@ mod tests {
             (ErrorKind::Interrupted, RerunFree),
             (ErrorKind::Cancelled, RerunFree),
         ];
-        assert_eq!(expected.len(), ErrorKind::ALL.len());
+        assert_eq!(expected.len(), ErrorKind::VARIANTS.len());
         for (kind, disposition) in expected {
             assert_eq!(kind.disposition(), disposition, "{kind}");
         }
     }
 
     #[test]
-    fn json_names_are_kebab_case_and_match_display() {
-        for kind in ErrorKind::ALL {
+    fn json_names_are_kebab_case_and_match_display_and_parsing() {
+        for &kind in ErrorKind::VARIANTS {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{kind}\""));
             assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), kind);
+            assert_eq!(kind.as_str().parse::<ErrorKind>().unwrap(), kind);
         }
+        assert_eq!(ErrorKind::InvalidParams.as_str(), "invalid-params");
     }
 }

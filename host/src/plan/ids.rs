@@ -151,11 +151,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn task_id_matches_an_independent_uuid_v5() {
-        // Vector computed with Python: uuid.uuid5(UUID(ns), "{plan}/config-patch/1").
-        let plan: PlanId = "5f0c2f8e-3c4b-4d8a-9f1e-2a3b4c5d6e7f".parse().unwrap();
-        let id = TaskId::derive(plan, &TaskType::new("config-patch").unwrap(), 1);
-        assert_eq!(id.to_string(), "53a4b984-a88d-5bda-b8f4-42f4afa25618");
+    fn task_ids_match_fixed_vectors_made_without_this_code() {
+        // Computed with Python: uuid.uuid5(UUID("b7e89c3a-…"), f"{plan}/{type}/{index}").
+        let vectors = [
+            (
+                "5f0c2f8e-3c4b-4d8a-9f1e-2a3b4c5d6e7f",
+                "config-patch",
+                1,
+                "53a4b984-a88d-5bda-b8f4-42f4afa25618",
+            ),
+            (
+                "00000000-0000-4000-8000-000000000000",
+                "snapshot-restore",
+                0,
+                "43ebdbf0-32d0-564a-ab22-0979bb7b3bf5",
+            ),
+            (
+                "d7a4c1e2-9b3f-4e6a-8c5d-1f2e3a4b5c6d",
+                "test-echo",
+                1,
+                "3e4594a0-25eb-5bd0-b2fa-032c85eb189c",
+            ),
+            (
+                "d7a4c1e2-9b3f-4e6a-8c5d-1f2e3a4b5c6d",
+                "configure-state-sync",
+                12,
+                "cf4de2ea-de80-5bb6-8725-68455f8cb403",
+            ),
+        ];
+        for (plan, task_type, index, expected) in vectors {
+            let plan: PlanId = plan.parse().unwrap();
+            let id = TaskId::derive(plan, &TaskType::new(task_type).unwrap(), index);
+            assert_eq!(id.to_string(), expected, "{plan}/{task_type}/{index}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod error_kind;
 pub mod http_allow;
 pub mod ids;
 pub mod policy;
+pub mod redact;
 pub mod run;
 pub mod spec;
 pub mod task;
@@ -20,6 +21,7 @@ pub use error_kind::{Disposition, ErrorKind};
 pub use http_allow::HttpAllow;
 pub use ids::{PlanId, TaskId, TaskType};
 pub use policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
+pub use redact::Redactor;
 pub use run::{Phase, PlanRun, Step};
 pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSpec};
 pub use task::{

@@ -84,6 +84,13 @@ pub struct LimitOverrides {
         with = "super::units::serde_opt_size"
     )]
     pub memory_limit: Option<u64>,
+    /// Bytes of output per attempt.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::units::serde_opt_size"
+    )]
+    pub max_output: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -92,6 +99,7 @@ impl LimitOverrides {
         Self {
             timeout: self.timeout.or(fallback.timeout),
             memory_limit: self.memory_limit.or(fallback.memory_limit),
+            max_output: self.max_output.or(fallback.max_output),
         }
     }
 }

@@ -8,7 +8,19 @@ use super::spec::TaskSpec;
 use super::task::{Task, TaskEvent, TaskStatus, Transition, TransitionError};
 
 /// Where a plan is in its life. Derived from its tasks, never stored apart from them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum Phase {
     /// Some task is still to run.
     Active,

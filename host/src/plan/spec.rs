@@ -141,6 +141,7 @@ struct RawPolicy {
     backoff: Option<RawBackoff>,
     timeout: Option<Spanned<String>>,
     memory_limit: Option<Spanned<String>>,
+    max_output: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +178,7 @@ struct RawTask {
     backoff: Option<RawBackoff>,
     timeout: Option<Spanned<String>>,
     memory_limit: Option<Spanned<String>>,
+    max_output: Option<Spanned<String>>,
     depends_on: Option<Spanned<toml::Value>>,
 }
 
@@ -251,6 +253,7 @@ impl Reader<'_> {
         &self,
         timeout: Option<Spanned<String>>,
         memory_limit: Option<Spanned<String>>,
+        max_output: Option<Spanned<String>>,
     ) -> Result<LimitOverrides, SpecError> {
         let timeout = timeout
             .map(|t| match parse_duration(t.get_ref()) {
@@ -270,9 +273,17 @@ impl Reader<'_> {
                 Err(e) => Err(self.error(m.span(), e.to_string())),
             })
             .transpose()?;
+        let max_output = max_output
+            .map(|m| match parse_size(m.get_ref()) {
+                Ok(0) => Err(self.error(m.span(), "`maxOutput` must be more than zero")),
+                Ok(bytes) => Ok(bytes),
+                Err(e) => Err(self.error(m.span(), e.to_string())),
+            })
+            .transpose()?;
         Ok(LimitOverrides {
             timeout,
             memory_limit,
+            max_output,
         })
     }
 
@@ -312,7 +323,7 @@ impl Reader<'_> {
     ) -> Result<(TaskSpec, Location), SpecError> {
         self.refuse_unsupported("dependsOn", &raw.depends_on)?;
         let limits = self
-            .limits(raw.timeout, raw.memory_limit)?
+            .limits(raw.timeout, raw.memory_limit, raw.max_output)?
             .or(defaults.limits);
         let type_span = raw.task_type.span();
         let task_type = TaskType::new(raw.task_type.into_inner())
@@ -359,7 +370,11 @@ impl PlanSpec {
             defaults = PlanDefaults {
                 max_retries: retry.max_retries,
                 backoff: retry.backoff,
-                limits: reader.limits(raw_defaults.timeout, raw_defaults.memory_limit)?,
+                limits: reader.limits(
+                    raw_defaults.timeout,
+                    raw_defaults.memory_limit,
+                    raw_defaults.max_output,
+                )?,
             };
         }
 
@@ -554,8 +569,8 @@ backoff = { initial = "1s" }
     #[test]
     fn limits_come_from_the_task_then_the_defaults() {
         let spec = parse(
-            "[defaults]\ntimeout = \"2m\"\nmemoryLimit = \"256MiB\"\n\
-             [[tasks]]\ntype = \"a\"\ntimeout = \"150ms\"\n[[tasks]]\ntype = \"b\"\nmemoryLimit = \"1GB\"\n",
+            "[defaults]\ntimeout = \"2m\"\nmemoryLimit = \"256MiB\"\nmaxOutput = \"64KiB\"\n\
+             [[tasks]]\ntype = \"a\"\ntimeout = \"150ms\"\n[[tasks]]\ntype = \"b\"\nmemoryLimit = \"1GB\"\nmaxOutput = \"2MB\"\n",
         )
         .unwrap();
         assert_eq!(spec.defaults.limits.timeout, Some(Duration::from_secs(120)));
@@ -563,14 +578,16 @@ backoff = { initial = "1s" }
             spec.tasks[0].limits,
             LimitOverrides {
                 timeout: Some(Duration::from_millis(150)),
-                memory_limit: Some(256 << 20)
+                memory_limit: Some(256 << 20),
+                max_output: Some(64 << 10),
             }
         );
         assert_eq!(
             spec.tasks[1].limits,
             LimitOverrides {
                 timeout: Some(Duration::from_secs(120)),
-                memory_limit: Some(1_000_000_000)
+                memory_limit: Some(1_000_000_000),
+                max_output: Some(2_000_000),
             }
         );
         assert_eq!(
@@ -584,6 +601,9 @@ backoff = { initial = "1s" }
         assert!(m.contains("more than zero"), "{m}");
         let (_, _, m) = error_at("[[tasks]]\ntype = \"a\"\nmemoryLimit = \"10KiB\"\n");
         assert!(m.contains("at least 1MiB"), "{m}");
+        let (line, _, m) = error_at("[[tasks]]\ntype = \"a\"\nmaxOutput = \"0B\"\n");
+        assert_eq!(line, 3);
+        assert!(m.contains("`maxOutput` must be more than zero"), "{m}");
     }
 
     #[test]

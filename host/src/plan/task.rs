@@ -11,8 +11,22 @@ use super::error_kind::{Disposition, ErrorKind};
 use super::ids::{PlanId, TaskId, TaskType};
 use super::policy::{LimitOverrides, RetryPolicy};
 
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a task is in its life. Named as in the reference controller's JSON (`Pending`,
+/// …) everywhere: serde and strum both use the variant name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum TaskStatus {
     /// Waiting for its turn, its dependencies or its backoff.
     Pending,
@@ -24,14 +38,23 @@ pub enum TaskStatus {
     Failed,
 }
 
-impl TaskStatus {
-    /// Every status, for exhaustive tests.
-    pub const ALL: [TaskStatus; 4] = [Self::Pending, Self::Running, Self::Complete, Self::Failed];
-}
-
-/// How an attempt ended (or that it has not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How an attempt ended (or that it has not): `running`, `complete` or `failed`
+/// everywhere (serde and strum share the rule).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum AttemptOutcome {
     /// Still in flight (or the host died during it, until it is recorded interrupted).
     Running,
@@ -425,6 +448,8 @@ fn add_duration(at: Timestamp, delay: std::time::Duration) -> Timestamp {
 mod tests {
     use std::time::Duration;
 
+    use strum::VariantArray;
+
     use super::*;
     use crate::plan::policy::Backoff;
 
@@ -575,8 +600,8 @@ mod tests {
 
     #[test]
     fn running_terminal_fail_fails_even_with_budget() {
-        for kind in ErrorKind::ALL
-            .into_iter()
+        for &kind in ErrorKind::VARIANTS
+            .iter()
             .filter(|k| k.disposition() == Disposition::Terminal)
         {
             let mut task = with_status(TaskStatus::Running);
@@ -647,6 +672,23 @@ mod tests {
     }
 
     #[test]
+    fn names_are_spelled_the_same_in_json_text_and_the_store() {
+        for &status in TaskStatus::VARIANTS {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.to_string());
+            assert_eq!(status.to_string().parse::<TaskStatus>(), Ok(status));
+        }
+        for &outcome in AttemptOutcome::VARIANTS {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.to_string());
+            assert_eq!(<&str>::from(outcome).parse::<AttemptOutcome>(), Ok(outcome));
+        }
+        for &phase in crate::plan::Phase::VARIANTS {
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.to_string());
+        }
+        assert_eq!(AttemptOutcome::Complete.to_string(), "complete");
+        assert_eq!(TaskStatus::Complete.to_string(), "Complete");
+    }
+
+    #[test]
     fn every_illegal_pair_is_refused_and_changes_nothing() {
         let events = || {
             vec![
@@ -670,7 +712,7 @@ mod tests {
             (TaskStatus::Complete, "reset"),
             (TaskStatus::Failed, "reset"),
         ];
-        for status in TaskStatus::ALL {
+        for &status in TaskStatus::VARIANTS {
             for event in events() {
                 let mut task = with_status(status);
                 let before = task.clone();

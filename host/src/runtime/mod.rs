@@ -4,7 +4,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod engine;
-pub mod log_tail;
+pub mod guest_log;
 pub mod plugin;
 pub mod registry;
 pub mod sandbox;
@@ -32,6 +32,9 @@ pub enum RuntimeError {
     /// The host imports could not be linked.
     #[error("cannot link host imports: {0}")]
     Link(String),
+    /// The compiled cache's directory is not private to this user.
+    #[error("compiled cache")]
+    Cache(#[from] crate::state_dir::StateDirError),
     /// The plugin directory cannot be read.
     #[error("plugin directory {}: {reason}", dir.display())]
     PluginDir {
@@ -61,12 +64,16 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime whose compiled cache lives under `cache_root`.
-    pub fn new(cache_root: &Path) -> Result<Self, RuntimeError> {
+    /// A runtime whose compiled cache lives under `cache_root`, its entries authenticated
+    /// with `cache_key`.
+    pub fn new(
+        cache_root: &Path,
+        cache_key: [u8; crate::state_dir::CACHE_KEY_LEN],
+    ) -> Result<Self, RuntimeError> {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
         plugin::add_to_linker(&mut linker).map_err(|e| RuntimeError::Link(e.to_string()))?;
-        let cache = CompiledCache::new(cache_root, &engine);
+        let cache = CompiledCache::open(cache_root, &engine, cache_key)?;
         let ticker = engine::EpochTicker::start(&engine);
         Ok(Self {
             engine,

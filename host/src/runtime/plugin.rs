@@ -16,8 +16,9 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 use super::bindings::planrt::task::types::{self as wit, DirMode, TaskError};
 use super::bindings::{Plugin as PluginBindings, PluginPre};
 use super::engine::EPOCH_TICK;
-use super::log_tail::LogTail;
+use super::guest_log::GuestLog;
 use super::sandbox::{AttemptState, Preopen, ProgressSink, Sandbox};
+use crate::plan::Redactor;
 
 /// Per-call limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Bytes of linear memory, all memories together.
     pub memory: u64,
+    /// Bytes of output `run` may return.
+    pub max_output: u64,
 }
 
 impl Limits {
@@ -33,6 +36,7 @@ impl Limits {
     pub const METADATA: Limits = Limits {
         timeout: Duration::from_secs(30),
         memory: 512 << 20,
+        max_output: 1 << 20,
     };
 }
 
@@ -131,6 +135,18 @@ pub enum AttemptError {
         /// The limit.
         limit: u64,
     },
+    /// `run` returned more output than the limit allows.
+    #[error(
+        "the plugin returned {} of output, over the maxOutput limit of {}",
+        crate::plan::units::format_size(*size),
+        crate::plan::units::format_size(*limit)
+    )]
+    OutputTooLarge {
+        /// Bytes returned.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The guest sent HTTP requests to hosts the plan does not allow.
     #[error("HTTP request to {} denied: not in the plan's [grants] http allowlist", authorities.join(", "))]
     HttpDenied {
@@ -140,6 +156,32 @@ pub enum AttemptError {
     /// The sandbox could not be set up (e.g. a granted directory cannot be opened).
     #[error("could not set up the sandbox: {0}")]
     Sandbox(String),
+}
+
+impl AttemptError {
+    /// The error with every message masked by `redactor`.
+    pub fn redacted(self, redactor: &Redactor) -> Self {
+        match self {
+            Self::Plugin { kind, message } => Self::Plugin {
+                kind,
+                message: redactor.redact_string(message),
+            },
+            Self::Trap { message, backtrace } => Self::Trap {
+                message: redactor.redact_string(message),
+                backtrace: backtrace.map(|b| redactor.redact_string(b)),
+            },
+            Self::HttpDenied { authorities } => Self::HttpDenied {
+                authorities: authorities
+                    .into_iter()
+                    .map(|a| redactor.redact_string(a))
+                    .collect(),
+            },
+            Self::Sandbox(message) => Self::Sandbox(redactor.redact_string(message)),
+            other @ (Self::Timeout { .. }
+            | Self::MemoryLimit { .. }
+            | Self::OutputTooLarge { .. }) => other,
+        }
+    }
 }
 
 /// Everything one attempt needs.
@@ -156,6 +198,8 @@ pub struct AttemptRequest {
     pub progress: Option<Arc<dyn ProgressSink>>,
     /// Hosts it may reach over HTTP (empty: none).
     pub http: Arc<[crate::plan::HttpAllow]>,
+    /// The plan's secret values, masked in everything the plugin logs.
+    pub redactor: Redactor,
 }
 
 /// How one attempt ended, with what the plugin printed.
@@ -226,22 +270,33 @@ impl LoadedPlugin {
         &self.sha256
     }
 
-    /// Calls `validate(params)` in a fresh sandbox with no grants.
-    pub async fn validate(&self, params: &str) -> Result<Result<(), String>, AttemptError> {
+    /// Calls `validate(params)` in a fresh sandbox with no grants; what it logs is masked
+    /// with `redactor` (params may hold resolved secrets).
+    pub async fn validate(
+        &self,
+        params: &str,
+        redactor: &Redactor,
+    ) -> Result<Result<(), String>, AttemptError> {
         let params = params.to_owned();
-        call(
+        let log = GuestLog::new(redactor.clone());
+        let sandbox = Sandbox {
+            log: log.clone(),
+            ..Sandbox::default()
+        };
+        let result = call(
             &self.engine,
             &self.pre,
-            Sandbox::default(),
+            sandbox,
             Limits::METADATA,
             async move |bindings, store| bindings.call_validate(store, &params).await,
         )
-        .await
+        .await;
+        log.finish();
+        result
     }
 
     /// Runs one attempt in a fresh sandbox.
     pub async fn run(&self, request: AttemptRequest) -> AttemptReport {
-        let log_tail = LogTail::default();
         let span = tracing::info_span!(
             "attempt",
             plan = %request.context.plan_id,
@@ -256,11 +311,13 @@ impl LoadedPlugin {
             limits,
             progress,
             http,
+            redactor,
         } = request;
+        let log = GuestLog::new(redactor);
         let sandbox = Sandbox {
             preopens,
             http,
-            log_tail: log_tail.clone(),
+            log: log.clone(),
             progress,
         };
         let outcome = call(
@@ -270,9 +327,16 @@ impl LoadedPlugin {
             limits,
             async move |bindings, store| bindings.call_run(store, &context, &params).await,
         )
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+        span.in_scope(|| log.finish());
         let result = match outcome {
+            Ok(Ok(output)) if output.len() as u64 > limits.max_output => {
+                Err(AttemptError::OutputTooLarge {
+                    size: output.len() as u64,
+                    limit: limits.max_output,
+                })
+            }
             Ok(Ok(output)) => Ok(output),
             Ok(Err(error)) => Err(match error {
                 TaskError::Transient(message) => AttemptError::Plugin {
@@ -290,7 +354,7 @@ impl LoadedPlugin {
             }),
             // A Rust panic's message only reaches us on stderr: name it in the error.
             Err(AttemptError::Trap { message, backtrace }) => {
-                let message = match log_tail.snapshot().as_deref().and_then(panic_message) {
+                let message = match log.tail().as_deref().and_then(panic_message) {
                     Some(panic) => format!("{message}: {panic}"),
                     None => message,
                 };
@@ -300,7 +364,7 @@ impl LoadedPlugin {
         };
         AttemptReport {
             result,
-            log_tail: log_tail.snapshot(),
+            log_tail: log.tail(),
         }
     }
 }

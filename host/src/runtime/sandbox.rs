@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, format_err};
@@ -11,7 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::planrt::task::{host, types};
-use super::log_tail::LogTail;
+use super::guest_log::{GuestLevel, GuestLog};
 use crate::plan::HttpAllow;
 use crate::plan::http_allow::allowed;
 
@@ -155,58 +154,16 @@ impl WasiHttpHooks for HttpGate {
     }
 }
 
-/// Lines a plugin may send to the host log per second before the rest are dropped
-/// (they still reach the log tail).
-const LOG_LINES_PER_SECOND: u32 = 100;
-
-/// Counts log lines in one-second windows to cap what reaches `tracing`.
-#[derive(Debug)]
-struct LogRate {
-    window_start: Instant,
-    in_window: u32,
-    dropped: u64,
-}
-
-impl LogRate {
-    fn new() -> Self {
-        Self {
-            window_start: Instant::now(),
-            in_window: 0,
-            dropped: 0,
-        }
-    }
-
-    /// Whether one more line may go out now; reports lines dropped in the last window.
-    fn admit(&mut self) -> bool {
-        if self.window_start.elapsed().as_secs() >= 1 {
-            if self.dropped > 0 {
-                tracing::warn!(
-                    dropped = self.dropped,
-                    "plugin logged too much; lines dropped from the host log"
-                );
-            }
-            *self = Self::new();
-        }
-        self.in_window += 1;
-        if self.in_window > LOG_LINES_PER_SECOND {
-            self.dropped += 1;
-            false
-        } else {
-            true
-        }
-    }
-}
-
 /// What one call's sandbox is made of. The default grants nothing: no directories, no
-/// HTTP, output into a fresh log tail.
+/// HTTP, output into a fresh log with no secrets to mask.
 #[derive(Default)]
 pub struct Sandbox {
     /// Granted directories.
     pub preopens: Vec<Preopen>,
     /// Hosts the guest may reach over HTTP.
     pub http: Arc<[HttpAllow]>,
-    /// Where stdout, stderr and log lines go.
-    pub log_tail: LogTail,
+    /// Where stdout, stderr and log lines go (it masks the plan's secrets).
+    pub log: GuestLog,
     /// Where progress reports go.
     pub progress: Option<Arc<dyn ProgressSink>>,
 }
@@ -218,23 +175,22 @@ pub struct AttemptState {
     http_gate: HttpGate,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    log_tail: LogTail,
-    log_rate: LogRate,
+    log: GuestLog,
     progress: Option<Arc<dyn ProgressSink>>,
 }
 
 impl AttemptState {
-    /// A sandbox with exactly `preopens`, stdio captured into `log_tail`, no environment,
+    /// A sandbox with exactly `preopens`, stdio captured into its log, no environment,
     /// no network beyond the HTTP gate, and a memory limit of `memory_limit` bytes.
     pub fn new(sandbox: Sandbox, memory_limit: u64) -> Result<Self, std::io::Error> {
         let Sandbox {
             preopens,
             http,
-            log_tail,
+            log,
             progress,
         } = sandbox;
         let mut builder = WasiCtx::builder();
-        builder.stdout(log_tail.clone()).stderr(log_tail.echoing());
+        builder.stdout(log.stdout()).stderr(log.stderr());
         for preopen in &preopens {
             let perms = if preopen.writable {
                 FsPerms::ReadWrite
@@ -251,8 +207,7 @@ impl AttemptState {
             http_gate: HttpGate::new(http),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
-            log_tail,
-            log_rate: LogRate::new(),
+            log,
             progress,
         })
     }
@@ -296,28 +251,18 @@ impl types::Host for AttemptState {}
 
 impl host::Host for AttemptState {
     fn log(&mut self, level: host::Level, message: String) {
-        let label = match level {
-            host::Level::Trace => "trace",
-            host::Level::Debug => "debug",
-            host::Level::Info => "info",
-            host::Level::Warn => "warn",
-            host::Level::Error => "error",
+        let level = match level {
+            host::Level::Trace => GuestLevel::Trace,
+            host::Level::Debug => GuestLevel::Debug,
+            host::Level::Info => GuestLevel::Info,
+            host::Level::Warn => GuestLevel::Warn,
+            host::Level::Error => GuestLevel::Error,
         };
-        self.log_tail.append_line(&format!("[{label}] {message}"));
-        if !self.log_rate.admit() {
-            return;
-        }
-        // Inside the attempt's span, so plan/task/attempt fields come along.
-        match level {
-            host::Level::Trace => tracing::trace!(target: "planrt::plugin", "{message}"),
-            host::Level::Debug => tracing::debug!(target: "planrt::plugin", "{message}"),
-            host::Level::Info => tracing::info!(target: "planrt::plugin", "{message}"),
-            host::Level::Warn => tracing::warn!(target: "planrt::plugin", "{message}"),
-            host::Level::Error => tracing::error!(target: "planrt::plugin", "{message}"),
-        }
+        self.log.log(level, &message);
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+        let note = self.log.redactor().redact_string(note);
         tracing::debug!(target: "planrt::plugin", done, total, "progress: {note}");
         if let Some(sink) = &self.progress {
             sink.progress(done, total, &note);
@@ -348,13 +293,5 @@ mod tests {
             limiter.memory_growing(60, 60, None).unwrap(),
             "no growth is fine"
         );
-    }
-
-    #[test]
-    fn log_rate_caps_a_burst() {
-        let mut rate = LogRate::new();
-        let admitted = (0..500).filter(|_| rate.admit()).count();
-        assert_eq!(admitted, LOG_LINES_PER_SECOND as usize);
-        assert_eq!(rate.dropped, 400);
     }
 }

@@ -6,9 +6,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use rustix::fs::{FlockOperation, flock};
 
 use crate::plan::PlanId;
+use crate::state_dir::{self, StateDir};
 
 /// A plan this process may run; released on drop or when the process dies.
 #[derive(Debug)]
@@ -28,6 +31,14 @@ pub enum ClaimError {
         /// The holder's pid, as it wrote it.
         holder: Option<String>,
     },
+    /// The claims directory cannot be used.
+    #[error("cannot claim plan {plan}: {source}")]
+    Dir {
+        /// The plan.
+        plan: PlanId,
+        /// Why.
+        source: crate::state_dir::StateDirError,
+    },
     /// The claim file could not be used.
     #[error("cannot claim plan {plan} ({}): {source}", path.display())]
     Io {
@@ -42,20 +53,22 @@ pub enum ClaimError {
 
 impl PlanClaim {
     /// Claims `plan` for this process, without waiting.
-    pub fn acquire(state_dir: &Path, plan: PlanId) -> Result<Self, ClaimError> {
-        let dir = state_dir.join("claims");
+    pub fn acquire(state_dir: &StateDir, plan: PlanId) -> Result<Self, ClaimError> {
+        let dir = state_dir
+            .subdir("claims")
+            .map_err(|e| ClaimError::Dir { plan, source: e })?;
         let path = dir.join(format!("{plan}.lock"));
         let io = |source| ClaimError::Io {
             plan,
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(state_dir::FILE_MODE)
             .open(&path)
             .map_err(io)?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -83,18 +96,19 @@ mod tests {
     #[test]
     fn a_claim_excludes_others_until_released() {
         let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open_or_create(dir.path()).unwrap();
         let plan = PlanId::new_random();
-        let claim = PlanClaim::acquire(dir.path(), plan).unwrap();
-        match PlanClaim::acquire(dir.path(), plan) {
+        let claim = PlanClaim::acquire(&state, plan).unwrap();
+        match PlanClaim::acquire(&state, plan) {
             Err(ClaimError::Held { holder, .. }) => {
                 assert_eq!(holder, Some(std::process::id().to_string()))
             }
             other => panic!("expected Held, got {other:?}"),
         }
         // Another plan in the same state dir is independent.
-        let other = PlanClaim::acquire(dir.path(), PlanId::new_random()).unwrap();
+        let other = PlanClaim::acquire(&state, PlanId::new_random()).unwrap();
         drop(claim);
-        PlanClaim::acquire(dir.path(), plan).unwrap();
+        PlanClaim::acquire(&state, plan).unwrap();
         drop(other);
     }
 }

@@ -77,19 +77,38 @@ pub enum MigrationError {
         /// The version found.
         found: usize,
     },
+    /// Written by an older planrt and not migrated yet (a reader never migrates).
+    #[error(
+        "the state database has schema version {found}, older than this planrt's {SCHEMA_VERSION}; a command that writes (`planrt run` or `planrt resume`) migrates it"
+    )]
+    TooOld {
+        /// The version found.
+        found: usize,
+    },
     /// SQLite refused.
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+}
+
+fn read_version(conn: &Connection) -> Result<usize, rusqlite::Error> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    Ok(usize::try_from(version).unwrap_or(0))
+}
+
+/// Checks, without changing anything, that the database has exactly this planrt's
+/// schema: what a read-only open needs.
+pub fn check_version(conn: &Connection) -> Result<(), MigrationError> {
+    match read_version(conn)? {
+        SCHEMA_VERSION => Ok(()),
+        found if found > SCHEMA_VERSION => Err(MigrationError::TooNew { found }),
+        found => Err(MigrationError::TooOld { found }),
+    }
 }
 
 /// Applies the missing migrations. Safe against other processes opening the same
 /// database at once: the version is read again inside an immediate (write-locked)
 /// transaction, so exactly one process applies each migration.
 pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
-    let read_version = |conn: &Connection| -> Result<usize, rusqlite::Error> {
-        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        Ok(usize::try_from(version).unwrap_or(0))
-    };
     if read_version(conn)? == SCHEMA_VERSION {
         return Ok(());
     }

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::schema::{self, MigrationError};
 use super::{Durability, PlanSummary, StateStore, StoreError};
 use crate::plan::{
-    Attempt, AttemptOutcome, ErrorKind, Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task,
-    TaskDocument, TaskStatus, TaskType,
+    Attempt, ErrorKind, Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskDocument, TaskType,
 };
+use crate::state_dir::{self, StateDir};
 
 /// File name of the database inside the state dir.
 pub const DATABASE_FILE: &str = "planrt.db";
@@ -57,21 +57,10 @@ fn timestamp(text: Option<String>) -> Result<Option<Timestamp>, StoreError> {
     .transpose()
 }
 
-fn status_name(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::Pending => "Pending",
-        TaskStatus::Running => "Running",
-        TaskStatus::Complete => "Complete",
-        TaskStatus::Failed => "Failed",
-    }
-}
-
-fn outcome_name(outcome: AttemptOutcome) -> &'static str {
-    match outcome {
-        AttemptOutcome::Running => "running",
-        AttemptOutcome::Complete => "complete",
-        AttemptOutcome::Failed => "failed",
-    }
+/// A name stored in a text column, read back through the enum's one spelling.
+fn parse_name<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| backend(format!("stored {what} `{text}` is unknown")))
 }
 
 /// Switches to WAL (readers never block the writer). Switching needs a moment alone with
@@ -101,9 +90,18 @@ fn set_wal(conn: &Connection) -> Result<(), StoreError> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database in `state_dir`, migrated to the current
-    /// schema, with the given durability.
-    pub fn open(state_dir: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let path = state_dir.join(DATABASE_FILE);
+    /// schema, with the given durability. The database is private (`0600`); SQLite gives
+    /// its `-wal` and `-shm` files the database's mode.
+    pub fn open(state_dir: &StateDir, durability: Durability) -> Result<Self, StoreError> {
+        let path = state_dir.path().join(DATABASE_FILE);
+        for file in [DATABASE_FILE, "planrt.db-wal", "planrt.db-shm"] {
+            state_dir::make_private(&state_dir.path().join(file)).map_err(backend)?;
+        }
+        match state_dir::create_private_file(&path) {
+            Err(state_dir::StateDirError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => drop(other.map_err(backend)?),
+        }
         let mut conn =
             Connection::open(&path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -121,6 +119,38 @@ impl SqliteStore {
             path,
             conn: Mutex::new(conn),
         })
+    }
+
+    /// Opens the database in `state_dir` for reading only (`status`, `history`): `None`
+    /// if there is none; nothing is created, migrated or written, and a read-only state
+    /// dir works. A database of another schema version is refused, saying which.
+    pub fn open_read_only(state_dir: &StateDir) -> Result<Option<Self>, StoreError> {
+        let path = state_dir.path().join(DATABASE_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = |uri: String| -> Result<Connection, StoreError> {
+            let conn = Connection::open_with_flags(uri, flags)
+                .map_err(|e| backend(format!("{}: {e}", path.display())))?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            schema::check_version(&conn)?;
+            Ok(conn)
+        };
+        let uri = format!("file:{}", uri_path(&path));
+        let conn = match open(uri.clone()) {
+            Ok(conn) => conn,
+            // A WAL database whose dir this user cannot write, closed cleanly (no -shm
+            // left): SQLite can read it only as immutable. Nobody can be writing it.
+            Err(_) if !dir_is_writable(state_dir.path()) => open(format!("{uri}?immutable=1"))?,
+            Err(e) => return Err(e),
+        };
+        Ok(Some(Self {
+            path,
+            conn: Mutex::new(conn),
+        }))
     }
 
     /// The database file.
@@ -166,9 +196,9 @@ impl SqliteStore {
                     attempt,
                     started_at: timestamp(Some(started))?.expect("present"),
                     ended_at: timestamp(ended)?,
-                    outcome: from_json(&format!("\"{outcome}\""), "attempt outcome")?,
+                    outcome: parse_name(&outcome, "attempt outcome")?,
                     error_kind: kind
-                        .map(|k| from_json::<ErrorKind>(&format!("\"{k}\""), "error kind"))
+                        .map(|k| parse_name::<ErrorKind>(&k, "error kind"))
                         .transpose()?,
                     message,
                     backtrace,
@@ -179,10 +209,29 @@ impl SqliteStore {
     }
 }
 
+/// `path` for a `file:` URI: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    path.to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
+}
+
+fn dir_is_writable(dir: &Path) -> bool {
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
+}
+
+/// Starts a write transaction holding the write lock from its first statement: a
+/// read-then-write in a deferred transaction fails with `SQLITE_BUSY_SNAPSHOT` (which
+/// `busy_timeout` does not retry) when another process committed since the read.
+fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+}
+
 impl StateStore for SqliteStore {
     fn create_plan(&self, plan: &SavedPlan) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let id = plan.plan.id.to_string();
         let exists: Option<String> = tx
             .query_row("SELECT id FROM plans WHERE id = ?1", [&id], |r| r.get(0))
@@ -204,7 +253,7 @@ impl StateStore for SqliteStore {
                     idx as i64,
                     task.id.to_string(),
                     task.task_type.as_str(),
-                    status_name(task.status),
+                    <&str>::from(task.status),
                     json(&task.params),
                     task.max_retries,
                     json(&task.backoff),
@@ -222,14 +271,14 @@ impl StateStore for SqliteStore {
 
     fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let updated = tx.execute(
             "UPDATE tasks SET status = ?3, retry_count = ?4, next_attempt_at = ?5, output = ?6, error = ?7
              WHERE plan_id = ?1 AND idx = ?2",
             params![
                 plan.to_string(),
                 task.index() as i64,
-                status_name(task.status()),
+                <&str>::from(task.status()),
                 task.retry_count(),
                 task.next_attempt_at().map(|t| t.to_string()),
                 task.output().map(json),
@@ -259,7 +308,7 @@ impl StateStore for SqliteStore {
                     a.attempt,
                     a.started_at.to_string(),
                     a.ended_at.map(|t| t.to_string()),
-                    outcome_name(a.outcome),
+                    <&str>::from(a.outcome),
                     a.error_kind.map(|k| k.as_str()),
                     a.message,
                     a.backtrace,
@@ -328,7 +377,7 @@ impl StateStore for SqliteStore {
             let doc = TaskDocument {
                 task_type: TaskType::new(task_type).map_err(backend)?,
                 id: id.parse().map_err(backend)?,
-                status: from_json(&format!("\"{status}\""), "task status")?,
+                status: parse_name(&status, "task status")?,
                 params: from_json(&params, "params")?,
                 output: output
                     .as_deref()
@@ -395,7 +444,7 @@ impl StateStore for SqliteStore {
         pins: &std::collections::BTreeMap<TaskType, PluginPin>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_transaction(&mut conn)?;
         let resolved: Option<String> = tx
             .query_row(
                 "SELECT resolved FROM plans WHERE id = ?1",
@@ -421,6 +470,10 @@ mod tests {
 
     use super::*;
     use crate::plan::{Failure, PlanSpec, SAVED_PLAN_FORMAT_VERSION, TaskEvent};
+
+    fn state(dir: &tempfile::TempDir) -> StateDir {
+        StateDir::open_or_create(dir.path()).unwrap()
+    }
 
     fn saved(run: &PlanRun, spec: &PlanSpec) -> SavedPlan {
         SavedPlan {
@@ -449,7 +502,7 @@ mod tests {
     #[test]
     fn every_transition_round_trips_through_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, mut run) = plan();
         store.create_plan(&saved(&run, &spec)).unwrap();
         assert!(matches!(
@@ -492,7 +545,7 @@ mod tests {
 
         // Reopening (another process) sees the same state.
         drop(store);
-        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         assert_eq!(store.load_plan(run.id()).unwrap().unwrap().1, run);
         let list = store.list_plans(10).unwrap();
         assert_eq!(list.len(), 1);
@@ -506,7 +559,7 @@ mod tests {
     #[test]
     fn the_plan_list_agrees_with_the_full_plans() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Durability::Process).unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         let (spec, mut failed) = plan();
         store.create_plan(&saved(&failed, &spec)).unwrap();
         failed.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
@@ -561,7 +614,7 @@ mod tests {
     #[test]
     fn ended_attempts_cannot_be_rewritten_or_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, mut run) = plan();
         store.create_plan(&saved(&run, &spec)).unwrap();
         run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
@@ -587,22 +640,110 @@ mod tests {
     #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        drop(SqliteStore::open(dir.path(), Durability::Full).unwrap());
+        drop(SqliteStore::open(&state(&dir), Durability::Full).unwrap());
         let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        let err = SqliteStore::open(dir.path(), Durability::Full).unwrap_err();
+        let err = SqliteStore::open(&state(&dir), Durability::Full).unwrap_err();
         assert!(err.to_string().contains("schema version 99"), "{err}");
     }
 
     #[test]
     fn unknown_tasks_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (_, run) = plan();
         assert!(matches!(
             store.record_task(run.id(), &run.tasks()[0]),
             Err(StoreError::UnknownTask { .. })
         ));
+    }
+
+    #[test]
+    fn the_database_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // As an older planrt left it: world-readable.
+        drop(Connection::open(dir.path().join(DATABASE_FILE)).unwrap());
+        let db = dir.path().join(DATABASE_FILE);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
+        let (spec, run) = plan();
+        store.create_plan(&saved(&run, &spec)).unwrap();
+        for file in ["planrt.db", "planrt.db-wal", "planrt.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        let fresh = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(&state(&fresh), Durability::Full).unwrap());
+        let mode = std::fs::metadata(fresh.path().join(DATABASE_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_reader_creates_and_migrates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir);
+        assert!(SqliteStore::open_read_only(&state).unwrap().is_none());
+        assert!(!dir.path().join(DATABASE_FILE).exists());
+
+        let writer = SqliteStore::open(&state, Durability::Full).unwrap();
+        let (spec, run) = plan();
+        writer.create_plan(&saved(&run, &spec)).unwrap();
+        let reader = SqliteStore::open_read_only(&state).unwrap().unwrap();
+        assert_eq!(reader.load_plan(run.id()).unwrap().unwrap().1, run);
+        assert_eq!(reader.list_plans(5).unwrap().len(), 1);
+        let (_, other) = plan();
+        let refused = reader.create_plan(&saved(&other, &spec)).unwrap_err();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+        drop((reader, writer));
+
+        // An older schema is named, not migrated.
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let err = SqliteStore::open_read_only(&state).err().unwrap();
+        assert!(err.to_string().contains("schema version 1, older"), "{err}");
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+    }
+
+    #[test]
+    fn a_read_then_write_waits_for_another_writer_instead_of_failing() {
+        // Another process holds the write lock and commits after our transaction began:
+        // a deferred transaction would read, then fail with SQLITE_BUSY_SNAPSHOT.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let (spec, first) = plan();
+        store.create_plan(&saved(&first, &spec)).unwrap();
+        let mut other = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        other
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let tx = other
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        tx.execute("UPDATE plans SET name = 'renamed'", []).unwrap();
+        let (_, second) = plan();
+        let second_saved = saved(&second, &spec);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                store.create_plan(&second_saved)?;
+                store.repin_plugins(first.id(), &Default::default())
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.commit().unwrap();
+            writer.join().unwrap().unwrap();
+        });
+        assert!(store.load_plan(second.id()).unwrap().is_some());
     }
 }
