@@ -1,5 +1,5 @@
 //! Bad input: exit 2 before any task runs, nothing on stdout, the problem and its
-//! location on stderr (DESIGN §4, §8).
+//! location on stderr (docs/DESIGN.md §4, §8).
 
 use planrt_e2e::{Run, Scratch};
 

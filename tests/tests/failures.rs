@@ -1,4 +1,4 @@
-//! Failures that are not retried: permanent, invalid params, traps (DESIGN §3).
+//! Failures that are not retried: permanent, invalid params, traps (docs/DESIGN.md §3).
 
 use planrt_e2e::Scratch;
 

@@ -1,4 +1,4 @@
-//! Plan and task identity (DESIGN §1) through the real binary.
+//! Plan and task identity (docs/DESIGN.md §1) through the real binary.
 
 use planrt_e2e::{Scratch, TASK_ID_VECTORS, reference_task_id};
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! Retry with the same task ID, backoff, and the failure fields (DESIGN §2–§4).
+//! Retry with the same task ID, backoff, and the failure fields (docs/DESIGN.md §2–§4).
 
 use jiff::Timestamp;
 use planrt_e2e::Scratch;

@@ -185,3 +185,42 @@ fn a_missing_variable_stops_the_plan_naming_it() {
     assert!(run.stderr.contains(VAR), "{}", run.stderr);
     assert_eq!(run.stdout, "");
 }
+
+#[test]
+fn a_denied_host_that_is_part_of_a_secret_url_is_masked() {
+    // The whole URL is the secret: the host the gate denies is only a piece of it.
+    let s = Scratch::with_plugins(&["test-fetch"]);
+    let url = "http://internal-billing.invalid:9/token-7f3a";
+    let path = s.write(
+        "p.toml",
+        &format!(
+            "[grants]\nhttp = [\"127.0.0.1\"]\n[[tasks]]\ntype = \"test-fetch\"\nparams = {{ urls = [{{ \"$env\" = \"{VAR}\" }}] }}\n"
+        ),
+    );
+    let run: Run = s
+        .command(&["run", path.to_str().unwrap(), "--output", "json"])
+        .env(VAR, url)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let attempt = &run.json()["tasks"][0]["attempts"][0];
+    assert_eq!(attempt["errorKind"], "http-denied");
+    assert!(
+        attempt["message"].as_str().unwrap().contains("denied"),
+        "{attempt}"
+    );
+    for leak in ["internal-billing", "token-7f3a"] {
+        assert!(!run.stdout.contains(leak), "stdout: {}", run.stdout);
+        assert!(!run.stderr.contains(leak), "stderr: {}", run.stderr);
+    }
+    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+    let stored: i64 = db
+        .query_row(
+            "SELECT count(*) FROM attempts WHERE instr(coalesce(message, ''), 'internal-billing') > 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0);
+}

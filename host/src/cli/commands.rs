@@ -235,7 +235,12 @@ async fn execute_and_report(
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
         RunEnd::Finished(Phase::Failed) => Outcome::PlanFailed,
         RunEnd::Finished(Phase::Active) => {
-            bail!("internal error: plan {} stopped while active", plan.id())
+            return Err(AfterWorkStarted(anyhow::anyhow!(
+                "internal error: plan {} stopped while active; it is resumable with `planrt resume {}`",
+                plan.id(),
+                plan.id()
+            ))
+            .into());
         }
         RunEnd::Interrupted => {
             tracing::warn!("continue with `planrt resume {}`", plan.id());

@@ -1,4 +1,4 @@
-//! The `planrt` command line: flags, settings, commands and exit codes (DESIGN §8).
+//! The `planrt` command line: flags, settings, commands and exit codes (docs/DESIGN.md §8).
 
 pub mod args;
 pub mod commands;

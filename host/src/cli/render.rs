@@ -7,9 +7,14 @@ use std::io::Write as _;
 use jiff::{SignedDuration, Timestamp};
 use tabwriter::TabWriter;
 
-use crate::plan::{Attempt, PlanDocument, PlanRun, TaskId, TaskStatus};
+use crate::plan::{Attempt, PlanDocument, PlanRun, TaskId};
 use crate::runtime::LoadedPlugin;
 use crate::store::PlanSummary;
+
+/// One cell of a table: a tab or a newline of its own would break the columns.
+fn cell(text: &str) -> String {
+    text.replace(['\t', '\n', '\r'], " ")
+}
 
 /// Rows of tab-separated cells, aligned into columns two spaces apart.
 fn table(header: &str, rows: impl IntoIterator<Item = String>) -> String {
@@ -75,26 +80,19 @@ pub fn plan(doc: &PlanDocument) -> String {
         )
     });
     out.push_str(&table("#\tTYPE\tTASK ID\tSTATUS\tRETRIES\tATTEMPTS", rows));
-    for (index, task) in doc.tasks.iter().enumerate() {
-        if task.status != TaskStatus::Failed {
-            continue;
-        }
-        let _ = writeln!(out, "task {index} ({}) failed:", task.task_type);
-        if let Some(error) = &task.error {
-            let _ = writeln!(out, "  error: {error}");
-        }
-        if let Some(backtrace) = task.attempts.last().and_then(|a| a.backtrace.as_deref()) {
-            for line in backtrace.lines() {
-                let _ = writeln!(out, "  | {line}");
-            }
-        }
-    }
     if let (Some(index), Some(detail)) = (doc.failed_task_index, &doc.failed_task_detail) {
         let _ = writeln!(
             out,
             "failed at task {index} ({}, {}): {}",
             detail.task_type, detail.id, detail.error
         );
+        let backtrace = doc.tasks[index]
+            .attempts
+            .last()
+            .and_then(|a| a.backtrace.as_deref());
+        for line in backtrace.into_iter().flat_map(str::lines) {
+            let _ = writeln!(out, "  | {line}");
+        }
     }
     out
 }
@@ -119,9 +117,9 @@ pub fn plugins<'a>(plugins: impl Iterator<Item = &'a LoadedPlugin>) -> String {
         format!(
             "{}\t{}\t{needs}\t{}\t{}",
             info.task_type,
-            info.version,
-            info.description,
-            plugin.file().display()
+            cell(&info.version),
+            cell(&info.description),
+            cell(&plugin.file().display().to_string())
         )
     });
     table("TASK TYPE\tVERSION\tNEEDS\tDESCRIPTION\tFILE", rows)
@@ -143,7 +141,7 @@ pub fn plan_list(plans: &[PlanSummary], now: Timestamp) -> String {
             plan.complete,
             plan.tasks,
             age(now, plan.created_at),
-            plan.name.as_deref().unwrap_or("-"),
+            cell(plan.name.as_deref().unwrap_or("-")),
         )
     });
     table("PLAN ID\tPHASE\tCOMPLETE\tCREATED\tNAME", rows)
@@ -195,7 +193,7 @@ pub fn history(entries: &[HistoryEntry]) -> String {
             .map(|end| duration(end.duration_since(a.started_at)))
             .unwrap_or_else(|| "-".to_owned());
         let error = match (a.error_kind, a.message.as_deref()) {
-            (Some(kind), Some(message)) => format!("{kind}: {}", first_line(message)),
+            (Some(kind), Some(message)) => format!("{kind}: {}", cell(first_line(message))),
             (Some(kind), None) => kind.to_string(),
             (None, _) => String::new(),
         };
@@ -203,7 +201,7 @@ pub fn history(entries: &[HistoryEntry]) -> String {
             "{}\t{}\t{}\t{}\t{}\t{took}\t{error}",
             time(a.started_at),
             e.task_index,
-            e.task_type,
+            cell(&e.task_type),
             a.attempt,
             a.outcome,
         )

@@ -213,7 +213,7 @@ fn fail(
     }
 }
 
-/// The error kind of a runtime failure (DESIGN §3).
+/// The error kind of a runtime failure (docs/DESIGN.md §3).
 fn classify(error: &AttemptError) -> (ErrorKind, Option<String>) {
     match error {
         AttemptError::Plugin {

@@ -281,6 +281,14 @@ pub async fn prepare(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let redactor = Redactor::new(resolved.iter().flat_map(|r| r.secrets.iter().cloned()));
+    for task in &saved.plan.tasks {
+        for name in super::secrets::short_secrets(&task.params) {
+            tracing::warn!(
+                "secret `{name}` is shorter than {} characters: masking it in outputs and logs also masks unrelated text",
+                crate::plan::redact::MIN_FRAGMENT_LEN
+            );
+        }
+    }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
     for (index, ((task, sandbox), resolved)) in saved
         .plan

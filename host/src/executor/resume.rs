@@ -40,21 +40,24 @@ pub fn reopen(
     store: &dyn StateStore,
     observer: &dyn Observer,
 ) -> Result<(), ResumeError> {
+    // Bad input is refused before anything is recorded.
+    let tasks = plan.tasks().len();
+    if let ResumeFrom::Task(first) = from
+        && first >= tasks
+    {
+        return Err(ResumeError::NoSuchTask {
+            plan: plan.id(),
+            tasks,
+            from: first,
+        });
+    }
     interrupt_running(
         plan,
         store,
         observer,
         "the host stopped or crashed during this attempt",
     )?;
-    let tasks = plan.tasks().len();
     let (indices, event): (Vec<usize>, TaskEvent) = match from {
-        ResumeFrom::Task(first) if first >= tasks => {
-            return Err(ResumeError::NoSuchTask {
-                plan: plan.id(),
-                tasks,
-                from: first,
-            });
-        }
         ResumeFrom::Task(first) => ((first..tasks).collect(), TaskEvent::Reset),
         ResumeFrom::WhereItStopped => {
             let failed = plan

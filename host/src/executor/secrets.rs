@@ -94,6 +94,19 @@ pub fn resolve_from_env(params: &Value) -> Result<Resolved, MissingSecret> {
     })
 }
 
+/// The referenced variables whose values are so short that masking them masks unrelated
+/// text too (a `1` masks every digit one): worth a warning, never a reason to leak.
+pub fn short_secrets(params: &Value) -> Vec<String> {
+    referenced(params)
+        .into_iter()
+        .filter(|name| {
+            std::env::var(name).is_ok_and(|v| {
+                !v.is_empty() && v.chars().count() < crate::plan::redact::MIN_FRAGMENT_LEN
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

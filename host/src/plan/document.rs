@@ -1,4 +1,4 @@
-//! The stable JSON shapes (DESIGN §4): the Plan document and the saved plan.
+//! The stable JSON shapes (docs/DESIGN.md §4): the Plan document and the saved plan.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -62,7 +62,7 @@ pub struct TaskDocument {
     pub retry_count: u32,
     /// Waits between attempts.
     pub backoff: Backoff,
-    /// Per-attempt limits set by the plan (`timeout`, `memoryLimit`).
+    /// Per-attempt limits set by the plan (`timeout`, `memoryLimit`, `maxOutput`).
     #[serde(flatten)]
     pub limits: LimitOverrides,
     /// Earliest start of the next attempt, while a backoff runs.

@@ -1,4 +1,4 @@
-//! Error kinds recorded per attempt and what each means for the task (DESIGN §3).
+//! Error kinds recorded per attempt and what each means for the task (docs/DESIGN.md §3).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The plan's HTTP allowlist (`[grants] http`, DESIGN §6): which hosts a plugin that
+//! The plan's HTTP allowlist (`[grants] http`, docs/DESIGN.md §6): which hosts a plugin that
 //! declares `network` may reach.
 //!
 //! Entries: `host` (any port), `host:port`, `*.domain` (subdomains of `domain` only, not

@@ -1,4 +1,4 @@
-//! Plan and task identity (DESIGN §1), bit-exact with the reference controller's
+//! Plan and task identity (docs/DESIGN.md §1), bit-exact with the reference controller's
 //! `DeterministicTaskID`.
 
 use std::fmt;

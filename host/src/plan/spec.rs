@@ -1,4 +1,4 @@
-//! The plan file (DESIGN §8): parsed strictly, every error located by line and column.
+//! The plan file (docs/DESIGN.md §8): parsed strictly, every error located by line and column.
 
 use std::fmt;
 use std::ops::Range;
@@ -142,6 +142,7 @@ struct RawPolicy {
     timeout: Option<Spanned<String>>,
     memory_limit: Option<Spanned<String>>,
     max_output: Option<Spanned<String>>,
+    max_parallel: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +180,7 @@ struct RawTask {
     timeout: Option<Spanned<String>>,
     memory_limit: Option<Spanned<String>>,
     max_output: Option<Spanned<String>>,
+    name: Option<Spanned<toml::Value>>,
     depends_on: Option<Spanned<toml::Value>>,
 }
 
@@ -321,6 +323,7 @@ impl Reader<'_> {
         raw: RawTask,
         defaults: &PlanDefaults,
     ) -> Result<(TaskSpec, Location), SpecError> {
+        self.refuse_unsupported("name", &raw.name)?;
         self.refuse_unsupported("dependsOn", &raw.depends_on)?;
         let limits = self
             .limits(raw.timeout, raw.memory_limit, raw.max_output)?
@@ -362,6 +365,7 @@ impl PlanSpec {
 
         let mut defaults = PlanDefaults::default();
         if let Some(raw_defaults) = raw.defaults {
+            reader.refuse_unsupported("maxParallel", &raw_defaults.max_parallel)?;
             let retry = reader.policy(
                 defaults.retry(),
                 raw_defaults.max_retries,
@@ -562,6 +566,15 @@ backoff = { initial = "1s" }
         assert_eq!(line, 3);
         assert!(
             message.contains("`dependsOn` is not supported yet"),
+            "{message}"
+        );
+        let (line, _, message) = error_at("[[tasks]]\ntype = \"e\"\nname = \"x\"\n");
+        assert_eq!(line, 3);
+        assert!(message.contains("`name` is not supported yet"), "{message}");
+        let (line, _, message) = error_at("[defaults]\nmaxParallel = 4\n[[tasks]]\ntype = \"e\"\n");
+        assert_eq!(line, 2);
+        assert!(
+            message.contains("`maxParallel` is not supported yet"),
             "{message}"
         );
     }

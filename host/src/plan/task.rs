@@ -1,4 +1,4 @@
-//! One task's state and its single transition function (DESIGN §2).
+//! One task's state and its single transition function (docs/DESIGN.md §2).
 //!
 //! Every status change of a task goes through [`Task::apply`]; the fields are private so
 //! nothing else can change them. The legal moves are the rows of [`Task::target`].
@@ -131,7 +131,7 @@ pub enum TaskEvent {
         jitter_sample: f64,
     },
     /// Operator: run a failed task again as its next attempt (resume, or a failed task
-    /// resubmitted over HTTP). Keeps the retry count.
+    /// resubmitted by an operator). Keeps the retry count.
     Resubmit,
     /// Operator (`resume --from`): back to pending with a fresh retry budget, even if the
     /// task completed. The only way a completed task runs again.

@@ -1,8 +1,8 @@
 //! Everything a plugin prints or logs during one call: guest stdout, guest stderr and
 //! `log` lines all land in one bounded tail kept with the attempt; stderr and `log` lines
 //! also go to the host log, together capped at [`LOG_LINES_PER_SECOND`] (the log says how
-//! many were dropped), one line at most [`MAX_LOG_LINE`] bytes. Secret values are masked
-//! in both.
+//! many were dropped), one line at most [`MAX_LOG_LINE`] characters. Secret values are
+//! masked in both.
 
 use std::collections::VecDeque;
 use std::io;
@@ -126,12 +126,59 @@ impl LogRate {
     }
 }
 
+/// A piece of stderr on its way to the host log.
+enum Piece {
+    /// A whole line.
+    Line(Vec<u8>),
+    /// The first [`MAX_LOG_LINE`] bytes of a longer line.
+    Cut(Vec<u8>),
+}
+
+/// Splits the guest's stderr into lines for the host log.
+#[derive(Debug, Default)]
+struct StderrLines {
+    /// Bytes after the last newline, waiting for the rest of their line.
+    pending: Vec<u8>,
+    /// The current line was too long: its start went out, the rest is skipped.
+    skipping: bool,
+}
+
+impl StderrLines {
+    fn push(&mut self, mut data: &[u8]) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        while let Some(end) = data.iter().position(|b| *b == b'\n') {
+            if self.skipping {
+                self.skipping = false;
+            } else {
+                self.pending.extend_from_slice(&data[..end]);
+                pieces.push(Piece::Line(std::mem::take(&mut self.pending)));
+            }
+            data = &data[end + 1..];
+        }
+        if !self.skipping {
+            self.pending.extend_from_slice(data);
+            if self.pending.len() > MAX_LOG_LINE {
+                let mut start = std::mem::take(&mut self.pending);
+                start.truncate(MAX_LOG_LINE);
+                pieces.push(Piece::Cut(start));
+                self.skipping = true;
+            }
+        }
+        pieces
+    }
+
+    /// The last line, if it had no newline.
+    fn finish(&mut self) -> Option<Vec<u8>> {
+        let rest = std::mem::take(&mut self.pending);
+        (!self.skipping && !rest.is_empty()).then_some(rest)
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     tail: Mutex<Tail>,
     rate: Mutex<LogRate>,
-    /// stderr bytes after the last newline, waiting for the rest of their line.
-    pending_stderr: Mutex<Vec<u8>>,
+    stderr_lines: Mutex<StderrLines>,
     redactor: Redactor,
 }
 
@@ -158,7 +205,7 @@ impl GuestLog {
             shared: Arc::new(Shared {
                 tail: Mutex::default(),
                 rate: Mutex::new(LogRate::new(Instant::now())),
-                pending_stderr: Mutex::default(),
+                stderr_lines: Mutex::default(),
                 redactor,
             }),
         }
@@ -187,19 +234,29 @@ impl GuestLog {
         line.extend_from_slice(message.as_bytes());
         line.push(b'\n');
         lock(&self.shared.tail).append(&line);
-        self.to_host_log(level, message);
+        self.to_host_log(level, message, false);
     }
 
     /// Masks, cuts and rate-caps one line on its way to `tracing` (inside the caller's
-    /// span, so plan/task/attempt fields come along).
-    fn to_host_log(&self, level: GuestLevel, line: &str) {
+    /// span, so plan/task/attempt fields come along). `cut`: the line was already cut
+    /// short, so its end may be the start of a secret.
+    fn to_host_log(&self, level: GuestLevel, line: &str, cut: bool) {
         if !lock(&self.shared.rate).admit(Instant::now()) {
             return;
         }
-        let line = self.shared.redactor.redact(line);
-        let line = match line.char_indices().nth(MAX_LOG_LINE) {
-            Some((cut, _)) => format!("{}… [line cut at {MAX_LOG_LINE} characters]", &line[..cut]),
-            None => line.into_owned(),
+        let redactor = &self.shared.redactor;
+        let mut line = redactor.redact(line);
+        let cut_at = line.char_indices().nth(MAX_LOG_LINE).map(|(at, _)| at);
+        if let Some(at) = cut_at {
+            line.to_mut().truncate(at);
+        }
+        let line = if cut || cut_at.is_some() {
+            format!(
+                "{}… [line cut at {MAX_LOG_LINE} characters]",
+                redactor.redact_cut_end(&line)
+            )
+        } else {
+            line.into_owned()
         };
         match level {
             GuestLevel::Trace => tracing::trace!(target: "planrt::plugin", "{line}"),
@@ -215,35 +272,29 @@ impl GuestLog {
         if !stderr {
             return;
         }
-        let mut lines = Vec::new();
-        {
-            let mut pending = lock(&self.shared.pending_stderr);
-            pending.extend_from_slice(data);
-            let mut start = 0;
-            while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
-                lines.push(pending[start..start + end].to_vec());
-                start += end + 1;
-            }
-            pending.drain(..start);
-            if pending.len() > MAX_LOG_LINE {
-                lines.push(std::mem::take(&mut *pending));
-            }
+        let pieces = lock(&self.shared.stderr_lines).push(data);
+        for piece in pieces {
+            self.stderr_to_host_log(piece);
         }
-        for line in lines {
-            let line = String::from_utf8_lossy(&line);
-            if !line.trim().is_empty() {
-                self.to_host_log(GuestLevel::Info, line.trim_end());
-            }
+    }
+
+    fn stderr_to_host_log(&self, piece: Piece) {
+        let (bytes, cut) = match piece {
+            Piece::Line(bytes) => (bytes, false),
+            Piece::Cut(bytes) => (bytes, true),
+        };
+        let line = String::from_utf8_lossy(&bytes);
+        if !line.trim().is_empty() {
+            self.to_host_log(GuestLevel::Info, line.trim_end(), cut);
         }
     }
 
     /// Ends the call: a partial last stderr line goes to the host log, and lines dropped
     /// since the last report are reported.
     pub fn finish(&self) {
-        let rest = std::mem::take(&mut *lock(&self.shared.pending_stderr));
-        let rest = String::from_utf8_lossy(&rest);
-        if !rest.trim().is_empty() {
-            self.to_host_log(GuestLevel::Info, rest.trim_end());
+        let rest = lock(&self.shared.stderr_lines).finish();
+        if let Some(rest) = rest {
+            self.stderr_to_host_log(Piece::Line(rest));
         }
         lock(&self.shared.rate).report_dropped();
     }
@@ -269,7 +320,18 @@ impl GuestLog {
         let mut bytes = Vec::with_capacity(front.len() + back.len());
         bytes.extend_from_slice(front);
         bytes.extend_from_slice(back);
-        let text = String::from_utf8_lossy(&bytes);
+        // A cut inside a UTF-8 character starts at its next one (not at U+FFFD, which
+        // would hide a cut-off secret from the masking).
+        let start = if tail.dropped > 0 {
+            bytes
+                .iter()
+                .take(3)
+                .take_while(|b| (**b & 0b1100_0000) == 0b1000_0000)
+                .count()
+        } else {
+            0
+        };
+        let text = String::from_utf8_lossy(&bytes[start..]);
         Some(if tail.dropped > 0 {
             let text = self.shared.redactor.redact_cut(&text);
             format!("[{} earlier bytes dropped]\n{text}", tail.dropped)
@@ -417,6 +479,43 @@ mod tests {
             stdout(&log, b"stdout\n");
         }
         assert_eq!(log.dropped_lines(), 200);
+    }
+
+    #[test]
+    fn an_endless_stderr_line_goes_out_cut_with_no_part_of_a_secret() {
+        let secret = "topsecret-value";
+        let log = GuestLog::new(Redactor::new([secret.to_owned()]));
+        // The cut at MAX_LOG_LINE falls inside the secret.
+        let mut line = "x".repeat(MAX_LOG_LINE - 6);
+        line.push_str(secret);
+        line.push_str(&"y".repeat(3 * MAX_LOG_LINE));
+        let pieces = lock(&log.shared.stderr_lines).push(line.as_bytes());
+        assert_eq!(pieces.len(), 1, "the rest of the line is skipped");
+        let Piece::Cut(cut) = &pieces[0] else {
+            panic!("a cut piece")
+        };
+        assert!(String::from_utf8_lossy(cut).ends_with("topsec"));
+        assert_eq!(
+            log.shared
+                .redactor
+                .redact_cut_end(&String::from_utf8_lossy(cut)),
+            format!("{}***", "x".repeat(MAX_LOG_LINE - 6))
+        );
+        let after = lock(&log.shared.stderr_lines).push(b"yyy\nnext line\n");
+        assert!(matches!(&after[..], [Piece::Line(l)] if l == b"next line"));
+    }
+
+    #[test]
+    fn a_tail_cut_inside_a_character_starts_at_the_next_one() {
+        let log = GuestLog::new(Redactor::new(["ünïcödé-secret".to_owned()]));
+        let mut data = "ünïcödé-secret".as_bytes().to_vec();
+        data.extend(std::iter::repeat_n(b'.', LOG_TAIL_BYTES - 8));
+        stdout(&log, &data);
+        // 10 bytes dropped: the cut lands inside "é" (bytes 9 and 10).
+        let tail = log.tail().unwrap();
+        let kept = tail.split_once('\n').unwrap().1;
+        assert!(kept.starts_with("***."), "{}", &kept[..10]);
+        assert!(!tail.contains('\u{fffd}'));
     }
 
     #[test]

@@ -292,7 +292,7 @@ impl LoadedPlugin {
         )
         .await;
         log.finish();
-        result
+        result.map(|answer| answer.map_err(cap_message))
     }
 
     /// Runs one attempt in a fresh sandbox.
@@ -341,15 +341,15 @@ impl LoadedPlugin {
             Ok(Err(error)) => Err(match error {
                 TaskError::Transient(message) => AttemptError::Plugin {
                     kind: PluginErrorKind::Transient,
-                    message,
+                    message: cap_message(message),
                 },
                 TaskError::Permanent(message) => AttemptError::Plugin {
                     kind: PluginErrorKind::Permanent,
-                    message,
+                    message: cap_message(message),
                 },
                 TaskError::InvalidParams(message) => AttemptError::Plugin {
                     kind: PluginErrorKind::InvalidParams,
-                    message,
+                    message: cap_message(message),
                 },
             }),
             // A Rust panic's message only reaches us on stderr: name it in the error.
@@ -370,10 +370,30 @@ impl LoadedPlugin {
 }
 
 /// The message of a Rust panic in a guest's output: the line after "panicked at".
+/// The last one: lines the plugin printed before the panic may contain the words too.
 fn panic_message(output: &str) -> Option<&str> {
-    let mut lines = output.lines();
-    lines.find(|l| l.contains("panicked at"))?;
-    lines.next().map(str::trim).filter(|l| !l.is_empty())
+    let lines: Vec<&str> = output.lines().collect();
+    let at = lines.iter().rposition(|l| l.contains("panicked at"))?;
+    lines
+        .get(at + 1)
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+}
+
+/// Longest error message a plugin may hand the host (it is stored and printed).
+pub const MAX_MESSAGE: usize = 64 << 10;
+
+/// `message` cut to [`MAX_MESSAGE`] bytes (at a character boundary), saying so.
+fn cap_message(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut at = MAX_MESSAGE;
+        while !message.is_char_boundary(at) {
+            at -= 1;
+        }
+        message.truncate(at);
+        message.push_str(&format!("… [message cut at {} KiB]", MAX_MESSAGE >> 10));
+    }
+    message
 }
 
 /// Instantiates `pre` in a fresh store with `limits` and runs `f` on it.
@@ -454,4 +474,26 @@ pub(super) fn add_to_linker(
         |state| state,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_panic_message_is_the_line_after_the_last_panicked_at() {
+        let stderr = "note: panicked at nothing, just chatting\nnot it\n\
+                      thread 'main' panicked at src/lib.rs:3:5:\nreal reason\n";
+        assert_eq!(panic_message(stderr), Some("real reason"));
+        assert_eq!(panic_message("no panic here\n"), None);
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_saying_so() {
+        assert_eq!(cap_message("short".into()), "short");
+        let long = "é".repeat(MAX_MESSAGE);
+        let cut = cap_message(long);
+        assert!(cut.len() <= MAX_MESSAGE + 40, "{}", cut.len());
+        assert!(cut.ends_with("… [message cut at 64 KiB]"));
+    }
 }

@@ -11,8 +11,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::bindings::planrt::task::{host, types};
 use super::guest_log::{GuestLevel, GuestLog};
-use crate::plan::HttpAllow;
 use crate::plan::http_allow::allowed;
+use crate::plan::{HttpAllow, Redactor};
 
 /// A directory mounted into the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +96,17 @@ impl ResourceLimiter for MemoryLimiter {
 pub struct HttpGate {
     allow: Arc<[HttpAllow]>,
     denied: Arc<Mutex<Vec<String>>>,
+    redactor: Redactor,
 }
 
 impl HttpGate {
-    /// A gate letting through what `allow` allows.
-    pub fn new(allow: Arc<[HttpAllow]>) -> Self {
+    /// A gate letting through what `allow` allows; a denied host that is part of a secret
+    /// is recorded and logged as `***`.
+    pub fn new(allow: Arc<[HttpAllow]>, redactor: Redactor) -> Self {
         Self {
             allow,
             denied: Arc::default(),
+            redactor,
         }
     }
 
@@ -136,14 +139,21 @@ impl WasiHttpHooks for HttpGate {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
         if !allowed(&self.allow, &authority, https) {
+            // Never userinfo (`user:password@`), and never a piece of a secret.
+            let host = authority.rsplit_once('@').map_or(&*authority, |(_, h)| h);
+            let shown = if self.redactor.is_part_of_secret(host) {
+                crate::plan::redact::MASK.to_owned()
+            } else {
+                self.redactor.redact(host).into_owned()
+            };
             tracing::warn!(
-                authority,
+                authority = shown,
                 "HTTP request denied: not in the plan's [grants] http"
             );
             self.denied
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(authority);
+                .push(shown);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         Box::new(async move {
@@ -189,6 +199,7 @@ impl AttemptState {
             log,
             progress,
         } = sandbox;
+        let http_gate = HttpGate::new(http, log.redactor().clone());
         let mut builder = WasiCtx::builder();
         builder.stdout(log.stdout()).stderr(log.stderr());
         for preopen in &preopens {
@@ -204,7 +215,7 @@ impl AttemptState {
         Ok(Self {
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
-            http_gate: HttpGate::new(http),
+            http_gate,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             log,

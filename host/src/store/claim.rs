@@ -32,22 +32,22 @@ pub enum ClaimError {
         holder: Option<String>,
     },
     /// The claims directory cannot be used.
-    #[error("cannot claim plan {plan}: {source}")]
+    #[error("cannot claim plan {plan}: {error}")]
     Dir {
         /// The plan.
         plan: PlanId,
-        /// Why.
-        source: crate::state_dir::StateDirError,
+        /// Why (not a `source`: the message already says it).
+        error: crate::state_dir::StateDirError,
     },
     /// The claim file could not be used.
-    #[error("cannot claim plan {plan} ({}): {source}", path.display())]
+    #[error("cannot claim plan {plan} ({}): {error}", path.display())]
     Io {
         /// The plan.
         plan: PlanId,
         /// The claim file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -56,12 +56,12 @@ impl PlanClaim {
     pub fn acquire(state_dir: &StateDir, plan: PlanId) -> Result<Self, ClaimError> {
         let dir = state_dir
             .subdir("claims")
-            .map_err(|e| ClaimError::Dir { plan, source: e })?;
+            .map_err(|error| ClaimError::Dir { plan, error })?;
         let path = dir.join(format!("{plan}.lock"));
-        let io = |source| ClaimError::Io {
+        let io = |error| ClaimError::Io {
             plan,
             path: path.clone(),
-            source,
+            error,
         };
         let mut file = OpenOptions::new()
             .read(true)

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The backing storage failed.
     #[error("state store: {0}")]
     Backend(String),
+    /// The state directory cannot hold the store.
+    #[error(transparent)]
+    StateDir(#[from] crate::state_dir::StateDirError),
 }
 
 /// One line of `planrt status`.

@@ -57,7 +57,8 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX attempts_by_start ON attempts(plan_id, started_at);
     "#,
-    // 2: per-task limits set by the plan (`timeout`, `memoryLimit`), as JSON.
+    // 2: per-task limits set by the plan (`timeout`, `memoryLimit`, later `maxOutput`),
+    // as JSON.
     r#"
     ALTER TABLE tasks ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
     "#,

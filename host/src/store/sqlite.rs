@@ -94,13 +94,13 @@ impl SqliteStore {
     /// its `-wal` and `-shm` files the database's mode.
     pub fn open(state_dir: &StateDir, durability: Durability) -> Result<Self, StoreError> {
         let path = state_dir.path().join(DATABASE_FILE);
-        for file in [DATABASE_FILE, "planrt.db-wal", "planrt.db-shm"] {
-            state_dir::make_private(&state_dir.path().join(file)).map_err(backend)?;
+        for file in [DATABASE_FILE, WAL_FILE, "planrt.db-shm"] {
+            state_dir::make_private(&state_dir.path().join(file))?;
         }
         match state_dir::create_private_file(&path) {
-            Err(state_dir::StateDirError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
-            other => drop(other.map_err(backend)?),
+            Err(state_dir::StateDirError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => drop(other?),
         }
         let mut conn =
             Connection::open(&path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
@@ -122,8 +122,9 @@ impl SqliteStore {
     }
 
     /// Opens the database in `state_dir` for reading only (`status`, `history`): `None`
-    /// if there is none; nothing is created, migrated or written, and a read-only state
-    /// dir works. A database of another schema version is refused, saying which.
+    /// if there is none. Nothing is migrated or written (SQLite may add the `-shm` index
+    /// any WAL reader needs, with the database's mode), and a read-only state dir works. A
+    /// database of another schema version is refused, saying which.
     pub fn open_read_only(state_dir: &StateDir) -> Result<Option<Self>, StoreError> {
         let path = state_dir.path().join(DATABASE_FILE);
         if !path.exists() {
@@ -142,9 +143,15 @@ impl SqliteStore {
         let uri = format!("file:{}", uri_path(&path));
         let conn = match open(uri.clone()) {
             Ok(conn) => conn,
-            // A WAL database whose dir this user cannot write, closed cleanly (no -shm
-            // left): SQLite can read it only as immutable. Nobody can be writing it.
-            Err(_) if !dir_is_writable(state_dir.path()) => open(format!("{uri}?immutable=1"))?,
+            // A WAL database in a dir this user cannot write, closed cleanly: SQLite
+            // cannot make the -shm index it reads through, so it is read as immutable —
+            // right only when no committed rows wait in a -wal file (after a crash).
+            Err(first)
+                if !dir_is_writable(state_dir.path())
+                    && !has_content(&state_dir.path().join(WAL_FILE)) =>
+            {
+                open(format!("{uri}?immutable=1")).map_err(|_| first)?
+            }
             Err(e) => return Err(e),
         };
         Ok(Some(Self {
@@ -215,6 +222,13 @@ fn uri_path(path: &Path) -> String {
         .replace('%', "%25")
         .replace('?', "%3f")
         .replace('#', "%23")
+}
+
+/// The database's write-ahead log, beside it.
+const WAL_FILE: &str = "planrt.db-wal";
+
+fn has_content(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
 }
 
 fn dir_is_writable(dir: &Path) -> bool {
@@ -735,12 +749,17 @@ mod tests {
         tx.execute("UPDATE plans SET name = 'renamed'", []).unwrap();
         let (_, second) = plan();
         let second_saved = saved(&second, &spec);
+        let (started, ready) = std::sync::mpsc::channel();
         std::thread::scope(|scope| {
             let writer = scope.spawn(|| {
+                started.send(()).unwrap();
                 store.create_plan(&second_saved)?;
                 store.repin_plugins(first.id(), &Default::default())
             });
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            // The writer is on its way into its transaction (microseconds of work before it
+            // waits for the lock): commit well after that.
+            ready.recv().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
             tx.commit().unwrap();
             writer.join().unwrap().unwrap();
         });

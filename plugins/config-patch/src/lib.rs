@@ -1,4 +1,4 @@
-//! `config-patch`: merges values into TOML files under `/home/config/` (DESIGN §9).
+//! `config-patch`: merges values into TOML files under `/home/config/` (docs/DESIGN.md §9).
 //!
 //! Params: `{"files": {"config.toml": {...}, "app.toml": {...}}}`. Each file is merged
 //! recursively, keeping comments and order; it is rewritten (atomically) only when a

@@ -72,7 +72,8 @@ pub fn merge(text: &str, patch: &Map<String, Value>) -> Result<Merged, MergeErro
 fn kind_of_item(item: &Item) -> &'static str {
     match item {
         Item::None => "absent",
-        Item::Table(_) | Item::ArrayOfTables(_) => "a table",
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
         Item::Value(value) => kind_of_value(value),
     }
 }
@@ -385,6 +386,20 @@ limits = { max_body = 1000, max_header = 10 }
             conflict(json!({"x": null})),
             MergeError::Unrepresentable { .. }
         ));
+        // An array of tables (`[[x]]`) is neither a table nor a plain array to merge into.
+        let tables = "[[servers]]\nname = \"a\"\n";
+        for patch_value in [json!({"name": "b"}), json!([{"name": "b"}])] {
+            assert!(
+                matches!(
+                    merge(tables, &patch(json!({"servers": patch_value}))),
+                    Err(MergeError::TypeConflict {
+                        existing: "an array of tables",
+                        ..
+                    })
+                ),
+                "{patch_value}"
+            );
+        }
         assert!(matches!(
             merge("a = [", &Map::new()),
             Err(MergeError::Parse(_))

@@ -1,5 +1,5 @@
 //! `configure-state-sync`: points the node's state sync at trusted RPC servers
-//! (DESIGN §9).
+//! (docs/DESIGN.md §9).
 //!
 //! Params: `{rpcServers?, trustPeriod?, useLocalSnapshot?, backfillBlocks?}`. The trust
 //! height is the locally restored snapshot's (recorded by snapshot-restore) or the latest
@@ -167,28 +167,30 @@ pub enum ServerSource {
 /// The CometBFT RPC port, for servers derived from peers.
 pub const RPC_PORT: u16 = 26657;
 
-/// `servers` without repeats of the same server (compared case-insensitively, a default
-/// port and a trailing `/` ignored); the first spelling is kept.
+/// `servers` without repeats of the same server (scheme and host compared
+/// case-insensitively, a default port and a trailing `/` ignored); the first spelling is
+/// kept.
 pub fn distinct_servers(servers: &[String]) -> Vec<String> {
     let key = |server: &str| {
-        let server = server.to_ascii_lowercase();
-        match http::Url::parse(&server) {
+        let (scheme, rest) = server.split_once("://").unwrap_or(("", server));
+        match http::Url::parse(&format!("{}://{rest}", scheme.to_ascii_lowercase())) {
             Ok(url) => {
                 let (scheme, default_port) = if url.https {
                     ("https", 443)
                 } else {
                     ("http", 80)
                 };
-                let has_port = !url.authority.ends_with(']') && url.authority.contains(':');
+                let authority = url.authority.to_ascii_lowercase();
+                let has_port = !authority.ends_with(']') && authority.contains(':');
                 let authority = if has_port {
-                    url.authority.clone()
+                    authority
                 } else {
-                    format!("{}:{default_port}", url.authority)
+                    format!("{authority}:{default_port}")
                 };
                 let path = url.path_and_query.trim_end_matches('/');
                 format!("{scheme}://{authority}{path}")
             }
-            Err(_) => server,
+            Err(_) => server.to_owned(),
         }
     };
     let mut seen = Vec::new();
@@ -203,13 +205,18 @@ pub fn distinct_servers(servers: &[String]) -> Vec<String> {
     distinct
 }
 
-/// `http://{host}:26657` of each `id@host:port` peer.
+/// `http://{host}:26657` of each `id@host:port` peer (an IPv6 host in brackets).
 pub fn servers_of_peers(peers: &str) -> Vec<String> {
     peers
         .split(',')
         .filter_map(|peer| {
             let (_, address) = peer.trim().split_once('@')?;
             let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
             (!host.is_empty()).then(|| format!("http://{host}:{RPC_PORT}"))
         })
         .collect()
@@ -229,58 +236,67 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The distinct RPC servers state sync will use: from the params, else the config, else
-/// the persistent peers. The light client cross-checks what one server says against
-/// another, so fewer than two distinct servers is an error, never one server listed twice:
-/// `invalid-params` when an operator gave the list, `transient` when it came from peers
-/// (a later attempt, after more discovery, may find more).
+/// Why fewer than two servers will not do.
+fn too_few(source: &str, servers: &[String]) -> String {
+    format!(
+        "state sync's light client checks each RPC server against another, so it needs at \
+         least two different servers, but {source} gives {}",
+        if servers.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("only {}", servers.join(", "))
+        }
+    )
+}
+
+/// The distinct RPC servers state sync will use, and where they came from. The light
+/// client cross-checks what one server says against another, so fewer than two distinct
+/// servers is an error, never one server listed twice. An operator's `rpcServers` is final
+/// (`invalid-params` if it has fewer than two). Otherwise `[statesync] rpc_servers`, and
+/// when that has fewer than two, the persistent peers' RPC servers: fewer than two there is
+/// `transient` (more peers may be discovered before a later attempt).
 pub fn choose_servers(
     params: &Params,
     doc: &toml_edit::DocumentMut,
-) -> Result<Vec<String>, TaskError> {
-    let candidates = [
-        (params.rpc_servers.clone(), ServerSource::Params),
-        (
-            split_list(&list(doc, "statesync", "rpc_servers")),
-            ServerSource::Config,
-        ),
-        (
-            servers_of_peers(&list(doc, "p2p", "persistent_peers")),
-            ServerSource::Peers,
-        ),
-    ];
-    let Some((servers, source)) = candidates.into_iter().find(|(s, _)| !s.is_empty()) else {
-        return Err(TaskError::InvalidParams(
+) -> Result<(Vec<String>, ServerSource), TaskError> {
+    if !params.rpc_servers.is_empty() {
+        let given = distinct_servers(&params.rpc_servers);
+        return match given.len() {
+            2.. => Ok((given, ServerSource::Params)),
+            _ => Err(TaskError::InvalidParams(too_few("`rpcServers`", &given))),
+        };
+    }
+    let configured = distinct_servers(&split_list(&list(doc, "statesync", "rpc_servers")));
+    if configured.len() >= 2 {
+        return Ok((configured, ServerSource::Config));
+    }
+    let from_peers = distinct_servers(&servers_of_peers(&list(doc, "p2p", "persistent_peers")));
+    if from_peers.len() >= 2 {
+        return Ok((from_peers, ServerSource::Peers));
+    }
+    Err(match (configured.is_empty(), from_peers.is_empty()) {
+        (true, true) => TaskError::InvalidParams(
             "no `rpcServers` given, none in [statesync] rpc_servers, and no persistent peers to \
              take them from"
                 .into(),
-        ));
-    };
-    let distinct = distinct_servers(&servers);
-    if distinct.len() >= 2 {
-        return Ok(distinct);
-    }
-    let why = format!(
-        "state sync's light client checks each RPC server against another, so it needs at \
-         least two different servers, but {} gives only {}",
-        match source {
-            ServerSource::Params => "`rpcServers`",
-            ServerSource::Config => "[statesync] rpc_servers",
-            ServerSource::Peers => "[p2p] persistent_peers",
-        },
-        distinct.join(", ")
-    );
-    Err(match source {
-        ServerSource::Params | ServerSource::Config => TaskError::InvalidParams(why),
-        ServerSource::Peers => TaskError::Transient(format!(
-            "{why}; a later attempt may find more once more peers are discovered"
+        ),
+        (false, true) => TaskError::InvalidParams(too_few("[statesync] rpc_servers", &configured)),
+        (_, false) => TaskError::Transient(format!(
+            "{}; a later attempt may find more once more peers are discovered",
+            too_few("[p2p] persistent_peers", &from_peers)
         )),
     })
 }
 
 fn configure(params: Params) -> Result<Value, TaskError> {
     let mut doc = config::load(CONFIG).map_err(TaskError::Permanent)?;
-    let servers = choose_servers(&params, &doc)?;
+    let (servers, source) = choose_servers(&params, &doc)?;
+    if source == ServerSource::Peers {
+        log(
+            Level::Info,
+            "RPC servers taken from the persistent peers ([statesync] rpc_servers has fewer than two)",
+        );
+    }
     let trust_height = if params.use_local_snapshot {
         local_snapshot_height()?
     } else {
@@ -382,6 +398,7 @@ mod tests {
         let servers: Vec<String> = [
             "http://a:26657",
             "HTTP://A:26657/",
+            "http://a:26657/Other",
             "http://b:26657",
             "http://a:26657",
             "http://c",
@@ -391,7 +408,12 @@ mod tests {
         .into();
         assert_eq!(
             distinct_servers(&servers),
-            ["http://a:26657", "http://b:26657", "http://c"]
+            [
+                "http://a:26657",
+                "http://a:26657/Other",
+                "http://b:26657",
+                "http://c"
+            ]
         );
     }
 
@@ -401,19 +423,37 @@ mod tests {
             "[statesync]\nrpc_servers = \"http://x:1,http://y:1\"\n[p2p]\npersistent_peers = \"id@p:26656,id@q:26656\"\n",
         );
         let given = params(r#"{"rpcServers": ["http://a:1", "http://b:1"]}"#);
+        let servers = |p: &Params, d| choose_servers(p, d).unwrap();
         assert_eq!(
-            choose_servers(&given, &config).unwrap(),
-            ["http://a:1", "http://b:1"]
+            servers(&given, &config),
+            (
+                vec!["http://a:1".into(), "http://b:1".into()],
+                ServerSource::Params
+            )
         );
         assert_eq!(
-            choose_servers(&params("{}"), &config).unwrap(),
-            ["http://x:1", "http://y:1"]
+            servers(&params("{}"), &config),
+            (
+                vec!["http://x:1".into(), "http://y:1".into()],
+                ServerSource::Config
+            )
         );
-        let peers_only = doc("[p2p]\npersistent_peers = \"id@p:26656, id@q:26656,id@p:26656\"\n");
-        assert_eq!(
-            choose_servers(&params("{}"), &peers_only).unwrap(),
-            ["http://p:26657", "http://q:26657"]
+        let peers_only =
+            doc("[p2p]\npersistent_peers = \"id@p:26656, id@q:26656,id@p:26656,id@[::1]:26656\"\n");
+        let from_peers = (
+            vec![
+                "http://p:26657".into(),
+                "http://q:26657".into(),
+                "http://[::1]:26657".into(),
+            ],
+            ServerSource::Peers,
         );
+        assert_eq!(servers(&params("{}"), &peers_only), from_peers);
+        // A config listing one server twice (as older versions wrote it) falls through.
+        let one_twice = doc(
+            "[statesync]\nrpc_servers = \"http://x:1,http://x:1\"\n[p2p]\npersistent_peers = \"id@p:26656, id@q:26656,id@p:26656,id@[::1]:26656\"\n",
+        );
+        assert_eq!(servers(&params("{}"), &one_twice), from_peers);
     }
 
     #[test]
@@ -429,7 +469,7 @@ mod tests {
         let config = doc("[statesync]\nrpc_servers = \"http://x:1\"\n");
         assert!(matches!(
             choose_servers(&params("{}"), &config),
-            Err(TaskError::InvalidParams(m)) if m.contains("[statesync] rpc_servers")
+            Err(TaskError::InvalidParams(m)) if m.contains("[statesync] rpc_servers gives only http://x:1")
         ));
         let one_peer = doc("[p2p]\npersistent_peers = \"id@p:26656\"\n");
         assert!(matches!(

@@ -1,5 +1,5 @@
 //! `discover-peers`: finds peers and writes them as the node's persistent peers
-//! (DESIGN §9, as the reference sidecar).
+//! (docs/DESIGN.md §9, as the reference sidecar).
 //!
 //! Params: `{sources: [{type: "static", addresses: ["id@host:port", …]},
 //! {type: "endpoints", endpoints: ["http://host:26657", …]}]}`. An endpoint's peer is
@@ -42,6 +42,14 @@ pub fn is_peer_address(address: &str) -> bool {
     is_node_id(id) && !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
+/// `id@host:port` with the ID in lower case.
+fn lowercase_id(address: &str) -> String {
+    match address.split_once('@') {
+        Some((id, rest)) => format!("{}@{rest}", id.to_ascii_lowercase()),
+        None => address.to_owned(),
+    }
+}
+
 /// Reads and checks params.
 pub fn parse_params(params: &str) -> Result<Vec<Source>, String> {
     let value: Value =
@@ -75,7 +83,10 @@ pub fn parse_params(params: &str) -> Result<Vec<Source>, String> {
                     if let Some(bad) = addresses.iter().find(|a| !is_peer_address(a)) {
                         return Err(format!("sources[{i}]: `{bad}` is not id@host:port"));
                     }
-                    Ok(Source::Static(addresses))
+                    // Node IDs are hex: one spelling, so the same peer deduplicates.
+                    Ok(Source::Static(
+                        addresses.iter().map(|a| lowercase_id(a)).collect(),
+                    ))
                 }
                 Some("endpoints") => {
                     let endpoints = strings(source.get("endpoints"), "endpoints")?;
@@ -105,6 +116,12 @@ fn endpoint_peer(endpoint: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .host()
         .to_owned();
+    // An IPv6 address keeps its brackets, as CometBFT writes it: `id@[::1]:26656`.
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     Ok(format!("{}@{host}:{P2P_PORT}", id.to_ascii_lowercase()))
 }
 
@@ -188,6 +205,15 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ok.len(), 2);
+        let upper = parse_params(&format!(
+            r#"{{"sources": [{{"type": "static", "addresses": ["{}@10.0.0.1:26656"]}}]}}"#,
+            ID.to_ascii_uppercase()
+        ))
+        .unwrap();
+        assert_eq!(
+            upper[0],
+            Source::Static(vec![format!("{ID}@10.0.0.1:26656")])
+        );
         for bad in [
             r#"{"sources": []}"#,
             r#"{"sources": [{"type": "dns"}]}"#,

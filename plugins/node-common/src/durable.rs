@@ -56,7 +56,7 @@ pub fn preopen_for(path: &Path) -> io::Result<(wasip2::filesystem::types::Descri
     Ok((dir, relative))
 }
 
-/// Renames `from` to `to` and syncs the directory that holds them (both must be in it).
+/// Renames `from` to `to` and syncs the directories that held and now hold it.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to).map_err(|e| {
         io::Error::new(
@@ -64,19 +64,48 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
             format!("renaming {} to {}: {e}", from.display(), to.display()),
         )
     })?;
-    sync_dir(parent(to))
+    sync_dir(parent(to))?;
+    if parent(from) != parent(to) {
+        sync_dir(parent(from))?;
+    }
+    Ok(())
 }
 
-/// Copies `from` over `to`, synced to disk.
+/// Replaces `to` with a copy of the file `from` (read whole: for small files), through
+/// [`write_atomically`]: a crash leaves the old `to` or the whole copy, never a torn one.
 pub fn copy(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::copy(from, to)
-        .and_then(|_| OpenOptions::new().write(true).open(to)?.sync_all())
-        .map_err(|e| {
-            io::Error::new(
+    let bytes = std::fs::read(from)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", from.display())))?;
+    write_atomically(to, &bytes)
+}
+
+/// Makes `at` a symlink to `target` (replacing whatever `at` was) and syncs its directory.
+pub fn symlink(target: &Path, at: &Path) -> io::Result<()> {
+    match std::fs::remove_file(at) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(io::Error::new(
                 e.kind(),
-                format!("copying {} to {}: {e}", from.display(), to.display()),
-            )
-        })
+                format!("replacing {}: {e}", at.display()),
+            ));
+        }
+        _ => {}
+    }
+    make_symlink(target, at)
+        .map_err(|e| io::Error::new(e.kind(), format!("linking {}: {e}", at.display())))?;
+    sync_dir(parent(at))
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn make_symlink(target: &Path, at: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, at)
+}
+
+/// std's WASI symlink is unstable: made through the preopen that holds `at`.
+#[cfg(target_os = "wasi")]
+fn make_symlink(target: &Path, at: &Path) -> io::Result<()> {
+    let (dir, relative) = preopen_for(at)?;
+    dir.symlink_at(&target.to_string_lossy(), &relative)
+        .map_err(|e| io::Error::other(format!("symlink: {e:?}")))
 }
 
 /// Removes the directory tree `dir` if it exists, and syncs its parent.
@@ -113,7 +142,8 @@ pub fn write_atomically(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> 
     sync_dir(parent(path))
 }
 
-/// A new, exclusively created file next to `path`.
+/// A new, exclusively created file next to `path`. (Not `tempfile`: its WASI support
+/// rests on rustix and getrandom builds that Debian's 2022 wasi-libc cannot link.)
 fn create_temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
     let name = path
         .file_name()
@@ -191,14 +221,24 @@ mod tests {
     }
 
     #[test]
-    fn rename_copy_and_remove_sync_their_directory() {
+    fn rename_copy_link_and_remove_do_their_job_on_files_and_directories() {
+        // (Whether the syncs reach the disk cannot be seen from here: that they run on
+        // directories without failing can.)
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::create_dir(&a).unwrap();
         std::fs::write(a.join("f"), "x").unwrap();
         rename(&a, &b).unwrap();
-        copy(&b.join("f"), &b.join("g")).unwrap();
+        std::fs::create_dir(dir.path().join("c")).unwrap();
+        rename(&b.join("f"), &dir.path().join("c/f")).unwrap();
+        std::fs::write(b.join("g"), "old").unwrap();
+        copy(&dir.path().join("c/f"), &b.join("g")).unwrap();
         assert_eq!(std::fs::read_to_string(b.join("g")).unwrap(), "x");
+        symlink(Path::new("../c/f"), &b.join("g")).unwrap();
+        assert_eq!(
+            std::fs::read_link(b.join("g")).unwrap(),
+            Path::new("../c/f")
+        );
         remove_dir_all(&b).unwrap();
         remove_dir_all(&b).unwrap();
         assert!(!b.exists());

@@ -183,7 +183,7 @@ pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError
                     .into_owned();
                 checked_symlink_target(&raw, &relative, &link)?;
                 std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-                symlink(&link, &target).map_err(io_error(&target))?;
+                durable::symlink(&link, &target).map_err(io_error(&target))?;
             }
             EntryType::Link => {
                 let link = entry
@@ -215,19 +215,6 @@ pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError
         }
     }
     Ok(extracted)
-}
-
-#[cfg(unix)]
-fn symlink(target: &Path, at: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, at)
-}
-
-/// std's WASI symlink is unstable: create it through the preopen that holds `at`.
-#[cfg(target_os = "wasi")]
-fn symlink(target: &Path, at: &Path) -> io::Result<()> {
-    let (dir, relative) = durable::preopen_for(at)?;
-    dir.symlink_at(&target.to_string_lossy(), &relative)
-        .map_err(|e| io::Error::other(format!("symlink: {e:?}")))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `snapshot-restore`: restores a node's data directory from a snapshot archive
-//! (DESIGN §9).
+//! (docs/DESIGN.md §9).
 //!
 //! Params: `{baseUrl, chainId, targetHeight?, sha256?}`. The archive is
 //! `{baseUrl}/{chainId}/{height}.tar.gz`, the height given or read from
@@ -22,9 +22,11 @@ use planrt_plugin_sdk::{
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use swap::{Layout, Recovery};
+use swap::{Layout, Recovery, SwapError};
 
 const HOME: &str = "/home";
+/// Where the restored height is recorded, in the data dir.
+const MARKER_FILE: &str = ".planrt-snapshot.json";
 const MARKER: &str = "/home/data/.planrt-snapshot.json";
 
 const PARAMS_SCHEMA: &str = r#"{
@@ -163,11 +165,23 @@ fn recorded_height(chain_id: &str) -> Option<u64> {
     (marker.get("chainId")?.as_str()? == chain_id).then(|| marker.get("height")?.as_u64())?
 }
 
+/// How a swap failure fails the task: a home in a state to refuse, or a mount point that
+/// cannot be renamed, will not fix itself; other I/O errors may.
+fn swap_failure(what: &str) -> impl Fn(SwapError) -> TaskError + '_ {
+    move |e| match e {
+        SwapError::Refused(why) => TaskError::Permanent(format!("{what}: {why}")),
+        SwapError::Io(e) if e.kind() == io::ErrorKind::ResourceBusy => TaskError::Permanent(
+            format!("{what}: {e} (is /home/data a mount point? grant its parent as the home)"),
+        ),
+        SwapError::Io(e) => TaskError::Transient(format!("{what}: {e}")),
+    }
+}
+
 /// Finishes or undoes whatever a killed attempt left in the home (see [`swap`]).
 fn recover(layout: &Layout) -> Result<(), TaskError> {
     let recovery = layout
         .recover()
-        .map_err(io_failure("repairing an interrupted restore"))?;
+        .map_err(swap_failure("repairing an interrupted restore"))?;
     let note = match recovery {
         Recovery::Clean => return Ok(()),
         Recovery::StagingRemoved => "removed the partial extraction of an interrupted attempt",
@@ -244,13 +258,18 @@ fn restore(params: Params) -> Result<Value, TaskError> {
             "{url} holds no data/ directory"
         )));
     }
-    layout
-        .swap_in()
-        .map_err(io_failure("swapping the restored data dir in"))?;
+    // The marker goes in with the data (replacing any the archive brought), so the
+    // restored height is recorded exactly when the data is in place.
     let marker =
         json!({ "chainId": params.chain_id, "height": height, "sha256": digest, "url": url });
-    durable::write_atomically(MARKER, marker.to_string().as_bytes())
-        .map_err(io_failure("recording the restored height"))?;
+    durable::write_atomically(
+        layout.staged_data().join(MARKER_FILE),
+        marker.to_string().as_bytes(),
+    )
+    .map_err(io_failure("recording the restored height"))?;
+    layout
+        .swap_in()
+        .map_err(swap_failure("swapping the restored data dir in"))?;
     Ok(json!({
         "height": height,
         "restored": true,

@@ -14,11 +14,17 @@
 //! | on disk                                   | the killed attempt stopped           | recovery                          |
 //! |-------------------------------------------|--------------------------------------|-----------------------------------|
 //! | old dir, no `data/`                       | between (1) and (2)                  | rename the old dir back (undo)    |
-//! | old dir and `data/`                       | after (2), before the old dir went   | keep files checked, old dir removed |
+//! | old dir, `data/`, no staged data          | after (2), before the old dir went   | keep files reconciled, old dir removed |
+//! | old dir, `data/` *and* staged data        | between (1) and (2), then something else made a `data/` | refused: an operator decides |
 //! | staging dir only                          | while extracting, or before (1)      | staging dir removed               |
 //!
 //! The staging dir never holds the only copy of anything: keep files are *copied* into
-//! it, and the originals stay in `data/` or the old dir until the swap is complete.
+//! it, and the originals stay in `data/` or the old dir until the swap is complete. When
+//! both the old dir and `data/` hold a validator state, the one that signed furthest
+//! (height, round, step) is kept: a node that ran after the swap has the newer one.
+//!
+//! A `data/` that is a symlink is refused (the swap would replace the link, not the
+//! directory it points to); a keep file that is a symlink is kept as the same symlink.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,9 +37,34 @@ pub use crate::archive::DATA_DIR as DATA;
 pub const STAGING: &str = ".planrt-restore";
 /// Where the old data dir waits during the swap, relative to the home.
 pub const OLD_DATA: &str = ".planrt-old-data";
-/// Files of the old data dir that always survive a restore: a validator must never lose
-/// (or take from someone else's snapshot) its last signed height, round and step.
+/// Files of the old data dir that survive a restore, over any copy in the archive: a
+/// validator must never lose its last signed height, round and step. (With none in the
+/// old dir, the archive's is kept: it can only make the validator wait, never double-sign.)
 pub const KEEP_FILES: &[&str] = &["priv_validator_state.json"];
+
+/// Why a swap or a recovery stopped.
+#[derive(Debug)]
+pub enum SwapError {
+    /// The home is in a state no restore should touch; an operator must look.
+    Refused(String),
+    /// A file operation failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for SwapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SwapError::Refused(why) => f.write_str(why),
+            SwapError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for SwapError {
+    fn from(e: io::Error) -> Self {
+        SwapError::Io(e)
+    }
+}
 
 /// What [`Layout::recover`] found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,19 +113,27 @@ impl Layout {
     }
 
     /// Brings the home back to a state with no restore in progress: run before anything
-    /// else in an attempt.
-    pub fn recover(&self) -> io::Result<Recovery> {
+    /// else in an attempt. Interrupted itself, it is simply run again.
+    pub fn recover(&self) -> Result<Recovery, SwapError> {
         let (data, old) = (self.data(), self.old_data());
+        self.refuse_a_linked_data_dir()?;
         let recovery = if exists(&old)? {
-            if exists(&data)? {
-                // (2) happened: `data/` is the new dir, holding copies of the keep files.
-                // Copy any that are missing (never overwrite) before the originals go.
-                keep_files(&old, &data, false)?;
-                durable::remove_dir_all(&old)?;
-                Recovery::SwapFinished
-            } else {
+            if !exists(&data)? {
                 durable::rename(&old, &data)?;
                 Recovery::OldDataPutBack
+            } else if exists(&self.staged_data())? {
+                return Err(SwapError::Refused(format!(
+                    "a restore was interrupted between moving {DATA}/ aside (to {OLD_DATA}/) and \
+                     moving the new one in ({STAGING}/{DATA}/), and a new {DATA}/ has appeared \
+                     since (did the node start?); the validator state is in {OLD_DATA}/: move \
+                     {OLD_DATA}/ back to {DATA}/ (or remove it) and run the task again"
+                )));
+            } else {
+                // (2) happened: `data/` is the new dir, holding copies of the keep files.
+                reconcile_keep_files(&old, &data)?;
+                durable::sync_dir(&data)?;
+                durable::remove_dir_all(&old)?;
+                Recovery::SwapFinished
             }
         } else {
             Recovery::Clean
@@ -122,29 +161,82 @@ impl Layout {
 
     /// Puts [`Self::staged_data`] in place of the data dir, keeping [`KEEP_FILES`] of the
     /// old one (they win over the archive's).
-    pub fn swap_in(&self) -> io::Result<()> {
+    pub fn swap_in(&self) -> Result<(), SwapError> {
         let (data, staged, old) = (self.data(), self.staged_data(), self.old_data());
+        self.refuse_a_linked_data_dir()?;
         if exists(&data)? {
-            keep_files(&data, &staged, true)?;
+            for name in KEEP_FILES {
+                if exists(&data.join(name))? {
+                    keep_file(&data.join(name), &staged.join(name))?;
+                }
+            }
             durable::sync_dir(&staged)?;
             durable::rename(&data, &old)?;
         }
         durable::rename(&staged, &data)?;
         durable::remove_dir_all(&old)?;
-        durable::remove_dir_all(&self.staging())
+        durable::remove_dir_all(&self.staging())?;
+        Ok(())
+    }
+
+    fn refuse_a_linked_data_dir(&self) -> Result<(), SwapError> {
+        let data = self.data();
+        match std::fs::symlink_metadata(&data) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(SwapError::Refused(format!(
+                "{} is a symlink: a restore would replace the link, not the directory it points \
+                 to; grant that directory as the home's {DATA}/ instead",
+                data.display()
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
-/// Copies each of [`KEEP_FILES`] present in `from` into `to` (over an existing one only
-/// when `overwrite`), each synced.
-fn keep_files(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
+/// Copies the keep file `source` to `target`: the same symlink if it is one, else its
+/// contents (durably).
+fn keep_file(source: &Path, target: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(source)?.file_type().is_symlink() {
+        durable::symlink(&std::fs::read_link(source)?, target)
+    } else {
+        durable::copy(source, target)
+    }
+}
+
+/// After an interrupted clean-up: `new` (the swapped-in dir) gets each keep file of `old`
+/// it lacks, or whose state `old` signed further than.
+fn reconcile_keep_files(old: &Path, new: &Path) -> io::Result<()> {
     for name in KEEP_FILES {
-        let (source, target) = (from.join(name), to.join(name));
-        if exists(&source)? && (overwrite || !exists(&target)?) {
-            durable::copy(&source, &target)?;
+        let (source, target) = (old.join(name), new.join(name));
+        if !exists(&source)? {
+            continue;
+        }
+        let newer_in_old = match (signed_position(&source), signed_position(&target)) {
+            (_, None) => true,
+            (Some(old), Some(new)) => old > new,
+            (None, Some(_)) => false,
+        };
+        if !exists(&target)? || newer_in_old {
+            keep_file(&source, &target)?;
         }
     }
     Ok(())
+}
+
+/// How far a `priv_validator_state.json` has signed: (height, round, step). `None` if the
+/// file is missing or unreadable.
+pub fn signed_position(path: &Path) -> Option<(u64, i64, i64)> {
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let number = |key: &str| -> Option<i64> {
+        let value = state.get(key)?;
+        value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+    };
+    Some((
+        u64::try_from(number("height")?).ok()?,
+        number("round").unwrap_or(0),
+        number("step").unwrap_or(0),
+    ))
 }
 
 /// Whether `path` exists, without following a final symlink; errors other than "not
@@ -184,6 +276,12 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    fn copy_keep_files(layout: &Layout) {
+        for name in KEEP_FILES {
+            keep_file(&layout.data().join(name), &layout.staged_data().join(name)).unwrap();
+        }
     }
 
     /// A node home with a validator state in `data/` and a fully extracted archive.
@@ -229,7 +327,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let layout = extracted(home.path());
         // The state after (1): keep files copied into staging, data moved aside.
-        keep_files(&layout.data(), &layout.staged_data(), true).unwrap();
+        copy_keep_files(&layout);
         std::fs::rename(layout.data(), layout.old_data()).unwrap();
 
         assert_eq!(layout.recover().unwrap(), Recovery::OldDataPutBack);
@@ -245,7 +343,7 @@ mod tests {
     fn killed_after_the_renames_the_swap_is_finished() {
         let home = tempfile::tempdir().unwrap();
         let layout = extracted(home.path());
-        keep_files(&layout.data(), &layout.staged_data(), true).unwrap();
+        copy_keep_files(&layout);
         std::fs::rename(layout.data(), layout.old_data()).unwrap();
         std::fs::rename(layout.staged_data(), layout.data()).unwrap();
 
@@ -291,7 +389,7 @@ mod tests {
         // clearing staging and swaps a new extraction in.
         let home = tempfile::tempdir().unwrap();
         let layout = extracted(home.path());
-        keep_files(&layout.data(), &layout.staged_data(), true).unwrap();
+        copy_keep_files(&layout);
         std::fs::rename(layout.data(), layout.old_data()).unwrap();
 
         layout.recover().unwrap();
@@ -303,5 +401,85 @@ mod tests {
             SIGNED
         );
         assert_eq!(home_entries(home.path()), ["data"]);
+    }
+
+    #[test]
+    fn a_data_dir_made_by_someone_else_mid_swap_is_refused_and_nothing_is_lost() {
+        // Killed between the renames; then the node started and made a fresh data dir
+        // with a height-0 state. Keeping that and dropping the old dir would double-sign.
+        let home = tempfile::tempdir().unwrap();
+        let layout = extracted(home.path());
+        copy_keep_files(&layout);
+        std::fs::rename(layout.data(), layout.old_data()).unwrap();
+        write(
+            &layout.data().join("priv_validator_state.json"),
+            FROM_ARCHIVE,
+        );
+
+        match layout.recover() {
+            Err(SwapError::Refused(why)) => assert!(why.contains(OLD_DATA), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(
+            read(&layout.old_data().join("priv_validator_state.json")),
+            SIGNED
+        );
+    }
+
+    #[test]
+    fn after_the_swap_the_state_that_signed_furthest_is_kept() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
+        // The node ran after the swap and signed further than the old dir's copy.
+        let later = r#"{"height":"4242","round":2,"step":1}"#;
+        write(&layout.old_data().join("priv_validator_state.json"), SIGNED);
+        write(&layout.data().join("priv_validator_state.json"), later);
+        assert_eq!(layout.recover().unwrap(), Recovery::SwapFinished);
+        assert_eq!(
+            read(&layout.data().join("priv_validator_state.json")),
+            later
+        );
+
+        // A copy torn or older than the old dir's is replaced by it.
+        write(&layout.old_data().join("priv_validator_state.json"), SIGNED);
+        write(&layout.data().join("priv_validator_state.json"), "{\"hei");
+        assert_eq!(layout.recover().unwrap(), Recovery::SwapFinished);
+        assert_eq!(
+            read(&layout.data().join("priv_validator_state.json")),
+            SIGNED
+        );
+        assert_eq!(
+            signed_position(&layout.data().join("priv_validator_state.json")),
+            Some((4242, 0, 3))
+        );
+    }
+
+    #[test]
+    fn a_symlinked_keep_file_stays_a_symlink_and_a_symlinked_data_dir_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
+        write(&home.path().join("kms/state.json"), SIGNED);
+        std::fs::create_dir_all(layout.data()).unwrap();
+        std::os::unix::fs::symlink(
+            "../kms/state.json",
+            layout.data().join("priv_validator_state.json"),
+        )
+        .unwrap();
+        write(&layout.staged_data().join("new.db"), "new");
+        layout.swap_in().unwrap();
+        let kept = layout.data().join("priv_validator_state.json");
+        assert_eq!(
+            std::fs::read_link(&kept).unwrap(),
+            Path::new("../kms/state.json")
+        );
+        assert_eq!(read(&kept), SIGNED);
+
+        let elsewhere = home.path().join("big-disk/data");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::remove_dir_all(layout.data()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, layout.data()).unwrap();
+        assert!(
+            matches!(layout.recover(), Err(SwapError::Refused(why)) if why.contains("symlink"))
+        );
     }
 }
