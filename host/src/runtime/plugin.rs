@@ -137,8 +137,7 @@ pub enum AttemptError {
     },
     /// `run` returned more output than the limit allows.
     #[error(
-        "the plugin returned {} of output, over the maxOutput limit of {}",
-        crate::plan::units::format_size(*size),
+        "the plugin returned {size} bytes of output, over the maxOutput limit of {}",
         crate::plan::units::format_size(*limit)
     )]
     OutputTooLarge {
