@@ -278,10 +278,21 @@ mod tests {
         names
     }
 
-    fn copy_keep_files(layout: &Layout) {
+    /// A home as a swap killed right after its first rename leaves it.
+    fn killed_after_the_first_rename(home: &Path) -> Layout {
+        let layout = extracted(home);
         for name in KEEP_FILES {
             keep_file(&layout.data().join(name), &layout.staged_data().join(name)).unwrap();
         }
+        std::fs::rename(layout.data(), layout.old_data()).unwrap();
+        layout
+    }
+
+    fn assert_signed_state_kept(layout: &Layout) {
+        assert_eq!(
+            read(&layout.data().join("priv_validator_state.json")),
+            SIGNED
+        );
     }
 
     /// A node home with a validator state in `data/` and a fully extracted archive.
@@ -302,10 +313,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let layout = extracted(home.path());
         layout.swap_in().unwrap();
-        assert_eq!(
-            read(&layout.data().join("priv_validator_state.json")),
-            SIGNED
-        );
+        assert_signed_state_kept(&layout);
         assert_eq!(read(&layout.data().join("new.db")), "new");
         assert!(!layout.data().join("old.db").exists());
         assert_eq!(home_entries(home.path()), ["data"]);
@@ -325,16 +333,9 @@ mod tests {
     #[test]
     fn killed_between_the_renames_the_old_data_is_put_back() {
         let home = tempfile::tempdir().unwrap();
-        let layout = extracted(home.path());
-        // The state after (1): keep files copied into staging, data moved aside.
-        copy_keep_files(&layout);
-        std::fs::rename(layout.data(), layout.old_data()).unwrap();
-
+        let layout = killed_after_the_first_rename(home.path());
         assert_eq!(layout.recover().unwrap(), Recovery::OldDataPutBack);
-        assert_eq!(
-            read(&layout.data().join("priv_validator_state.json")),
-            SIGNED
-        );
+        assert_signed_state_kept(&layout);
         assert_eq!(read(&layout.data().join("old.db")), "old");
         assert_eq!(home_entries(home.path()), ["data"]);
     }
@@ -342,16 +343,10 @@ mod tests {
     #[test]
     fn killed_after_the_renames_the_swap_is_finished() {
         let home = tempfile::tempdir().unwrap();
-        let layout = extracted(home.path());
-        copy_keep_files(&layout);
-        std::fs::rename(layout.data(), layout.old_data()).unwrap();
+        let layout = killed_after_the_first_rename(home.path());
         std::fs::rename(layout.staged_data(), layout.data()).unwrap();
-
         assert_eq!(layout.recover().unwrap(), Recovery::SwapFinished);
-        assert_eq!(
-            read(&layout.data().join("priv_validator_state.json")),
-            SIGNED
-        );
+        assert_signed_state_kept(&layout);
         assert_eq!(read(&layout.data().join("new.db")), "new");
         assert_eq!(home_entries(home.path()), ["data"]);
     }
@@ -364,10 +359,7 @@ mod tests {
         write(&layout.data().join("new.db"), "new");
 
         assert_eq!(layout.recover().unwrap(), Recovery::SwapFinished);
-        assert_eq!(
-            read(&layout.data().join("priv_validator_state.json")),
-            SIGNED
-        );
+        assert_signed_state_kept(&layout);
     }
 
     #[test]
@@ -375,10 +367,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let layout = extracted(home.path());
         assert_eq!(layout.recover().unwrap(), Recovery::StagingRemoved);
-        assert_eq!(
-            read(&layout.data().join("priv_validator_state.json")),
-            SIGNED
-        );
+        assert_signed_state_kept(&layout);
         assert_eq!(read(&layout.data().join("old.db")), "old");
         assert_eq!(home_entries(home.path()), ["data"]);
     }
@@ -388,18 +377,12 @@ mod tests {
         // The review's sequence: a kill between the renames, then a retry that starts by
         // clearing staging and swaps a new extraction in.
         let home = tempfile::tempdir().unwrap();
-        let layout = extracted(home.path());
-        copy_keep_files(&layout);
-        std::fs::rename(layout.data(), layout.old_data()).unwrap();
-
+        let layout = killed_after_the_first_rename(home.path());
         layout.recover().unwrap();
         layout.prepare_staging().unwrap();
         write(&layout.staged_data().join("new.db"), "new");
         layout.swap_in().unwrap();
-        assert_eq!(
-            read(&layout.data().join("priv_validator_state.json")),
-            SIGNED
-        );
+        assert_signed_state_kept(&layout);
         assert_eq!(home_entries(home.path()), ["data"]);
     }
 
@@ -408,9 +391,7 @@ mod tests {
         // Killed between the renames; then the node started and made a fresh data dir
         // with a height-0 state. Keeping that and dropping the old dir would double-sign.
         let home = tempfile::tempdir().unwrap();
-        let layout = extracted(home.path());
-        copy_keep_files(&layout);
-        std::fs::rename(layout.data(), layout.old_data()).unwrap();
+        let layout = killed_after_the_first_rename(home.path());
         write(
             &layout.data().join("priv_validator_state.json"),
             FROM_ARCHIVE,
