@@ -10,7 +10,7 @@ use super::prepare::PreparedPlan;
 use crate::plan::{
     ErrorKind, Failure, Phase, PlanRun, Step, Task, TaskEvent, Transition, TransitionError,
 };
-use crate::runtime::{AttemptContext, AttemptError, AttemptRequest, PluginErrorKind, ProgressSink};
+use crate::runtime::{AttemptContext, AttemptError, AttemptInputs, AttemptRequest, ProgressSink};
 use crate::store::{StateStore, StoreError};
 
 /// Why execution stopped before the plan finished.
@@ -137,7 +137,7 @@ async fn run_attempt(
     let task = &plan.tasks()[index];
     let sandbox = &prepared.sandboxes[index];
     let attempt = task.last_attempt().map_or(1, |a| a.attempt);
-    let deadline = std::time::SystemTime::now() + sandbox.limits.timeout;
+    let deadline = std::time::SystemTime::now() + sandbox.sandbox.limits().timeout;
     // Secrets are resolved now, into this attempt's request only.
     let redactor = &prepared.redactor;
     let request = super::secrets::resolve_from_env(task.params()).map(|resolved| AttemptRequest {
@@ -153,14 +153,13 @@ async fn run_attempt(
                 .map_or(0, |d| d.as_millis() as u64),
         },
         params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
-        preopens: sandbox.preopens.clone(),
-        limits: sandbox.limits,
-        progress: observer.progress_sink(task),
-        http: sandbox.http.clone(),
-        redactor: redactor.clone(),
+        inputs: AttemptInputs {
+            redactor: redactor.clone(),
+            progress: observer.progress_sink(task),
+        },
     });
     let report = match request {
-        Ok(request) => sandbox.plugin.run(request).await,
+        Ok(request) => sandbox.plugin.run(&sandbox.sandbox, request).await,
         Err(missing) => crate::runtime::AttemptReport {
             result: Err(AttemptError::Sandbox(missing.to_string())),
             log_tail: None,
@@ -185,10 +184,13 @@ async fn run_attempt(
                 report.log_tail,
             ),
         },
-        Err(error) => {
-            let (kind, backtrace) = classify(&error);
-            fail(at, kind, error.to_string(), backtrace, report.log_tail)
-        }
+        Err(error) => fail(
+            at,
+            error.kind(),
+            error.to_string(),
+            error.backtrace().map(str::to_owned),
+            report.log_tail,
+        ),
     };
     let transition = plan.apply(index, event)?;
     commit(plan, index, transition, store, observer)
@@ -210,33 +212,6 @@ fn fail(
             log_tail,
         },
         jitter_sample: rand::random::<f64>(),
-    }
-}
-
-/// The error kind of a runtime failure (docs/DESIGN.md §3).
-fn classify(error: &AttemptError) -> (ErrorKind, Option<String>) {
-    match error {
-        AttemptError::Plugin {
-            kind: PluginErrorKind::Transient,
-            ..
-        } => (ErrorKind::Transient, None),
-        AttemptError::Plugin {
-            kind: PluginErrorKind::Permanent,
-            ..
-        } => (ErrorKind::Permanent, None),
-        AttemptError::Plugin {
-            kind: PluginErrorKind::InvalidParams,
-            ..
-        } => (ErrorKind::InvalidParams, None),
-        AttemptError::Trap { backtrace, .. } => (ErrorKind::Trap, backtrace.clone()),
-        AttemptError::Timeout { .. } => (ErrorKind::Timeout, None),
-        AttemptError::MemoryLimit { .. } => (ErrorKind::MemoryLimit, None),
-        // Retrying returns the same output.
-        AttemptError::OutputTooLarge { .. } => (ErrorKind::Permanent, None),
-        AttemptError::HttpDenied { .. } => (ErrorKind::HttpDenied, None),
-        // The host could not build the sandbox (a granted dir vanished, a secret's
-        // variable unset): retrying will not help until an operator fixes the host.
-        AttemptError::Sandbox(_) => (ErrorKind::Permanent, None),
     }
 }
 

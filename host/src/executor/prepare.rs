@@ -1,24 +1,16 @@
 //! Everything checked before a task runs: task types have plugins, pinned plugins are
-//! unchanged, every declared need is granted (declared ∩ granted), granted directories
-//! exist, and every task's params pass its plugin's `validate`.
+//! unchanged, each capability accepts the task (declared needs ∩ grants, usable grants,
+//! limits), and every task's params pass its plugin's `validate`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::plan::{
-    DirGrant, DirMode, HttpAllow, Location, PlanId, PlanRun, PlanSpec, PluginPin, Redactor,
-    SAVED_PLAN_FORMAT_VERSION, SavedPlan, TaskType,
+    Location, PlanId, PlanRun, PlanSpec, PluginPin, Redactor, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
+    TaskType,
 };
-use crate::runtime::{AttemptError, DirNeed, Limits, LoadedPlugin, Preopen, Registry, WIT_VERSION};
-
-/// Per-attempt timeout when neither plan nor plugin says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-/// Per-attempt memory limit when neither plan nor plugin says otherwise.
-pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
-/// Per-attempt output limit when the plan does not say otherwise.
-pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
+use crate::runtime::{AttemptError, LoadedPlugin, Refusal, Registry, Sandbox, WIT_VERSION};
 
 /// A plan that cannot run as asked; nothing has run. Every variant is bad input.
 #[derive(Debug, thiserror::Error)]
@@ -47,25 +39,18 @@ pub enum PrepareError {
         /// sha256 now.
         current: String,
     },
-    /// A declared need the plan does not grant.
-    #[error("task {index} (`{task_type}`, plugin {}): needs {need}, which the plan's [grants] do not give", plugin.display())]
-    MissingGrant {
+    /// A capability refused the task: a declared need the plan does not grant, or a
+    /// grant that cannot be used.
+    #[error("task {index} (`{task_type}`, plugin {}): {refusal}", plugin.display())]
+    Refused {
         /// Task index.
         index: usize,
         /// Task type.
         task_type: TaskType,
         /// The plugin file.
         plugin: PathBuf,
-        /// The need, described.
-        need: String,
-    },
-    /// A granted host directory that does not exist.
-    #[error("grant of {} at `{guest}`: the host directory does not exist or is not a directory", host.display())]
-    GrantDirMissing {
-        /// Host path.
-        host: PathBuf,
-        /// Guest path.
-        guest: String,
+        /// Why.
+        refusal: Refusal,
     },
     /// The plugin rejected the task's params.
     #[error("{}task {index} (`{task_type}`): invalid params: {message}", at(.location))]
@@ -111,17 +96,13 @@ fn at(location: &Option<(PathBuf, Location)>) -> String {
     }
 }
 
-/// What one task runs with.
+/// What one task runs with: its plugin, and what the capabilities decided for it.
 #[derive(Debug, Clone)]
 pub struct TaskSandbox {
     /// Its plugin.
     pub plugin: Arc<LoadedPlugin>,
-    /// Directories it sees.
-    pub preopens: Vec<Preopen>,
-    /// Its per-attempt limits.
-    pub limits: Limits,
-    /// Hosts it may reach over HTTP (empty: none).
-    pub http: Arc<[HttpAllow]>,
+    /// Its grants and limits.
+    pub sandbox: Sandbox,
 }
 
 /// A plan checked against the plugins and grants, ready to execute.
@@ -188,14 +169,6 @@ pub async fn prepare(
     let location_of = |index: usize| {
         locations.and_then(|(file, all)| all.get(index).map(|l| (file.to_owned(), *l)))
     };
-    for grant in &saved.grants.dirs {
-        if !grant.host.is_dir() {
-            return Err(PrepareError::GrantDirMissing {
-                host: grant.host.clone(),
-                guest: grant.guest.clone(),
-            });
-        }
-    }
     let mut sandboxes = Vec::with_capacity(saved.plan.tasks.len());
     for (index, task) in saved.plan.tasks.iter().enumerate() {
         let plugin =
@@ -217,50 +190,17 @@ pub async fn prepare(
                 current: plugin.sha256().to_owned(),
             });
         }
-        let missing = |need: String| PrepareError::MissingGrant {
-            index,
-            task_type: task.task_type.clone(),
-            plugin: plugin.file().to_owned(),
-            need,
-        };
-        let info = plugin.info();
-        // Deny by default: only a plugin that declares `network` gets the allowlist.
-        let http = if info.network {
-            if saved.grants.http.is_empty() {
-                return Err(missing(
-                    "network (outgoing HTTP), but the plan's [grants] http allows no host".into(),
-                ));
-            }
-            Arc::from(saved.grants.http.as_slice())
-        } else {
-            Arc::from([])
-        };
-        let preopens = info
-            .dirs
-            .iter()
-            .map(|need| {
-                grant_for(need, &saved.grants.dirs).ok_or_else(|| missing(describe_need(need)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // The plan's limit, else the plugin's suggestion, else the built-in default.
-        let limits = Limits {
-            timeout: task
-                .limits
-                .timeout
-                .or(info.default_timeout)
-                .unwrap_or(DEFAULT_TIMEOUT),
-            memory: task
-                .limits
-                .memory_limit
-                .or(info.default_memory_limit)
-                .unwrap_or(DEFAULT_MEMORY_LIMIT),
-            max_output: task.limits.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
-        };
+        let sandbox = plugin
+            .sandbox(&saved.grants, &task.limits)
+            .map_err(|refusal| PrepareError::Refused {
+                index,
+                task_type: task.task_type.clone(),
+                plugin: plugin.file().to_owned(),
+                refusal,
+            })?;
         sandboxes.push(TaskSandbox {
             plugin: plugin.clone(),
-            preopens,
-            limits,
-            http,
+            sandbox,
         });
     }
     // Every secret is resolved before any plugin code runs, so all of them are masked in
@@ -323,101 +263,4 @@ pub async fn prepare(
         sandboxes,
         redactor,
     })
-}
-
-fn describe_need(need: &DirNeed) -> String {
-    format!(
-        "directory `{}` ({})",
-        need.guest_path,
-        if need.writable { "rw" } else { "ro" }
-    )
-}
-
-/// The preopen for `need` from the grant that covers its guest path (the same path or a
-/// parent), if that grant allows the mode. The guest sees the need's path, nothing more.
-fn grant_for(need: &DirNeed, grants: &[DirGrant]) -> Option<Preopen> {
-    let need_path = Path::new(&need.guest_path);
-    grants
-        .iter()
-        .filter(|g| g.mode == DirMode::Rw || !need.writable)
-        .find_map(|g| {
-            let rest = need_path.strip_prefix(&g.guest).ok()?;
-            Some(Preopen {
-                host: g.host.join(rest),
-                guest: need.guest_path.clone(),
-                writable: need.writable,
-            })
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn grant(host: &str, guest: &str, mode: DirMode) -> DirGrant {
-        DirGrant {
-            host: host.into(),
-            guest: guest.into(),
-            mode,
-        }
-    }
-
-    fn need(path: &str, writable: bool) -> DirNeed {
-        DirNeed {
-            guest_path: path.into(),
-            writable,
-        }
-    }
-
-    #[test]
-    fn a_need_is_granted_by_the_same_path_or_a_parent() {
-        let grants = [
-            grant("/srv/node", "/home", DirMode::Rw),
-            grant("/etc/ro", "/ro", DirMode::Ro),
-        ];
-        assert_eq!(
-            grant_for(&need("/home", true), &grants),
-            Some(Preopen {
-                host: "/srv/node".into(),
-                guest: "/home".into(),
-                writable: true
-            })
-        );
-        assert_eq!(
-            grant_for(&need("/home/config", false), &grants),
-            Some(Preopen {
-                host: "/srv/node/config".into(),
-                guest: "/home/config".into(),
-                writable: false
-            })
-        );
-        assert_eq!(
-            grant_for(&need("/ro", false), &grants).map(|p| p.writable),
-            Some(false)
-        );
-    }
-
-    #[test]
-    fn a_need_beyond_the_grant_is_missing() {
-        let grants = [
-            grant("/srv/node", "/home", DirMode::Rw),
-            grant("/etc/ro", "/ro", DirMode::Ro),
-        ];
-        assert_eq!(
-            grant_for(&need("/ro", true), &grants),
-            None,
-            "rw need, ro grant"
-        );
-        assert_eq!(
-            grant_for(&need("/homes", false), &grants),
-            None,
-            "a prefix is not a parent"
-        );
-        assert_eq!(grant_for(&need("/data", false), &grants), None);
-        assert_eq!(
-            grant_for(&need("/", false), &grants),
-            None,
-            "a parent of a grant is not granted"
-        );
-    }
 }

@@ -1,13 +1,19 @@
-//! The WebAssembly side: engine, compiled cache, plugin registry, sandbox and host
-//! imports. Knows nothing of stores or executors: it loads plugins and runs calls.
+//! The WebAssembly side, one concept per file: the engine, the compiled cache, the
+//! plugin registry, a loaded plugin, one call, its errors, its store state, and the
+//! capabilities (directories, HTTP, limits, log) that shape every call. Knows nothing of
+//! stores or executors: it loads plugins and runs calls.
 
 pub mod bindings;
 pub mod cache;
+pub mod call;
+pub mod capability;
 pub mod engine;
+pub mod error;
 pub mod guest_log;
+pub mod info;
 pub mod plugin;
 pub mod registry;
-pub mod sandbox;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -16,12 +22,12 @@ use wasmtime::component::Linker;
 
 pub use bindings::WIT_VERSION;
 pub use cache::CompiledCache;
-pub use plugin::{
-    AttemptContext, AttemptError, AttemptReport, AttemptRequest, DirNeed, Limits, LoadedPlugin,
-    PluginErrorKind, PluginInfo,
-};
+pub use capability::{AttemptInputs, Capabilities, Limits, ProgressSink, Refusal, Sandbox};
+pub use error::AttemptError;
+pub use info::{DirNeed, PluginInfo};
+pub use plugin::{AttemptContext, AttemptReport, AttemptRequest, LoadedPlugin};
 pub use registry::{LoadWarning, Registry};
-pub use sandbox::{Preopen, ProgressSink};
+pub use state::AttemptState;
 
 /// Runtime failures that stop the host from using plugins at all.
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +61,11 @@ pub enum RuntimeError {
     },
 }
 
-/// The engine, linker and compiled cache every plugin runs on.
+/// The engine, linker, capabilities and compiled cache every plugin runs on.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<sandbox::AttemptState>,
+    linker: Linker<AttemptState>,
+    capabilities: Capabilities,
     cache: CompiledCache,
     _ticker: engine::EpochTicker,
 }
@@ -71,13 +78,18 @@ impl Runtime {
         cache_key: [u8; crate::state_dir::CACHE_KEY_LEN],
     ) -> Result<Self, RuntimeError> {
         let engine = engine::new_engine()?;
+        let capabilities = Capabilities::builtin();
         let mut linker = Linker::new(&engine);
-        plugin::add_to_linker(&mut linker).map_err(|e| RuntimeError::Link(e.to_string()))?;
+        // WASI 0.2 itself; what a call may reach through it is each capability's part.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| capabilities.init(&mut linker))
+            .map_err(|e| RuntimeError::Link(e.to_string()))?;
         let cache = CompiledCache::open(cache_root, &engine, cache_key)?;
         let ticker = engine::EpochTicker::start(&engine);
         Ok(Self {
             engine,
             linker,
+            capabilities,
             cache,
             _ticker: ticker,
         })

@@ -109,9 +109,15 @@ impl Runtime {
                     e.root_cause()
                 )
             })?;
-        let plugin = LoadedPlugin::describe(&self.engine, pre, file.to_owned(), sha256)
-            .await
-            .map_err(|e| format!("describe() failed: {e}"))?;
+        let plugin = LoadedPlugin::describe(
+            &self.engine,
+            pre,
+            self.capabilities.clone(),
+            file.to_owned(),
+            sha256,
+        )
+        .await
+        .map_err(|e| format!("describe() failed: {e}"))?;
         TaskType::new(plugin.info().task_type.clone())
             .map_err(|e| format!("describe() returned a bad task type: {e}"))?;
         for need in &plugin.info().dirs {

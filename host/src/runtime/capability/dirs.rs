@@ -1,0 +1,173 @@
+//! Directories: a plugin sees exactly the directories it declares (`needs.dirs`) that the
+//! plan grants (`[grants] dirs`), each preopened at its guest path in its declared mode.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime_wasi::FsPerms;
+
+use super::{AttemptSetup, Capability, Refusal, Sandbox, TaskRequest};
+use crate::plan::{DirGrant, DirMode};
+use crate::runtime::error::AttemptError;
+use crate::runtime::info::DirNeed;
+
+/// A directory mounted into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may write.
+    pub writable: bool,
+}
+
+/// The preopens of a task (its sandbox part).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preopens(pub Vec<Preopen>);
+
+/// The directories capability.
+#[derive(Debug, Clone, Copy)]
+pub struct Dirs;
+
+impl Capability for Dirs {
+    fn configure(&self, task: &TaskRequest<'_>, sandbox: &mut Sandbox) -> Result<(), Refusal> {
+        let preopens = task
+            .info
+            .dirs
+            .iter()
+            .map(|need| {
+                let (grant, preopen) = grant_for(need, &task.grants.dirs)
+                    .ok_or_else(|| Refusal::NotGranted(describe_need(need)))?;
+                if !grant.host.is_dir() {
+                    return Err(Refusal::Unusable(format!(
+                        "grant of {} at `{}`: the host directory does not exist or is not a directory",
+                        grant.host.display(),
+                        grant.guest
+                    )));
+                }
+                Ok(preopen)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sandbox.insert(Preopens(preopens));
+        Ok(())
+    }
+
+    fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError> {
+        for preopen in sandbox.get::<Preopens>().map_or(&[][..], |p| &p.0) {
+            let perms = if preopen.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            setup
+                .wasi
+                .preopened_dir(&preopen.host, &preopen.guest, perms)
+                .map_err(|e| AttemptError::Sandbox(format!("{}: {e}", preopen.host.display())))?;
+        }
+        Ok(())
+    }
+}
+
+fn describe_need(need: &DirNeed) -> String {
+    format!(
+        "directory `{}` ({})",
+        need.guest_path,
+        if need.writable { "rw" } else { "ro" }
+    )
+}
+
+/// The grant that covers `need`'s guest path (the same path or a parent) in a sufficient
+/// mode, and the preopen it gives: the guest sees the need's path, nothing more.
+fn grant_for<'g>(need: &DirNeed, grants: &'g [DirGrant]) -> Option<(&'g DirGrant, Preopen)> {
+    let need_path = Path::new(&need.guest_path);
+    grants
+        .iter()
+        .filter(|g| g.mode == DirMode::Rw || !need.writable)
+        .find_map(|g| {
+            let rest = need_path.strip_prefix(&g.guest).ok()?;
+            Some((
+                g,
+                Preopen {
+                    host: g.host.join(rest),
+                    guest: need.guest_path.clone(),
+                    writable: need.writable,
+                },
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(host: &str, guest: &str, mode: DirMode) -> DirGrant {
+        DirGrant {
+            host: host.into(),
+            guest: guest.into(),
+            mode,
+        }
+    }
+
+    fn need(path: &str, writable: bool) -> DirNeed {
+        DirNeed {
+            guest_path: path.into(),
+            writable,
+        }
+    }
+
+    fn preopen(need: &DirNeed, grants: &[DirGrant]) -> Option<Preopen> {
+        grant_for(need, grants).map(|(_, p)| p)
+    }
+
+    #[test]
+    fn a_need_is_granted_by_the_same_path_or_a_parent() {
+        let grants = [
+            grant("/srv/node", "/home", DirMode::Rw),
+            grant("/etc/ro", "/ro", DirMode::Ro),
+        ];
+        assert_eq!(
+            preopen(&need("/home", true), &grants),
+            Some(Preopen {
+                host: "/srv/node".into(),
+                guest: "/home".into(),
+                writable: true
+            })
+        );
+        assert_eq!(
+            preopen(&need("/home/config", false), &grants),
+            Some(Preopen {
+                host: "/srv/node/config".into(),
+                guest: "/home/config".into(),
+                writable: false
+            })
+        );
+        assert_eq!(
+            preopen(&need("/ro", false), &grants).map(|p| p.writable),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn a_need_beyond_the_grant_is_missing() {
+        let grants = [
+            grant("/srv/node", "/home", DirMode::Rw),
+            grant("/etc/ro", "/ro", DirMode::Ro),
+        ];
+        assert_eq!(
+            preopen(&need("/ro", true), &grants),
+            None,
+            "rw need, ro grant"
+        );
+        assert_eq!(
+            preopen(&need("/homes", false), &grants),
+            None,
+            "a prefix is not a parent"
+        );
+        assert_eq!(preopen(&need("/data", false), &grants), None);
+        assert_eq!(
+            preopen(&need("/", false), &grants),
+            None,
+            "a parent of a grant is not granted"
+        );
+    }
+}

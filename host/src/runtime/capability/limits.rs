@@ -1,0 +1,255 @@
+//! Limits of each call: time, memory and output. Each is the plan's value (task, then
+//! `[defaults]`), else the plugin's suggestion, else the built-in default.
+//!
+//! Time is enforced twice: an epoch deadline whose callback yields to tokio at every tick
+//! while time is left and interrupts the guest at the deadline (so CPU-bound guests share
+//! the workers and never overrun), and the call harness's tokio timeout, since epochs do
+//! not count time a guest waits on host I/O. Memory is capped over all linear memories
+//! together by a limiter that records a hit, so the failure says `memory-limit` without
+//! reading messages. Output is measured when `run` returns.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline, format_err};
+
+use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
+use crate::runtime::error::AttemptError;
+use crate::runtime::state::AttemptState;
+
+/// Per-attempt timeout when neither plan nor plugin says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Per-attempt memory limit when neither plan nor plugin says otherwise.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
+/// Per-attempt output limit when the plan does not say otherwise.
+pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
+/// Most table elements one store may hold: far above what real guests use.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Per-call limits (a task's sandbox part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for the call, instantiation included.
+    pub timeout: Duration,
+    /// Bytes of linear memory, all memories together.
+    pub memory: u64,
+    /// Bytes of output `run` may return.
+    pub max_output: u64,
+}
+
+impl Limits {
+    /// Limits of `describe` and `validate`, which must be quick and small.
+    pub const METADATA: Limits = Limits {
+        timeout: Duration::from_secs(30),
+        memory: 512 << 20,
+        max_output: 1 << 20,
+    };
+}
+
+/// The limits capability.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsCapability;
+
+impl Capability for LimitsCapability {
+    fn configure(&self, task: &TaskRequest<'_>, sandbox: &mut Sandbox) -> Result<(), Refusal> {
+        sandbox.insert(Limits {
+            timeout: task
+                .limits
+                .timeout
+                .or(task.info.default_timeout)
+                .unwrap_or(DEFAULT_TIMEOUT),
+            memory: task
+                .limits
+                .memory_limit
+                .or(task.info.default_memory_limit)
+                .unwrap_or(DEFAULT_MEMORY_LIMIT),
+            max_output: task.limits.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
+        });
+        Ok(())
+    }
+
+    fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError> {
+        setup
+            .parts
+            .insert(MemoryLimiter::new(sandbox.limits().memory));
+        Ok(())
+    }
+
+    fn arm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
+        store.limiter(|state| {
+            state
+                .part_mut::<MemoryLimiter>()
+                .expect("LimitsCapability::prepare gives every store a limiter")
+        });
+        let deadline = Instant::now() + sandbox.limits().timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+    }
+
+    fn conclude(
+        &self,
+        sandbox: &Sandbox,
+        state: &AttemptState,
+        end: &CallEnd<'_>,
+    ) -> Option<AttemptError> {
+        let limits = sandbox.limits();
+        if state
+            .part::<MemoryLimiter>()
+            .is_some_and(MemoryLimiter::hit)
+        {
+            return Some(AttemptError::MemoryLimit {
+                limit: limits.memory,
+            });
+        }
+        let interrupted = end
+            .error
+            .is_some_and(|e| e.downcast_ref::<Trap>() == Some(&Trap::Interrupt));
+        if end.timed_out || interrupted {
+            return Some(AttemptError::Timeout {
+                limit: limits.timeout,
+            });
+        }
+        match end.output_len {
+            Some(size) if size as u64 > limits.max_output => Some(AttemptError::OutputTooLarge {
+                size: size as u64,
+                limit: limits.max_output,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Caps the memory of all linear memories of one store together, and remembers
+/// whether the cap was hit (a store part).
+#[derive(Debug, Clone)]
+pub struct MemoryLimiter {
+    limit: u64,
+    used: u64,
+    hit: bool,
+}
+
+impl MemoryLimiter {
+    /// A limiter allowing `limit` bytes of linear memory in total.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: 0,
+            hit: false,
+        }
+    }
+
+    /// Whether a growth was refused.
+    pub fn hit(&self) -> bool {
+        self.hit
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self.used - current as u64 + desired as u64;
+        if next > self.limit {
+            self.hit = true;
+            return Err(format_err!(
+                "memory limit of {} reached (growing to {} bytes)",
+                crate::plan::units::format_size(self.limit),
+                next
+            ));
+        }
+        self.used = next;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Grants, LimitOverrides};
+    use crate::runtime::info::PluginInfo;
+
+    #[test]
+    fn limiter_sums_memories_and_records_the_hit() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(
+            limiter.memory_growing(0, 40, None).unwrap(),
+            "a second memory fits exactly"
+        );
+        assert!(!limiter.hit());
+        let err = limiter.memory_growing(40, 41, None).unwrap_err();
+        assert!(
+            err.to_string().contains("memory limit of 100B reached"),
+            "{err}"
+        );
+        assert!(limiter.hit());
+        assert!(
+            limiter.memory_growing(60, 60, None).unwrap(),
+            "no growth is fine"
+        );
+    }
+
+    #[test]
+    fn limits_come_from_the_plan_then_the_plugin_then_the_defaults() {
+        let mut info = PluginInfo {
+            task_type: "t".into(),
+            version: "1".into(),
+            description: String::new(),
+            params_schema: "{}".into(),
+            dirs: vec![],
+            network: false,
+            default_timeout: Some(Duration::from_secs(7)),
+            default_memory_limit: None,
+        };
+        let grants = Grants::default();
+        let configured = |info: &PluginInfo, limits: &LimitOverrides| {
+            let mut sandbox = Sandbox::default();
+            let task = TaskRequest {
+                info,
+                grants: &grants,
+                limits,
+            };
+            LimitsCapability.configure(&task, &mut sandbox).unwrap();
+            sandbox.limits()
+        };
+        assert_eq!(
+            configured(&info, &LimitOverrides::default()),
+            Limits {
+                timeout: Duration::from_secs(7),
+                memory: DEFAULT_MEMORY_LIMIT,
+                max_output: DEFAULT_MAX_OUTPUT
+            }
+        );
+        info.default_memory_limit = Some(64 << 20);
+        let plan = LimitOverrides {
+            timeout: Some(Duration::from_secs(1)),
+            memory_limit: None,
+            max_output: Some(10),
+        };
+        assert_eq!(
+            configured(&info, &plan),
+            Limits {
+                timeout: Duration::from_secs(1),
+                memory: 64 << 20,
+                max_output: 10
+            }
+        );
+    }
+}

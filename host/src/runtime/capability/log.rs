@@ -1,0 +1,90 @@
+//! The plugin's voice: its stdout and stderr (never inherited: captured into the
+//! attempt's [`GuestLog`]), the `log` and `progress` host imports of
+//! `planrt:task/host`, and the masking of the plan's secrets in all of them.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
+use crate::runtime::bindings::planrt::task::{host, types};
+use crate::runtime::error::AttemptError;
+use crate::runtime::guest_log::{GuestLevel, GuestLog};
+use crate::runtime::state::AttemptState;
+
+/// Receives progress reports of running attempts.
+pub trait ProgressSink: Send + Sync {
+    /// `done` of `total` units, with a short note.
+    fn progress(&self, done: u64, total: Option<u64>, note: &str);
+}
+
+/// Where one call's progress reports go (a store part).
+#[derive(Clone)]
+struct Progress(Option<Arc<dyn ProgressSink>>);
+
+/// The log capability.
+#[derive(Debug, Clone, Copy)]
+pub struct Log;
+
+impl Capability for Log {
+    fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        host::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
+    }
+
+    fn configure(&self, _task: &TaskRequest<'_>, _sandbox: &mut Sandbox) -> Result<(), Refusal> {
+        // Every plugin may log; nothing to grant.
+        Ok(())
+    }
+
+    fn prepare(
+        &self,
+        _sandbox: &Sandbox,
+        setup: &mut AttemptSetup<'_>,
+    ) -> Result<(), AttemptError> {
+        let log = GuestLog::new(setup.inputs.redactor.clone());
+        setup.wasi.stdout(log.stdout()).stderr(log.stderr());
+        setup.parts.insert(log);
+        setup.parts.insert(Progress(setup.inputs.progress.clone()));
+        Ok(())
+    }
+
+    fn conclude(
+        &self,
+        _sandbox: &Sandbox,
+        state: &AttemptState,
+        _end: &CallEnd<'_>,
+    ) -> Option<AttemptError> {
+        if let Some(log) = state.part::<GuestLog>() {
+            log.finish();
+        }
+        None
+    }
+}
+
+impl types::Host for AttemptState {}
+
+impl host::Host for AttemptState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let level = match level {
+            host::Level::Trace => GuestLevel::Trace,
+            host::Level::Debug => GuestLevel::Debug,
+            host::Level::Info => GuestLevel::Info,
+            host::Level::Warn => GuestLevel::Warn,
+            host::Level::Error => GuestLevel::Error,
+        };
+        if let Some(log) = self.part::<GuestLog>() {
+            log.log(level, &message);
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+        let note = match self.part::<GuestLog>() {
+            Some(log) => log.redactor().redact_string(note),
+            None => note,
+        };
+        tracing::debug!(target: "planrt::plugin", done, total, "progress: {note}");
+        if let Some(Progress(Some(sink))) = self.part::<Progress>() {
+            sink.progress(done, total, &note);
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Capabilities: what a plugin may reach or is bounded by — directories, HTTP, limits,
+//! its log — each a unit with the same lifecycle, in the spirit of Spin's factors:
+//!
+//! 1. `init`: add its host imports to the linker, once per runtime;
+//! 2. `configure`: at plan time, for one task, check what its plugin declares against
+//!    what the plan grants, and decide what every attempt of the task gets — or refuse,
+//!    naming the need (`planrt plan` and `run` stop before anything runs);
+//! 3. `prepare`: for each call, set up its part of the store (a preopen, a gate, a
+//!    limiter…), and `arm` the store itself where it must;
+//! 4. `conclude`: after the call, claim its outcome when the capability caused it (a
+//!    denied request, a memory limit hit, an output too large).
+//!
+//! Adding a capability is a new module here and one line in [`Capabilities::builtin`].
+//! The plan-time checks and the per-attempt sandbox come from the same code.
+
+pub mod dirs;
+pub mod http;
+pub mod limits;
+pub mod log;
+#[cfg(test)]
+mod probe;
+
+use std::sync::Arc;
+
+use ::http::Extensions;
+use wasmtime::Store;
+use wasmtime::component::Linker;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+
+use super::error::AttemptError;
+use super::info::PluginInfo;
+use super::state::AttemptState;
+use crate::plan::{Grants, LimitOverrides, Redactor};
+
+pub use limits::Limits;
+pub use log::ProgressSink;
+
+/// What `configure` looks at for one task.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskRequest<'a> {
+    /// What the plugin declared.
+    pub info: &'a PluginInfo,
+    /// What the plan grants.
+    pub grants: &'a Grants,
+    /// Limits the plan sets for the task.
+    pub limits: &'a LimitOverrides,
+}
+
+/// Why a task cannot have what its plugin needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A declared need the plan does not grant.
+    #[error("needs {0}, which the plan's [grants] do not give")]
+    NotGranted(String),
+    /// A grant that cannot be used as it is.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// What one task runs with: each capability's configuration, decided at plan time.
+/// Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    parts: Extensions,
+}
+
+impl Sandbox {
+    /// A capability's configuration.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.parts.get::<T>()
+    }
+
+    /// Sets a capability's configuration.
+    pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, part: T) {
+        self.parts.insert(part);
+    }
+
+    /// The limits of each call (the metadata limits when none were configured).
+    pub fn limits(&self) -> Limits {
+        self.get::<Limits>().copied().unwrap_or(Limits::METADATA)
+    }
+}
+
+/// What the caller of one attempt hands the capabilities.
+#[derive(Clone, Default)]
+pub struct AttemptInputs {
+    /// The plan's secret values, masked in everything the plugin says.
+    pub redactor: Redactor,
+    /// Where progress reports go.
+    pub progress: Option<Arc<dyn ProgressSink>>,
+}
+
+/// What `prepare` builds one call's store from.
+pub struct AttemptSetup<'a> {
+    /// The WASI context being built (preopens, stdio).
+    pub wasi: &'a mut WasiCtxBuilder,
+    /// The store's parts, by type.
+    pub parts: &'a mut Extensions,
+    /// What the caller handed in.
+    pub inputs: &'a AttemptInputs,
+}
+
+/// How a call ended, for `conclude`.
+#[derive(Debug)]
+pub struct CallEnd<'a> {
+    /// The call's failure, if it failed inside wasmtime.
+    pub error: Option<&'a wasmtime::Error>,
+    /// Whether the host's outer timeout ended it.
+    pub timed_out: bool,
+    /// Bytes of output the call returned, when it is a `run` that returned some.
+    pub output_len: Option<usize>,
+}
+
+/// One capability (see the module documentation).
+pub trait Capability: Send + Sync + 'static {
+    /// Adds the host imports it provides.
+    fn init(&self, _linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    /// At plan time: checks the task's needs against the grants and records in `sandbox`
+    /// what its attempts get.
+    fn configure(&self, task: &TaskRequest<'_>, sandbox: &mut Sandbox) -> Result<(), Refusal>;
+
+    /// For each call: sets up its part of the store. A call with no configuration
+    /// (`describe`, `validate`) gets the least: no grants.
+    fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError>;
+
+    /// For each call, once its store exists: settings that live on the store itself.
+    fn arm(&self, _sandbox: &Sandbox, _store: &mut Store<AttemptState>) {}
+
+    /// After the call: the failure this capability caused, if any. Every capability is
+    /// asked (it may also close what it opened); the first answer in registration order
+    /// is the outcome.
+    fn conclude(
+        &self,
+        _sandbox: &Sandbox,
+        _state: &AttemptState,
+        _end: &CallEnd<'_>,
+    ) -> Option<AttemptError> {
+        None
+    }
+}
+
+/// The capabilities of a runtime, in the order they conclude.
+#[derive(Clone)]
+pub struct Capabilities {
+    all: Arc<[Arc<dyn Capability>]>,
+}
+
+impl std::fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Capabilities({})", self.all.len())
+    }
+}
+
+impl Capabilities {
+    /// Every capability planrt has. A denied HTTP request outranks every other outcome
+    /// (a denial is a configuration error, never an endpoint to skip), so HTTP concludes
+    /// first.
+    pub fn builtin() -> Self {
+        Self::of(vec![
+            Arc::new(http::Http),
+            Arc::new(limits::LimitsCapability),
+            Arc::new(dirs::Dirs),
+            Arc::new(log::Log),
+            #[cfg(test)]
+            Arc::new(probe::Probe),
+        ])
+    }
+
+    /// These capabilities, concluding in this order.
+    pub fn of(all: Vec<Arc<dyn Capability>>) -> Self {
+        Self { all: all.into() }
+    }
+
+    /// Adds every capability's host imports.
+    pub fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        self.all.iter().try_for_each(|c| c.init(linker))
+    }
+
+    /// The sandbox of one task, or the first need that is refused.
+    pub fn configure(&self, task: &TaskRequest<'_>) -> Result<Sandbox, Refusal> {
+        let mut sandbox = Sandbox::default();
+        for capability in self.all.iter() {
+            capability.configure(task, &mut sandbox)?;
+        }
+        Ok(sandbox)
+    }
+
+    /// The WASI context and parts of one call.
+    pub(super) fn prepare(
+        &self,
+        sandbox: &Sandbox,
+        inputs: &AttemptInputs,
+    ) -> Result<(WasiCtx, Extensions), AttemptError> {
+        let mut wasi = WasiCtx::builder();
+        let mut parts = Extensions::new();
+        let mut setup = AttemptSetup {
+            wasi: &mut wasi,
+            parts: &mut parts,
+            inputs,
+        };
+        for capability in self.all.iter() {
+            capability.prepare(sandbox, &mut setup)?;
+        }
+        Ok((wasi.build(), parts))
+    }
+
+    /// Arms one call's store.
+    pub(super) fn arm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
+        self.all.iter().for_each(|c| c.arm(sandbox, store));
+    }
+
+    /// The failure a capability claims for the call, if any.
+    pub(super) fn conclude(
+        &self,
+        sandbox: &Sandbox,
+        state: &AttemptState,
+        end: &CallEnd<'_>,
+    ) -> Option<AttemptError> {
+        let mut claimed = None;
+        for capability in self.all.iter() {
+            let answer = capability.conclude(sandbox, state, end);
+            claimed = claimed.or(answer);
+        }
+        claimed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe::{ProbeCall, Probed};
+    use super::*;
+    use crate::plan::{DirGrant, DirMode, HttpAllow};
+    use crate::runtime::info::DirNeed;
+
+    fn info(task_type: &str, network: bool, dirs: Vec<DirNeed>) -> PluginInfo {
+        PluginInfo {
+            task_type: task_type.into(),
+            version: "1".into(),
+            description: String::new(),
+            params_schema: "{}".into(),
+            dirs,
+            network,
+            default_timeout: None,
+            default_memory_limit: None,
+        }
+    }
+
+    #[test]
+    fn every_capability_configures_a_task_and_prepares_its_calls() {
+        let home = tempfile::tempdir().unwrap();
+        let grants = Grants {
+            dirs: vec![DirGrant {
+                host: home.path().to_owned(),
+                guest: "/home".into(),
+                mode: DirMode::Rw,
+            }],
+            http: vec![HttpAllow::parse("example.com").unwrap()],
+        };
+        let needs = vec![DirNeed {
+            guest_path: "/home".into(),
+            writable: true,
+        }];
+        let plugin = info("fetcher", true, needs);
+        let limits = LimitOverrides::default();
+        let task = TaskRequest {
+            info: &plugin,
+            grants: &grants,
+            limits: &limits,
+        };
+        let capabilities = Capabilities::builtin();
+        let sandbox = capabilities.configure(&task).unwrap();
+        assert_eq!(sandbox.get::<dirs::Preopens>().unwrap().0.len(), 1);
+        assert_eq!(sandbox.get::<http::Allowlist>().unwrap().0.len(), 1);
+        assert_eq!(sandbox.limits().timeout, limits::DEFAULT_TIMEOUT);
+        // The test-only probe took part through its registration line alone.
+        assert_eq!(sandbox.get::<Probed>(), Some(&Probed("fetcher".into())));
+
+        let (_, parts) = capabilities
+            .prepare(&sandbox, &AttemptInputs::default())
+            .unwrap();
+        assert!(parts.get::<http::HttpGate>().is_some());
+        assert!(parts.get::<limits::MemoryLimiter>().is_some());
+        assert!(parts.get::<crate::runtime::guest_log::GuestLog>().is_some());
+        assert_eq!(
+            parts.get::<ProbeCall>(),
+            Some(&ProbeCall("call of fetcher".into()))
+        );
+    }
+
+    #[test]
+    fn the_first_refusal_stops_the_task_naming_the_need() {
+        let grants = Grants::default();
+        let limits = LimitOverrides::default();
+        let refused = |plugin: &PluginInfo| {
+            Capabilities::builtin()
+                .configure(&TaskRequest {
+                    info: plugin,
+                    grants: &grants,
+                    limits: &limits,
+                })
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&info("net", true, vec![])).contains("network (outgoing HTTP)"));
+        let needs_home = info(
+            "dir",
+            false,
+            vec![DirNeed {
+                guest_path: "/home".into(),
+                writable: false,
+            }],
+        );
+        assert!(refused(&needs_home).contains("directory `/home` (ro)"));
+        assert!(refused(&info("forbidden-by-probe", false, vec![])).contains("probe's approval"));
+    }
+
+    #[test]
+    fn a_grant_whose_directory_is_missing_is_unusable() {
+        let grants = Grants {
+            dirs: vec![DirGrant {
+                host: "/nonexistent/planrt-home".into(),
+                guest: "/home".into(),
+                mode: DirMode::Rw,
+            }],
+            http: vec![],
+        };
+        let plugin = info(
+            "dir",
+            false,
+            vec![DirNeed {
+                guest_path: "/home/config".into(),
+                writable: true,
+            }],
+        );
+        let refusal = Capabilities::builtin()
+            .configure(&TaskRequest {
+                info: &plugin,
+                grants: &grants,
+                limits: &LimitOverrides::default(),
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::Unusable(m) if m.contains("/nonexistent/planrt-home")),
+            "{refusal}"
+        );
+    }
+}
