@@ -86,7 +86,7 @@ pub enum PrepareError {
     },
     /// The saved plan is not usable.
     #[error(transparent)]
-    Document(#[from] crate::plan::DocumentError),
+    SavedPlan(#[from] crate::plan::SavedPlanError),
 }
 
 fn at(location: &Option<(PathBuf, Location)>) -> String {

@@ -9,20 +9,19 @@ pub mod ids;
 pub mod policy;
 pub mod redact;
 pub mod run;
+pub mod saved;
 pub mod spec;
 pub mod task;
 pub mod units;
 
-pub use document::{
-    DocumentError, FailedTaskDetail, PlanDocument, PluginPin, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
-    TaskDocument,
-};
+pub use document::{FailedTaskDetail, PlanDocument, TaskDocument};
 pub use error_kind::{Disposition, ErrorKind};
 pub use http_allow::HttpAllow;
 pub use ids::{PlanId, TaskId, TaskType};
 pub use policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
 pub use redact::Redactor;
 pub use run::{Phase, PlanRun, Step};
+pub use saved::{PluginPin, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan, SavedPlanError};
 pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSpec};
 pub use task::{
     Attempt, AttemptOutcome, Failure, Task, TaskEvent, TaskStatus, Transition, TransitionError,

@@ -135,12 +135,8 @@ impl PlanRun {
         if index >= self.tasks.len() {
             return Err(TransitionError::NoSuchTask(index));
         }
-        if let TaskEvent::Start { .. } = event
-            && let Some(blocking) = self.blocking_task(index)
-        {
-            return Err(TransitionError::Blocked { index, blocking });
-        }
-        self.tasks[index].apply(event)
+        let blocked_by = self.blocking_task(index);
+        self.tasks[index].apply_in_order(event, blocked_by)
     }
 
     /// What may happen next at time `now`.

@@ -139,15 +139,20 @@ pub enum TaskEvent {
 }
 
 impl TaskEvent {
+    /// Which kind of event this is.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            TaskEvent::Start { .. } => EventKind::Start,
+            TaskEvent::Succeed { .. } => EventKind::Succeed,
+            TaskEvent::Fail { .. } => EventKind::Fail,
+            TaskEvent::Resubmit => EventKind::Resubmit,
+            TaskEvent::Reset => EventKind::Reset,
+        }
+    }
+
     /// A short name for messages.
     pub fn name(&self) -> &'static str {
-        match self {
-            TaskEvent::Start { .. } => "start",
-            TaskEvent::Succeed { .. } => "succeed",
-            TaskEvent::Fail { .. } => "fail",
-            TaskEvent::Resubmit => "resubmit",
-            TaskEvent::Reset => "reset",
-        }
+        self.kind().name()
     }
 }
 
@@ -158,13 +163,15 @@ pub struct Transition {
     pub from: TaskStatus,
     /// Status after.
     pub to: TaskStatus,
+    /// The row of [`TRANSITIONS`] that applied.
+    pub row: usize,
 }
 
 /// An event that does not apply to the task as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     /// No row of the transition table matches.
-    #[error("task {index} is {from:?}: cannot {event}")]
+    #[error("task {index} is {from}: cannot {event}")]
     Illegal {
         /// The task's position.
         index: usize,
@@ -213,7 +220,7 @@ pub struct Task {
 
 /// A task's stored fields, for rebuilding it from durable state.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TaskParts {
+pub(super) struct TaskParts {
     /// 0-based position in the plan.
     pub index: usize,
     /// The task type.
@@ -267,8 +274,8 @@ impl Task {
         })
     }
 
-    /// Rebuilds a task from stored fields.
-    pub fn from_parts(parts: TaskParts) -> Self {
+    /// Rebuilds a task from stored fields (only the plan's documents do).
+    pub(super) fn from_parts(parts: TaskParts) -> Self {
         Self {
             index: parts.index,
             task_type: parts.task_type,
@@ -338,41 +345,49 @@ impl Task {
         self.attempts.last()
     }
 
-    /// The transition table: the status `event` moves this task to, or `None` if the
-    /// event is illegal here. Guards that depend on more than the status (backoff,
-    /// dependencies) are checked by [`Task::apply`] and the plan.
-    fn target(&self, event: &TaskEvent) -> Option<TaskStatus> {
-        use TaskStatus::*;
-        match (self.status, event) {
-            (Pending, TaskEvent::Start { .. }) => Some(Running),
-            (Running, TaskEvent::Succeed { .. }) => Some(Complete),
-            (Running, TaskEvent::Fail { failure, .. }) => match failure.kind.disposition() {
-                Disposition::RerunFree => Some(Pending),
-                Disposition::Retry if self.retry_count < self.policy.max_retries => Some(Pending),
-                Disposition::Retry | Disposition::Terminal => Some(Failed),
-            },
-            (Failed, TaskEvent::Resubmit) => Some(Pending),
-            (Pending | Complete | Failed, TaskEvent::Reset) => Some(Pending),
-            _ => None,
-        }
+    /// Applies `event` when no earlier task holds this one back: the only way a task's
+    /// status changes (the plan passes its order with [`Task::apply_in_order`]).
+    pub fn apply(&mut self, event: TaskEvent) -> Result<Transition, TransitionError> {
+        self.apply_in_order(event, None)
     }
 
-    /// Applies `event`: the only way a task's status changes.
-    pub fn apply(&mut self, event: TaskEvent) -> Result<Transition, TransitionError> {
+    /// Applies `event` by the first row of [`TRANSITIONS`] for this status and event
+    /// whose guard holds; `blocked_by` is the earlier task that must complete before this
+    /// one may start, if any. Nothing changes when no row applies.
+    pub fn apply_in_order(
+        &mut self,
+        event: TaskEvent,
+        blocked_by: Option<usize>,
+    ) -> Result<Transition, TransitionError> {
         let from = self.status;
-        let to = self.target(&event).ok_or(TransitionError::Illegal {
+        let kind = event.kind();
+        for (row_index, row) in TRANSITIONS.iter().enumerate() {
+            if row.from != from || row.event != kind {
+                continue;
+            }
+            if !row.guard.holds(self, &event, blocked_by)? {
+                continue;
+            }
+            self.run_effect(row.effect, event);
+            self.status = row.to;
+            return Ok(Transition {
+                from,
+                to: row.to,
+                row: row_index,
+            });
+        }
+        Err(TransitionError::Illegal {
             index: self.index,
             from,
-            event: event.name(),
-        })?;
-        match event {
-            TaskEvent::Start { at } => {
-                if let Some(until) = self.next_attempt_at.filter(|until| at < *until) {
-                    return Err(TransitionError::BackoffNotElapsed {
-                        index: self.index,
-                        until,
-                    });
-                }
+            event: kind.name(),
+        })
+    }
+
+    /// Does what a row says, with the event's data. Rows pair each effect with the event
+    /// that carries its data (the test `every_row_applies_with_its_effect` runs each).
+    fn run_effect(&mut self, effect: Effect, event: TaskEvent) {
+        match (effect, event) {
+            (Effect::OpenAttempt, TaskEvent::Start { at }) => {
                 self.next_attempt_at = None;
                 self.attempts.push(Attempt {
                     attempt: self.attempts.len() as u32 + 1,
@@ -385,11 +400,14 @@ impl Task {
                     log_tail: None,
                 });
             }
-            TaskEvent::Succeed {
-                at,
-                output,
-                log_tail,
-            } => {
+            (
+                Effect::Complete,
+                TaskEvent::Succeed {
+                    at,
+                    output,
+                    log_tail,
+                },
+            ) => {
                 let attempt = self.running_attempt();
                 attempt.ended_at = Some(at);
                 attempt.outcome = AttemptOutcome::Complete;
@@ -397,47 +415,215 @@ impl Task {
                 self.output = Some(output);
                 self.error = None;
             }
-            TaskEvent::Fail {
-                at,
-                failure,
-                jitter_sample,
-            } => {
-                let kind = failure.kind;
-                let attempt = self.running_attempt();
-                attempt.ended_at = Some(at);
-                attempt.outcome = AttemptOutcome::Failed;
-                attempt.error_kind = Some(kind);
-                attempt.message = Some(failure.message.clone());
-                attempt.backtrace = failure.backtrace;
-                attempt.log_tail = failure.log_tail;
-                self.error = Some(format!("{kind}: {}", failure.message));
-                if to == TaskStatus::Pending && kind.disposition() == Disposition::Retry {
-                    self.retry_count += 1;
-                    let delay = self.policy.backoff.delay(self.retry_count, jitter_sample);
-                    self.next_attempt_at = Some(add_duration(at, delay));
-                }
+            (Effect::Fail, TaskEvent::Fail { at, failure, .. }) => self.end_failed(at, failure),
+            (
+                Effect::FailAndBackOff,
+                TaskEvent::Fail {
+                    at,
+                    failure,
+                    jitter_sample,
+                },
+            ) => {
+                self.end_failed(at, failure);
+                self.retry_count += 1;
+                let delay = self.policy.backoff.delay(self.retry_count, jitter_sample);
+                self.next_attempt_at = Some(add_duration(at, delay));
             }
-            TaskEvent::Resubmit => {
-                self.next_attempt_at = None;
-            }
-            TaskEvent::Reset => {
+            (Effect::Reopen, _) => self.next_attempt_at = None,
+            (Effect::Reset, _) => {
                 self.retry_count = 0;
                 self.next_attempt_at = None;
                 self.output = None;
                 self.error = None;
             }
+            (effect, event) => unreachable!(
+                "the transition table pairs {effect:?} with {}",
+                event.name()
+            ),
         }
-        self.status = to;
-        Ok(Transition { from, to })
+    }
+
+    /// Ends the running attempt `failed` and records why on the task.
+    fn end_failed(&mut self, at: Timestamp, failure: Failure) {
+        let kind = failure.kind;
+        let attempt = self.running_attempt();
+        attempt.ended_at = Some(at);
+        attempt.outcome = AttemptOutcome::Failed;
+        attempt.error_kind = Some(kind);
+        attempt.message = Some(failure.message.clone());
+        attempt.backtrace = failure.backtrace;
+        attempt.log_tail = failure.log_tail;
+        self.error = Some(format!("{kind}: {}", failure.message));
     }
 
     fn running_attempt(&mut self) -> &mut Attempt {
-        // The table only lets Succeed/Fail through from Running, and Start pushed it.
+        // Only rows from Running end an attempt, and the row into Running opened it.
         self.attempts
             .last_mut()
             .expect("a running task has an attempt")
     }
 }
+
+/// The kinds of [`TaskEvent`], for the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]
+pub enum EventKind {
+    /// [`TaskEvent::Start`].
+    Start,
+    /// [`TaskEvent::Succeed`].
+    Succeed,
+    /// [`TaskEvent::Fail`].
+    Fail,
+    /// [`TaskEvent::Resubmit`].
+    Resubmit,
+    /// [`TaskEvent::Reset`].
+    Reset,
+}
+
+impl EventKind {
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Start => "start",
+            EventKind::Succeed => "succeed",
+            EventKind::Fail => "fail",
+            EventKind::Resubmit => "resubmit",
+            EventKind::Reset => "reset",
+        }
+    }
+}
+
+/// What must hold, beyond the status and the event, for a row to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Nothing more.
+    Always,
+    /// The task's turn: no earlier task holds it back and its stored backoff has passed
+    /// (else the event is refused, saying which).
+    Turn,
+    /// The failure does not count: it is run again without using budget
+    /// (`interrupted`, `cancelled`).
+    RerunFree,
+    /// The failure is retried and the retry budget has room.
+    BudgetLeft,
+    /// The failure is terminal, or retried with the budget spent.
+    NoRetry,
+}
+
+impl Guard {
+    /// Whether the guard holds; `Err` when it refuses the event outright.
+    fn holds(
+        self,
+        task: &Task,
+        event: &TaskEvent,
+        blocked_by: Option<usize>,
+    ) -> Result<bool, TransitionError> {
+        let disposition = match event {
+            TaskEvent::Fail { failure, .. } => Some(failure.kind.disposition()),
+            _ => None,
+        };
+        let budget_left = task.retry_count < task.policy.max_retries;
+        Ok(match self {
+            Guard::Always => true,
+            Guard::Turn => {
+                if let Some(blocking) = blocked_by {
+                    return Err(TransitionError::Blocked {
+                        index: task.index,
+                        blocking,
+                    });
+                }
+                if let (TaskEvent::Start { at }, Some(until)) = (event, task.next_attempt_at)
+                    && *at < until
+                {
+                    return Err(TransitionError::BackoffNotElapsed {
+                        index: task.index,
+                        until,
+                    });
+                }
+                true
+            }
+            Guard::RerunFree => disposition == Some(Disposition::RerunFree),
+            Guard::BudgetLeft => disposition == Some(Disposition::Retry) && budget_left,
+            Guard::NoRetry => {
+                disposition == Some(Disposition::Terminal)
+                    || (disposition == Some(Disposition::Retry) && !budget_left)
+            }
+        })
+    }
+}
+
+/// What a row does to the task besides setting its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Clears the stored backoff and appends a running attempt (numbered from 1).
+    OpenAttempt,
+    /// Ends the attempt `complete` with its log tail; keeps the output; clears the error.
+    Complete,
+    /// Ends the attempt `failed` with its kind, message, backtrace and log tail; records
+    /// the task's error.
+    Fail,
+    /// As [`Effect::Fail`], and uses one retry: stores when the next attempt may start.
+    FailAndBackOff,
+    /// Clears the stored backoff (the retry count is kept).
+    Reopen,
+    /// A fresh budget: clears the retry count, backoff, output and error (attempts stay).
+    Reset,
+}
+
+/// One row of the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// The status it applies in.
+    pub from: TaskStatus,
+    /// The event it applies to.
+    pub event: EventKind,
+    /// What else must hold.
+    pub guard: Guard,
+    /// The status after.
+    pub to: TaskStatus,
+    /// What it does.
+    pub effect: Effect,
+}
+
+const fn row(
+    from: TaskStatus,
+    event: EventKind,
+    guard: Guard,
+    to: TaskStatus,
+    effect: Effect,
+) -> Row {
+    Row {
+        from,
+        event,
+        guard,
+        to,
+        effect,
+    }
+}
+
+/// Every legal move of a task (docs/DESIGN.md §2): in `from`, on `event`, if `guard`, go
+/// to `to` doing `effect`. Rows are tried in order; anything else is refused.
+pub const TRANSITIONS: &[Row] = {
+    use EventKind as E;
+    use Guard as G;
+    use TaskStatus::*;
+    &[
+        row(Pending, E::Start, G::Turn, Running, Effect::OpenAttempt),
+        row(Running, E::Succeed, G::Always, Complete, Effect::Complete),
+        row(Running, E::Fail, G::RerunFree, Pending, Effect::Fail),
+        row(
+            Running,
+            E::Fail,
+            G::BudgetLeft,
+            Pending,
+            Effect::FailAndBackOff,
+        ),
+        row(Running, E::Fail, G::NoRetry, Failed, Effect::Fail),
+        row(Failed, E::Resubmit, G::Always, Pending, Effect::Reopen),
+        row(Pending, E::Reset, G::Always, Pending, Effect::Reset),
+        row(Complete, E::Reset, G::Always, Pending, Effect::Reset),
+        row(Failed, E::Reset, G::Always, Pending, Effect::Reset),
+    ]
+};
 
 fn add_duration(at: Timestamp, delay: std::time::Duration) -> Timestamp {
     let span = jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
@@ -523,7 +709,8 @@ mod tests {
             tr,
             Transition {
                 from: TaskStatus::Pending,
-                to: TaskStatus::Running
+                to: TaskStatus::Running,
+                row: 0,
             }
         );
         assert_eq!(task.attempts().len(), 1);
@@ -688,6 +875,150 @@ mod tests {
         assert_eq!(TaskStatus::Complete.to_string(), "Complete");
     }
 
+    /// One case per row: a task the row applies to, the event, and what must have
+    /// changed. The table is covered when every row has applied with its effect.
+    #[test]
+    fn every_row_applies_with_its_effect() {
+        type Check = fn(&Task, &Task);
+        let succeed = TaskEvent::Succeed {
+            at: t(100),
+            output: serde_json::json!({"out": 1}),
+            log_tail: Some("ok".into()),
+        };
+        let cases: Vec<(usize, Task, TaskEvent, Check)> = vec![
+            (
+                0,
+                with_status(TaskStatus::Pending),
+                TaskEvent::Start { at: t(100) },
+                |before, after| {
+                    assert_eq!(after.attempts().len(), before.attempts().len() + 1);
+                    let attempt = after.last_attempt().unwrap();
+                    assert_eq!(
+                        (attempt.outcome, attempt.started_at),
+                        (AttemptOutcome::Running, t(100))
+                    );
+                    assert_eq!(after.next_attempt_at(), None);
+                },
+            ),
+            (1, with_status(TaskStatus::Running), succeed, |_, after| {
+                assert_eq!(after.output(), Some(&serde_json::json!({"out": 1})));
+                assert_eq!(after.error(), None);
+                let attempt = after.last_attempt().unwrap();
+                assert_eq!(
+                    (attempt.outcome, attempt.ended_at),
+                    (AttemptOutcome::Complete, Some(t(100)))
+                );
+                assert_eq!(attempt.log_tail.as_deref(), Some("ok"));
+            }),
+            (
+                2,
+                with_status(TaskStatus::Running),
+                fail(t(100), ErrorKind::Interrupted),
+                |before, after| {
+                    assert_eq!(after.retry_count(), before.retry_count(), "no budget used");
+                    assert_eq!(after.next_attempt_at(), None, "no backoff");
+                    assert_eq!(
+                        after.last_attempt().unwrap().error_kind,
+                        Some(ErrorKind::Interrupted)
+                    );
+                },
+            ),
+            (
+                3,
+                with_status(TaskStatus::Running),
+                fail(t(100), ErrorKind::Transient),
+                |before, after| {
+                    assert_eq!(after.retry_count(), before.retry_count() + 1);
+                    assert_eq!(after.next_attempt_at(), Some(t(110)), "the first backoff");
+                    assert_eq!(after.error(), Some("transient: transient happened"));
+                    assert_eq!(
+                        after.last_attempt().unwrap().outcome,
+                        AttemptOutcome::Failed
+                    );
+                },
+            ),
+            (
+                4,
+                with_status(TaskStatus::Running),
+                fail(t(100), ErrorKind::Trap),
+                |before, after| {
+                    assert_eq!(
+                        after.retry_count(),
+                        before.retry_count(),
+                        "terminal despite budget"
+                    );
+                    assert_eq!(after.error(), Some("trap: trap happened"));
+                    assert_eq!(after.next_attempt_at(), None);
+                },
+            ),
+            (
+                4,
+                {
+                    let mut spent = task(0);
+                    spent.apply(TaskEvent::Start { at: t(0) }).unwrap();
+                    spent
+                },
+                fail(t(100), ErrorKind::Timeout),
+                |_, after| {
+                    assert_eq!(after.retry_count(), 0, "no budget to use");
+                    assert_eq!(
+                        after.last_attempt().unwrap().error_kind,
+                        Some(ErrorKind::Timeout)
+                    );
+                },
+            ),
+            (
+                5,
+                with_status(TaskStatus::Failed),
+                TaskEvent::Resubmit,
+                |before, after| {
+                    assert_eq!(after.retry_count(), before.retry_count(), "budget kept");
+                    assert_eq!(after.next_attempt_at(), None);
+                    assert_eq!(after.attempts(), before.attempts(), "history kept");
+                },
+            ),
+            (
+                6,
+                with_status(TaskStatus::Pending),
+                TaskEvent::Reset,
+                check_reset,
+            ),
+            (
+                7,
+                with_status(TaskStatus::Complete),
+                TaskEvent::Reset,
+                check_reset,
+            ),
+            (
+                8,
+                with_status(TaskStatus::Failed),
+                TaskEvent::Reset,
+                check_reset,
+            ),
+        ];
+        fn check_reset(before: &Task, after: &Task) {
+            assert_eq!((after.retry_count(), after.next_attempt_at()), (0, None));
+            assert_eq!((after.output(), after.error()), (None, None));
+            assert_eq!(after.attempts(), before.attempts(), "history kept");
+        }
+        let mut covered = std::collections::BTreeSet::new();
+        for (row, before, event, check) in cases {
+            let mut after = before.clone();
+            let transition = after.apply(event).unwrap();
+            let expected = TRANSITIONS[row];
+            assert_eq!(transition.row, row, "{expected:?}");
+            assert_eq!(
+                (transition.from, transition.to),
+                (expected.from, expected.to)
+            );
+            assert_eq!(after.status(), expected.to);
+            check(&before, &after);
+            covered.insert(row);
+        }
+        let all: std::collections::BTreeSet<usize> = (0..TRANSITIONS.len()).collect();
+        assert_eq!(covered, all, "every row of the table applies in a case");
+    }
+
     #[test]
     fn every_illegal_pair_is_refused_and_changes_nothing() {
         let events = || {
@@ -703,15 +1034,10 @@ mod tests {
                 TaskEvent::Reset,
             ]
         };
-        let legal: &[(TaskStatus, &str)] = &[
-            (TaskStatus::Pending, "start"),
-            (TaskStatus::Running, "succeed"),
-            (TaskStatus::Running, "fail"),
-            (TaskStatus::Failed, "resubmit"),
-            (TaskStatus::Pending, "reset"),
-            (TaskStatus::Complete, "reset"),
-            (TaskStatus::Failed, "reset"),
-        ];
+        let legal: Vec<(TaskStatus, &str)> = TRANSITIONS
+            .iter()
+            .map(|row| (row.from, row.event.name()))
+            .collect();
         for &status in TaskStatus::VARIANTS {
             for event in events() {
                 let mut task = with_status(status);

@@ -3,6 +3,7 @@
 //! makes sure one process at a time runs a plan.
 
 pub mod claim;
+mod rows;
 pub mod schema;
 pub mod sqlite;
 

@@ -62,6 +62,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 3: `resolved` keeps what the plan was resolved with (format version, defaults,
+    // grants, plugin pins), no longer a copy of its tasks as they were at creation.
+    r#"
+    UPDATE plans SET resolved = json_remove(resolved, '$.id', '$.name', '$.phase', '$.tasks',
+                                            '$.failedTaskIndex', '$.failedTaskDetail');
+    "#,
 ];
 
 /// The schema version this planrt writes.

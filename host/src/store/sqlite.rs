@@ -1,18 +1,16 @@
 //! The SQLite state store: one database file in the state dir, WAL mode so readers
 //! (`status`, `history`) never block the writer, one transaction per transition.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
 use super::{Durability, PlanSummary, StateStore, StoreError};
-use crate::plan::{
-    Attempt, ErrorKind, Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskDocument, TaskType,
-};
+use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskType};
 use crate::state_dir::{self, StateDir};
 
 /// File name of the database inside the state dir.
@@ -25,10 +23,6 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         backend(e)
@@ -39,28 +33,6 @@ impl From<MigrationError> for StoreError {
     fn from(e: MigrationError) -> Self {
         backend(e)
     }
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("documents serialize")
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| backend(format!("stored {what} is unreadable: {e}")))
-}
-
-fn timestamp(text: Option<String>) -> Result<Option<Timestamp>, StoreError> {
-    text.map(|t| {
-        t.parse()
-            .map_err(|e| backend(format!("stored time `{t}` is unreadable: {e}")))
-    })
-    .transpose()
-}
-
-/// A name stored in a text column, read back through the enum's one spelling.
-fn parse_name<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|_| backend(format!("stored {what} `{text}` is unknown")))
 }
 
 /// Switches to WAL (readers never block the writer). Switching needs a moment alone with
@@ -168,52 +140,6 @@ impl SqliteStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Every attempt of `plan`, by task index, in order (one query).
-    fn load_attempts(
-        conn: &Connection,
-        plan: PlanId,
-    ) -> Result<HashMap<usize, Vec<Attempt>>, StoreError> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT task_idx, attempt, started_at, ended_at, outcome, error_kind, message, backtrace,
-                    log_tail
-             FROM attempts WHERE plan_id = ?1 ORDER BY task_idx, attempt",
-        )?;
-        let rows = stmt.query_map(params![plan.to_string()], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, u32>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, Option<String>>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, Option<String>>(5)?,
-                row.get::<_, Option<String>>(6)?,
-                row.get::<_, Option<String>>(7)?,
-                row.get::<_, Option<String>>(8)?,
-            ))
-        })?;
-        let mut attempts: HashMap<usize, Vec<Attempt>> = HashMap::new();
-        for row in rows {
-            let (task_idx, attempt, started, ended, outcome, kind, message, backtrace, log_tail) =
-                row?;
-            attempts
-                .entry(task_idx as usize)
-                .or_default()
-                .push(Attempt {
-                    attempt,
-                    started_at: timestamp(Some(started))?.expect("present"),
-                    ended_at: timestamp(ended)?,
-                    outcome: parse_name(&outcome, "attempt outcome")?,
-                    error_kind: kind
-                        .map(|k| parse_name::<ErrorKind>(&k, "error kind"))
-                        .transpose()?,
-                    message,
-                    backtrace,
-                    log_tail,
-                });
-        }
-        Ok(attempts)
-    }
 }
 
 /// `path` for a `file:` URI: `%`, `?` and `#` escaped.
@@ -255,29 +181,15 @@ impl StateStore for SqliteStore {
         }
         tx.execute(
             "INSERT INTO plans (id, name, created_at, resolved) VALUES (?1, ?2, ?3, ?4)",
-            params![id, plan.plan.name, Timestamp::now().to_string(), json(plan)],
+            params![
+                id,
+                plan.plan.name,
+                Timestamp::now().to_string(),
+                json(&plan.resolution())
+            ],
         )?;
-        for (idx, task) in plan.plan.tasks.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO tasks (plan_id, idx, id, type, status, params, max_retries, backoff, retry_count,
-                                    next_attempt_at, output, error, limits)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    id,
-                    idx as i64,
-                    task.id.to_string(),
-                    task.task_type.as_str(),
-                    <&str>::from(task.status),
-                    json(&task.params),
-                    task.max_retries,
-                    json(&task.backoff),
-                    task.retry_count,
-                    task.next_attempt_at.map(|t| t.to_string()),
-                    task.output.as_ref().map(json),
-                    task.error,
-                    json(&task.limits),
-                ],
-            )?;
+        for (index, task) in plan.plan.tasks.iter().enumerate() {
+            rows::insert_task(&tx, plan.plan.id, index, task)?;
         }
         tx.commit()?;
         Ok(())
@@ -286,50 +198,7 @@ impl StateStore for SqliteStore {
     fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        let updated = tx.execute(
-            "UPDATE tasks SET status = ?3, retry_count = ?4, next_attempt_at = ?5, output = ?6, error = ?7
-             WHERE plan_id = ?1 AND idx = ?2",
-            params![
-                plan.to_string(),
-                task.index() as i64,
-                <&str>::from(task.status()),
-                task.retry_count(),
-                task.next_attempt_at().map(|t| t.to_string()),
-                task.output().map(json),
-                task.error(),
-            ],
-        )?;
-        if updated != 1 {
-            return Err(StoreError::UnknownTask {
-                plan,
-                index: task.index(),
-            });
-        }
-        if let Some(a) = task.last_attempt() {
-            // Insert when it starts; complete it once when it ends (the trigger refuses
-            // any later rewrite, and the WHERE makes a repeat a no-op).
-            tx.execute(
-                "INSERT INTO attempts (plan_id, task_idx, attempt, started_at, ended_at, outcome, error_kind,
-                                       message, backtrace, log_tail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (plan_id, task_idx, attempt) DO UPDATE SET
-                    ended_at = excluded.ended_at, outcome = excluded.outcome, error_kind = excluded.error_kind,
-                    message = excluded.message, backtrace = excluded.backtrace, log_tail = excluded.log_tail
-                 WHERE attempts.outcome = 'running' AND excluded.outcome <> 'running'",
-                params![
-                    plan.to_string(),
-                    task.index() as i64,
-                    a.attempt,
-                    a.started_at.to_string(),
-                    a.ended_at.map(|t| t.to_string()),
-                    <&str>::from(a.outcome),
-                    a.error_kind.map(|k| k.as_str()),
-                    a.message,
-                    a.backtrace,
-                    a.log_tail,
-                ],
-            )?;
-        }
+        rows::update_task(&tx, plan, task)?;
         tx.commit()?;
         Ok(())
     }
@@ -348,68 +217,14 @@ impl StateStore for SqliteStore {
         let Some(resolved) = resolved else {
             return Ok(None);
         };
-        let mut saved: SavedPlan = from_json(&resolved, "plan")?;
-        let mut attempts = Self::load_attempts(&conn, plan)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT idx, id, type, status, params, max_retries, backoff, retry_count, next_attempt_at, output, error,
-                    limits
-             FROM tasks WHERE plan_id = ?1 ORDER BY idx",
+        let resolution: Resolution = from_json(&resolved, "plan resolution")?;
+        let name: Option<String> = conn.query_row(
+            "SELECT name FROM plans WHERE id = ?1",
+            [plan.to_string()],
+            |r| r.get(0),
         )?;
-        let rows = stmt.query_map([plan.to_string()], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, u32>(5)?,
-                row.get::<_, String>(6)?,
-                row.get::<_, u32>(7)?,
-                row.get::<_, Option<String>>(8)?,
-                row.get::<_, Option<String>>(9)?,
-                row.get::<_, Option<String>>(10)?,
-                row.get::<_, String>(11)?,
-            ))
-        })?;
-        let mut tasks = Vec::new();
-        for row in rows {
-            let (
-                idx,
-                id,
-                task_type,
-                status,
-                params,
-                max_retries,
-                backoff,
-                retry_count,
-                next,
-                output,
-                error,
-                limits,
-            ) = row?;
-            let idx = idx as usize;
-            let doc = TaskDocument {
-                task_type: TaskType::new(task_type).map_err(backend)?,
-                id: id.parse().map_err(backend)?,
-                status: parse_name(&status, "task status")?,
-                params: from_json(&params, "params")?,
-                output: output
-                    .as_deref()
-                    .map(|o| from_json(o, "output"))
-                    .transpose()?,
-                error,
-                max_retries,
-                retry_count,
-                backoff: from_json(&backoff, "backoff")?,
-                limits: from_json(&limits, "limits")?,
-                next_attempt_at: timestamp(next)?,
-                attempts: attempts.remove(&idx).unwrap_or_default(),
-            };
-            tasks.push(Task::from_document(idx, &doc));
-        }
-        let run = PlanRun::from_tasks(plan, saved.plan.name.clone(), tasks);
-        saved.plan = run.document();
-        Ok(Some((saved, run)))
+        let run = PlanRun::from_tasks(plan, name, rows::load_tasks(&conn, plan)?);
+        Ok(Some((SavedPlan::of(resolution, run.document()), run)))
     }
 
     fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
@@ -442,7 +257,7 @@ impl StateStore for SqliteStore {
             summaries.push(PlanSummary {
                 id: id.parse().map_err(backend)?,
                 name,
-                created_at: timestamp(Some(created_at))?.expect("present"),
+                created_at: rows::timestamp(&created_at)?,
                 phase: Phase::of(tasks, complete, failed_task_index),
                 tasks,
                 complete,
@@ -466,12 +281,14 @@ impl StateStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()?;
-        let mut saved: SavedPlan =
-            from_json(&resolved.ok_or(StoreError::UnknownPlan(plan))?, "plan")?;
-        saved.plugins = pins.clone();
+        let mut resolution: Resolution = from_json(
+            &resolved.ok_or(StoreError::UnknownPlan(plan))?,
+            "plan resolution",
+        )?;
+        resolution.plugins = pins.clone();
         tx.execute(
             "UPDATE plans SET resolved = ?2 WHERE id = ?1",
-            params![plan.to_string(), json(&saved)],
+            params![plan.to_string(), json(&resolution)],
         )?;
         tx.commit()?;
         Ok(())
@@ -483,7 +300,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::plan::{Failure, PlanSpec, SAVED_PLAN_FORMAT_VERSION, TaskEvent};
+    use crate::plan::{ErrorKind, Failure, PlanSpec, SAVED_PLAN_FORMAT_VERSION, TaskEvent};
 
     fn state(dir: &tempfile::TempDir) -> StateDir {
         StateDir::open_or_create(dir.path()).unwrap()
@@ -764,5 +581,54 @@ mod tests {
             writer.join().unwrap().unwrap();
         });
         assert!(store.load_plan(second.id()).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_plan_keeps_its_resolution_once_never_a_stale_copy_of_its_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let (spec, mut run) = plan();
+        let saved_plan = saved(&run, &spec);
+        store.create_plan(&saved_plan).unwrap();
+        let resolved = |store: &SqliteStore| -> serde_json::Value {
+            let text: String = store
+                .conn()
+                .query_row("SELECT resolved FROM plans", [], |r| r.get(0))
+                .unwrap();
+            serde_json::from_str(&text).unwrap()
+        };
+        let stored = resolved(&store);
+        assert!(stored.get("tasks").is_none(), "{stored}");
+        assert_eq!(stored["formatVersion"], 1);
+        run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
+        store.record_task(run.id(), &run.tasks()[0]).unwrap();
+        let (loaded, _) = store.load_plan(run.id()).unwrap().unwrap();
+        assert_eq!(
+            loaded.plan,
+            run.document(),
+            "the tasks come from their rows"
+        );
+        assert_eq!(loaded.resolution(), saved_plan.resolution());
+
+        // A database of schema 2 kept the whole saved plan: migration 3 trims it.
+        store
+            .conn()
+            .execute(
+                "UPDATE plans SET resolved = ?1",
+                [serde_json::to_string(&saved_plan).unwrap()],
+            )
+            .unwrap();
+        store.conn().pragma_update(None, "user_version", 2).unwrap();
+        drop(store);
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let migrated = resolved(&store);
+        assert!(
+            migrated.get("tasks").is_none() && migrated.get("id").is_none(),
+            "{migrated}"
+        );
+        assert_eq!(
+            store.load_plan(run.id()).unwrap().unwrap().0.resolution(),
+            saved_plan.resolution()
+        );
     }
 }
