@@ -30,7 +30,7 @@ fn one_round(durability: Durability) -> Duration {
         grants: spec.grants,
         plugins: Default::default(),
     };
-    store.create_plan(&saved).unwrap();
+    store.create_plan(&saved.resolution(), &run).unwrap();
     let started = Instant::now();
     for index in 0..TASKS {
         run.apply(

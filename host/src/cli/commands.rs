@@ -11,7 +11,7 @@ use super::render;
 use super::settings::Settings;
 use crate::executor::{self, Observer, PreparedPlan, ResumeError, ResumeFrom, RunEnd};
 use crate::plan::{Phase, PlanId, PlanRun, PlanSpec, SavedPlan, Task, TaskStatus, Transition};
-use crate::runtime::{Registry, Runtime, WIT_VERSION};
+use crate::runtime::{Capabilities, Registry, Runtime, WIT_VERSION};
 use crate::state_dir::StateDir;
 use crate::store::{PlanClaim, SqliteStore, StateStore};
 
@@ -37,7 +37,11 @@ async fn load_registry(
     state: &StateDir,
 ) -> anyhow::Result<(Runtime, Registry)> {
     let plugin_dir = settings.plugin_dir()?;
-    let runtime = Runtime::new(&state.subdir("compiled")?, state.cache_key()?)?;
+    let runtime = Runtime::new(
+        Capabilities::builtin(),
+        &state.subdir("compiled")?,
+        state.cache_key()?,
+    )?;
     let (registry, warnings) = runtime.load_plugins(plugin_dir).await?;
     for warning in warnings {
         tracing::warn!(
@@ -257,7 +261,7 @@ pub async fn run(settings: &Settings, file: &Path) -> anyhow::Result<Outcome> {
     let prepared = prepare_file(settings, &registry, file).await?;
     let mut plan = prepared.saved.to_plan_run()?;
     let _claim = PlanClaim::acquire(&state, plan.id())?;
-    store.create_plan(&prepared.saved)?;
+    store.create_plan(&prepared.saved.resolution(), &plan)?;
     execute_and_report(settings, &mut plan, &prepared, &store).await
 }
 

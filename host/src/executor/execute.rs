@@ -135,9 +135,9 @@ async fn run_attempt(
     commit(plan, index, transition, store, observer)?;
 
     let task = &plan.tasks()[index];
-    let sandbox = &prepared.sandboxes[index];
+    let prepared_task = &prepared.tasks[index];
     let attempt = task.last_attempt().map_or(1, |a| a.attempt);
-    let deadline = std::time::SystemTime::now() + sandbox.sandbox.limits().timeout;
+    let deadline = std::time::SystemTime::now() + prepared_task.sandbox.limits().timeout;
     // Secrets are resolved now, into this attempt's request only.
     let redactor = &prepared.redactor;
     let request = super::secrets::resolve_from_env(task.params()).map(|resolved| AttemptRequest {
@@ -153,13 +153,15 @@ async fn run_attempt(
                 .map_or(0, |d| d.as_millis() as u64),
         },
         params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
-        inputs: AttemptInputs {
-            redactor: redactor.clone(),
-            progress: observer.progress_sink(task),
-        },
+        inputs: AttemptInputs::new(redactor.clone(), observer.progress_sink(task)),
     });
     let report = match request {
-        Ok(request) => sandbox.plugin.run(&sandbox.sandbox, request).await,
+        Ok(request) => {
+            prepared_task
+                .plugin
+                .run(&prepared_task.sandbox, request)
+                .await
+        }
         Err(missing) => crate::runtime::AttemptReport {
             result: Err(AttemptError::Sandbox(missing.to_string())),
             log_tail: None,

@@ -7,5 +7,5 @@ pub mod resume;
 pub mod secrets;
 
 pub use execute::{ExecuteError, Observer, RunEnd, execute, interrupt_running};
-pub use prepare::{PrepareError, PreparedPlan, TaskSandbox, prepare, resolve_spec};
+pub use prepare::{PrepareError, PreparedPlan, PreparedTask, prepare, resolve_spec};
 pub use resume::{ResumeError, ResumeFrom, reopen};

@@ -39,6 +39,9 @@ pub enum PrepareError {
         /// sha256 now.
         current: String,
     },
+    /// A grant of the plan cannot be used (a granted directory is missing).
+    #[error("{0}")]
+    Grants(Refusal),
     /// A capability refused the task: a declared need the plan does not grant, or a
     /// grant that cannot be used.
     #[error("task {index} (`{task_type}`, plugin {}): {refusal}", plugin.display())]
@@ -98,7 +101,7 @@ fn at(location: &Option<(PathBuf, Location)>) -> String {
 
 /// What one task runs with: its plugin, and what the capabilities decided for it.
 #[derive(Debug, Clone)]
-pub struct TaskSandbox {
+pub struct PreparedTask {
     /// Its plugin.
     pub plugin: Arc<LoadedPlugin>,
     /// Its grants and limits.
@@ -110,8 +113,8 @@ pub struct TaskSandbox {
 pub struct PreparedPlan {
     /// The resolved plan, as `plan --out` writes it.
     pub saved: SavedPlan,
-    /// One sandbox per task, in plan order.
-    pub sandboxes: Vec<TaskSandbox>,
+    /// What each task runs with, in plan order.
+    pub tasks: Vec<PreparedTask>,
     /// The values of the plan's `$env` secrets, masked in everything stored or printed.
     pub redactor: Redactor,
 }
@@ -169,7 +172,10 @@ pub async fn prepare(
     let location_of = |index: usize| {
         locations.and_then(|(file, all)| all.get(index).map(|l| (file.to_owned(), *l)))
     };
-    let mut sandboxes = Vec::with_capacity(saved.plan.tasks.len());
+    registry
+        .check_grants(&saved.grants)
+        .map_err(PrepareError::Grants)?;
+    let mut tasks = Vec::with_capacity(saved.plan.tasks.len());
     for (index, task) in saved.plan.tasks.iter().enumerate() {
         let plugin =
             registry
@@ -198,7 +204,7 @@ pub async fn prepare(
                 plugin: plugin.file().to_owned(),
                 refusal,
             })?;
-        sandboxes.push(TaskSandbox {
+        tasks.push(PreparedTask {
             plugin: plugin.clone(),
             sandbox,
         });
@@ -230,16 +236,16 @@ pub async fn prepare(
         }
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
-    for (index, ((task, sandbox), resolved)) in saved
+    for (index, ((task, prepared_task), resolved)) in saved
         .plan
         .tasks
         .iter()
-        .zip(&sandboxes)
+        .zip(&tasks)
         .zip(&resolved)
         .enumerate()
     {
         let params = serde_json::to_string(&resolved.params).expect("JSON values serialize");
-        match sandbox.plugin.validate(&params, &redactor).await {
+        match prepared_task.plugin.validate(&params, &redactor).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PrepareError::InvalidParams {
@@ -260,7 +266,7 @@ pub async fn prepare(
     }
     Ok(PreparedPlan {
         saved,
-        sandboxes,
+        tasks,
         redactor,
     })
 }

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids::{PlanId, TaskId, TaskType};
-use super::policy::{Backoff, LimitOverrides, RetryPolicy};
+use super::policy::{Backoff, LimitOverrides};
 use super::run::{Phase, PlanRun};
-use super::task::{Attempt, Task, TaskParts, TaskStatus};
+use super::task::{Attempt, Task, TaskStatus};
 
 /// A plan as `plan`, `run` and `status` print it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,28 +126,5 @@ impl Task {
             next_attempt_at: self.next_attempt_at(),
             attempts: self.attempts().to_vec(),
         }
-    }
-}
-
-impl Task {
-    /// Rebuilds a task from its document (as stored or saved).
-    pub fn from_document(index: usize, doc: &TaskDocument) -> Self {
-        Task::from_parts(TaskParts {
-            index,
-            task_type: doc.task_type.clone(),
-            id: doc.id,
-            params: doc.params.clone(),
-            policy: RetryPolicy {
-                max_retries: doc.max_retries,
-                backoff: doc.backoff,
-            },
-            limits: doc.limits,
-            status: doc.status,
-            retry_count: doc.retry_count,
-            next_attempt_at: doc.next_attempt_at,
-            output: doc.output.clone(),
-            error: doc.error.clone(),
-            attempts: doc.attempts.clone(),
-        })
     }
 }

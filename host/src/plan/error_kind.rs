@@ -65,11 +65,6 @@ impl ErrorKind {
             ErrorKind::Interrupted | ErrorKind::Cancelled => Disposition::RerunFree,
         }
     }
-
-    /// The kebab-case name used in JSON, text output and the store.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
 }
 
 #[cfg(test)]
@@ -104,8 +99,8 @@ mod tests {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{kind}\""));
             assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), kind);
-            assert_eq!(kind.as_str().parse::<ErrorKind>().unwrap(), kind);
+            assert_eq!(<&str>::from(kind).parse::<ErrorKind>().unwrap(), kind);
         }
-        assert_eq!(ErrorKind::InvalidParams.as_str(), "invalid-params");
+        assert_eq!(<&str>::from(ErrorKind::InvalidParams), "invalid-params");
     }
 }

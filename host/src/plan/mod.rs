@@ -24,5 +24,6 @@ pub use run::{Phase, PlanRun, Step};
 pub use saved::{PluginPin, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan, SavedPlanError};
 pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSpec};
 pub use task::{
-    Attempt, AttemptOutcome, Failure, Task, TaskEvent, TaskStatus, Transition, TransitionError,
+    Attempt, AttemptOutcome, Failure, RestoreError, Task, TaskEvent, TaskRecord, TaskStatus,
+    Transition, TransitionError,
 };

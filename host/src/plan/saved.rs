@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::document::PlanDocument;
 use super::ids::{PlanId, TaskId, TaskType};
-use super::policy::PlanDefaults;
+use super::policy::{PlanDefaults, RetryPolicy};
 use super::run::PlanRun;
 use super::spec::Grants;
 use super::task::{Task, TaskStatus};
@@ -75,7 +75,9 @@ pub enum SavedPlanError {
         expected: TaskId,
     },
     /// A saved plan that has already run.
-    #[error("task {index} is {status}: a saved plan holds only pending tasks that never ran")]
+    #[error(
+        "task {index} is {status} or carries state: a saved plan holds only pending tasks that never ran"
+    )]
     NotFresh {
         /// Task index.
         index: usize,
@@ -149,7 +151,12 @@ impl SavedPlan {
                     expected,
                 });
             }
-            let never_ran = doc.status == TaskStatus::Pending && doc.attempts.is_empty();
+            let never_ran = doc.status == TaskStatus::Pending
+                && doc.attempts.is_empty()
+                && doc.retry_count == 0
+                && doc.next_attempt_at.is_none()
+                && doc.output.is_none()
+                && doc.error.is_none();
             if !never_ran {
                 return Err(SavedPlanError::NotFresh {
                     index,
@@ -162,7 +169,17 @@ impl SavedPlan {
                     task_type: doc.task_type.clone(),
                 });
             }
-            tasks.push(Task::from_document(index, doc));
+            tasks.push(Task::new(
+                plan_id,
+                index,
+                doc.task_type.clone(),
+                doc.params.clone(),
+                RetryPolicy {
+                    max_retries: doc.max_retries,
+                    backoff: doc.backoff,
+                },
+                doc.limits,
+            ));
         }
         Ok(PlanRun::from_tasks(plan_id, self.plan.name.clone(), tasks))
     }

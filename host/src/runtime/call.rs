@@ -2,7 +2,7 @@
 //! armed by the capabilities, run under the host's outer timeout, and its end turned
 //! into a result — the failure a capability claims, else a trap, else the value.
 
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::planrt::task::types::{Info, TaskError};
 use super::bindings::{Plugin as PluginBindings, PluginPre};
@@ -57,6 +57,17 @@ pub(super) async fn call<R: CallOutput>(
     };
     let mut store = Store::new(site.engine, AttemptState::new(wasi, parts));
     site.capabilities.arm(sandbox, &mut store);
+    // At every epoch tick: stop if a capability says so (a deadline, a cancel), else
+    // yield to tokio so CPU-bound guests share the workers.
+    let capabilities = site.capabilities.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |context| {
+        Ok(if capabilities.should_stop(context.data()) {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
 
     let work = async {
         let bindings = site.pre.instantiate_async(&mut store).await?;
@@ -85,7 +96,8 @@ pub(super) async fn call<R: CallOutput>(
                 &error,
                 log.as_ref().and_then(GuestLog::tail).as_deref(),
             )),
-            // An outer timeout no capability claimed (none enforces time).
+            // The outer timeout fired and no capability claimed it (the limits capability
+            // does; a runtime built without it still ends the call as a timeout).
             (None, None) => Err(AttemptError::Timeout { limit: timeout }),
         },
     };

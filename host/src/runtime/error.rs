@@ -65,6 +65,15 @@ pub enum AttemptError {
     /// The sandbox could not be set up (e.g. a granted directory cannot be opened).
     #[error("could not set up the sandbox: {0}")]
     Sandbox(String),
+    /// A capability ended the call for a reason of its own (a cancel, a store failure
+    /// of a host import…), with the kind it records.
+    #[error("{message}")]
+    Capability {
+        /// The kind recorded.
+        kind: ErrorKind,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl From<TaskError> for AttemptError {
@@ -85,7 +94,7 @@ impl AttemptError {
     /// The error kind recorded for the attempt (docs/DESIGN.md §3).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            AttemptError::Plugin { kind, .. } => *kind,
+            AttemptError::Plugin { kind, .. } | AttemptError::Capability { kind, .. } => *kind,
             AttemptError::Trap { .. } => ErrorKind::Trap,
             AttemptError::Timeout { .. } => ErrorKind::Timeout,
             AttemptError::MemoryLimit { .. } => ErrorKind::MemoryLimit,
@@ -124,6 +133,10 @@ impl AttemptError {
                     .collect(),
             },
             Self::Sandbox(message) => Self::Sandbox(redactor.redact_string(message)),
+            Self::Capability { kind, message } => Self::Capability {
+                kind,
+                message: redactor.redact_string(message),
+            },
             other @ (Self::Timeout { .. }
             | Self::MemoryLimit { .. }
             | Self::OutputTooLarge { .. }) => other,

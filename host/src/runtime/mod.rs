@@ -5,7 +5,7 @@
 
 pub mod bindings;
 pub mod cache;
-pub mod call;
+mod call;
 pub mod capability;
 pub mod engine;
 pub mod error;
@@ -71,14 +71,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime whose compiled cache lives under `cache_root`, its entries authenticated
-    /// with `cache_key`.
+    /// A runtime whose plugins get `capabilities` (usually [`Capabilities::builtin`]) and
+    /// whose compiled cache lives under `cache_root`, its entries authenticated with
+    /// `cache_key`.
     pub fn new(
+        capabilities: Capabilities,
         cache_root: &Path,
         cache_key: [u8; crate::state_dir::CACHE_KEY_LEN],
     ) -> Result<Self, RuntimeError> {
         let engine = engine::new_engine()?;
-        let capabilities = Capabilities::builtin();
         let mut linker = Linker::new(&engine);
         // WASI 0.2 itself; what a call may reach through it is each capability's part.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)

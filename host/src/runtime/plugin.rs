@@ -126,10 +126,7 @@ impl LoadedPlugin {
         redactor: &Redactor,
     ) -> Result<Result<(), String>, AttemptError> {
         let params = params.to_owned();
-        let inputs = AttemptInputs {
-            redactor: redactor.clone(),
-            progress: None,
-        };
+        let inputs = AttemptInputs::new(redactor.clone(), None);
         let (result, _) = call(
             self.site(),
             &Sandbox::default(),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::Runtime;
-use super::RuntimeError;
 use super::bindings::PluginPre;
+use super::capability::{Capabilities, Refusal};
 use super::plugin::LoadedPlugin;
+use super::{Runtime, RuntimeError};
 use crate::plan::TaskType;
 
 /// A plugin file that could not be loaded (the others still are).
@@ -21,10 +21,11 @@ pub struct LoadWarning {
     pub reason: String,
 }
 
-/// The loaded plugins, by task type.
-#[derive(Debug, Default)]
+/// The loaded plugins, by task type, and the capabilities they run with.
+#[derive(Debug)]
 pub struct Registry {
     plugins: BTreeMap<TaskType, Arc<LoadedPlugin>>,
+    capabilities: Capabilities,
 }
 
 impl Registry {
@@ -47,6 +48,11 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.plugins.is_empty()
     }
+
+    /// Checks a plan's grants with every capability (at plan time, once per plan).
+    pub fn check_grants(&self, grants: &crate::plan::Grants) -> Result<(), Refusal> {
+        self.capabilities.check_grants(grants)
+    }
 }
 
 impl Runtime {
@@ -68,7 +74,10 @@ impl Runtime {
         files.retain(|p| p.extension().is_some_and(|e| e == "wasm") && !p.is_dir());
         files.sort();
 
-        let mut registry = Registry::default();
+        let mut registry = Registry {
+            plugins: BTreeMap::new(),
+            capabilities: self.capabilities.clone(),
+        };
         let mut warnings = Vec::new();
         for file in files {
             match self.load_plugin(&file).await {

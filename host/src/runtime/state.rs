@@ -37,6 +37,14 @@ impl AttemptState {
         self.parts.get_mut::<T>()
     }
 
+    /// A capability's part of this call, put in with `make` if it is not there yet.
+    pub fn part_or_insert_with<T: Clone + Send + Sync + 'static>(
+        &mut self,
+        make: impl FnOnce() -> T,
+    ) -> &mut T {
+        self.parts.get_or_insert_with(make)
+    }
+
     /// The wasi:http context, the resource table and the parts, borrowed apart (for
     /// the wasi:http view, whose hooks are a capability's part).
     pub(super) fn http_view_parts(

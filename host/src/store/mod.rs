@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::plan::{Phase, PlanId, PlanRun, PluginPin, SavedPlan, Task, TaskType};
+use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskType};
 
 pub use claim::{ClaimError, PlanClaim};
 pub use sqlite::SqliteStore;
@@ -76,8 +76,8 @@ pub struct PlanSummary {
 
 /// Where plans, tasks and attempts are kept.
 pub trait StateStore: Send + Sync {
-    /// Records a new plan as resolved (grants, plugin pins, all tasks pending).
-    fn create_plan(&self, plan: &SavedPlan) -> Result<(), StoreError>;
+    /// Records a new plan: what it was resolved with, and its tasks (all pending).
+    fn create_plan(&self, resolution: &Resolution, plan: &PlanRun) -> Result<(), StoreError>;
 
     /// Records a task's state after a transition, in one transaction: its fields and its
     /// newest attempt (attempts are append-only: an ended one never changes).

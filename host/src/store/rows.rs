@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, Row, Transaction, params};
 
 use super::StoreError;
-use crate::plan::{Attempt, ErrorKind, PlanId, Task, TaskDocument, TaskType};
+use crate::plan::{
+    Attempt, AttemptOutcome, ErrorKind, PlanId, RetryPolicy, Task, TaskRecord, TaskStatus, TaskType,
+};
 
 pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -39,12 +41,11 @@ fn parse_name<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreEr
         .map_err(|_| backend(format!("stored {what} `{text}` is unknown")))
 }
 
-/// Inserts a new plan's task, as its document says.
+/// Inserts a new plan's task.
 pub(super) fn insert_task(
     tx: &Transaction<'_>,
     plan: PlanId,
-    index: usize,
-    task: &TaskDocument,
+    task: &Task,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO tasks (plan_id, idx, id, type, status, params, max_retries, backoff, retry_count,
@@ -53,18 +54,18 @@ pub(super) fn insert_task(
     )?
     .execute(params![
         plan.to_string(),
-        index as i64,
-        task.id.to_string(),
-        task.task_type.as_str(),
-        <&str>::from(task.status),
-        json(&task.params),
-        task.max_retries,
-        json(&task.backoff),
-        task.retry_count,
-        task.next_attempt_at.map(|t| t.to_string()),
-        task.output.as_ref().map(json),
-        task.error,
-        json(&task.limits),
+        task.index() as i64,
+        task.id().to_string(),
+        task.task_type().as_str(),
+        <&str>::from(task.status()),
+        json(task.params()),
+        task.policy().max_retries,
+        json(&task.policy().backoff),
+        task.retry_count(),
+        task.next_attempt_at().map(|t| t.to_string()),
+        task.output().map(json),
+        task.error(),
+        json(task.limits()),
     ])?;
     Ok(())
 }
@@ -107,7 +108,7 @@ pub(super) fn update_task(
          ON CONFLICT (plan_id, task_idx, attempt) DO UPDATE SET
             ended_at = excluded.ended_at, outcome = excluded.outcome, error_kind = excluded.error_kind,
             message = excluded.message, backtrace = excluded.backtrace, log_tail = excluded.log_tail
-         WHERE attempts.outcome = 'running' AND excluded.outcome <> 'running'",
+         WHERE attempts.outcome = ?11 AND excluded.outcome <> ?11",
     )?
     .execute(params![
         plan.to_string(),
@@ -120,6 +121,7 @@ pub(super) fn update_task(
         a.message,
         a.backtrace,
         a.log_tail,
+        <&str>::from(AttemptOutcome::Running),
     ])?;
     Ok(())
 }
@@ -136,33 +138,45 @@ pub(super) fn load_tasks(conn: &Connection, plan: PlanId) -> Result<Vec<Task>, S
     let mut tasks = Vec::new();
     while let Some(row) = rows.next()? {
         let index = row.get::<_, i64>("idx")? as usize;
-        let doc = task_document(row, attempts.remove(&index).unwrap_or_default())?;
-        tasks.push(Task::from_document(index, &doc));
+        let record = task_record(row, index, attempts.remove(&index).unwrap_or_default())?;
+        tasks.push(Task::restore(record).map_err(backend)?);
     }
     Ok(tasks)
 }
 
-fn task_document(row: &Row<'_>, attempts: Vec<Attempt>) -> Result<TaskDocument, StoreError> {
+fn task_record(
+    row: &Row<'_>,
+    index: usize,
+    attempts: Vec<Attempt>,
+) -> Result<TaskRecord, StoreError> {
     let text = |column: &str| row.get::<_, String>(column);
     let maybe = |column: &str| row.get::<_, Option<String>>(column);
-    Ok(TaskDocument {
+    Ok(TaskRecord {
+        index,
         task_type: TaskType::new(text("type")?).map_err(backend)?,
         id: text("id")?.parse().map_err(backend)?,
-        status: parse_name(&text("status")?, "task status")?,
         params: from_json(&text("params")?, "params")?,
+        policy: RetryPolicy {
+            max_retries: row.get("max_retries")?,
+            backoff: from_json(&text("backoff")?, "backoff")?,
+        },
+        limits: from_json(&text("limits")?, "limits")?,
+        status: parse_name(&text("status")?, "task status")?,
+        retry_count: row.get("retry_count")?,
+        next_attempt_at: maybe("next_attempt_at")?
+            .map(|t| timestamp(&t))
+            .transpose()?,
         output: maybe("output")?
             .map(|o| from_json(&o, "output"))
             .transpose()?,
         error: maybe("error")?,
-        max_retries: row.get("max_retries")?,
-        retry_count: row.get("retry_count")?,
-        backoff: from_json(&text("backoff")?, "backoff")?,
-        limits: from_json(&text("limits")?, "limits")?,
-        next_attempt_at: maybe("next_attempt_at")?
-            .map(|t| timestamp(&t))
-            .transpose()?,
         attempts,
     })
+}
+
+/// How a stored status is spelled (for queries that count by status).
+pub(super) fn status_name(status: TaskStatus) -> &'static str {
+    status.into()
 }
 
 /// Every attempt of `plan`, by task index, in order (one query).

@@ -10,7 +10,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
 use super::{Durability, PlanSummary, StateStore, StoreError};
-use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskType};
+use crate::plan::{
+    Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskStatus, TaskType,
+};
 use crate::state_dir::{self, StateDir};
 
 /// File name of the database inside the state dir.
@@ -169,27 +171,27 @@ fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>,
 }
 
 impl StateStore for SqliteStore {
-    fn create_plan(&self, plan: &SavedPlan) -> Result<(), StoreError> {
+    fn create_plan(&self, resolution: &Resolution, plan: &PlanRun) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
-        let id = plan.plan.id.to_string();
+        let id = plan.id().to_string();
         let exists: Option<String> = tx
             .query_row("SELECT id FROM plans WHERE id = ?1", [&id], |r| r.get(0))
             .optional()?;
         if exists.is_some() {
-            return Err(StoreError::PlanExists(plan.plan.id));
+            return Err(StoreError::PlanExists(plan.id()));
         }
         tx.execute(
             "INSERT INTO plans (id, name, created_at, resolved) VALUES (?1, ?2, ?3, ?4)",
             params![
                 id,
-                plan.plan.name,
+                plan.name(),
                 Timestamp::now().to_string(),
-                json(&plan.resolution())
+                json(resolution)
             ],
         )?;
-        for (index, task) in plan.plan.tasks.iter().enumerate() {
-            rows::insert_task(&tx, plan.plan.id, index, task)?;
+        for task in plan.tasks() {
+            rows::insert_task(&tx, plan.id(), task)?;
         }
         tx.commit()?;
         Ok(())
@@ -207,22 +209,17 @@ impl StateStore for SqliteStore {
         let mut guard = self.conn();
         // One read transaction: a consistent snapshot even while another process writes.
         let conn = guard.transaction()?;
-        let resolved: Option<String> = conn
+        let found: Option<(String, Option<String>)> = conn
             .query_row(
-                "SELECT resolved FROM plans WHERE id = ?1",
+                "SELECT resolved, name FROM plans WHERE id = ?1",
                 [plan.to_string()],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some(resolved) = resolved else {
+        let Some((resolved, name)) = found else {
             return Ok(None);
         };
         let resolution: Resolution = from_json(&resolved, "plan resolution")?;
-        let name: Option<String> = conn.query_row(
-            "SELECT name FROM plans WHERE id = ?1",
-            [plan.to_string()],
-            |r| r.get(0),
-        )?;
         let run = PlanRun::from_tasks(plan, name, rows::load_tasks(&conn, plan)?);
         Ok(Some((SavedPlan::of(resolution, run.document()), run)))
     }
@@ -234,12 +231,17 @@ impl StateStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT p.id, p.name, p.created_at, count(t.idx),
-                    coalesce(sum(t.status = 'Complete'), 0),
-                    min(CASE WHEN t.status = 'Failed' THEN t.idx END)
+                    coalesce(sum(t.status = ?2), 0),
+                    min(CASE WHEN t.status = ?3 THEN t.idx END)
              FROM plans p LEFT JOIN tasks t ON t.plan_id = p.id
              GROUP BY p.id ORDER BY p.rowid DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+        let params = params![
+            limit as i64,
+            rows::status_name(TaskStatus::Complete),
+            rows::status_name(TaskStatus::Failed)
+        ];
+        let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?,
@@ -306,6 +308,15 @@ mod tests {
         StateDir::open_or_create(dir.path()).unwrap()
     }
 
+    fn resolution(spec: &PlanSpec) -> Resolution {
+        Resolution {
+            format_version: SAVED_PLAN_FORMAT_VERSION,
+            defaults: spec.defaults,
+            grants: spec.grants.clone(),
+            plugins: Default::default(),
+        }
+    }
+
     fn saved(run: &PlanRun, spec: &PlanSpec) -> SavedPlan {
         SavedPlan {
             format_version: SAVED_PLAN_FORMAT_VERSION,
@@ -335,9 +346,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, mut run) = plan();
-        store.create_plan(&saved(&run, &spec)).unwrap();
+        store.create_plan(&resolution(&spec), &run).unwrap();
         assert!(matches!(
-            store.create_plan(&saved(&run, &spec)),
+            store.create_plan(&resolution(&spec), &run),
             Err(StoreError::PlanExists(_))
         ));
 
@@ -392,7 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         let (spec, mut failed) = plan();
-        store.create_plan(&saved(&failed, &spec)).unwrap();
+        store.create_plan(&resolution(&spec), &failed).unwrap();
         failed.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
         store.record_task(failed.id(), &failed.tasks()[0]).unwrap();
         failed
@@ -425,7 +436,7 @@ mod tests {
             .unwrap();
         store.record_task(failed.id(), &failed.tasks()[1]).unwrap();
         let (_, active) = plan();
-        store.create_plan(&saved(&active, &spec)).unwrap();
+        store.create_plan(&resolution(&spec), &active).unwrap();
 
         let list = store.list_plans(10).unwrap();
         assert_eq!(list.len(), 2);
@@ -447,7 +458,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, mut run) = plan();
-        store.create_plan(&saved(&run, &spec)).unwrap();
+        store.create_plan(&resolution(&spec), &run).unwrap();
         run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
         run.apply(
             0,
@@ -500,7 +511,7 @@ mod tests {
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, run) = plan();
-        store.create_plan(&saved(&run, &spec)).unwrap();
+        store.create_plan(&resolution(&spec), &run).unwrap();
         for file in ["planrt.db", "planrt.db-wal", "planrt.db-shm"] {
             let mode = std::fs::metadata(dir.path().join(file))
                 .unwrap()
@@ -526,12 +537,12 @@ mod tests {
 
         let writer = SqliteStore::open(&state, Durability::Full).unwrap();
         let (spec, run) = plan();
-        writer.create_plan(&saved(&run, &spec)).unwrap();
+        writer.create_plan(&resolution(&spec), &run).unwrap();
         let reader = SqliteStore::open_read_only(&state).unwrap().unwrap();
         assert_eq!(reader.load_plan(run.id()).unwrap().unwrap().1, run);
         assert_eq!(reader.list_plans(5).unwrap().len(), 1);
         let (_, other) = plan();
-        let refused = reader.create_plan(&saved(&other, &spec)).unwrap_err();
+        let refused = reader.create_plan(&resolution(&spec), &other).unwrap_err();
         assert!(refused.to_string().contains("readonly"), "{refused}");
         drop((reader, writer));
 
@@ -555,7 +566,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         let (spec, first) = plan();
-        store.create_plan(&saved(&first, &spec)).unwrap();
+        store.create_plan(&resolution(&spec), &first).unwrap();
         let mut other = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
         other
             .busy_timeout(std::time::Duration::from_secs(10))
@@ -565,12 +576,12 @@ mod tests {
             .unwrap();
         tx.execute("UPDATE plans SET name = 'renamed'", []).unwrap();
         let (_, second) = plan();
-        let second_saved = saved(&second, &spec);
+        let second_resolution = resolution(&spec);
         let (started, ready) = std::sync::mpsc::channel();
         std::thread::scope(|scope| {
             let writer = scope.spawn(|| {
                 started.send(()).unwrap();
-                store.create_plan(&second_saved)?;
+                store.create_plan(&second_resolution, &second)?;
                 store.repin_plugins(first.id(), &Default::default())
             });
             // The writer is on its way into its transaction (microseconds of work before it
@@ -589,7 +600,7 @@ mod tests {
         let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         let (spec, mut run) = plan();
         let saved_plan = saved(&run, &spec);
-        store.create_plan(&saved_plan).unwrap();
+        store.create_plan(&saved_plan.resolution(), &run).unwrap();
         let resolved = |store: &SqliteStore| -> serde_json::Value {
             let text: String = store
                 .conn()

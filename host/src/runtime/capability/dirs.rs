@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use wasmtime_wasi::FsPerms;
 
 use super::{AttemptSetup, Capability, Refusal, Sandbox, TaskRequest};
-use crate::plan::{DirGrant, DirMode};
+use crate::plan::{DirGrant, DirMode, Grants};
 use crate::runtime::error::AttemptError;
 use crate::runtime::info::DirNeed;
 
@@ -30,22 +30,28 @@ pub struct Preopens(pub Vec<Preopen>);
 pub struct Dirs;
 
 impl Capability for Dirs {
+    fn check_grants(&self, grants: &Grants) -> Result<(), Refusal> {
+        // Every granted directory, used or not: a missing one is a mistake in the plan.
+        // (What a task needs below it may appear later: a restore makes `data/`.)
+        match grants.dirs.iter().find(|grant| !grant.host.is_dir()) {
+            Some(grant) => Err(Refusal::Unusable(format!(
+                "grant of {} at `{}`: the host directory does not exist or is not a directory",
+                grant.host.display(),
+                grant.guest
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn configure(&self, task: &TaskRequest<'_>, sandbox: &mut Sandbox) -> Result<(), Refusal> {
         let preopens = task
             .info
             .dirs
             .iter()
             .map(|need| {
-                let (grant, preopen) = grant_for(need, &task.grants.dirs)
-                    .ok_or_else(|| Refusal::NotGranted(describe_need(need)))?;
-                if !grant.host.is_dir() {
-                    return Err(Refusal::Unusable(format!(
-                        "grant of {} at `{}`: the host directory does not exist or is not a directory",
-                        grant.host.display(),
-                        grant.guest
-                    )));
-                }
-                Ok(preopen)
+                grant_for(need, &task.grants.dirs)
+                    .map(|(_, preopen)| preopen)
+                    .ok_or_else(|| Refusal::NotGranted(describe_need(need)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         sandbox.insert(Preopens(preopens));

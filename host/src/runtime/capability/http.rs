@@ -23,6 +23,10 @@ pub struct Allowlist(pub Arc<[HttpAllow]>);
 pub struct Http;
 
 impl Capability for Http {
+    fn rank(&self) -> u8 {
+        super::rank::CONFIGURATION
+    }
+
     fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
     }
@@ -44,7 +48,7 @@ impl Capability for Http {
         let allow = sandbox.get::<Allowlist>().cloned().unwrap_or_default();
         setup
             .parts
-            .insert(HttpGate::new(allow.0, setup.inputs.redactor.clone()));
+            .insert(HttpGate::new(allow.0, setup.inputs.redactor()));
         Ok(())
     }
 
@@ -138,13 +142,7 @@ impl WasiHttpView for AttemptState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         let (ctx, table, parts) = self.http_view_parts();
         // `Http::prepare` gives every call a gate; a store made without it denies all.
-        if parts.get::<HttpGate>().is_none() {
-            parts.insert(HttpGate::new(Arc::from([]), Redactor::default()));
-        }
-        WasiHttpCtxView {
-            ctx,
-            table,
-            hooks: parts.get_mut::<HttpGate>().expect("inserted above"),
-        }
+        let hooks = parts.get_or_insert_with(|| HttpGate::new(Arc::from([]), Redactor::default()));
+        WasiHttpCtxView { ctx, table, hooks }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline, format_err};
+use wasmtime::{ResourceLimiter, Store, Trap, format_err};
 
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
 use crate::runtime::error::AttemptError;
@@ -49,7 +49,15 @@ impl Limits {
 #[derive(Debug, Clone, Copy)]
 pub struct LimitsCapability;
 
+/// When one call's time is up (a store part).
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Instant);
+
 impl Capability for LimitsCapability {
+    fn rank(&self) -> u8 {
+        super::rank::LIMIT
+    }
+
     fn configure(&self, task: &TaskRequest<'_>, sandbox: &mut Sandbox) -> Result<(), Refusal> {
         sandbox.insert(Limits {
             timeout: task
@@ -68,27 +76,23 @@ impl Capability for LimitsCapability {
     }
 
     fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError> {
+        let limits = sandbox.limits();
+        setup.parts.insert(MemoryLimiter::new(limits.memory));
         setup
             .parts
-            .insert(MemoryLimiter::new(sandbox.limits().memory));
+            .insert(Deadline(Instant::now() + limits.timeout));
         Ok(())
     }
 
-    fn arm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
-        store.limiter(|state| {
-            state
-                .part_mut::<MemoryLimiter>()
-                .expect("LimitsCapability::prepare gives every store a limiter")
-        });
-        let deadline = Instant::now() + sandbox.limits().timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
+    fn arm(&self, _sandbox: &Sandbox, store: &mut Store<AttemptState>) {
+        // `prepare` put the limiter in; a store made without it is not limited here.
+        store.limiter(|state| state.part_or_insert_with(|| MemoryLimiter::new(u64::MAX)));
+    }
+
+    fn should_stop(&self, state: &AttemptState) -> bool {
+        state
+            .part::<Deadline>()
+            .is_some_and(|deadline| Instant::now() >= deadline.0)
     }
 
     fn conclude(
@@ -98,21 +102,25 @@ impl Capability for LimitsCapability {
         end: &CallEnd<'_>,
     ) -> Option<AttemptError> {
         let limits = sandbox.limits();
-        if state
-            .part::<MemoryLimiter>()
-            .is_some_and(MemoryLimiter::hit)
-        {
-            return Some(AttemptError::MemoryLimit {
-                limit: limits.memory,
-            });
+        let timeout = AttemptError::Timeout {
+            limit: limits.timeout,
+        };
+        if end.timed_out {
+            return Some(timeout);
         }
-        let interrupted = end
-            .error
-            .is_some_and(|e| e.downcast_ref::<Trap>() == Some(&Trap::Interrupt));
-        if end.timed_out || interrupted {
-            return Some(AttemptError::Timeout {
-                limit: limits.timeout,
-            });
+        if let Some(error) = end.error {
+            if state
+                .part::<MemoryLimiter>()
+                .is_some_and(MemoryLimiter::hit)
+            {
+                return Some(AttemptError::MemoryLimit {
+                    limit: limits.memory,
+                });
+            }
+            // An interrupt is ours when our deadline passed (another capability may stop
+            // a call too: a cancel).
+            let interrupted = error.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
+            return (interrupted && self.should_stop(state)).then_some(timeout);
         }
         match end.output_len {
             Some(size) if size as u64 > limits.max_output => Some(AttemptError::OutputTooLarge {
@@ -183,6 +191,7 @@ impl ResourceLimiter for MemoryLimiter {
 mod tests {
     use super::*;
     use crate::plan::{Grants, LimitOverrides};
+    use crate::runtime::capability::CallEnd;
     use crate::runtime::info::PluginInfo;
 
     #[test]
@@ -250,6 +259,77 @@ mod tests {
                 memory: 64 << 20,
                 max_output: 10
             }
+        );
+    }
+
+    #[test]
+    fn the_call_s_end_decides_which_limit_claims_it() {
+        let limits = Limits {
+            timeout: Duration::from_secs(60),
+            memory: 100,
+            max_output: 10,
+        };
+        let mut sandbox = Sandbox::default();
+        sandbox.insert(limits);
+        let state = |hit: bool, deadline_passed: bool| {
+            let mut parts = http::Extensions::new();
+            let mut limiter = MemoryLimiter::new(100);
+            if hit {
+                assert!(limiter.memory_growing(0, 200, None).is_err());
+            }
+            parts.insert(limiter);
+            let deadline = if deadline_passed {
+                Instant::now() - Duration::from_secs(1)
+            } else {
+                Instant::now() + Duration::from_secs(60)
+            };
+            parts.insert(Deadline(deadline));
+            AttemptState::new(wasmtime_wasi::WasiCtx::builder().build(), parts)
+        };
+        let interrupt = wasmtime::Error::from(wasmtime::Trap::Interrupt);
+        let other_trap = wasmtime::Error::from(wasmtime::Trap::UnreachableCodeReached);
+        let end = |error, timed_out, output_len| CallEnd {
+            error,
+            timed_out,
+            output_len,
+        };
+        let claim = |state: &AttemptState, end: &CallEnd<'_>| {
+            LimitsCapability
+                .conclude(&sandbox, state, end)
+                .map(|e| e.kind())
+        };
+        use crate::plan::ErrorKind::{MemoryLimit, Permanent, Timeout};
+        // The outer timeout outranks a memory hit; a hit claims only a failed call.
+        assert_eq!(
+            claim(&state(true, false), &end(None, true, None)),
+            Some(Timeout)
+        );
+        assert_eq!(
+            claim(&state(true, false), &end(Some(&other_trap), false, None)),
+            Some(MemoryLimit)
+        );
+        assert_eq!(claim(&state(true, false), &end(None, false, Some(1))), None);
+        // An interrupt is a timeout only once the deadline passed (else: another stop).
+        assert_eq!(
+            claim(&state(false, true), &end(Some(&interrupt), false, None)),
+            Some(Timeout)
+        );
+        assert_eq!(
+            claim(&state(false, false), &end(Some(&interrupt), false, None)),
+            None
+        );
+        assert_eq!(
+            claim(&state(false, false), &end(Some(&other_trap), false, None)),
+            None
+        );
+        // Output is measured on success only.
+        assert_eq!(
+            claim(&state(false, false), &end(None, false, Some(11))),
+            Some(Permanent)
+        );
+        assert_eq!(
+            claim(&state(false, false), &end(None, false, Some(10))),
+            None
         );
     }
 }

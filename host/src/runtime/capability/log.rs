@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
+use crate::plan::Redactor;
 use crate::runtime::bindings::planrt::task::{host, types};
 use crate::runtime::error::AttemptError;
 use crate::runtime::guest_log::{GuestLevel, GuestLog};
@@ -18,9 +19,31 @@ pub trait ProgressSink: Send + Sync {
     fn progress(&self, done: u64, total: Option<u64>, note: &str);
 }
 
-/// Where one call's progress reports go (a store part).
+/// Where a call's progress reports go (an input from the caller).
 #[derive(Clone)]
-struct Progress(Option<Arc<dyn ProgressSink>>);
+pub struct ProgressTo(pub Option<Arc<dyn ProgressSink>>);
+
+impl std::fmt::Debug for ProgressTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ProgressTo({})",
+            if self.0.is_some() {
+                "a sink"
+            } else {
+                "nowhere"
+            }
+        )
+    }
+}
+
+/// One call's progress: where it goes, and the secrets masked in its notes (a store
+/// part).
+#[derive(Clone)]
+struct Progress {
+    sink: Option<Arc<dyn ProgressSink>>,
+    redactor: Redactor,
+}
 
 /// The log capability.
 #[derive(Debug, Clone, Copy)]
@@ -41,10 +64,14 @@ impl Capability for Log {
         _sandbox: &Sandbox,
         setup: &mut AttemptSetup<'_>,
     ) -> Result<(), AttemptError> {
-        let log = GuestLog::new(setup.inputs.redactor.clone());
+        let redactor = setup.inputs.redactor();
+        let log = GuestLog::new(redactor.clone());
         setup.wasi.stdout(log.stdout()).stderr(log.stderr());
         setup.parts.insert(log);
-        setup.parts.insert(Progress(setup.inputs.progress.clone()));
+        setup.parts.insert(Progress {
+            sink: setup.inputs.get::<ProgressTo>().and_then(|to| to.0.clone()),
+            redactor,
+        });
         Ok(())
     }
 
@@ -78,12 +105,13 @@ impl host::Host for AttemptState {
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
-        let note = match self.part::<GuestLog>() {
-            Some(log) => log.redactor().redact_string(note),
-            None => note,
+        // Without `Log::prepare` nothing was set up to mask the note: it goes nowhere.
+        let Some(progress) = self.part::<Progress>() else {
+            return;
         };
+        let note = progress.redactor.redact_string(note);
         tracing::debug!(target: "planrt::plugin", done, total, "progress: {note}");
-        if let Some(Progress(Some(sink))) = self.part::<Progress>() {
+        if let Some(sink) = &progress.sink {
             sink.progress(done, total, &note);
         }
     }

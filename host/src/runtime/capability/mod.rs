@@ -2,16 +2,21 @@
 //! its log — each a unit with the same lifecycle, in the spirit of Spin's factors:
 //!
 //! 1. `init`: add its host imports to the linker, once per runtime;
-//! 2. `configure`: at plan time, for one task, check what its plugin declares against
-//!    what the plan grants, and decide what every attempt of the task gets — or refuse,
-//!    naming the need (`planrt plan` and `run` stop before anything runs);
+//! 2. `check_grants` and `configure`: at plan time, check the plan's grants, and for one
+//!    task what its plugin declares against them, deciding what every attempt of the task
+//!    gets — or refuse, naming the need (`planrt plan` and `run` stop before anything
+//!    runs);
 //! 3. `prepare`: for each call, set up its part of the store (a preopen, a gate, a
-//!    limiter…), and `arm` the store itself where it must;
+//!    limiter…) from the task's sandbox and the caller's inputs; `arm` the store itself
+//!    where it must; `should_stop` is asked at every epoch tick (a deadline, a cancel);
 //! 4. `conclude`: after the call, claim its outcome when the capability caused it (a
-//!    denied request, a memory limit hit, an output too large).
+//!    denied request, a limit, a cancel); the lowest [`Capability::rank`] claim wins.
 //!
-//! Adding a capability is a new module here and one line in [`Capabilities::builtin`].
-//! The plan-time checks and the per-attempt sandbox come from the same code.
+//! Adding a capability is a new module here and one line in [`Capabilities::builtin`]
+//! (or in whatever list an embedder hands [`crate::runtime::Runtime::new`]): it brings its
+//! host imports, its sandbox part, its store part, its inputs (any type, through
+//! [`AttemptInputs`]), its stop condition and its outcome. The plan-time checks and the
+//! per-attempt sandbox come from the same code.
 
 pub mod dirs;
 pub mod http;
@@ -34,6 +39,19 @@ use crate::plan::{Grants, LimitOverrides, Redactor};
 
 pub use limits::Limits;
 pub use log::ProgressSink;
+
+/// How soon a capability's claim on a call's outcome ranks (lower first): a
+/// configuration error outranks an operator's stop, which outranks a limit.
+pub mod rank {
+    /// A request the plan does not allow (a denial is never an endpoint to skip).
+    pub const CONFIGURATION: u8 = 10;
+    /// An operator stopped the call.
+    pub const OPERATOR: u8 = 20;
+    /// A limit of the call was reached.
+    pub const LIMIT: u8 = 30;
+    /// Anything else.
+    pub const OTHER: u8 = 100;
+}
 
 /// What `configure` looks at for one task.
 #[derive(Debug, Clone, Copy)]
@@ -81,13 +99,37 @@ impl Sandbox {
     }
 }
 
-/// What the caller of one attempt hands the capabilities.
-#[derive(Clone, Default)]
+/// What the caller of one call hands the capabilities, by type: the plan's
+/// [`Redactor`], a progress sink ([`log::ProgressTo`]), and whatever a capability asks
+/// its callers for (a cancel flag, a store handle…).
+#[derive(Clone, Default, Debug)]
 pub struct AttemptInputs {
-    /// The plan's secret values, masked in everything the plugin says.
-    pub redactor: Redactor,
-    /// Where progress reports go.
-    pub progress: Option<Arc<dyn ProgressSink>>,
+    parts: Extensions,
+}
+
+impl AttemptInputs {
+    /// Inputs masking `redactor`'s secrets and sending progress to `progress`.
+    pub fn new(redactor: Redactor, progress: Option<Arc<dyn ProgressSink>>) -> Self {
+        Self::default()
+            .with(redactor)
+            .with(log::ProgressTo(progress))
+    }
+
+    /// These inputs and `part`.
+    pub fn with<T: Clone + Send + Sync + 'static>(mut self, part: T) -> Self {
+        self.parts.insert(part);
+        self
+    }
+
+    /// An input, by type.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.parts.get::<T>()
+    }
+
+    /// The secrets to mask (none when the caller gave none).
+    pub fn redactor(&self) -> Redactor {
+        self.get::<Redactor>().cloned().unwrap_or_default()
+    }
 }
 
 /// What `prepare` builds one call's store from.
@@ -113,8 +155,18 @@ pub struct CallEnd<'a> {
 
 /// One capability (see the module documentation).
 pub trait Capability: Send + Sync + 'static {
+    /// Where its claims rank ([`rank`]).
+    fn rank(&self) -> u8 {
+        rank::OTHER
+    }
+
     /// Adds the host imports it provides.
     fn init(&self, _linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    /// At plan time, once per plan: checks the plan's grants themselves.
+    fn check_grants(&self, _grants: &Grants) -> Result<(), Refusal> {
         Ok(())
     }
 
@@ -129,9 +181,15 @@ pub trait Capability: Send + Sync + 'static {
     /// For each call, once its store exists: settings that live on the store itself.
     fn arm(&self, _sandbox: &Sandbox, _store: &mut Store<AttemptState>) {}
 
+    /// At every epoch tick while the guest runs: whether the call must stop now (it
+    /// then ends with `Trap::Interrupt`, which this capability claims in `conclude`).
+    fn should_stop(&self, _state: &AttemptState) -> bool {
+        false
+    }
+
     /// After the call: the failure this capability caused, if any. Every capability is
-    /// asked (it may also close what it opened); the first answer in registration order
-    /// is the outcome.
+    /// asked (it may also close what it opened); the claim of the lowest rank is the
+    /// outcome.
     fn conclude(
         &self,
         _sandbox: &Sandbox,
@@ -142,7 +200,7 @@ pub trait Capability: Send + Sync + 'static {
     }
 }
 
-/// The capabilities of a runtime, in the order they conclude.
+/// The capabilities of a runtime, kept in the order their claims rank.
 #[derive(Clone)]
 pub struct Capabilities {
     all: Arc<[Arc<dyn Capability>]>,
@@ -155,28 +213,38 @@ impl std::fmt::Debug for Capabilities {
 }
 
 impl Capabilities {
-    /// Every capability planrt has. A denied HTTP request outranks every other outcome
-    /// (a denial is a configuration error, never an endpoint to skip), so HTTP concludes
-    /// first.
+    /// Every capability planrt has.
     pub fn builtin() -> Self {
         Self::of(vec![
+            Arc::new(dirs::Dirs),
             Arc::new(http::Http),
             Arc::new(limits::LimitsCapability),
-            Arc::new(dirs::Dirs),
             Arc::new(log::Log),
-            #[cfg(test)]
-            Arc::new(probe::Probe),
         ])
     }
 
-    /// These capabilities, concluding in this order.
-    pub fn of(all: Vec<Arc<dyn Capability>>) -> Self {
+    /// These capabilities.
+    pub fn of(mut all: Vec<Arc<dyn Capability>>) -> Self {
+        // Stable: equal ranks keep their listed order.
+        all.sort_by_key(|c| c.rank());
         Self { all: all.into() }
+    }
+
+    /// These capabilities and `capability`.
+    pub fn with(self, capability: Arc<dyn Capability>) -> Self {
+        let mut all = self.all.to_vec();
+        all.push(capability);
+        Self::of(all)
     }
 
     /// Adds every capability's host imports.
     pub fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
         self.all.iter().try_for_each(|c| c.init(linker))
+    }
+
+    /// Checks a plan's grants, or the first refused.
+    pub fn check_grants(&self, grants: &Grants) -> Result<(), Refusal> {
+        self.all.iter().try_for_each(|c| c.check_grants(grants))
     }
 
     /// The sandbox of one task, or the first need that is refused.
@@ -212,6 +280,11 @@ impl Capabilities {
         self.all.iter().for_each(|c| c.arm(sandbox, store));
     }
 
+    /// Whether any capability stops the call now.
+    pub(super) fn should_stop(&self, state: &AttemptState) -> bool {
+        self.all.iter().any(|c| c.should_stop(state))
+    }
+
     /// The failure a capability claims for the call, if any.
     pub(super) fn conclude(
         &self,
@@ -230,7 +303,7 @@ impl Capabilities {
 
 #[cfg(test)]
 mod tests {
-    use super::probe::{ProbeCall, Probed};
+    use super::probe::{Probe, ProbeCall, Probed, StopAtOnce};
     use super::*;
     use crate::plan::{DirGrant, DirMode, HttpAllow};
     use crate::runtime::info::DirNeed;
@@ -270,12 +343,12 @@ mod tests {
             grants: &grants,
             limits: &limits,
         };
-        let capabilities = Capabilities::builtin();
+        let capabilities = Capabilities::builtin().with(Arc::new(Probe));
         let sandbox = capabilities.configure(&task).unwrap();
         assert_eq!(sandbox.get::<dirs::Preopens>().unwrap().0.len(), 1);
         assert_eq!(sandbox.get::<http::Allowlist>().unwrap().0.len(), 1);
         assert_eq!(sandbox.limits().timeout, limits::DEFAULT_TIMEOUT);
-        // The test-only probe took part through its registration line alone.
+        // The test-only probe took part through its registration alone.
         assert_eq!(sandbox.get::<Probed>(), Some(&Probed("fetcher".into())));
 
         let (_, parts) = capabilities
@@ -286,7 +359,10 @@ mod tests {
         assert!(parts.get::<crate::runtime::guest_log::GuestLog>().is_some());
         assert_eq!(
             parts.get::<ProbeCall>(),
-            Some(&ProbeCall("call of fetcher".into()))
+            Some(&ProbeCall {
+                task_type: "fetcher".into(),
+                stop: false
+            })
         );
     }
 
@@ -296,6 +372,7 @@ mod tests {
         let limits = LimitOverrides::default();
         let refused = |plugin: &PluginInfo| {
             Capabilities::builtin()
+                .with(Arc::new(Probe))
                 .configure(&TaskRequest {
                     info: plugin,
                     grants: &grants,
@@ -327,24 +404,86 @@ mod tests {
             }],
             http: vec![],
         };
-        let plugin = info(
-            "dir",
-            false,
-            vec![DirNeed {
-                guest_path: "/home/config".into(),
-                writable: true,
-            }],
-        );
-        let refusal = Capabilities::builtin()
-            .configure(&TaskRequest {
-                info: &plugin,
-                grants: &grants,
-                limits: &LimitOverrides::default(),
-            })
-            .unwrap_err();
+        let capabilities = Capabilities::builtin();
+        let refusal = capabilities.check_grants(&grants).unwrap_err();
         assert!(
             matches!(&refusal, Refusal::Unusable(m) if m.contains("/nonexistent/planrt-home")),
             "{refusal}"
+        );
+    }
+
+    /// A built test plugin (`cargo xtask plugins` builds them; `cargo xtask test` does
+    /// before any test runs).
+    fn test_plugin(name: &str) -> std::path::PathBuf {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins");
+        let file = dir.join(format!("{name}.wasm"));
+        assert!(
+            file.exists(),
+            "{} is missing: run `cargo xtask plugins`",
+            file.display()
+        );
+        file
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_capability_stops_a_real_call_and_claims_its_outcome() {
+        // The probe, registered by one line, stops a guest spinning on the CPU at the
+        // first epoch tick: its input, store part, stop condition and claim all take part
+        // in a real call.
+        let plugins = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            test_plugin("test-spin"),
+            plugins.path().join("test-spin.wasm"),
+        )
+        .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = crate::runtime::Runtime::new(
+            Capabilities::builtin().with(Arc::new(Probe)),
+            &cache.path().join("compiled"),
+            [0; crate::state_dir::CACHE_KEY_LEN],
+        )
+        .unwrap();
+        let (registry, warnings) = runtime.load_plugins(plugins.path()).await.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let plugin = registry
+            .get(&crate::plan::TaskType::new("test-spin").unwrap())
+            .unwrap();
+        let sandbox = plugin
+            .sandbox(&Grants::default(), &LimitOverrides::default())
+            .unwrap();
+        assert_eq!(sandbox.get::<Probed>(), Some(&Probed("test-spin".into())));
+        let request = |inputs: AttemptInputs| crate::runtime::AttemptRequest {
+            context: crate::runtime::AttemptContext {
+                plan_id: "p".into(),
+                task_id: "t".into(),
+                task_type: "test-spin".into(),
+                plan_index: 0,
+                attempt: 1,
+                max_retries: 0,
+                deadline_unix_ms: 0,
+            },
+            params: "{}".into(),
+            inputs,
+        };
+        let report = plugin
+            .run(&sandbox, request(AttemptInputs::default().with(StopAtOnce)))
+            .await;
+        let error = report.result.unwrap_err();
+        assert_eq!(error.kind(), crate::plan::ErrorKind::Cancelled, "{error}");
+        assert_eq!(error.to_string(), "stopped by the probe");
+
+        // Without the input, the limits capability's deadline ends the same guest.
+        let short = LimitOverrides {
+            timeout: Some(std::time::Duration::from_millis(50)),
+            ..LimitOverrides::default()
+        };
+        let sandbox = plugin.sandbox(&Grants::default(), &short).unwrap();
+        let report = plugin
+            .run(&sandbox, request(AttemptInputs::default()))
+            .await;
+        assert_eq!(
+            report.result.unwrap_err().kind(),
+            crate::plan::ErrorKind::Timeout
         );
     }
 }
