@@ -369,3 +369,52 @@ fn a_changed_plugin_is_refused_on_resume_unless_allowed() {
     // The new pin is kept: a later resume needs no flag.
     assert_eq!(s.planrt(&["resume", &plan_id]).code, 0);
 }
+
+#[test]
+fn an_allowed_plugin_change_is_recorded_only_once_the_plan_checks_out() {
+    // A resume that fails its checks (here: a secret no longer set) must leave the stored
+    // plan as it was — its pins included.
+    let s = scratch();
+    let path = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-echo\"\nparams = { token = { \"$env\" = \"PLANRT_REPIN_SECRET\" } }\n",
+    );
+    let ran: planrt_e2e::Run = s
+        .command(&["run", path.to_str().unwrap(), "--output", "json"])
+        .env("PLANRT_REPIN_SECRET", "first-value")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let plan_id = ran.json()["id"].as_str().unwrap().to_owned();
+    let pinned = || -> String {
+        let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+        db.query_row(
+            "SELECT json_extract(resolved, '$.plugins.\"test-echo\".sha256') FROM plans",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let before = pinned();
+    s.change_plugin("test-echo");
+
+    let refused: planrt_e2e::Run = s
+        .command(&["resume", &plan_id, "--from", "0", "--allow-plugin-change"])
+        .env_remove("PLANRT_REPIN_SECRET")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("PLANRT_REPIN_SECRET"), "{}", refused.stderr);
+    assert_eq!(pinned(), before, "the pin moved although nothing ran");
+
+    let resumed: planrt_e2e::Run = s
+        .command(&["resume", &plan_id, "--from", "0", "--allow-plugin-change"])
+        .env("PLANRT_REPIN_SECRET", "second-value")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_ne!(pinned(), before, "the allowed change is recorded");
+}

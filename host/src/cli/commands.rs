@@ -9,11 +9,11 @@ use super::args::OutputFormat;
 use super::progress::ProgressMode;
 use super::render;
 use super::settings::Settings;
-use crate::executor::{self, Observer, PreparedPlan, ResumeError, ResumeFrom, RunEnd};
-use crate::plan::{Phase, PlanId, PlanRun, PlanSpec, SavedPlan, Task, TaskStatus, Transition};
-use crate::runtime::{Capabilities, Registry, Runtime, WIT_VERSION};
-use crate::state_dir::StateDir;
-use crate::store::{PlanClaim, SqliteStore, StateStore};
+use crate::executor::{
+    Finished, Observer, PluginChange, Reader, ResumeFrom, RunEnd, Service, ServiceConfig,
+};
+use crate::plan::{Phase, PlanId, PlanRun, Task, TaskStatus, Transition};
+use crate::runtime::WIT_VERSION;
 
 /// How a command ended, when it did not fail on bad input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,23 +26,15 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// A failure after work started (the store or the disk gave way): the plan is left as last
-/// recorded, resumable. Exit code [`super::EXIT_ENVIRONMENT`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0:#}")]
-pub struct AfterWorkStarted(pub anyhow::Error);
-
-async fn load_registry(
-    settings: &Settings,
-    state: &StateDir,
-) -> anyhow::Result<(Runtime, Registry)> {
-    let plugin_dir = settings.plugin_dir()?;
-    let runtime = Runtime::new(
-        Capabilities::builtin(),
-        &state.subdir("compiled")?,
-        state.cache_key()?,
-    )?;
-    let (registry, warnings) = runtime.load_plugins(plugin_dir).await?;
+/// The service over the settings' plugin and state dirs; plugins that fail to load are
+/// warnings.
+async fn open_service(settings: &Settings) -> anyhow::Result<Service> {
+    let config = ServiceConfig {
+        plugin_dir: settings.plugin_dir()?.to_owned(),
+        state: settings.open_state_dir()?,
+        durability: settings.durability,
+    };
+    let (service, warnings) = Service::open(config).await?;
     for warning in warnings {
         tracing::warn!(
             "plugin {} not loaded: {}",
@@ -50,73 +42,12 @@ async fn load_registry(
             warning.reason
         );
     }
-    Ok((runtime, registry))
-}
-
-fn open_store(settings: &Settings, state: &StateDir) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(state, settings.durability)
-        .with_context(|| format!("cannot use the state directory {}", state.path().display()))
-}
-
-/// The store for a command that only reads: `None` if there is no state yet.
-fn open_store_read_only(settings: &Settings) -> anyhow::Result<Option<SqliteStore>> {
-    let Some(state) = settings.existing_state_dir()? else {
-        return Ok(None);
-    };
-    SqliteStore::open_read_only(&state)
-        .with_context(|| format!("cannot read the state directory {}", state.path().display()))
-}
-
-/// A stored plan, or a bad-input error naming the state dir.
-fn load_stored(
-    settings: &Settings,
-    store: Option<&SqliteStore>,
-    id: PlanId,
-) -> anyhow::Result<(SavedPlan, PlanRun)> {
-    let found = match store {
-        Some(store) => store.load_plan(id)?,
-        None => None,
-    };
-    found.ok_or_else(|| anyhow::anyhow!("no plan {id} in {}", settings.state_dir_path().display()))
+    Ok(service)
 }
 
 fn parse_plan_id(text: &str) -> anyhow::Result<PlanId> {
     text.parse()
         .map_err(|_| anyhow::anyhow!("`{text}` is not a plan ID (a UUID)"))
-}
-
-/// A plan file or saved plan, checked and ready to run.
-async fn prepare_file(
-    settings: &Settings,
-    registry: &Registry,
-    file: &Path,
-) -> anyhow::Result<PreparedPlan> {
-    let plugin_dir = settings.plugin_dir()?;
-    let source = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read plan {}", file.display()))?;
-    if source.trim_start().starts_with('{') {
-        let saved: SavedPlan = serde_json::from_str(&source).map_err(|e| {
-            anyhow::anyhow!(
-                "{}:{}:{}: not a saved plan: {e}",
-                file.display(),
-                e.line(),
-                e.column()
-            )
-        })?;
-        saved.to_plan_run()?;
-        return Ok(executor::prepare(saved, registry, plugin_dir, None).await?);
-    }
-    let file =
-        std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
-    let spec = PlanSpec::parse(&source, &file)?;
-    let saved = executor::resolve_spec(&spec, &file, registry, plugin_dir)?;
-    Ok(executor::prepare(
-        saved,
-        registry,
-        plugin_dir,
-        Some((&file, &spec.task_locations)),
-    )
-    .await?)
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -136,9 +67,8 @@ fn print_plan(settings: &Settings, run: &PlanRun) {
 
 /// `planrt plan PLAN [--out FILE]`.
 pub async fn plan(settings: &Settings, file: &Path, out: Option<&Path>) -> anyhow::Result<Outcome> {
-    let state = settings.open_state_dir()?;
-    let (_runtime, registry) = load_registry(settings, &state).await?;
-    let prepared = prepare_file(settings, &registry, file).await?;
+    let service = open_service(settings).await?;
+    let prepared = service.prepare_file(file).await?;
     if let Some(out) = out {
         let text =
             serde_json::to_string_pretty(&prepared.saved).expect("documents serialize") + "\n";
@@ -217,34 +147,16 @@ async fn stop_signal() {
     }
 }
 
-/// Executes a claimed, stored plan and prints its final state.
-async fn execute_and_report(
-    settings: &Settings,
-    plan: &mut PlanRun,
-    prepared: &PreparedPlan,
-    store: &SqliteStore,
-) -> anyhow::Result<Outcome> {
-    tracing::info!(plan = %plan.id(), "running plan {}", plan.id());
-    let end = executor::execute(plan, prepared, store, &LogObserver::new(settings), stop_signal())
-        .await
-        .map_err(|e| {
-            AfterWorkStarted(anyhow::Error::new(e).context(format!(
-                "plan {} stopped; it is resumable with `planrt resume {}` once the state directory is usable",
-                plan.id(),
-                plan.id()
-            )))
-        })?;
-    print_plan(settings, plan);
+/// Prints a run's final state and says how it ended.
+fn report(settings: &Settings, finished: Finished) -> anyhow::Result<Outcome> {
+    let Finished { plan, end } = finished;
+    print_plan(settings, &plan);
     Ok(match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
         RunEnd::Finished(Phase::Failed) => Outcome::PlanFailed,
+        // The service reports a plan that stopped while active as an error.
         RunEnd::Finished(Phase::Active) => {
-            return Err(AfterWorkStarted(anyhow::anyhow!(
-                "internal error: plan {} stopped while active; it is resumable with `planrt resume {}`",
-                plan.id(),
-                plan.id()
-            ))
-            .into());
+            bail!("internal error: plan {} stopped while active", plan.id())
         }
         RunEnd::Interrupted => {
             tracing::warn!("continue with `planrt resume {}`", plan.id());
@@ -255,14 +167,12 @@ async fn execute_and_report(
 
 /// `planrt run PLAN|FILE`.
 pub async fn run(settings: &Settings, file: &Path) -> anyhow::Result<Outcome> {
-    let state = settings.open_state_dir()?;
-    let store = open_store(settings, &state)?;
-    let (_runtime, registry) = load_registry(settings, &state).await?;
-    let prepared = prepare_file(settings, &registry, file).await?;
-    let mut plan = prepared.saved.to_plan_run()?;
-    let _claim = PlanClaim::acquire(&state, plan.id())?;
-    store.create_plan(&prepared.saved.resolution(), &plan)?;
-    execute_and_report(settings, &mut plan, &prepared, &store).await
+    let service = open_service(settings).await?;
+    let prepared = service.prepare_file(file).await?;
+    let finished = service
+        .run(prepared, &LogObserver::new(settings), stop_signal())
+        .await?;
+    report(settings, finished)
 }
 
 /// `planrt resume PLAN_ID [--from N] [--allow-plugin-change]`.
@@ -273,76 +183,34 @@ pub async fn resume(
     allow_plugin_change: bool,
 ) -> anyhow::Result<Outcome> {
     let plan_id = parse_plan_id(plan_id)?;
-    let state = settings.open_state_dir()?;
-    let store = open_store(settings, &state)?;
-    // Claim before reading: the state read is then the latest, and no one else moves it.
-    let _claim = PlanClaim::acquire(&state, plan_id)?;
-    let (mut saved, mut plan) = load_stored(settings, Some(&store), plan_id)?;
-
-    let (_runtime, registry) = load_registry(settings, &state).await?;
-    let mut changed = Vec::new();
-    for (task_type, pin) in saved.plugins.iter_mut() {
-        let Some(plugin) = registry.get(task_type) else {
-            continue;
-        };
-        if plugin.sha256() != pin.sha256 {
-            changed.push(format!(
-                "`{task_type}` ({} → {})",
-                &pin.sha256[..12.min(pin.sha256.len())],
-                &plugin.sha256()[..12]
-            ));
-            if allow_plugin_change {
-                pin.sha256 = plugin.sha256().to_owned();
-                pin.file = plugin.file().to_owned();
-                pin.wit_version = WIT_VERSION.to_owned();
-            }
-        }
-    }
-    if !changed.is_empty() {
-        if !allow_plugin_change {
-            bail!(
-                "plugin(s) changed since plan {plan_id} was made: {}; pass --allow-plugin-change to run with them",
-                changed.join(", ")
-            );
-        }
-        tracing::warn!(
-            "running plan {plan_id} with changed plugin(s): {}",
-            changed.join(", ")
-        );
-        store.repin_plugins(plan_id, &saved.plugins)?;
-    }
-    // Check grants, plugins and params before changing any task state.
-    let prepared = executor::prepare(saved, &registry, settings.plugin_dir()?, None).await?;
-
+    let service = open_service(settings).await?;
     let from = from.map_or(ResumeFrom::WhereItStopped, ResumeFrom::Task);
-    executor::reopen(&mut plan, from, &store, &LogObserver::new(settings)).map_err(
-        |e| match e {
-            ResumeError::Execute(e) => anyhow::Error::new(AfterWorkStarted(anyhow::Error::new(e))),
-            bad_input => anyhow::Error::new(bad_input),
-        },
-    )?;
-    if plan.phase() == Phase::Complete {
-        tracing::info!(
-            "plan {plan_id} is already complete; nothing to run (use --from N to run tasks again)"
-        );
-    }
-    execute_and_report(settings, &mut plan, &prepared, &store).await
+    let plugin_change = if allow_plugin_change {
+        PluginChange::Repin
+    } else {
+        PluginChange::Refuse {
+            hint: "pass --allow-plugin-change to run with them",
+        }
+    };
+    let finished = service
+        .resume(
+            plan_id,
+            from,
+            plugin_change,
+            &LogObserver::new(settings),
+            stop_signal(),
+        )
+        .await?;
+    report(settings, finished)
 }
 
 /// `planrt status [PLAN_ID]`.
 pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyhow::Result<Outcome> {
-    let store = open_store_read_only(settings)?;
+    let reader = Reader::open(settings.state_dir_path())?;
     match plan_id {
-        Some(id) => {
-            let id = parse_plan_id(id)?;
-            let (_, plan) = load_stored(settings, store.as_ref(), id)?;
-            print_plan(settings, &plan);
-        }
+        Some(id) => print_plan(settings, &reader.plan(parse_plan_id(id)?)?),
         None => {
-            let plans = match &store {
-                Some(store) => store.list_plans(limit)?,
-                None => Vec::new(),
-            };
+            let plans = reader.list(limit)?;
             match settings.output {
                 OutputFormat::Json => print_json(&plans),
                 OutputFormat::Text => {
@@ -357,8 +225,7 @@ pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyho
 /// `planrt history PLAN_ID`.
 pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
     let id = parse_plan_id(plan_id)?;
-    let store = open_store_read_only(settings)?;
-    let (_, plan) = load_stored(settings, store.as_ref(), id)?;
+    let plan = Reader::open(settings.state_dir_path())?.plan(id)?;
     let entries = render::history_entries(&plan);
     match settings.output {
         OutputFormat::Json => print_json(&entries),
@@ -369,8 +236,8 @@ pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
 
 /// `planrt plugins`.
 pub async fn plugins(settings: &Settings) -> anyhow::Result<Outcome> {
-    let state = settings.open_state_dir()?;
-    let (_runtime, registry) = load_registry(settings, &state).await?;
+    let service = open_service(settings).await?;
+    let registry = service.registry();
     match settings.output {
         OutputFormat::Json => {
             let list: Vec<_> = registry

@@ -13,6 +13,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use args::{Cli, Command};
+
+use crate::executor::{ErrorClass, ServiceError};
 use commands::Outcome;
 use settings::Settings;
 
@@ -49,11 +51,13 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(e) => {
             eprintln!("error: {e:#}");
-            let after_work_started = e.chain().any(|c| c.is::<commands::AfterWorkStarted>());
-            ExitCode::from(if after_work_started {
-                EXIT_ENVIRONMENT
-            } else {
-                EXIT_BAD_INPUT
+            let class = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<ServiceError>())
+                .map(ServiceError::class);
+            ExitCode::from(match class {
+                Some(ErrorClass::Environment) => EXIT_ENVIRONMENT,
+                _ => EXIT_BAD_INPUT,
             })
         }
     }

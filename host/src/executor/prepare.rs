@@ -27,17 +27,18 @@ pub enum PrepareError {
         /// Where plugins were looked for.
         plugin_dir: PathBuf,
     },
-    /// The plugin file differs from the one the saved plan was made with.
-    #[error("task type `{task_type}`: plugin {} has sha256 {current}, but the saved plan was made with {pinned}; make a new plan", file.display())]
-    PluginChanged {
-        /// The type.
-        task_type: TaskType,
-        /// The current file.
-        file: PathBuf,
-        /// sha256 in the saved plan.
-        pinned: String,
-        /// sha256 now.
-        current: String,
+    /// Plugin files differ from the ones the plan was made with.
+    #[error(
+        "plugin(s) changed since plan {plan} was made (the sha256 of the component differs): {}; {hint}",
+        changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    PluginsChanged {
+        /// The plan.
+        plan: PlanId,
+        /// Each change.
+        changes: Vec<PinChange>,
+        /// What the operator can do.
+        hint: &'static str,
     },
     /// A grant of the plan cannot be used (a granted directory is missing).
     #[error("{0}")]
@@ -108,6 +109,45 @@ pub struct PreparedTask {
     pub sandbox: Sandbox,
 }
 
+/// What to do when a plugin differs from the one a plan was pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginChange {
+    /// Refuse, telling the operator how to go on.
+    Refuse {
+        /// What the operator can do.
+        hint: &'static str,
+    },
+    /// Run with the current plugin: the prepared plan carries the new pins.
+    Repin,
+}
+
+/// A task type whose plugin differs from its pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinChange {
+    /// The type.
+    pub task_type: TaskType,
+    /// sha256 in the pin.
+    pub pinned: String,
+    /// sha256 of the plugin now.
+    pub current: String,
+    /// The plugin's file now.
+    pub file: PathBuf,
+}
+
+impl std::fmt::Display for PinChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |sha: &str| sha.get(..12).unwrap_or(sha).to_owned();
+        write!(
+            f,
+            "`{}` ({} → {}, {})",
+            self.task_type,
+            short(&self.pinned),
+            short(&self.current),
+            self.file.display()
+        )
+    }
+}
+
 /// A plan checked against the plugins and grants, ready to execute.
 #[derive(Debug, Clone)]
 pub struct PreparedPlan {
@@ -117,6 +157,8 @@ pub struct PreparedPlan {
     pub tasks: Vec<PreparedTask>,
     /// The values of the plan's `$env` secrets, masked in everything stored or printed.
     pub redactor: Redactor,
+    /// Pins moved to the current plugins ([`PluginChange::Repin`]); not yet stored.
+    pub repinned: Vec<PinChange>,
 }
 
 /// Resolves a plan file into a saved plan with a fresh plan ID: looks up each task's
@@ -153,6 +195,43 @@ pub fn resolve_spec(
     })
 }
 
+/// The pins that differ from the loaded plugins: refused, or moved to them.
+fn check_pins(
+    saved: &mut SavedPlan,
+    registry: &Registry,
+    plugin_change: PluginChange,
+) -> Result<Vec<PinChange>, PrepareError> {
+    let changes: Vec<PinChange> = saved
+        .plugins
+        .iter()
+        .filter_map(|(task_type, pinned)| {
+            let plugin = registry.get(task_type)?;
+            (plugin.sha256() != pinned.sha256).then(|| PinChange {
+                task_type: task_type.clone(),
+                pinned: pinned.sha256.clone(),
+                current: plugin.sha256().to_owned(),
+                file: plugin.file().to_owned(),
+            })
+        })
+        .collect();
+    match plugin_change {
+        _ if changes.is_empty() => Ok(changes),
+        PluginChange::Refuse { hint } => Err(PrepareError::PluginsChanged {
+            plan: saved.plan.id,
+            changes,
+            hint,
+        }),
+        PluginChange::Repin => {
+            for change in &changes {
+                if let Some(plugin) = registry.get(&change.task_type) {
+                    saved.plugins.insert(change.task_type.clone(), pin(plugin));
+                }
+            }
+            Ok(changes)
+        }
+    }
+}
+
 fn pin(plugin: &LoadedPlugin) -> PluginPin {
     PluginPin {
         file: plugin.file().to_owned(),
@@ -162,16 +241,19 @@ fn pin(plugin: &LoadedPlugin) -> PluginPin {
 }
 
 /// Checks a saved plan against the loaded plugins and the host, and builds each task's
-/// sandbox. `locations` (from the plan file, when there is one) place params errors.
+/// sandbox. `locations` (from the plan file, when there is one) place params errors;
+/// `plugin_change` says what a plugin that differs from its pin does.
 pub async fn prepare(
-    saved: SavedPlan,
+    mut saved: SavedPlan,
     registry: &Registry,
     plugin_dir: &Path,
     locations: Option<(&Path, &[Location])>,
+    plugin_change: PluginChange,
 ) -> Result<PreparedPlan, PrepareError> {
     let location_of = |index: usize| {
         locations.and_then(|(file, all)| all.get(index).map(|l| (file.to_owned(), *l)))
     };
+    let repinned = check_pins(&mut saved, registry, plugin_change)?;
     registry
         .check_grants(&saved.grants)
         .map_err(PrepareError::Grants)?;
@@ -186,16 +268,6 @@ pub async fn prepare(
                     task_type: task.task_type.clone(),
                     plugin_dir: plugin_dir.to_owned(),
                 })?;
-        if let Some(pinned) = saved.plugins.get(&task.task_type)
-            && pinned.sha256 != plugin.sha256()
-        {
-            return Err(PrepareError::PluginChanged {
-                task_type: task.task_type.clone(),
-                file: plugin.file().to_owned(),
-                pinned: pinned.sha256.clone(),
-                current: plugin.sha256().to_owned(),
-            });
-        }
         let sandbox = plugin
             .sandbox(&saved.grants, &task.limits)
             .map_err(|refusal| PrepareError::Refused {
@@ -268,5 +340,6 @@ pub async fn prepare(
         saved,
         tasks,
         redactor,
+        repinned,
     })
 }
