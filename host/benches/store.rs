@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use planrt::plan::{PlanId, PlanRun, PlanSpec, SAVED_PLAN_FORMAT_VERSION, SavedPlan, TaskEvent};
-use planrt::store::{Durability, SqliteStore, StateStore};
+use planrt::store::{Durability, Origin, SqliteStore, StateStore};
 
 const TASKS: usize = 500;
 const ROUNDS: usize = 5;
@@ -30,7 +30,9 @@ fn one_round(durability: Durability) -> Duration {
         grants: spec.grants,
         plugins: Default::default(),
     };
-    store.create_plan(&saved.resolution(), &run).unwrap();
+    store
+        .create_plan(&saved.resolution(), &run, Origin::Cli)
+        .unwrap();
     let started = Instant::now();
     for index in 0..TASKS {
         run.apply(

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod server;
+
 pub use planrt_fixtures as fixtures;
 pub use planrt_fixtures::HttpFixture;
 

@@ -406,7 +406,11 @@ fn an_allowed_plugin_change_is_recorded_only_once_the_plan_checks_out() {
         .unwrap()
         .into();
     assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(refused.stderr.contains("PLANRT_REPIN_SECRET"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("PLANRT_REPIN_SECRET"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(pinned(), before, "the pin moved although nothing ran");
 
     let resumed: planrt_e2e::Run = s

@@ -99,4 +99,41 @@ pub enum Command {
     },
     /// List the plugins in the plugin directory.
     Plugins,
+    /// Serve the HTTP API (the reference sidecar's task API, and plans) until SIGTERM or
+    /// ctrl-c.
+    Serve(ServeArgs),
+}
+
+/// `planrt serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; beyond loopback a token is required.
+    #[arg(long, default_value = "127.0.0.1:7777", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// At most N attempts at once across all tasks and plans [default: the CPU count].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent: Option<u32>,
+    /// A TOML file with the `[defaults]` and `[grants]` tables of a plan file: what every
+    /// task submitted on its own (POST /v0/tasks) runs with.
+    #[arg(long, value_name = "FILE")]
+    pub grants: Option<PathBuf>,
+    /// Require `Authorization: Bearer TOKEN` on every request but the probes. Prefer the
+    /// environment variable: a flag shows in the process list.
+    #[arg(
+        long,
+        env = "PLANRT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Require `X-Remote-User`, set by an authenticating proxy in front (the reference's
+    /// `trusted-header` mode); the probes and metrics answer without it. Loopback only.
+    #[arg(long)]
+    pub trusted_header: bool,
+    /// Largest request body (larger: 413).
+    #[arg(long, default_value = "1MiB", value_name = "SIZE")]
+    pub max_body: String,
+    /// Longest a request may take (longer: 408).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub request_timeout: String,
 }

@@ -11,6 +11,7 @@ use super::render;
 use super::settings::Settings;
 use crate::executor::{
     Finished, Observer, PluginChange, Reader, ResumeFrom, RunEnd, Service, ServiceConfig,
+    StopReason,
 };
 use crate::plan::{Phase, PlanId, PlanRun, Task, TaskStatus, Transition};
 use crate::runtime::WIT_VERSION;
@@ -26,13 +27,17 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// The service over the settings' plugin and state dirs; plugins that fail to load are
-/// warnings.
-async fn open_service(settings: &Settings) -> anyhow::Result<Service> {
+/// The service over the settings' plugin and state dirs, running at most
+/// `max_concurrent` attempts at once; plugins that fail to load are warnings.
+pub(super) async fn open_service(
+    settings: &Settings,
+    max_concurrent: Option<usize>,
+) -> anyhow::Result<Service> {
     let config = ServiceConfig {
         plugin_dir: settings.plugin_dir()?.to_owned(),
         state: settings.open_state_dir()?,
         durability: settings.durability,
+        max_concurrent,
     };
     let (service, warnings) = Service::open(config).await?;
     for warning in warnings {
@@ -67,7 +72,7 @@ fn print_plan(settings: &Settings, run: &PlanRun) {
 
 /// `planrt plan PLAN [--out FILE]`.
 pub async fn plan(settings: &Settings, file: &Path, out: Option<&Path>) -> anyhow::Result<Outcome> {
-    let service = open_service(settings).await?;
+    let service = open_service(settings, None).await?;
     let prepared = service.prepare_file(file).await?;
     if let Some(out) = out {
         let text =
@@ -131,8 +136,8 @@ impl Observer for LogObserver {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
+/// Resolves on SIGINT or SIGTERM: the process is to shut down.
+pub(super) async fn stop_signal() -> StopReason {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
@@ -142,9 +147,10 @@ async fn stop_signal() {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = interrupt.recv() => tracing::warn!("SIGINT: stopping; the plan stays resumable"),
-        _ = terminate.recv() => tracing::warn!("SIGTERM: stopping; the plan stays resumable"),
+        _ = interrupt.recv() => tracing::warn!("SIGINT: stopping; what runs stays resumable"),
+        _ = terminate.recv() => tracing::warn!("SIGTERM: stopping; what runs stays resumable"),
     }
+    StopReason::Shutdown
 }
 
 /// Prints a run's final state and says how it ended.
@@ -153,7 +159,7 @@ fn report(settings: &Settings, finished: Finished) -> anyhow::Result<Outcome> {
     print_plan(settings, &plan);
     Ok(match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
-        RunEnd::Finished(Phase::Failed) => Outcome::PlanFailed,
+        RunEnd::Finished(Phase::Failed) | RunEnd::Cancelled => Outcome::PlanFailed,
         // The service reports a plan that stopped while active as an error.
         RunEnd::Finished(Phase::Active) => {
             bail!("internal error: plan {} stopped while active", plan.id())
@@ -167,7 +173,7 @@ fn report(settings: &Settings, finished: Finished) -> anyhow::Result<Outcome> {
 
 /// `planrt run PLAN|FILE`.
 pub async fn run(settings: &Settings, file: &Path) -> anyhow::Result<Outcome> {
-    let service = open_service(settings).await?;
+    let service = open_service(settings, None).await?;
     let prepared = service.prepare_file(file).await?;
     let finished = service
         .run(prepared, &LogObserver::new(settings), stop_signal())
@@ -183,7 +189,7 @@ pub async fn resume(
     allow_plugin_change: bool,
 ) -> anyhow::Result<Outcome> {
     let plan_id = parse_plan_id(plan_id)?;
-    let service = open_service(settings).await?;
+    let service = open_service(settings, None).await?;
     let from = from.map_or(ResumeFrom::WhereItStopped, ResumeFrom::Task);
     let plugin_change = if allow_plugin_change {
         PluginChange::Repin
@@ -236,7 +242,7 @@ pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
 
 /// `planrt plugins`.
 pub async fn plugins(settings: &Settings) -> anyhow::Result<Outcome> {
-    let service = open_service(settings).await?;
+    let service = open_service(settings, None).await?;
     let registry = service.registry();
     match settings.output {
         OutputFormat::Json => {

@@ -4,6 +4,7 @@ pub mod args;
 pub mod commands;
 pub mod progress;
 pub mod render;
+pub mod serve;
 pub mod settings;
 pub mod terminal;
 
@@ -78,6 +79,7 @@ async fn dispatch(cli: Cli, terminal: terminal::Terminal) -> anyhow::Result<Outc
         }
         Command::History { plan_id } => commands::history(&settings, plan_id),
         Command::Plugins => commands::plugins(&settings).await,
+        Command::Serve(args) => serve::serve(&settings, args).await,
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use jiff::Timestamp;
 
 use super::prepare::PreparedPlan;
+use super::slots::Slots;
 use crate::plan::{
     ErrorKind, Failure, Phase, PlanRun, Step, Task, TaskEvent, Transition, TransitionError,
 };
@@ -42,19 +43,48 @@ pub trait Observer: Send + Sync {
 pub enum RunEnd {
     /// The plan completed or failed.
     Finished(Phase),
-    /// `stop` fired: the running attempt was recorded `interrupted`; the plan is resumable.
+    /// Stopped for a shutdown: the running attempt was recorded `interrupted`; the plan
+    /// re-runs it, without using budget, when it is resumed.
     Interrupted,
+    /// Cancelled by an operator: the running attempt (or the next one) was recorded
+    /// `cancelled` and the plan is failed, resumable.
+    Cancelled,
 }
 
-/// Runs `plan` until it completes or fails, or until `stop` resolves (a signal). `plan`
-/// must already be recorded in `store`.
+/// Why a run is asked to stop before its plan finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The process is stopping (a signal): what runs is `interrupted`.
+    Shutdown,
+    /// An operator cancelled the plan: what runs is `cancelled`.
+    Cancel,
+}
+
+/// What executing a plan works with besides the plan.
+pub struct Execution<'a> {
+    /// The plan checked against plugins and grants.
+    pub prepared: &'a PreparedPlan,
+    /// Where every transition is recorded first.
+    pub store: &'a dyn StateStore,
+    /// Told about each recorded transition.
+    pub observer: &'a dyn Observer,
+    /// Turns to run attempts, shared with other plans.
+    pub slots: &'a Slots,
+}
+
+/// Runs `plan` until it completes or fails, or until `stop` resolves (a signal, a
+/// cancel). `plan` must already be recorded in the store.
 pub async fn execute(
     plan: &mut PlanRun,
-    prepared: &PreparedPlan,
-    store: &dyn StateStore,
-    observer: &dyn Observer,
-    stop: impl Future<Output = ()>,
+    execution: Execution<'_>,
+    stop: impl Future<Output = StopReason>,
 ) -> Result<RunEnd, ExecuteError> {
+    let Execution {
+        prepared,
+        store,
+        observer,
+        slots,
+    } = execution;
     tokio::pin!(stop);
     loop {
         let step = plan.next_step(Timestamp::now());
@@ -69,20 +99,23 @@ pub async fn execute(
                         tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
                         Ok(())
                     }
-                    Step::Run(index) => run_attempt(plan, index, prepared, store, observer).await,
+                    Step::Run(index) => {
+                        let _turn = slots.acquire().await;
+                        run_attempt(plan, index, prepared, store, observer).await
+                    }
                     Step::Busy | Step::Finished(_) => Err(ExecuteError::Stalled(plan.id())),
                 }
             };
             // A commit is synchronous, so dropping `work` here never splits one.
             tokio::select! {
                 biased;
-                () = &mut stop => None,
-                result = work => Some(result),
+                reason = &mut stop => Err(reason),
+                result = work => Ok(result),
             }
         };
         match done {
-            Some(result) => result?,
-            None => {
+            Ok(result) => result?,
+            Err(StopReason::Shutdown) => {
                 interrupt_running(
                     plan,
                     store,
@@ -91,8 +124,42 @@ pub async fn execute(
                 )?;
                 return Ok(RunEnd::Interrupted);
             }
+            Err(StopReason::Cancel) => {
+                cancel(plan, store, observer, "cancelled by an operator")?;
+                return Ok(RunEnd::Cancelled);
+            }
         }
     }
+}
+
+/// Stops a plan for good until an operator runs it again: every running attempt is
+/// recorded `cancelled`; if none runs, the task that would run next is failed before it
+/// starts. Returns whether anything was cancelled (not for a finished plan).
+pub fn cancel(
+    plan: &mut PlanRun,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+    reason: &str,
+) -> Result<bool, ExecuteError> {
+    let statuses = |status| {
+        plan.tasks()
+            .iter()
+            .filter(move |t| t.status() == status)
+            .map(|t| t.index())
+    };
+    let mut targets: Vec<usize> = statuses(crate::plan::TaskStatus::Running).collect();
+    if targets.is_empty() && plan.phase() == Phase::Active {
+        targets.extend(statuses(crate::plan::TaskStatus::Pending).take(1));
+    }
+    for &index in &targets {
+        let event = TaskEvent::Cancel {
+            at: Timestamp::now(),
+            reason: reason.to_owned(),
+        };
+        let transition = plan.apply(index, event)?;
+        commit(plan, index, transition, store, observer)?;
+    }
+    Ok(!targets.is_empty())
 }
 
 /// Records every running task's attempt `interrupted` (it re-runs without using retry

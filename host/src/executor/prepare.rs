@@ -232,7 +232,8 @@ fn check_pins(
     }
 }
 
-fn pin(plugin: &LoadedPlugin) -> PluginPin {
+/// The pin of a loaded plugin: its file, digest and contract version.
+pub fn pin(plugin: &LoadedPlugin) -> PluginPin {
     PluginPin {
         file: plugin.file().to_owned(),
         sha256: plugin.sha256().to_owned(),

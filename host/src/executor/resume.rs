@@ -3,6 +3,7 @@
 use super::execute::{ExecuteError, Observer, commit, interrupt_running};
 use crate::plan::{PlanRun, TaskEvent, TaskStatus};
 use crate::store::StateStore;
+use serde_json::Value;
 
 /// Where `resume` continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,16 +28,28 @@ pub enum ResumeError {
         /// The index asked for.
         from: usize,
     },
+    /// New params for a task that has not failed (only a failed task is resubmitted).
+    #[error("task {index} of plan {plan} is {status}: only a failed task is resubmitted")]
+    NotFailed {
+        /// The plan.
+        plan: crate::plan::PlanId,
+        /// The task.
+        index: usize,
+        /// Its status.
+        status: TaskStatus,
+    },
     /// Recording failed.
     #[error(transparent)]
     Execute(#[from] ExecuteError),
 }
 
 /// Makes a stored plan runnable again: attempts found running (the host died during them)
-/// are recorded `interrupted`, then `from` is applied. Every change is stored first.
+/// are recorded `interrupted`, then `from` is applied; a failed task given `new_params`
+/// (index, params) runs with them. Every change is stored first.
 pub fn reopen(
     plan: &mut PlanRun,
     from: ResumeFrom,
+    new_params: Option<(usize, Value)>,
     store: &dyn StateStore,
     observer: &dyn Observer,
 ) -> Result<(), ResumeError> {
@@ -51,26 +64,39 @@ pub fn reopen(
             from: first,
         });
     }
+    if let Some((index, _)) = &new_params {
+        let status = plan.task(*index).map(|t| t.status());
+        if status != Some(TaskStatus::Failed) || from != ResumeFrom::WhereItStopped {
+            return Err(ResumeError::NotFailed {
+                plan: plan.id(),
+                index: *index,
+                status: status.unwrap_or(TaskStatus::Pending),
+            });
+        }
+    }
     interrupt_running(
         plan,
         store,
         observer,
         "the host stopped or crashed during this attempt",
     )?;
-    let (indices, event): (Vec<usize>, TaskEvent) = match from {
-        ResumeFrom::Task(first) => ((first..tasks).collect(), TaskEvent::Reset),
-        ResumeFrom::WhereItStopped => {
-            let failed = plan
-                .tasks()
-                .iter()
-                .filter(|t| t.status() == TaskStatus::Failed);
-            (failed.map(|t| t.index()).collect(), TaskEvent::Resubmit)
-        }
+    let events: Vec<(usize, TaskEvent)> = match from {
+        ResumeFrom::Task(first) => (first..tasks).map(|i| (i, TaskEvent::Reset)).collect(),
+        ResumeFrom::WhereItStopped => plan
+            .tasks()
+            .iter()
+            .filter(|t| t.status() == TaskStatus::Failed)
+            .map(|t| {
+                let params = match &new_params {
+                    Some((index, params)) if *index == t.index() => Some(params.clone()),
+                    _ => None,
+                };
+                (t.index(), TaskEvent::Resubmit { params })
+            })
+            .collect(),
     };
-    for index in indices {
-        let transition = plan
-            .apply(index, event.clone())
-            .map_err(ExecuteError::from)?;
+    for (index, event) in events {
+        let transition = plan.apply(index, event).map_err(ExecuteError::from)?;
         commit(plan, index, transition, store, observer)?;
     }
     Ok(())

@@ -5,15 +5,22 @@
 //! ([`ErrorClass`]) so each front end maps them the same way (exit codes, HTTP statuses).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
-use super::execute::{ExecuteError, Observer, RunEnd, execute};
-use super::prepare::{PluginChange, PrepareError, PreparedPlan, prepare, resolve_spec};
+use serde_json::Value;
+
+use super::execute::{ExecuteError, Execution, Observer, RunEnd, StopReason, cancel, execute};
+use super::prepare::{PluginChange, PrepareError, PreparedPlan, pin, prepare, resolve_spec};
 use super::resume::{ResumeError, ResumeFrom, reopen};
-use crate::plan::{PlanId, PlanRun, PlanSpec, SavedPlan, SavedPlanError, SpecError};
+use super::slots::Slots;
+use crate::plan::{
+    Phase, PlanId, PlanRun, PlanSpec, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
+    SavedPlanError, SpecError, Task, TaskId, TaskSettings, TaskType,
+};
 use crate::runtime::{Capabilities, LoadWarning, Registry, Runtime, RuntimeError};
 use crate::state_dir::{StateDir, StateDirError};
 use crate::store::{
-    ClaimError, Durability, PlanClaim, PlanSummary, SqliteStore, StateStore, StoreError,
+    ClaimError, Durability, Origin, PlanClaim, PlanSummary, SqliteStore, StateStore, StoreError,
 };
 
 /// How a front end should treat an error.
@@ -79,6 +86,9 @@ pub enum ServiceError {
     /// Another process runs the plan.
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    /// A plan with this ID is already recorded.
+    #[error("plan {0} already exists (continue it with `planrt resume {0}`)")]
+    PlanExists(PlanId),
     /// No such plan in the store.
     #[error("no plan {id} in {}", dir.display())]
     UnknownPlan {
@@ -108,7 +118,9 @@ impl ServiceError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ServiceError::UnknownPlan { .. } => ErrorClass::NotFound,
-            ServiceError::Claim(_) => ErrorClass::Conflict,
+            ServiceError::Claim(_)
+            | ServiceError::PlanExists(_)
+            | ServiceError::Prepare(PrepareError::PluginsChanged { .. }) => ErrorClass::Conflict,
             ServiceError::AfterWorkStarted { .. } => ErrorClass::Environment,
             _ => ErrorClass::BadInput,
         }
@@ -124,6 +136,8 @@ pub struct ServiceConfig {
     pub state: StateDir,
     /// What a recorded transition survives.
     pub durability: Durability,
+    /// At most this many attempts at once across all plans (`None`: no limit).
+    pub max_concurrent: Option<usize>,
 }
 
 /// What one run or resume ended with.
@@ -135,11 +149,42 @@ pub struct Finished {
     pub end: RunEnd,
 }
 
+/// A plan claimed by this process and recorded, ready to execute: what [`Service::admit`]
+/// and [`Service::reopen`] return and [`Service::execute`] runs. Dropping it releases
+/// the claim; the plan stays as recorded, resumable.
+pub struct Admitted {
+    plan: PlanRun,
+    prepared: PreparedPlan,
+    _claim: PlanClaim,
+}
+
+impl Admitted {
+    /// The plan as recorded.
+    pub fn plan(&self) -> &PlanRun {
+        &self.plan
+    }
+}
+
+/// How a stored plan is opened again by [`Service::reopen`].
+#[derive(Debug, Clone)]
+pub struct Reopen {
+    /// Where it continues.
+    pub from: ResumeFrom,
+    /// What a plugin that changed since the plan was made does.
+    pub plugin_change: PluginChange,
+    /// New params for a failed task resubmitted with them (the task API), by index.
+    pub new_params: Option<(usize, Value)>,
+}
+
 /// The plugins and the state of one planrt.
 pub struct Service {
     config: ServiceConfig,
-    registry: Registry,
-    _runtime: Runtime,
+    runtime: Runtime,
+    /// Swapped whole when the plugin dir is reloaded: a caller holds the registry it got,
+    /// and a prepared plan the plugins it was prepared with.
+    registry: RwLock<Arc<Registry>>,
+    store: Mutex<Option<Arc<SqliteStore>>>,
+    slots: Slots,
 }
 
 impl Service {
@@ -152,28 +197,68 @@ impl Service {
             config.state.cache_key()?,
         )?;
         let (registry, warnings) = runtime.load_plugins(&config.plugin_dir).await?;
+        let slots = match config.max_concurrent {
+            Some(max) => Slots::limited(max),
+            None => Slots::unlimited(),
+        };
         Ok((
             Self {
                 config,
-                registry,
-                _runtime: runtime,
+                runtime,
+                registry: RwLock::new(Arc::new(registry)),
+                store: Mutex::new(None),
+                slots,
             },
             warnings,
         ))
     }
 
-    /// The loaded plugins.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The plugins loaded now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    fn open_store(&self) -> Result<SqliteStore, ServiceError> {
-        SqliteStore::open(&self.config.state, self.config.durability).map_err(|error| {
-            ServiceError::Store {
-                dir: self.config.state.path().to_owned(),
-                error,
-            }
-        })
+    /// Loads the plugin dir again and swaps the new plugins in at once: a call never sees
+    /// a half-loaded plugin dir, and running attempts keep the plugins they started with.
+    /// On an error (an unreadable dir, two plugins of one type) the loaded plugins stay.
+    pub async fn reload_plugins(&self) -> Result<Vec<LoadWarning>, ServiceError> {
+        let (registry, warnings) = self.runtime.load_plugins(&self.config.plugin_dir).await?;
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
+        Ok(warnings)
+    }
+
+    /// The plugin directory.
+    pub fn plugin_dir(&self) -> &Path {
+        &self.config.plugin_dir
+    }
+
+    /// Turns to run attempts (`--max-concurrent`).
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// The state store, opened (and migrated) on first use.
+    pub fn store(&self) -> Result<Arc<SqliteStore>, ServiceError> {
+        let mut slot = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = &*slot {
+            return Ok(store.clone());
+        }
+        let store = SqliteStore::open(&self.config.state, self.config.durability)
+            .map_err(|error| self.store_error(error))?;
+        let store = Arc::new(store);
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    /// A store failure before any work, naming the state dir.
+    pub fn store_error(&self, error: StoreError) -> ServiceError {
+        ServiceError::Store {
+            dir: self.config.state.path().to_owned(),
+            error,
+        }
     }
 
     /// A plan file (TOML) or a saved plan (JSON) resolved and checked against the plugins
@@ -183,7 +268,11 @@ impl Service {
             path: file.to_owned(),
             error,
         })?;
+        let registry = self.registry();
         let plugin_dir = &self.config.plugin_dir;
+        let refuse = PluginChange::Refuse {
+            hint: "make a new plan with `planrt plan`",
+        };
         if source.trim_start().starts_with('{') {
             let saved: SavedPlan =
                 serde_json::from_str(&source).map_err(|e| ServiceError::NotASavedPlan {
@@ -193,73 +282,131 @@ impl Service {
                     message: e.to_string(),
                 })?;
             saved.to_plan_run()?;
-            let hint = "make a new plan with `planrt plan`";
-            let refuse = PluginChange::Refuse { hint };
-            return Ok(prepare(saved, &self.registry, plugin_dir, None, refuse).await?);
+            return Ok(prepare(saved, &registry, plugin_dir, None, refuse).await?);
         }
         let file = std::path::absolute(file).map_err(|error| ServiceError::ReadPlan {
             path: file.to_owned(),
             error,
         })?;
         let spec = PlanSpec::parse(&source, &file)?;
-        // Pinned to the plugins loaded now, so no pin can differ.
-        let saved = resolve_spec(&spec, &file, &self.registry, plugin_dir)?;
-        let locations = Some((file.as_path(), spec.task_locations.as_slice()));
-        let refuse = PluginChange::Refuse {
-            hint: "make a new plan with `planrt plan`",
-        };
-        Ok(prepare(saved, &self.registry, plugin_dir, locations, refuse).await?)
+        self.prepare_spec(&spec, Some(&file)).await
     }
 
-    /// Claims, records and runs a prepared plan until it completes or fails, or `stop`
-    /// resolves.
-    pub async fn run(
+    /// A parsed plan resolved with a fresh plan ID (pinned to the plugins loaded now, so
+    /// no pin can differ) and checked. `file` places errors, when the plan has one.
+    pub async fn prepare_spec(
+        &self,
+        spec: &PlanSpec,
+        file: Option<&Path>,
+    ) -> Result<PreparedPlan, ServiceError> {
+        let registry = self.registry();
+        let plugin_dir = &self.config.plugin_dir;
+        let placed = file.unwrap_or(Path::new("<request>"));
+        let saved = resolve_spec(spec, placed, &registry, plugin_dir)?;
+        let locations = file.map(|file| (file, spec.task_locations.as_slice()));
+        let refuse = PluginChange::Refuse {
+            hint: "make a new plan",
+        };
+        Ok(prepare(saved, &registry, plugin_dir, locations, refuse).await?)
+    }
+
+    /// One task submitted on its own (the task API): resolved with `settings` (the
+    /// `serve --grants` file) and checked like a plan of one task. Returns the plan to
+    /// [`Service::admit`] with it.
+    pub async fn prepare_task(
+        &self,
+        id: TaskId,
+        task_type: TaskType,
+        params: Value,
+        settings: &TaskSettings,
+    ) -> Result<(PreparedPlan, PlanRun), ServiceError> {
+        let registry = self.registry();
+        let plugin = registry
+            .get(&task_type)
+            .ok_or_else(|| PrepareError::UnknownTaskType {
+                location: None,
+                index: 0,
+                task_type: task_type.clone(),
+                plugin_dir: self.config.plugin_dir.clone(),
+            })?;
+        let task = Task::submitted(
+            id,
+            task_type.clone(),
+            params,
+            settings.defaults.retry(),
+            settings.defaults.limits,
+        );
+        let plan = PlanRun::single(task);
+        let resolution = Resolution {
+            format_version: SAVED_PLAN_FORMAT_VERSION,
+            defaults: settings.defaults,
+            grants: settings.grants.clone(),
+            plugins: [(task_type, pin(plugin))].into(),
+        };
+        let saved = SavedPlan::of(resolution, plan.document());
+        let refuse = PluginChange::Refuse {
+            hint: "submit it again",
+        };
+        let prepared = prepare(saved, &registry, &self.config.plugin_dir, None, refuse).await?;
+        Ok((prepared, plan))
+    }
+
+    /// Claims and records a new plan (`plan` as [`Service::prepare_task`] made it, or the
+    /// prepared plan's own) created by `origin`; nothing runs yet.
+    pub fn admit(
         &self,
         prepared: PreparedPlan,
-        observer: &dyn Observer,
-        stop: impl Future<Output = ()>,
-    ) -> Result<Finished, ServiceError> {
-        let store = self.open_store()?;
-        let mut plan = prepared.saved.to_plan_run()?;
-        let _claim = PlanClaim::acquire(&self.config.state, plan.id())?;
+        plan: Option<PlanRun>,
+        origin: Origin,
+    ) -> Result<Admitted, ServiceError> {
+        let plan = match plan {
+            Some(plan) => plan,
+            None => prepared.saved.to_plan_run()?,
+        };
+        let store = self.store()?;
+        let claim = PlanClaim::acquire(&self.config.state, plan.id())?;
         store
-            .create_plan(&prepared.saved.resolution(), &plan)
-            .map_err(|error| ServiceError::Store {
-                dir: self.config.state.path().to_owned(),
-                error,
+            .create_plan(&prepared.saved.resolution(), &plan, origin)
+            .map_err(|error| match error {
+                StoreError::PlanExists(id) => ServiceError::PlanExists(id),
+                error => self.store_error(error),
             })?;
-        tracing::info!(plan = %plan.id(), "running plan {}", plan.id());
-        let end = self
-            .execute(&mut plan, &prepared, &store, observer, stop)
-            .await?;
-        Ok(Finished { plan, end })
+        Ok(Admitted {
+            plan,
+            prepared,
+            _claim: claim,
+        })
     }
 
-    /// Continues a stored plan with the same IDs: everything is checked (plugins, grants,
-    /// params, `from`) before anything is recorded; then attempts found running are
-    /// recorded interrupted, `from` is applied, a plugin change the operator allowed is
-    /// re-pinned, and the plan runs.
-    pub async fn resume(
+    /// Opens a stored plan to run again with the same IDs: everything is checked
+    /// (plugins, grants, params, `from`) before anything is recorded; then attempts found
+    /// running are recorded interrupted, `from` (and new params) applied, a plugin change
+    /// the operator allowed re-pinned.
+    pub async fn reopen(
         &self,
         plan_id: PlanId,
-        from: ResumeFrom,
-        plugin_change: PluginChange,
+        how: Reopen,
         observer: &dyn Observer,
-        stop: impl Future<Output = ()>,
-    ) -> Result<Finished, ServiceError> {
-        let store = self.open_store()?;
+    ) -> Result<Admitted, ServiceError> {
+        let store = self.store()?;
         // Claim before reading: the state read is then the latest, and no one else moves it.
-        let _claim = PlanClaim::acquire(&self.config.state, plan_id)?;
-        let (saved, mut plan) = self.stored(&store, plan_id)?;
+        let claim = PlanClaim::acquire(&self.config.state, plan_id)?;
+        let (mut saved, mut plan) = self.stored(&store, plan_id)?;
+        if let Some((index, params)) = &how.new_params
+            && let Some(task) = saved.plan.tasks.get_mut(*index)
+        {
+            task.params = params.clone();
+        }
+        let registry = self.registry();
         let prepared = prepare(
             saved,
-            &self.registry,
+            &registry,
             &self.config.plugin_dir,
             None,
-            plugin_change,
+            how.plugin_change,
         )
         .await?;
-        reopen(&mut plan, from, &store, observer).map_err(|e| match e {
+        reopen(&mut plan, how.from, how.new_params, &*store, observer).map_err(|e| match e {
             ResumeError::Execute(error) => ServiceError::AfterWorkStarted {
                 plan: plan_id,
                 error,
@@ -283,37 +430,103 @@ impl Service {
                     error: ExecuteError::Store(error),
                 })?;
         }
-        if plan.phase() == crate::plan::Phase::Complete {
-            tracing::info!(
-                "plan {plan_id} is already complete; nothing to run (use --from N to run tasks again)"
-            );
-        }
-        tracing::info!(plan = %plan_id, "running plan {plan_id}");
-        let end = self
-            .execute(&mut plan, &prepared, &store, observer, stop)
-            .await?;
-        Ok(Finished { plan, end })
+        Ok(Admitted {
+            plan,
+            prepared,
+            _claim: claim,
+        })
     }
 
-    async fn execute(
+    /// Runs an admitted plan until it completes or fails, or `stop` resolves.
+    pub async fn execute(
         &self,
-        plan: &mut PlanRun,
-        prepared: &PreparedPlan,
-        store: &SqliteStore,
+        admitted: Admitted,
         observer: &dyn Observer,
-        stop: impl Future<Output = ()>,
-    ) -> Result<RunEnd, ServiceError> {
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<Finished, ServiceError> {
+        let Admitted {
+            mut plan,
+            prepared,
+            _claim,
+        } = admitted;
         let id = plan.id();
-        match execute(plan, prepared, store, observer, stop).await {
-            Ok(RunEnd::Finished(crate::plan::Phase::Active)) => {
-                Err(ServiceError::AfterWorkStarted {
-                    plan: id,
-                    error: ExecuteError::Stalled(id),
-                })
-            }
-            Ok(end) => Ok(end),
+        let store = self.store()?;
+        if plan.phase() == Phase::Complete {
+            tracing::info!(
+                "plan {id} is already complete; nothing to run (use --from N to run tasks again)"
+            );
+        }
+        tracing::info!(plan = %id, "running plan {id}");
+        let execution = Execution {
+            prepared: &prepared,
+            store: &*store,
+            observer,
+            slots: &self.slots,
+        };
+        match execute(&mut plan, execution, stop).await {
+            Ok(RunEnd::Finished(Phase::Active)) => Err(ServiceError::AfterWorkStarted {
+                plan: id,
+                error: ExecuteError::Stalled(id),
+            }),
+            Ok(end) => Ok(Finished { plan, end }),
             Err(error) => Err(ServiceError::AfterWorkStarted { plan: id, error }),
         }
+    }
+
+    /// Claims, records and runs a prepared plan until it completes or fails, or `stop`
+    /// resolves (the CLI's `run`).
+    pub async fn run(
+        &self,
+        prepared: PreparedPlan,
+        observer: &dyn Observer,
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<Finished, ServiceError> {
+        let admitted = self.admit(prepared, None, Origin::Cli)?;
+        self.execute(admitted, observer, stop).await
+    }
+
+    /// Continues a stored plan with the same IDs (the CLI's `resume`): see
+    /// [`Service::reopen`].
+    pub async fn resume(
+        &self,
+        plan_id: PlanId,
+        from: ResumeFrom,
+        plugin_change: PluginChange,
+        observer: &dyn Observer,
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<Finished, ServiceError> {
+        let how = Reopen {
+            from,
+            plugin_change,
+            new_params: None,
+        };
+        let admitted = self.reopen(plan_id, how, observer).await?;
+        self.execute(admitted, observer, stop).await
+    }
+
+    /// Cancels a stored plan that this process is not running: claims it and records its
+    /// running attempt (left by a crash) or its next attempt `cancelled`. Returns whether
+    /// anything was cancelled (not for a finished plan).
+    pub fn cancel_idle(
+        &self,
+        plan_id: PlanId,
+        observer: &dyn Observer,
+    ) -> Result<bool, ServiceError> {
+        let store = self.store()?;
+        let _claim = PlanClaim::acquire(&self.config.state, plan_id)?;
+        let (_, mut plan) = self.stored(&store, plan_id)?;
+        cancel(&mut plan, &*store, observer, "cancelled by an operator").map_err(|error| {
+            ServiceError::AfterWorkStarted {
+                plan: plan_id,
+                error,
+            }
+        })
+    }
+
+    /// The plan as last recorded.
+    pub fn load(&self, id: PlanId) -> Result<(SavedPlan, PlanRun), ServiceError> {
+        let store = self.store()?;
+        self.stored(&store, id)
     }
 
     fn stored(
@@ -323,10 +536,7 @@ impl Service {
     ) -> Result<(SavedPlan, PlanRun), ServiceError> {
         store
             .load_plan(id)
-            .map_err(|error| ServiceError::Store {
-                dir: self.config.state.path().to_owned(),
-                error,
-            })?
+            .map_err(|error| self.store_error(error))?
             .ok_or_else(|| ServiceError::UnknownPlan {
                 id,
                 dir: self.config.state.path().to_owned(),

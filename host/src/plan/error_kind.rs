@@ -37,7 +37,8 @@ pub enum ErrorKind {
     HttpDenied,
     /// The host stopped or crashed while the attempt ran.
     Interrupted,
-    /// The attempt was cancelled by an operator.
+    /// The attempt was cancelled by an operator: the task stops (failed) until an operator
+    /// resumes or resubmits it; no retry budget is used.
     Cancelled,
 }
 
@@ -61,8 +62,10 @@ impl ErrorKind {
             | ErrorKind::InvalidParams
             | ErrorKind::Trap
             | ErrorKind::MemoryLimit
-            | ErrorKind::HttpDenied => Disposition::Terminal,
-            ErrorKind::Interrupted | ErrorKind::Cancelled => Disposition::RerunFree,
+            | ErrorKind::HttpDenied
+            // Terminal without using budget: an operator asked for the task to stop.
+            | ErrorKind::Cancelled => Disposition::Terminal,
+            ErrorKind::Interrupted => Disposition::RerunFree,
         }
     }
 }
@@ -85,7 +88,7 @@ mod tests {
             (ErrorKind::MemoryLimit, Terminal),
             (ErrorKind::HttpDenied, Terminal),
             (ErrorKind::Interrupted, RerunFree),
-            (ErrorKind::Cancelled, RerunFree),
+            (ErrorKind::Cancelled, Terminal),
         ];
         assert_eq!(expected.len(), ErrorKind::VARIANTS.len());
         for (kind, disposition) in expected {

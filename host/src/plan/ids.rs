@@ -68,6 +68,13 @@ impl TaskId {
     }
 }
 
+impl From<Uuid> for TaskId {
+    /// A caller-chosen ID: a task submitted on its own through the task API.
+    fn from(value: Uuid) -> Self {
+        Self(value)
+    }
+}
+
 impl FromStr for TaskId {
     type Err = uuid::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

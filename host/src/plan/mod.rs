@@ -22,7 +22,7 @@ pub use policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
 pub use redact::Redactor;
 pub use run::{Phase, PlanRun, Step};
 pub use saved::{PluginPin, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan, SavedPlanError};
-pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSpec};
+pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSettings, TaskSpec};
 pub use task::{
     Attempt, AttemptOutcome, Failure, RestoreError, Task, TaskEvent, TaskRecord, TaskStatus,
     Transition, TransitionError,

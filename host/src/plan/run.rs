@@ -83,6 +83,16 @@ impl PlanRun {
         Self { id, name, tasks }
     }
 
+    /// The plan of one task submitted on its own (the task API): the plan has the task's
+    /// ID, so the task's ID also names its plan in `status` and `history`.
+    pub fn single(task: Task) -> Self {
+        Self {
+            id: PlanId::from(task.id().as_uuid()),
+            name: None,
+            tasks: vec![task],
+        }
+    }
+
     /// Rebuilds a plan from stored tasks (in plan order).
     pub fn from_tasks(id: PlanId, name: Option<String>, tasks: Vec<Task>) -> Self {
         Self { id, name, tasks }
@@ -277,7 +287,7 @@ mod tests {
         assert_eq!(plan.phase(), Phase::Failed);
         assert_eq!(plan.failed_task_index(), Some(1));
         assert_eq!(plan.next_step(t(3)), Step::Finished(Phase::Failed));
-        plan.apply(1, TaskEvent::Resubmit).unwrap();
+        plan.apply(1, TaskEvent::Resubmit { params: None }).unwrap();
         assert_eq!(plan.phase(), Phase::Active);
         assert_eq!(plan.failed_task_index(), None);
         assert_eq!(plan.next_step(t(3)), Step::Run(1));

@@ -318,6 +318,46 @@ impl Reader<'_> {
         })
     }
 
+    fn defaults(&self, raw: Option<RawPolicy>) -> Result<PlanDefaults, SpecError> {
+        let defaults = PlanDefaults::default();
+        let Some(raw) = raw else {
+            return Ok(defaults);
+        };
+        self.refuse_unsupported("maxParallel", &raw.max_parallel)?;
+        let retry = self.policy(defaults.retry(), raw.max_retries, raw.backoff)?;
+        Ok(PlanDefaults {
+            max_retries: retry.max_retries,
+            backoff: retry.backoff,
+            limits: self.limits(raw.timeout, raw.memory_limit, raw.max_output)?,
+        })
+    }
+
+    /// Grants with host paths relative to the file's directory made absolute.
+    fn grants(&self, raw: Option<RawGrants>) -> Result<Grants, SpecError> {
+        let mut grants = Grants::default();
+        let Some(raw) = raw else {
+            return Ok(grants);
+        };
+        let base = self.file.parent().unwrap_or(Path::new("."));
+        for entry in raw.http.unwrap_or_default() {
+            let allow = HttpAllow::parse(entry.get_ref())
+                .map_err(|e| self.error(entry.span(), e.to_string()))?;
+            grants.http.push(allow);
+        }
+        for raw_dir in raw.dirs.unwrap_or_default() {
+            let span = raw_dir.guest.span();
+            let grant = self.dir_grant(raw_dir, base)?;
+            if grants.dirs.iter().any(|g| g.guest == grant.guest) {
+                return Err(self.error(
+                    span,
+                    format!("guest path `{}` is granted twice", grant.guest),
+                ));
+            }
+            grants.dirs.push(grant);
+        }
+        Ok(grants)
+    }
+
     fn task(
         &self,
         raw: RawTask,
@@ -363,46 +403,8 @@ impl PlanSpec {
             reader.error(span, e.message().trim_end().to_owned())
         })?;
 
-        let mut defaults = PlanDefaults::default();
-        if let Some(raw_defaults) = raw.defaults {
-            reader.refuse_unsupported("maxParallel", &raw_defaults.max_parallel)?;
-            let retry = reader.policy(
-                defaults.retry(),
-                raw_defaults.max_retries,
-                raw_defaults.backoff,
-            )?;
-            defaults = PlanDefaults {
-                max_retries: retry.max_retries,
-                backoff: retry.backoff,
-                limits: reader.limits(
-                    raw_defaults.timeout,
-                    raw_defaults.memory_limit,
-                    raw_defaults.max_output,
-                )?,
-            };
-        }
-
-        let plan_dir = file.parent().unwrap_or(Path::new("."));
-        let mut grants = Grants::default();
-        if let Some(raw_grants) = raw.grants {
-            for entry in raw_grants.http.unwrap_or_default() {
-                let allow = HttpAllow::parse(entry.get_ref())
-                    .map_err(|e| reader.error(entry.span(), e.to_string()))?;
-                grants.http.push(allow);
-            }
-            for raw_dir in raw_grants.dirs.unwrap_or_default() {
-                let span = raw_dir.guest.span();
-                let grant = reader.dir_grant(raw_dir, plan_dir)?;
-                if grants.dirs.iter().any(|g| g.guest == grant.guest) {
-                    return Err(reader.error(
-                        span,
-                        format!("guest path `{}` is granted twice", grant.guest),
-                    ));
-                }
-                grants.dirs.push(grant);
-            }
-        }
-
+        let defaults = reader.defaults(raw.defaults)?;
+        let grants = reader.grants(raw.grants)?;
         let raw_tasks = raw.tasks.unwrap_or_default();
         if raw_tasks.is_empty() {
             return Err(reader.error(source.len()..source.len(), "the plan has no [[tasks]]"));
@@ -420,6 +422,39 @@ impl PlanSpec {
             grants,
             tasks,
             task_locations,
+        })
+    }
+}
+
+/// What every task submitted on its own runs with (`planrt serve --grants FILE`): the
+/// `[defaults]` and `[grants]` tables of a plan file, and nothing else.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskSettings {
+    /// Retry policy and limits.
+    pub defaults: PlanDefaults,
+    /// What the tasks may reach.
+    pub grants: Grants,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTaskSettings {
+    defaults: Option<RawPolicy>,
+    grants: Option<RawGrants>,
+}
+
+impl TaskSettings {
+    /// Parses a settings file: `file` names it in errors; relative grant paths are taken
+    /// relative to its directory.
+    pub fn parse(source: &str, file: &Path) -> Result<Self, SpecError> {
+        let reader = Reader { source, file };
+        let raw: RawTaskSettings = toml::from_str(source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            reader.error(span, e.message().trim_end().to_owned())
+        })?;
+        Ok(Self {
+            defaults: reader.defaults(raw.defaults)?,
+            grants: reader.grants(raw.grants)?,
         })
     }
 }

@@ -131,11 +131,23 @@ pub enum TaskEvent {
         jitter_sample: f64,
     },
     /// Operator: run a failed task again as its next attempt (resume, or a failed task
-    /// resubmitted by an operator). Keeps the retry count.
-    Resubmit,
+    /// submitted again over HTTP, with new params when given). Keeps the retry count.
+    Resubmit {
+        /// The params of the next attempts (`None`: unchanged).
+        params: Option<Value>,
+    },
     /// Operator (`resume --from`): back to pending with a fresh retry budget, even if the
     /// task completed. The only way a completed task runs again.
     Reset,
+    /// Operator (`DELETE` over HTTP): the task stops — its running attempt ends
+    /// `cancelled`, or its next attempt never starts — and it is failed until resumed or
+    /// resubmitted. No retry budget is used.
+    Cancel {
+        /// The current time.
+        at: Timestamp,
+        /// Who or what cancelled it, for people.
+        reason: String,
+    },
 }
 
 impl TaskEvent {
@@ -145,8 +157,9 @@ impl TaskEvent {
             TaskEvent::Start { .. } => EventKind::Start,
             TaskEvent::Succeed { .. } => EventKind::Succeed,
             TaskEvent::Fail { .. } => EventKind::Fail,
-            TaskEvent::Resubmit => EventKind::Resubmit,
+            TaskEvent::Resubmit { .. } => EventKind::Resubmit,
             TaskEvent::Reset => EventKind::Reset,
+            TaskEvent::Cancel { .. } => EventKind::Cancel,
         }
     }
 
@@ -284,10 +297,35 @@ impl Task {
         })
     }
 
+    /// A new pending task submitted on its own with a caller-chosen ID (the task API):
+    /// the only task of its plan.
+    pub fn submitted(
+        id: TaskId,
+        task_type: TaskType,
+        params: Value,
+        policy: RetryPolicy,
+        limits: LimitOverrides,
+    ) -> Self {
+        Self::from_record(TaskRecord {
+            index: 0,
+            task_type,
+            id,
+            params,
+            policy,
+            limits,
+            status: TaskStatus::Pending,
+            retry_count: 0,
+            next_attempt_at: None,
+            output: None,
+            error: None,
+            attempts: Vec::new(),
+        })
+    }
+
     /// Rebuilds a task the state store kept. Only states the transition table can reach
     /// are accepted: attempts numbered 1…n, a running attempt exactly when the task is
     /// `Running` (and only the last), the last attempt complete with an output when it is
-    /// `Complete`, failed when it is `Failed`.
+    /// `Complete`, no running attempt and an error when it is `Failed`.
     pub fn restore(record: TaskRecord) -> Result<Self, RestoreError> {
         let problem = |what: String| RestoreError {
             index: record.index,
@@ -316,7 +354,9 @@ impl Task {
             TaskStatus::Complete => {
                 running == 0 && last == Some(AttemptOutcome::Complete) && record.output.is_some()
             }
-            TaskStatus::Failed => running == 0 && last == Some(AttemptOutcome::Failed),
+            // Usually its last attempt failed; a task cancelled before its next attempt
+            // started keeps only the error saying so.
+            TaskStatus::Failed => running == 0 && record.error.is_some(),
             TaskStatus::Pending => running == 0,
         };
         if !consistent {
@@ -483,7 +523,30 @@ impl Task {
                 let delay = self.policy.backoff.delay(self.retry_count, jitter_sample);
                 self.next_attempt_at = Some(add_duration(at, delay));
             }
-            (Effect::Keep, _) => {}
+            (Effect::Resubmit, TaskEvent::Resubmit { params }) => {
+                if let Some(params) = params {
+                    self.params = params;
+                }
+            }
+            (Effect::CancelAttempt, TaskEvent::Cancel { at, reason }) => {
+                self.end_failed(
+                    at,
+                    Failure {
+                        kind: ErrorKind::Cancelled,
+                        message: reason,
+                        backtrace: None,
+                        log_tail: None,
+                    },
+                );
+            }
+            (Effect::CancelNext, TaskEvent::Cancel { reason, .. }) => {
+                self.next_attempt_at = None;
+                self.error = Some(format!(
+                    "{}: {reason} (before attempt {} started)",
+                    ErrorKind::Cancelled,
+                    self.attempts.len() + 1
+                ));
+            }
             (Effect::Reset, _) => {
                 self.retry_count = 0;
                 self.next_attempt_at = None;
@@ -531,6 +594,8 @@ pub enum EventKind {
     Resubmit,
     /// [`TaskEvent::Reset`].
     Reset,
+    /// [`TaskEvent::Cancel`].
+    Cancel,
 }
 
 impl EventKind {
@@ -542,6 +607,7 @@ impl EventKind {
             EventKind::Fail => "fail",
             EventKind::Resubmit => "resubmit",
             EventKind::Reset => "reset",
+            EventKind::Cancel => "cancel",
         }
     }
 }
@@ -554,8 +620,7 @@ pub enum Guard {
     /// The task's turn: no earlier task holds it back and its stored backoff has passed
     /// (else the event is refused, saying which).
     Turn,
-    /// The failure does not count: it is run again without using budget
-    /// (`interrupted`, `cancelled`).
+    /// The failure does not count: it is run again without using budget (`interrupted`).
     RerunFree,
     /// The failure is retried and the retry budget has room.
     BudgetLeft,
@@ -617,10 +682,14 @@ pub enum Effect {
     Fail,
     /// As [`Effect::Fail`], and uses one retry: stores when the next attempt may start.
     FailAndBackOff,
-    /// Nothing besides the status (the retry count and history are kept).
-    Keep,
+    /// Takes the new params, if the event has some (the retry count and history are kept).
+    Resubmit,
     /// A fresh budget: clears the retry count, backoff, output and error (attempts stay).
     Reset,
+    /// Ends the running attempt `failed` as `cancelled` with the reason; uses no budget.
+    CancelAttempt,
+    /// Clears the stored backoff and records why the next attempt will not start.
+    CancelNext,
 }
 
 /// One row of the transition table.
@@ -672,10 +741,12 @@ pub const TRANSITIONS: &[Row] = {
             Effect::FailAndBackOff,
         ),
         row(Running, E::Fail, G::NoRetry, Failed, Effect::Fail),
-        row(Failed, E::Resubmit, G::Always, Pending, Effect::Keep),
+        row(Failed, E::Resubmit, G::Always, Pending, Effect::Resubmit),
         row(Pending, E::Reset, G::Always, Pending, Effect::Reset),
         row(Complete, E::Reset, G::Always, Pending, Effect::Reset),
         row(Failed, E::Reset, G::Always, Pending, Effect::Reset),
+        row(Running, E::Cancel, G::Always, Failed, Effect::CancelAttempt),
+        row(Pending, E::Cancel, G::Always, Failed, Effect::CancelNext),
     ]
 };
 
@@ -857,18 +928,30 @@ mod tests {
 
     #[test]
     fn running_interrupted_goes_pending_without_using_budget() {
-        for kind in [ErrorKind::Interrupted, ErrorKind::Cancelled] {
-            let mut task = task(0);
-            task.apply(TaskEvent::Start { at: t(0) }).unwrap();
-            assert_eq!(
-                task.apply(fail(t(1), kind)).unwrap().to,
-                TaskStatus::Pending
-            );
-            assert_eq!(task.retry_count(), 0);
-            assert_eq!(task.next_attempt_at(), None);
-            task.apply(TaskEvent::Start { at: t(1) }).unwrap();
-            assert_eq!(task.last_attempt().unwrap().attempt, 2);
-        }
+        let mut task = task(0);
+        task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+        assert_eq!(
+            task.apply(fail(t(1), ErrorKind::Interrupted)).unwrap().to,
+            TaskStatus::Pending
+        );
+        assert_eq!(task.retry_count(), 0);
+        assert_eq!(task.next_attempt_at(), None);
+        task.apply(TaskEvent::Start { at: t(1) }).unwrap();
+        assert_eq!(task.last_attempt().unwrap().attempt, 2);
+    }
+
+    #[test]
+    fn cancelled_fails_the_task_without_using_budget_until_resubmitted() {
+        let mut task = task(3);
+        task.apply(TaskEvent::Start { at: t(0) }).unwrap();
+        assert_eq!(
+            task.apply(fail(t(1), ErrorKind::Cancelled)).unwrap().to,
+            TaskStatus::Failed
+        );
+        assert_eq!(task.retry_count(), 0);
+        task.apply(TaskEvent::Resubmit { params: None }).unwrap();
+        task.apply(TaskEvent::Start { at: t(2) }).unwrap();
+        assert_eq!(task.last_attempt().unwrap().attempt, 2);
     }
 
     #[test]
@@ -879,7 +962,7 @@ mod tests {
         task.apply(TaskEvent::Start { at: t(30) }).unwrap();
         task.apply(fail(t(31), ErrorKind::Permanent)).unwrap();
         assert_eq!(
-            task.apply(TaskEvent::Resubmit).unwrap().to,
+            task.apply(TaskEvent::Resubmit { params: None }).unwrap().to,
             TaskStatus::Pending
         );
         assert_eq!(task.retry_count(), 1);
@@ -1083,12 +1166,15 @@ mod tests {
             (
                 5,
                 with_status(TaskStatus::Failed),
-                TaskEvent::Resubmit,
+                TaskEvent::Resubmit {
+                    params: Some(serde_json::json!({"second": "try"})),
+                },
                 |before, after| {
+                    assert_eq!(after.params(), &serde_json::json!({"second": "try"}));
                     assert_eq!(
                         (after.retry_count(), after.error(), after.attempts()),
                         (before.retry_count(), before.error(), before.attempts()),
-                        "only the status changes"
+                        "budget, last error and history are kept"
                     );
                 },
             ),
@@ -1104,6 +1190,51 @@ mod tests {
                 with_status(TaskStatus::Failed),
                 TaskEvent::Reset,
                 check_reset,
+            ),
+            (
+                9,
+                running_again(),
+                TaskEvent::Cancel {
+                    at: t(100),
+                    reason: "cancelled by DELETE".into(),
+                },
+                |before, after| {
+                    let attempt = after.last_attempt().unwrap();
+                    assert_eq!(
+                        (
+                            attempt.outcome,
+                            attempt.ended_at,
+                            attempt.error_kind,
+                            attempt.message.as_deref()
+                        ),
+                        (
+                            AttemptOutcome::Failed,
+                            Some(t(100)),
+                            Some(ErrorKind::Cancelled),
+                            Some("cancelled by DELETE")
+                        )
+                    );
+                    assert_eq!(after.error(), Some("cancelled: cancelled by DELETE"));
+                    assert_eq!(after.retry_count(), before.retry_count(), "no budget used");
+                    assert_eq!(after.next_attempt_at(), None);
+                },
+            ),
+            (
+                10,
+                backed_off(),
+                TaskEvent::Cancel {
+                    at: t(5),
+                    reason: "cancelled by DELETE".into(),
+                },
+                |before, after| {
+                    assert_eq!(after.attempts(), before.attempts(), "no attempt is made up");
+                    assert_eq!(after.next_attempt_at(), None, "the backoff is dropped");
+                    assert_eq!(after.retry_count(), before.retry_count());
+                    assert_eq!(
+                        after.error(),
+                        Some("cancelled: cancelled by DELETE (before attempt 2 started)")
+                    );
+                },
             ),
         ];
         fn check_reset(before: &Task, after: &Task) {
@@ -1160,8 +1291,12 @@ mod tests {
                     log_tail: None,
                 },
                 fail(t(100), ErrorKind::Transient),
-                TaskEvent::Resubmit,
+                TaskEvent::Resubmit { params: None },
                 TaskEvent::Reset,
+                TaskEvent::Cancel {
+                    at: t(100),
+                    reason: "operator".into(),
+                },
             ]
         };
         // The contract (docs/DESIGN.md §2), written out by hand: the table must agree.
@@ -1173,6 +1308,8 @@ mod tests {
             (TaskStatus::Pending, "reset"),
             (TaskStatus::Complete, "reset"),
             (TaskStatus::Failed, "reset"),
+            (TaskStatus::Running, "cancel"),
+            (TaskStatus::Pending, "cancel"),
         ];
         for &status in TaskStatus::VARIANTS {
             for event in events() {
@@ -1223,6 +1360,20 @@ mod tests {
         let mut complete_without_output = record(&with_status(TaskStatus::Complete));
         complete_without_output.output = None;
         assert!(Task::restore(complete_without_output).is_err());
+        let mut failed_without_error = record(&with_status(TaskStatus::Failed));
+        failed_without_error.error = None;
+        assert!(Task::restore(failed_without_error).is_err());
+        let mut cancelled_before_start = backed_off();
+        cancelled_before_start
+            .apply(TaskEvent::Cancel {
+                at: t(5),
+                reason: "operator".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            Task::restore(record(&cancelled_before_start)),
+            Ok(cancelled_before_start)
+        );
         let mut gap = record(&backed_off());
         gap.attempts[0].attempt = 2;
         assert!(

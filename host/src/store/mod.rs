@@ -6,6 +6,7 @@ pub mod claim;
 mod rows;
 pub mod schema;
 pub mod sqlite;
+mod tasks;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task
 
 pub use claim::{ClaimError, PlanClaim};
 pub use sqlite::SqliteStore;
+pub use tasks::{TaskCursor, TaskRef};
 
 /// How much a committed transition survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,6 +27,17 @@ pub enum Durability {
     Full,
     /// Survives the process dying (kill -9, OOM kill), not power loss; far cheaper.
     Process,
+}
+
+/// Who created a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
+pub enum Origin {
+    /// `planrt run`: an operator resumes it.
+    Cli,
+    /// The HTTP API (`planrt serve`): the server runs it, and runs it again after a
+    /// restart.
+    Api,
 }
 
 /// A store that cannot do what was asked.
@@ -76,8 +89,14 @@ pub struct PlanSummary {
 
 /// Where plans, tasks and attempts are kept.
 pub trait StateStore: Send + Sync {
-    /// Records a new plan: what it was resolved with, and its tasks (all pending).
-    fn create_plan(&self, resolution: &Resolution, plan: &PlanRun) -> Result<(), StoreError>;
+    /// Records a new plan: what it was resolved with, who created it, and its tasks (all
+    /// pending).
+    fn create_plan(
+        &self,
+        resolution: &Resolution,
+        plan: &PlanRun,
+        origin: Origin,
+    ) -> Result<(), StoreError>;
 
     /// Records a task's state after a transition, in one transaction: its fields and its
     /// newest attempt (attempts are append-only: an ended one never changes).

@@ -80,7 +80,8 @@ pub(super) fn update_task(
 ) -> Result<(), StoreError> {
     let updated = tx
         .prepare_cached(
-            "UPDATE tasks SET status = ?3, retry_count = ?4, next_attempt_at = ?5, output = ?6, error = ?7
+            "UPDATE tasks SET status = ?3, retry_count = ?4, next_attempt_at = ?5, output = ?6, error = ?7,
+                              params = ?8
              WHERE plan_id = ?1 AND idx = ?2",
         )?
         .execute(params![
@@ -91,6 +92,7 @@ pub(super) fn update_task(
             task.next_attempt_at().map(|t| t.to_string()),
             task.output().map(json),
             task.error(),
+            json(task.params()),
         ])?;
     if updated != 1 {
         return Err(StoreError::UnknownTask {

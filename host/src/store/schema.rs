@@ -68,6 +68,13 @@ const MIGRATIONS: &[&str] = &[
     UPDATE plans SET resolved = json_remove(resolved, '$.id', '$.name', '$.phase', '$.tasks',
                                             '$.failedTaskIndex', '$.failedTaskDetail');
     "#,
+    // 4: where a plan came from (`cli`, or `api`: `planrt serve` runs and rehydrates
+    // those), and when it was removed from the task API's views (`DELETE /v0/tasks/{id}`
+    // of a finished task: its history stays, attempts are never deleted).
+    r#"
+    ALTER TABLE plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'cli' CHECK (origin IN ('cli', 'api'));
+    ALTER TABLE plans ADD COLUMN removed_at TEXT;
+    "#,
 ];
 
 /// The schema version this planrt writes.

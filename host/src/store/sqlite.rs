@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
-use super::{Durability, PlanSummary, StateStore, StoreError};
+use super::{Durability, Origin, PlanSummary, StateStore, StoreError};
 use crate::plan::{
     Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskStatus, TaskType,
 };
@@ -139,7 +139,7 @@ impl SqliteStore {
         &self.path
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -171,7 +171,12 @@ fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>,
 }
 
 impl StateStore for SqliteStore {
-    fn create_plan(&self, resolution: &Resolution, plan: &PlanRun) -> Result<(), StoreError> {
+    fn create_plan(
+        &self,
+        resolution: &Resolution,
+        plan: &PlanRun,
+        origin: Origin,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn)?;
         let id = plan.id().to_string();
@@ -182,12 +187,13 @@ impl StateStore for SqliteStore {
             return Err(StoreError::PlanExists(plan.id()));
         }
         tx.execute(
-            "INSERT INTO plans (id, name, created_at, resolved) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO plans (id, name, created_at, resolved, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 id,
                 plan.name(),
                 Timestamp::now().to_string(),
-                json(resolution)
+                json(resolution),
+                <&str>::from(origin),
             ],
         )?;
         for task in plan.tasks() {
@@ -346,9 +352,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, mut run) = plan();
-        store.create_plan(&resolution(&spec), &run).unwrap();
+        store
+            .create_plan(&resolution(&spec), &run, Origin::Cli)
+            .unwrap();
         assert!(matches!(
-            store.create_plan(&resolution(&spec), &run),
+            store.create_plan(&resolution(&spec), &run, Origin::Cli),
             Err(StoreError::PlanExists(_))
         ));
 
@@ -403,7 +411,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         let (spec, mut failed) = plan();
-        store.create_plan(&resolution(&spec), &failed).unwrap();
+        store
+            .create_plan(&resolution(&spec), &failed, Origin::Cli)
+            .unwrap();
         failed.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
         store.record_task(failed.id(), &failed.tasks()[0]).unwrap();
         failed
@@ -436,7 +446,9 @@ mod tests {
             .unwrap();
         store.record_task(failed.id(), &failed.tasks()[1]).unwrap();
         let (_, active) = plan();
-        store.create_plan(&resolution(&spec), &active).unwrap();
+        store
+            .create_plan(&resolution(&spec), &active, Origin::Cli)
+            .unwrap();
 
         let list = store.list_plans(10).unwrap();
         assert_eq!(list.len(), 2);
@@ -458,7 +470,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, mut run) = plan();
-        store.create_plan(&resolution(&spec), &run).unwrap();
+        store
+            .create_plan(&resolution(&spec), &run, Origin::Cli)
+            .unwrap();
         run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
         run.apply(
             0,
@@ -511,7 +525,9 @@ mod tests {
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (spec, run) = plan();
-        store.create_plan(&resolution(&spec), &run).unwrap();
+        store
+            .create_plan(&resolution(&spec), &run, Origin::Cli)
+            .unwrap();
         for file in ["planrt.db", "planrt.db-wal", "planrt.db-shm"] {
             let mode = std::fs::metadata(dir.path().join(file))
                 .unwrap()
@@ -537,12 +553,16 @@ mod tests {
 
         let writer = SqliteStore::open(&state, Durability::Full).unwrap();
         let (spec, run) = plan();
-        writer.create_plan(&resolution(&spec), &run).unwrap();
+        writer
+            .create_plan(&resolution(&spec), &run, Origin::Cli)
+            .unwrap();
         let reader = SqliteStore::open_read_only(&state).unwrap().unwrap();
         assert_eq!(reader.load_plan(run.id()).unwrap().unwrap().1, run);
         assert_eq!(reader.list_plans(5).unwrap().len(), 1);
         let (_, other) = plan();
-        let refused = reader.create_plan(&resolution(&spec), &other).unwrap_err();
+        let refused = reader
+            .create_plan(&resolution(&spec), &other, Origin::Cli)
+            .unwrap_err();
         assert!(refused.to_string().contains("readonly"), "{refused}");
         drop((reader, writer));
 
@@ -566,7 +586,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         let (spec, first) = plan();
-        store.create_plan(&resolution(&spec), &first).unwrap();
+        store
+            .create_plan(&resolution(&spec), &first, Origin::Cli)
+            .unwrap();
         let mut other = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
         other
             .busy_timeout(std::time::Duration::from_secs(10))
@@ -581,7 +603,7 @@ mod tests {
         std::thread::scope(|scope| {
             let writer = scope.spawn(|| {
                 started.send(()).unwrap();
-                store.create_plan(&second_resolution, &second)?;
+                store.create_plan(&second_resolution, &second, Origin::Cli)?;
                 store.repin_plugins(first.id(), &Default::default())
             });
             // The writer is on its way into its transaction (microseconds of work before it
@@ -600,7 +622,9 @@ mod tests {
         let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
         let (spec, mut run) = plan();
         let saved_plan = saved(&run, &spec);
-        store.create_plan(&saved_plan.resolution(), &run).unwrap();
+        store
+            .create_plan(&saved_plan.resolution(), &run, Origin::Cli)
+            .unwrap();
         let resolved = |store: &SqliteStore| -> serde_json::Value {
             let text: String = store
                 .conn()
@@ -627,6 +651,13 @@ mod tests {
             .execute(
                 "UPDATE plans SET resolved = ?1",
                 [serde_json::to_string(&saved_plan).unwrap()],
+            )
+            .unwrap();
+        // Schema 2 had none of the later columns either.
+        store
+            .conn()
+            .execute_batch(
+                "ALTER TABLE plans DROP COLUMN origin; ALTER TABLE plans DROP COLUMN removed_at;",
             )
             .unwrap();
         store.conn().pragma_update(None, "user_version", 2).unwrap();

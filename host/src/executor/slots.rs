@@ -1,0 +1,148 @@
+//! How many attempts may run at once across every plan of this process (`serve
+//! --max-concurrent`), and how many are running or waiting for a turn — the figures
+//! `/v0/metrics` reports.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Turns to run an attempt.
+#[derive(Debug)]
+pub struct Slots {
+    limit: Option<Semaphore>,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+}
+
+impl Slots {
+    /// No limit (one plan at a time, as the CLI runs).
+    pub fn unlimited() -> Self {
+        Self::new(None)
+    }
+
+    /// At most `max` attempts at once (at least one).
+    pub fn limited(max: usize) -> Self {
+        Self::new(Some(Semaphore::new(max.max(1))))
+    }
+
+    fn new(limit: Option<Semaphore>) -> Self {
+        Self {
+            limit,
+            waiting: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for a turn; the turn ends when the returned slot is dropped. Dropping this
+    /// future while it waits (a stop) gives up its place.
+    pub async fn acquire(&self) -> Slot<'_> {
+        let permit = match &self.limit {
+            Some(semaphore) => {
+                let _waiting = Count::up(&self.waiting);
+                // The semaphore is never closed, so `acquire` only ever returns a permit.
+                semaphore.acquire().await.ok()
+            }
+            None => None,
+        };
+        Slot {
+            _permit: permit,
+            _running: Count::up(&self.running),
+        }
+    }
+
+    /// Attempts running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Attempts ready to start but waiting for a turn.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// One attempt's turn.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    _permit: Option<SemaphorePermit<'a>>,
+    _running: Count<'a>,
+}
+
+/// One in a gauge, for as long as it lives.
+#[derive(Debug)]
+struct Count<'a>(&'a AtomicUsize);
+
+impl<'a> Count<'a> {
+    fn up(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Count<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_limit_holds_the_extra_attempts_back_and_counts_them() {
+        let slots = Slots::limited(1);
+        let first = slots.acquire().await;
+        assert_eq!((slots.running(), slots.waiting()), (1, 0));
+        let mut second = Box::pin(slots.acquire());
+        assert!(
+            poll_once(second.as_mut()).is_none(),
+            "the second turn waits"
+        );
+        assert_eq!((slots.running(), slots.waiting()), (1, 1));
+        drop(first);
+        let second = second.await;
+        assert_eq!((slots.running(), slots.waiting()), (1, 0));
+        drop(second);
+        assert_eq!((slots.running(), slots.waiting()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_dropped_gives_up_its_place() {
+        let slots = Slots::limited(1);
+        let first = slots.acquire().await;
+        let mut waiter = Box::pin(slots.acquire());
+        assert!(poll_once(waiter.as_mut()).is_none());
+        drop(waiter);
+        assert_eq!(slots.waiting(), 0);
+        drop(first);
+        let _again = slots.acquire().await;
+        assert_eq!(slots.running(), 1);
+    }
+
+    #[tokio::test]
+    async fn unlimited_slots_never_wait() {
+        let slots = Slots::unlimited();
+        let turns: Vec<_> = take_turns(&slots, 64).await;
+        assert_eq!(slots.running(), 64);
+        drop(turns);
+        assert_eq!(slots.running(), 0);
+    }
+
+    async fn take_turns(slots: &Slots, n: usize) -> Vec<Slot<'_>> {
+        let mut turns = Vec::new();
+        for _ in 0..n {
+            turns.push(slots.acquire().await);
+        }
+        turns
+    }
+
+    fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        match future.poll(&mut context) {
+            std::task::Poll::Ready(value) => Some(value),
+            std::task::Poll::Pending => None,
+        }
+    }
+}

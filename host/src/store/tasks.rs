@@ -1,0 +1,297 @@
+//! What the task API (`planrt serve`) asks of the store beyond plans: a task by its ID,
+//! tasks newest first a page at a time, plans that still have work, removal from the
+//! API's views, and readiness.
+
+use rusqlite::{OptionalExtension, params};
+
+use jiff::Timestamp;
+
+use super::rows::{backend, status_name};
+use super::sqlite::SqliteStore;
+use super::{Origin, StoreError};
+use crate::plan::{PlanId, TaskId, TaskStatus};
+
+/// Where a task is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRef {
+    /// Its plan.
+    pub plan: PlanId,
+    /// Its position in the plan.
+    pub index: usize,
+    /// Whether it was removed from the task API's views.
+    pub removed: bool,
+    /// When its plan was created (the task submitted).
+    pub submitted_at: Timestamp,
+}
+
+/// Where a page of tasks ends (opaque to clients): the next page starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCursor {
+    plan_row: i64,
+    index: i64,
+}
+
+impl std::fmt::Display for TaskCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.plan_row, self.index)
+    }
+}
+
+impl std::str::FromStr for TaskCursor {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{text}` is not a cursor this server gave out");
+        let (plan_row, index) = text.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            plan_row: plan_row.parse().map_err(|_| bad())?,
+            index: index.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// The task with this ID, removed or not.
+    pub fn find_task(&self, id: TaskId) -> Result<Option<TaskRef>, StoreError> {
+        let conn = self.conn();
+        let found: Option<(String, i64, Option<String>, String)> = conn
+            .query_row(
+                "SELECT t.plan_id, t.idx, p.removed_at, p.created_at
+                 FROM tasks t JOIN plans p ON p.id = t.plan_id
+                 WHERE t.id = ?1",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        found
+            .map(|(plan, index, removed, created)| {
+                Ok(TaskRef {
+                    plan: plan.parse().map_err(backend)?,
+                    index: index as usize,
+                    removed: removed.is_some(),
+                    submitted_at: created.parse().map_err(backend)?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Up to `limit` tasks not removed, newest plan first (its tasks last to first),
+    /// starting after `after`; and the cursor of the next page, if there may be one.
+    pub fn list_tasks(
+        &self,
+        limit: usize,
+        after: Option<TaskCursor>,
+    ) -> Result<(Vec<TaskRef>, Option<TaskCursor>), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.rowid, t.plan_id, t.idx, p.created_at FROM tasks t JOIN plans p ON p.id = t.plan_id
+             WHERE p.removed_at IS NULL AND (p.rowid, t.idx) < (?2, ?3)
+             ORDER BY p.rowid DESC, t.idx DESC LIMIT ?1",
+        )?;
+        let (plan_row, index) = after.map_or((i64::MAX, i64::MAX), |c| (c.plan_row, c.index));
+        let mut rows = stmt.query(params![limit as i64, plan_row, index])?;
+        let mut tasks = Vec::new();
+        let mut last = None;
+        while let Some(row) = rows.next()? {
+            let cursor = TaskCursor {
+                plan_row: row.get(0)?,
+                index: row.get(2)?,
+            };
+            tasks.push(TaskRef {
+                plan: row.get::<_, String>(1)?.parse().map_err(backend)?,
+                index: cursor.index as usize,
+                removed: false,
+                submitted_at: row.get::<_, String>(3)?.parse().map_err(backend)?,
+            });
+            last = Some(cursor);
+        }
+        let next = if tasks.len() == limit { last } else { None };
+        Ok((tasks, next))
+    }
+
+    /// Plans of `origin` that still have work, oldest first: no task failed, and some
+    /// task not complete.
+    pub fn active_plans(&self, origin: Origin) -> Result<Vec<PlanId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.id FROM plans p JOIN tasks t ON t.plan_id = p.id
+             WHERE p.origin = ?3
+             GROUP BY p.id
+             HAVING sum(t.status = ?1) = 0 AND sum(t.status <> ?2) > 0
+             ORDER BY p.rowid",
+        )?;
+        let ids = stmt.query_map(
+            params![
+                status_name(TaskStatus::Failed),
+                status_name(TaskStatus::Complete),
+                <&str>::from(origin),
+            ],
+            |r| r.get::<_, String>(0),
+        )?;
+        ids.map(|id| id?.parse().map_err(backend)).collect()
+    }
+
+    /// Removes a plan from the task API's views (or brings it back).
+    pub fn set_removed(&self, plan: PlanId, removed: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE plans SET removed_at = CASE WHEN ?2 THEN ?3 END WHERE id = ?1",
+            params![
+                plan.to_string(),
+                removed,
+                jiff::Timestamp::now().to_string()
+            ],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::UnknownPlan(plan));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether a task of `task_type` ever completed (readiness: `mark-ready`).
+    pub fn completed_once(&self, task_type: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE type = ?1 AND status = ?2)",
+            params![task_type, status_name(TaskStatus::Complete)],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether the store answers (liveness).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn()
+            .query_row("SELECT count(*) FROM plans", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::{PlanRun, PlanSpec, Resolution, SAVED_PLAN_FORMAT_VERSION, TaskEvent};
+    use crate::state_dir::StateDir;
+    use crate::store::{Durability, StateStore};
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let state = StateDir::open_or_create(&dir.path().join("state")).unwrap();
+        SqliteStore::open(&state, Durability::Process).unwrap()
+    }
+
+    /// Records a new plan of `tasks` tasks of type `a` (or `mark-ready`).
+    fn add_plan(store: &SqliteStore, task_type: &str, tasks: usize, origin: Origin) -> PlanRun {
+        let text = format!("[[tasks]]\ntype = \"{task_type}\"\n").repeat(tasks);
+        let spec = PlanSpec::parse(&text, Path::new("/p.toml")).unwrap();
+        let run = PlanRun::new(PlanId::new_random(), None, &spec.tasks);
+        let resolution = Resolution {
+            format_version: SAVED_PLAN_FORMAT_VERSION,
+            defaults: spec.defaults,
+            grants: spec.grants,
+            plugins: Default::default(),
+        };
+        store.create_plan(&resolution, &run, origin).unwrap();
+        run
+    }
+
+    fn complete(store: &SqliteStore, run: &mut PlanRun, index: usize) {
+        let at = jiff::Timestamp::now();
+        run.apply(index, TaskEvent::Start { at }).unwrap();
+        run.apply(
+            index,
+            TaskEvent::Succeed {
+                at,
+                output: serde_json::json!({}),
+                log_tail: None,
+            },
+        )
+        .unwrap();
+        store.record_task(run.id(), &run.tasks()[index]).unwrap();
+    }
+
+    #[test]
+    fn a_task_is_found_by_its_id_removed_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let run = add_plan(&store, "a", 2, Origin::Api);
+        let task = &run.tasks()[1];
+        let found = store.find_task(task.id()).unwrap().unwrap();
+        assert_eq!(
+            (found.plan, found.index, found.removed),
+            (run.id(), 1, false)
+        );
+        store.set_removed(run.id(), true).unwrap();
+        assert!(store.find_task(task.id()).unwrap().unwrap().removed);
+        store.set_removed(run.id(), false).unwrap();
+        assert!(!store.find_task(task.id()).unwrap().unwrap().removed);
+        let unknown = crate::plan::TaskId::from(uuid::Uuid::new_v4());
+        assert_eq!(store.find_task(unknown).unwrap(), None);
+        assert!(matches!(
+            store.set_removed(PlanId::new_random(), true),
+            Err(StoreError::UnknownPlan(_))
+        ));
+    }
+
+    #[test]
+    fn tasks_are_listed_newest_plan_first_in_pages_without_removed_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let old = add_plan(&store, "a", 2, Origin::Cli);
+        let removed = add_plan(&store, "a", 1, Origin::Api);
+        let new = add_plan(&store, "a", 1, Origin::Api);
+        store.set_removed(removed.id(), true).unwrap();
+
+        let (page, next) = store.list_tasks(2, None).unwrap();
+        let ids = |page: &[TaskRef]| page.iter().map(|t| (t.plan, t.index)).collect::<Vec<_>>();
+        assert_eq!(ids(&page), [(new.id(), 0), (old.id(), 1)]);
+        let (rest, end) = store.list_tasks(2, next).unwrap();
+        assert_eq!(ids(&rest), [(old.id(), 0)]);
+        assert_eq!(end, None, "a short page is the last");
+
+        let cursor: TaskCursor = next.unwrap().to_string().parse().unwrap();
+        assert_eq!(Some(cursor), next, "a cursor round-trips through its text");
+        assert!("7".parse::<TaskCursor>().is_err());
+        assert!("a.b".parse::<TaskCursor>().is_err());
+    }
+
+    #[test]
+    fn active_plans_are_those_of_the_origin_with_work_left_and_no_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let cli = add_plan(&store, "a", 1, Origin::Cli);
+        let pending = add_plan(&store, "a", 2, Origin::Api);
+        let mut done = add_plan(&store, "a", 1, Origin::Api);
+        complete(&store, &mut done, 0);
+        let mut failed = add_plan(&store, "a", 1, Origin::Api);
+        let at = jiff::Timestamp::now();
+        failed.apply(0, TaskEvent::Start { at }).unwrap();
+        failed
+            .apply(
+                0,
+                TaskEvent::Cancel {
+                    at,
+                    reason: "test".into(),
+                },
+            )
+            .unwrap();
+        store.record_task(failed.id(), &failed.tasks()[0]).unwrap();
+        // Removed from the API's views, yet still unfinished: it still runs.
+        store.set_removed(pending.id(), true).unwrap();
+
+        assert_eq!(store.active_plans(Origin::Api).unwrap(), [pending.id()]);
+        assert_eq!(store.active_plans(Origin::Cli).unwrap(), [cli.id()]);
+    }
+
+    #[test]
+    fn readiness_is_a_completed_task_of_the_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        store.ping().unwrap();
+        let mut run = add_plan(&store, "mark-ready", 1, Origin::Api);
+        assert!(!store.completed_once("mark-ready").unwrap());
+        complete(&store, &mut run, 0);
+        assert!(store.completed_once("mark-ready").unwrap());
+        assert!(!store.completed_once("other").unwrap());
+    }
+}
