@@ -9,11 +9,12 @@ use anyhow::Context;
 use super::args::ServeArgs;
 use super::commands::{Outcome, open_service, stop_signal};
 use super::settings::Settings;
-use crate::executor::{Supervisor, TaskApi};
+use crate::executor::{PluginWatch, Supervisor, TaskApi};
 use crate::plan::TaskSettings;
 use crate::plan::units::{parse_duration, parse_size};
 use crate::server::auth::Auth;
-use crate::server::observer::LogTransitions;
+use crate::server::metrics::Metrics;
+use crate::server::observer::ServerObserver;
 use crate::server::{self, App, ServerConfig};
 
 /// `planrt serve`.
@@ -45,11 +46,14 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
     let service = Arc::new(open_service(settings, Some(max_concurrent)).await?);
     // The store is opened now, so a state dir that cannot hold it fails the start.
     service.store()?;
-    let supervisor = Supervisor::new(service.clone(), Arc::new(LogTransitions));
+    let metrics = Arc::new(Metrics::new());
+    let observer = Arc::new(ServerObserver::new(metrics.clone()));
+    let supervisor = Supervisor::new(service.clone(), observer);
     let tasks = Arc::new(TaskApi::new(supervisor.clone(), task_settings));
     let listener = server::bind(&config)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let _watch = PluginWatch::start(service.clone())?;
     let resumed = supervisor.rehydrate().await?;
     if resumed > 0 {
         tracing::info!("resumed {resumed} unfinished plan(s)");
@@ -59,7 +63,7 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
         listener.local_addr().unwrap_or(config.listen),
         service.registry().len(),
     );
-    let app = App::new(tasks, supervisor.clone());
+    let app = App::new(tasks, supervisor.clone(), metrics);
     let shutdown = async {
         stop_signal().await;
     };

@@ -2,7 +2,11 @@
 //! every transition in the store before reporting it, and applies operator actions.
 
 pub mod execute;
+mod id_locks;
+pub mod plan_api;
+pub mod plugin_watch;
 pub mod prepare;
+pub mod request;
 pub mod resume;
 pub mod secrets;
 pub mod service;
@@ -13,13 +17,17 @@ pub mod task_api;
 pub use execute::{
     ExecuteError, Execution, Observer, RunEnd, StopReason, cancel, execute, interrupt_running,
 };
+pub use plan_api::PlanApi;
+pub use plugin_watch::{PluginWatch, WatchError};
 pub use prepare::{
     PinChange, PluginChange, PrepareError, PreparedPlan, PreparedTask, prepare, resolve_spec,
 };
+pub use request::RequestError;
 pub use resume::{ResumeError, ResumeFrom, reopen};
 pub use service::{
-    Admitted, ErrorClass, Finished, Reader, Reopen, Service, ServiceConfig, ServiceError,
+    Admitted, ErrorClass, Finished, PluginChanges, Reader, Reloaded, Reopen, Service,
+    ServiceConfig, ServiceError,
 };
 pub use slots::{Slot, Slots};
 pub use supervisor::{SuperviseError, Supervisor};
-pub use task_api::{Deleted, Submission, Submitted, TaskApi, TaskApiError, TaskView};
+pub use task_api::{Deleted, Submission, Submitted, TaskApi, TaskView};

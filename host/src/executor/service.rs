@@ -176,6 +176,54 @@ pub struct Reopen {
     pub new_params: Option<(usize, Value)>,
 }
 
+/// What a reload of the plugin dir did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Files that could not be loaded.
+    pub warnings: Vec<LoadWarning>,
+    /// Of those, files whose previous version is kept.
+    pub kept: Vec<PathBuf>,
+    /// Task types added, replaced and removed.
+    pub changes: PluginChanges,
+}
+
+/// How the plugins differ between two loads, by task type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginChanges {
+    /// New task types.
+    pub added: Vec<TaskType>,
+    /// Task types whose component changed (another sha256).
+    pub replaced: Vec<TaskType>,
+    /// Task types no longer provided.
+    pub removed: Vec<TaskType>,
+}
+
+impl PluginChanges {
+    fn between(before: &Registry, after: &Registry) -> Self {
+        let mut changes = Self::default();
+        for (task_type, plugin) in after.iter() {
+            match before.get(task_type) {
+                None => changes.added.push(task_type.clone()),
+                Some(old) if old.sha256() != plugin.sha256() => {
+                    changes.replaced.push(task_type.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        changes.removed = before
+            .iter()
+            .filter(|(task_type, _)| after.get(task_type).is_none())
+            .map(|(task_type, _)| task_type.clone())
+            .collect();
+        changes
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.replaced.is_empty() && self.removed.is_empty()
+    }
+}
+
 /// The plugins and the state of one planrt.
 pub struct Service {
     config: ServiceConfig,
@@ -223,11 +271,29 @@ impl Service {
 
     /// Loads the plugin dir again and swaps the new plugins in at once: a call never sees
     /// a half-loaded plugin dir, and running attempts keep the plugins they started with.
-    /// On an error (an unreadable dir, two plugins of one type) the loaded plugins stay.
-    pub async fn reload_plugins(&self) -> Result<Vec<LoadWarning>, ServiceError> {
-        let (registry, warnings) = self.runtime.load_plugins(&self.config.plugin_dir).await?;
+    /// A file that loaded before but cannot be loaded now (still being copied, say) keeps
+    /// its previous version, with a warning. On an error (an unreadable dir, two plugins of
+    /// one type) the loaded plugins stay.
+    pub async fn reload_plugins(&self) -> Result<Reloaded, ServiceError> {
+        let before = self.registry();
+        let (mut registry, warnings) = self.runtime.load_plugins(&self.config.plugin_dir).await?;
+        let mut kept = Vec::new();
+        for warning in &warnings {
+            let previous = before.iter().find(|(_, p)| p.file() == warning.file);
+            if let Some((_, plugin)) = previous
+                && warning.file.exists()
+                && registry.keep(plugin.clone())
+            {
+                kept.push(warning.file.clone());
+            }
+        }
+        let changes = PluginChanges::between(&before, &registry);
         *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
-        Ok(warnings)
+        Ok(Reloaded {
+            warnings,
+            kept,
+            changes,
+        })
     }
 
     /// The plugin directory.

@@ -2,18 +2,21 @@
 //! by `planrt serve`): status-aware submission per ID, reads, cancel and removal. Each
 //! submitted task is a plan of one task whose plan ID is the task's ID.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::Value;
 
 use super::execute::StopReason;
+use super::id_locks::IdLocks;
 use super::prepare::PluginChange;
+use super::request::RequestError;
 use super::resume::ResumeFrom;
 use super::service::{Reopen, Service, ServiceError};
 use super::supervisor::Supervisor;
-use crate::plan::{Phase, PlanId, PlanRun, Task, TaskId, TaskSettings, TaskStatus, TaskType};
+use crate::plan::{
+    Phase, PlanId, PlanRun, SavedPlan, Task, TaskId, TaskSettings, TaskStatus, TaskType,
+};
 use crate::store::{Origin, TaskCursor, TaskRef};
 
 /// Environment variables a `$env` reference submitted over the API may not name: the
@@ -51,6 +54,8 @@ pub struct TaskView {
     pub phase: Phase,
     /// When it was submitted (its plan created).
     pub submitted_at: Timestamp,
+    /// The sha256 of the plugin its plan is pinned to (what its next attempt runs).
+    pub plugin_sha256: Option<String>,
 }
 
 /// What a delete did.
@@ -62,51 +67,12 @@ pub enum Deleted {
     Removed,
 }
 
-/// A task API request that cannot be served.
-#[derive(Debug, thiserror::Error)]
-pub enum TaskApiError {
-    /// The request is malformed (the field is named).
-    #[error("{0}")]
-    BadRequest(String),
-    /// No task with this ID (or it was removed).
-    #[error("no task {0}")]
-    UnknownTask(TaskId),
-    /// The ID belongs to a task of another type.
-    #[error("task {id} exists with type `{existing}`, not `{requested}`")]
-    TypeMismatch {
-        /// The task.
-        id: TaskId,
-        /// Its type.
-        existing: TaskType,
-        /// The type submitted.
-        requested: TaskType,
-    },
-    /// The task waits behind a failed task of its plan: it cannot run on its own.
-    #[error(
-        "task {id} waits for task {failed} of plan {plan}, which failed: resubmit that task or resume the plan"
-    )]
-    BlockedByFailure {
-        /// The task.
-        id: TaskId,
-        /// Its plan.
-        plan: PlanId,
-        /// The failed task's index.
-        failed: usize,
-    },
-    /// The service refused or failed.
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-    /// The run could not start.
-    #[error(transparent)]
-    Supervise(#[from] super::supervisor::SuperviseError),
-}
-
 /// Status-aware task submission over a service and its background runs.
 pub struct TaskApi {
     supervisor: Arc<Supervisor>,
     settings: TaskSettings,
     /// One submission or delete at a time per task ID.
-    locks: IdLocks,
+    locks: IdLocks<TaskId>,
 }
 
 impl TaskApi {
@@ -126,28 +92,22 @@ impl TaskApi {
     /// Submits a task: a new ID runs; a running or completed task is left as it is; a
     /// failed one runs again as its next attempt, with the new params. Bad input (type,
     /// params, grants) is refused before anything is stored.
-    pub async fn submit(&self, submission: Submission) -> Result<Submitted, TaskApiError> {
+    pub async fn submit(&self, submission: Submission) -> Result<Submitted, RequestError> {
         let id = submission
             .id
             .unwrap_or_else(|| TaskId::from(uuid::Uuid::new_v4()));
         let task_type = TaskType::new(submission.task_type)
-            .map_err(|e| TaskApiError::BadRequest(format!("`type`: {e}")))?;
+            .map_err(|e| RequestError::BadRequest(format!("`type`: {e}")))?;
         let params = submission
             .params
             .unwrap_or_else(|| Value::Object(Default::default()));
         if !params.is_object() {
-            return Err(TaskApiError::BadRequest(
+            return Err(RequestError::BadRequest(
                 "`params` must be a JSON object".into(),
             ));
         }
-        if let Some(name) = super::secrets::referenced(&params)
-            .into_iter()
-            .find(|name| name.starts_with(RESERVED_ENV_PREFIX))
-        {
-            return Err(TaskApiError::BadRequest(format!(
-                "`params`: a `$env` secret may not name `{name}` (planrt's own settings are not for tasks)"
-            )));
-        }
+        refuse_reserved_secrets(&params)
+            .map_err(|e| RequestError::BadRequest(format!("`params`: {e}")))?;
 
         let _lock = self.locks.lock(id).await;
         let service = self.service();
@@ -167,9 +127,9 @@ impl TaskApi {
         let (_, plan) = service.load(found.plan)?;
         let task = plan
             .task(found.index)
-            .ok_or(TaskApiError::UnknownTask(id))?;
+            .ok_or(RequestError::UnknownTask(id))?;
         if task.task_type() != &task_type {
-            return Err(TaskApiError::TypeMismatch {
+            return Err(RequestError::TypeMismatch {
                 id,
                 existing: task.task_type().clone(),
                 requested: task_type,
@@ -196,7 +156,7 @@ impl TaskApi {
                 self.supervisor.spawn(admitted)?;
                 Ok(Submitted::Started(id))
             }
-            (TaskStatus::Pending, Phase::Failed) => Err(TaskApiError::BlockedByFailure {
+            (TaskStatus::Pending, Phase::Failed) => Err(RequestError::BlockedByFailure {
                 id,
                 plan: found.plan,
                 failed: plan.failed_task_index().unwrap_or_default(),
@@ -206,16 +166,16 @@ impl TaskApi {
     }
 
     /// The task as last recorded (also a removed one: its ID still names it).
-    pub fn get(&self, id: TaskId) -> Result<TaskView, TaskApiError> {
+    pub fn get(&self, id: TaskId) -> Result<TaskView, RequestError> {
         let store = self.service().store()?;
         let found = store
             .find_task(id)
             .map_err(|error| self.service().store_error(error))?
             .filter(|found| !found.removed)
-            .ok_or(TaskApiError::UnknownTask(id))?;
+            .ok_or(RequestError::UnknownTask(id))?;
         self.load(found.plan)?
-            .and_then(|plan| view(&plan, &found))
-            .ok_or(TaskApiError::UnknownTask(id))
+            .and_then(|(saved, plan)| view(&saved, &plan, &found))
+            .ok_or(RequestError::UnknownTask(id))
     }
 
     /// Up to `limit` tasks, newest first, after `cursor`; and the cursor of the next page.
@@ -223,20 +183,20 @@ impl TaskApi {
         &self,
         limit: usize,
         cursor: Option<TaskCursor>,
-    ) -> Result<(Vec<TaskView>, Option<TaskCursor>), TaskApiError> {
+    ) -> Result<(Vec<TaskView>, Option<TaskCursor>), RequestError> {
         let store = self.service().store()?;
         let (refs, next) = store
             .list_tasks(limit, cursor)
             .map_err(|error| self.service().store_error(error))?;
         let mut views = Vec::with_capacity(refs.len());
         // A page lists a plan's tasks together: each plan is loaded once.
-        let mut loaded: Option<(PlanId, Option<PlanRun>)> = None;
+        let mut loaded: Option<(PlanId, Option<(SavedPlan, PlanRun)>)> = None;
         for found in &refs {
             if loaded.as_ref().is_none_or(|(id, _)| *id != found.plan) {
                 loaded = Some((found.plan, self.load(found.plan)?));
             }
-            if let Some((_, Some(plan))) = &loaded {
-                views.extend(view(plan, found));
+            if let Some((_, Some((saved, plan)))) = &loaded {
+                views.extend(view(saved, plan, found));
             }
         }
         Ok((views, next))
@@ -244,7 +204,7 @@ impl TaskApi {
 
     /// Cancels a task that runs or waits for its next attempt (it ends `cancelled`, its
     /// plan failed and resumable), or removes a finished one from the API's views.
-    pub async fn delete(&self, id: TaskId) -> Result<Deleted, TaskApiError> {
+    pub async fn delete(&self, id: TaskId) -> Result<Deleted, RequestError> {
         let _lock = self.locks.lock(id).await;
         let service = self.service();
         let store = service.store()?;
@@ -252,7 +212,7 @@ impl TaskApi {
             .find_task(id)
             .map_err(|error| service.store_error(error))?
             .filter(|found| !found.removed)
-            .ok_or(TaskApiError::UnknownTask(id))?;
+            .ok_or(RequestError::UnknownTask(id))?;
         if self.supervisor.stop(found.plan, StopReason::Cancel).await {
             return Ok(Deleted::Cancelled);
         }
@@ -272,17 +232,21 @@ impl TaskApi {
     }
 
     /// The plan, if it is still stored.
-    fn load(&self, id: PlanId) -> Result<Option<PlanRun>, TaskApiError> {
+    fn load(&self, id: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, RequestError> {
         match self.service().load(id) {
-            Ok((_, plan)) => Ok(Some(plan)),
+            Ok(loaded) => Ok(Some(loaded)),
             Err(ServiceError::UnknownPlan { .. }) => Ok(None),
             Err(error) => Err(error.into()),
         }
     }
 }
 
-fn view(plan: &PlanRun, found: &TaskRef) -> Option<TaskView> {
+fn view(saved: &SavedPlan, plan: &PlanRun, found: &TaskRef) -> Option<TaskView> {
     plan.task(found.index).map(|task| TaskView {
+        plugin_sha256: saved
+            .plugins
+            .get(task.task_type())
+            .map(|pin| pin.sha256.clone()),
         task: task.clone(),
         plan: found.plan,
         phase: plan.phase(),
@@ -290,46 +254,16 @@ fn view(plan: &PlanRun, found: &TaskRef) -> Option<TaskView> {
     })
 }
 
-/// A lock per task ID, made on demand and dropped when no one holds or waits for it.
-#[derive(Default)]
-struct IdLocks {
-    locks: Mutex<HashMap<TaskId, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Holds one ID's lock.
-struct IdGuard<'a> {
-    locks: &'a IdLocks,
-    id: TaskId,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl IdLocks {
-    async fn lock(&self, id: TaskId) -> IdGuard<'_> {
-        let lock = self
-            .locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id)
-            .or_default()
-            .clone();
-        IdGuard {
-            locks: self,
-            id,
-            guard: Some(lock.lock_owned().await),
-        }
-    }
-}
-
-impl Drop for IdGuard<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut locks = self.locks.locks.lock().unwrap_or_else(|e| e.into_inner());
-        // Only the map holds it now: no one holds or waits for this ID.
-        if locks
-            .get(&self.id)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
-            locks.remove(&self.id);
-        }
+/// Refuses `$env` references to planrt's own settings (`PLANRT_*`, the token among them):
+/// a request may name secrets for its tasks, not read the server's.
+pub(super) fn refuse_reserved_secrets(params: &Value) -> Result<(), String> {
+    match super::secrets::referenced(params)
+        .into_iter()
+        .find(|name| name.starts_with(RESERVED_ENV_PREFIX))
+    {
+        Some(name) => Err(format!(
+            "a `$env` secret may not name `{name}` (planrt's own settings are not for tasks)"
+        )),
+        None => Ok(()),
     }
 }

@@ -459,6 +459,73 @@ impl TaskSettings {
     }
 }
 
+/// A plan sent as JSON (the HTTP API) that cannot be used. JSON has no line numbers worth
+/// giving: the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plan: {0}")]
+pub struct JsonPlanError(pub String);
+
+impl PlanSpec {
+    /// Parses a plan sent as JSON: the plan file's schema (same keys, same rules, unknown
+    /// keys refused), with absolute host paths in its grants (there is no file for a
+    /// relative one to be relative to).
+    pub fn from_json(document: &Value) -> Result<Self, JsonPlanError> {
+        if !document.is_object() {
+            return Err(JsonPlanError("a plan is a JSON object".into()));
+        }
+        let dirs = document
+            .pointer("/grants/dirs")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (index, dir) in dirs.iter().enumerate() {
+            if let Some(host) = dir.get("host").and_then(Value::as_str)
+                && !Path::new(host).is_absolute()
+            {
+                return Err(JsonPlanError(format!(
+                    "`grants.dirs[{index}].host` is `{host}`: a plan sent over HTTP grants absolute paths only"
+                )));
+            }
+        }
+        let table = json_to_toml(document, "plan").map_err(JsonPlanError)?;
+        let source = toml::to_string(&table).map_err(|e| JsonPlanError(e.to_string()))?;
+        Self::parse(&source, Path::new("/request.json")).map_err(|e| JsonPlanError(e.message))
+    }
+}
+
+/// Converts JSON to TOML (the plan file's types); `path` names the value in errors.
+fn json_to_toml(value: &Value, path: &str) -> Result<toml::Value, String> {
+    Ok(match value {
+        Value::Null => return Err(format!("`{path}` is null: a plan has no null values")),
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => toml::Value::Integer(i),
+            (None, Some(f)) if n.is_f64() => toml::Value::Float(f),
+            _ => return Err(format!("`{path}` is {n}: too large for a plan's integers")),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(items) => toml::Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| json_to_toml(item, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => toml::Value::Table(
+            map.iter()
+                .map(|(key, item)| {
+                    let inner = if path == "plan" {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    json_to_toml(item, &inner).map(|v| (key.clone(), v))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
 /// Converts TOML params to JSON. Datetimes become RFC 3339 strings.
 fn toml_to_json(value: toml::Value) -> Result<Value, String> {
     Ok(match value {
@@ -736,6 +803,76 @@ backoff = { initial = "1s" }
         assert_eq!(
             Location::of_offset("abc", 0),
             Location { line: 1, column: 1 }
+        );
+    }
+
+    #[test]
+    fn a_json_plan_follows_the_plan_files_schema() {
+        let document = serde_json::json!({
+            "name": "over-http",
+            "defaults": {"maxRetries": 2, "timeout": "30s"},
+            "grants": {"dirs": [{"host": "/srv/node", "guest": "/home", "mode": "rw"}],
+                       "http": ["127.0.0.1:8080"]},
+            "tasks": [
+                {"type": "config-patch", "params": {"files": {"config.toml": {"a": 1, "b": 1.5}}}},
+                {"type": "test-echo", "maxRetries": 0}
+            ]
+        });
+        let spec = PlanSpec::from_json(&document).unwrap();
+        assert_eq!(spec.name.as_deref(), Some("over-http"));
+        assert_eq!(spec.tasks.len(), 2);
+        assert_eq!(spec.tasks[0].policy.max_retries, 2);
+        assert_eq!(spec.tasks[1].policy.max_retries, 0);
+        assert_eq!(
+            spec.tasks[0].params,
+            serde_json::json!({"files": {"config.toml": {"a": 1, "b": 1.5}}})
+        );
+        assert_eq!(spec.grants.dirs[0].host, Path::new("/srv/node"));
+        assert_eq!(
+            spec.tasks[0].limits.timeout,
+            Some(std::time::Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn a_json_plan_is_refused_naming_the_key() {
+        let refused = |document: serde_json::Value| PlanSpec::from_json(&document).unwrap_err().0;
+        assert!(refused(serde_json::json!([])).contains("JSON object"));
+        assert!(
+            refused(serde_json::json!({"tasks": [{"type": "a", "bogus": 1}]}))
+                .contains("unknown field `bogus`")
+        );
+        assert!(refused(serde_json::json!({"tasks": []})).contains("no [[tasks]]"));
+        assert!(
+            refused(serde_json::json!({"tasks": [{"type": "a", "params": {"x": null}}]}))
+                .contains("`tasks[0].params.x` is null")
+        );
+        let relative = refused(serde_json::json!({
+            "grants": {"dirs": [{"host": "node", "guest": "/home", "mode": "rw"}]},
+            "tasks": [{"type": "a"}]
+        }));
+        assert!(relative.contains("`grants.dirs[0].host`"), "{relative}");
+        assert!(
+            refused(serde_json::json!({"tasks": [{"type": "a", "timeout": "0s"}]}))
+                .contains("`timeout` must be more than zero")
+        );
+    }
+
+    #[test]
+    fn task_settings_take_defaults_and_grants_and_nothing_else() {
+        let file = Path::new("/etc/planrt/grants.toml");
+        let settings = TaskSettings::parse(
+            "[defaults]\nmaxRetries = 3\n[grants]\ndirs = [{ host = \"node\", guest = \"/home\", mode = \"ro\" }]\n",
+            file,
+        )
+        .unwrap();
+        assert_eq!(settings.defaults.max_retries, 3);
+        assert_eq!(settings.grants.dirs[0].host, Path::new("/etc/planrt/node"));
+        let tasks = TaskSettings::parse("[[tasks]]\ntype = \"a\"\n", file).unwrap_err();
+        assert!(tasks.message.contains("unknown field `tasks`"), "{tasks}");
+        assert_eq!(
+            TaskSettings::parse("", file).unwrap(),
+            TaskSettings::default()
         );
     }
 }

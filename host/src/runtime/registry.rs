@@ -49,6 +49,19 @@ impl Registry {
         self.plugins.is_empty()
     }
 
+    /// Adds `plugin` unless its task type is taken; returns whether it was added (a reload
+    /// keeps the previous version of a file that cannot be loaded now).
+    pub fn keep(&mut self, plugin: Arc<LoadedPlugin>) -> bool {
+        let Ok(task_type) = TaskType::new(plugin.info().task_type.clone()) else {
+            return false;
+        };
+        if self.plugins.contains_key(&task_type) {
+            return false;
+        }
+        self.plugins.insert(task_type, plugin);
+        true
+    }
+
     /// Checks a plan's grants with every capability (at plan time, once per plan).
     pub fn check_grants(&self, grants: &crate::plan::Grants) -> Result<(), Refusal> {
         self.capabilities.check_grants(grants)

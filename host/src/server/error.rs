@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::wire::ErrorResponse;
-use crate::executor::{ErrorClass, ServiceError, SuperviseError, TaskApiError};
+use crate::executor::{ErrorClass, RequestError, ServiceError, SuperviseError};
 
 /// Seconds a client is told to wait before retrying a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -65,17 +65,27 @@ impl From<SuperviseError> for ApiError {
     }
 }
 
-impl From<TaskApiError> for ApiError {
-    fn from(error: TaskApiError) -> Self {
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
         match error {
-            TaskApiError::Service(error) => error.into(),
-            TaskApiError::Supervise(error) => error.into(),
-            TaskApiError::BadRequest(message) => Self::bad_request(message),
-            TaskApiError::UnknownTask(_) => Self::new(StatusCode::NOT_FOUND, error.to_string()),
-            TaskApiError::TypeMismatch { .. } | TaskApiError::BlockedByFailure { .. } => {
+            RequestError::Service(error) => error.into(),
+            RequestError::Supervise(error) => error.into(),
+            RequestError::BadRequest(message) => Self::bad_request(message),
+            RequestError::UnknownTask(_) => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            RequestError::TypeMismatch { .. }
+            | RequestError::BlockedByFailure { .. }
+            | RequestError::PlanRunning(_)
+            | RequestError::NothingToCancel { .. } => {
                 Self::new(StatusCode::CONFLICT, error.to_string())
             }
         }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    /// A body that cannot be read: too large (413), or cut off.
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        Self::new(rejection.status(), rejection.body_text())
     }
 }
 

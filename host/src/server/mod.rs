@@ -4,7 +4,9 @@
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod observer;
+pub mod plans;
 pub mod probes;
 pub mod tasks;
 pub mod wire;
@@ -16,11 +18,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tower_http::timeout::TimeoutLayer;
 
-use crate::executor::{Supervisor, TaskApi};
+use crate::executor::{PlanApi, Supervisor, TaskApi};
 use auth::Auth;
 use probes::ReadyFlag;
 
@@ -48,19 +49,30 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct App {
     /// Tasks by ID.
     pub tasks: Arc<TaskApi>,
+    /// Plans.
+    pub plans: Arc<PlanApi>,
     /// Plans running in the background.
     pub supervisor: Arc<Supervisor>,
     /// Readiness, remembered once reached.
     pub ready: Arc<ReadyFlag>,
+    /// What `/v0/metrics` shows.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl App {
-    /// The state of a server whose tasks run on `supervisor`.
-    pub fn new(tasks: Arc<TaskApi>, supervisor: Arc<Supervisor>) -> Self {
+    /// The state of a server whose tasks and plans run on `supervisor`, which reports
+    /// to `metrics`.
+    pub fn new(
+        tasks: Arc<TaskApi>,
+        supervisor: Arc<Supervisor>,
+        metrics: Arc<metrics::Metrics>,
+    ) -> Self {
         Self {
             tasks,
+            plans: Arc::new(PlanApi::new(supervisor.clone())),
             supervisor,
             ready: Arc::new(ReadyFlag::default()),
+            metrics,
         }
     }
 }
@@ -70,25 +82,67 @@ pub fn router(app: App, config: &ServerConfig) -> Router {
     let api = Router::new()
         .route("/v0/tasks", get(tasks::list).post(tasks::submit))
         .route("/v0/tasks/{id}", get(tasks::get).delete(tasks::delete))
+        .route("/v0/plans", get(plans::list).post(plans::create))
+        .route("/v0/plans/{id}", get(plans::get).delete(plans::cancel))
+        .route("/v0/plans/{id}/resume", post(plans::resume))
         .route("/v0/healthz", get(probes::healthz))
         .route("/v0/startupz", get(probes::healthz))
         .route("/v0/livez", get(probes::livez))
         .route("/v0/status", get(probes::status))
+        .route("/v0/metrics", get(metrics_text))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app);
     api.layer(axum::middleware::from_fn_with_state(
         config.auth.clone(),
         auth::require,
     ))
     .layer(DefaultBodyLimit::max(config.body_limit))
-    .layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
+    .layer(axum::middleware::from_fn_with_state(
         config.request_timeout,
+        time_limit,
     ))
+}
+
+async fn metrics_text(
+    axum::extract::State(app): axum::extract::State<App>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        app.metrics.encode(&app.supervisor),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::new(StatusCode::NOT_FOUND, format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+/// 408 for a request that takes longer than the limit. What it started goes on: the
+/// handlers that change state run their work in a task of its own.
+async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took longer than {}",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Binds the listen address.

@@ -1,6 +1,9 @@
 //! What the server does with each recorded transition: a log line naming the plan and the
-//! task.
+//! task, and the metrics.
 
+use std::sync::Arc;
+
+use super::metrics::Metrics;
 use crate::executor::Observer;
 use crate::plan::{PlanRun, Task, TaskStatus, Transition};
 
@@ -36,5 +39,29 @@ impl Observer for LogTransitions {
                 task.error().unwrap_or_default()
             ),
         }
+    }
+}
+
+/// Logs and counts every transition.
+#[derive(Debug)]
+pub struct ServerObserver {
+    log: LogTransitions,
+    metrics: Arc<Metrics>,
+}
+
+impl ServerObserver {
+    /// Logs, and counts into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            log: LogTransitions,
+            metrics,
+        }
+    }
+}
+
+impl Observer for ServerObserver {
+    fn transition(&self, plan: &PlanRun, task: &Task, transition: Transition) {
+        self.log.transition(plan, task, transition);
+        self.metrics.transition(plan, task, transition);
     }
 }

@@ -1,6 +1,6 @@
 //! The probes kubelet and operators ask: readiness (`healthz`, `startupz`: a `mark-ready`
 //! task has completed — persisted, so a restart keeps it), liveness (`livez`: the store
-//! answers) and `status`.
+//! can record a transition now) and `status`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,10 @@ use serde::Deserialize;
 use super::App;
 use super::wire::{ErrorResponse, Readiness, StatusResponse};
 use crate::executor::Service;
+
+/// How long `livez` waits for the store's write lock: under kubelet's default probe
+/// timeout (1 s).
+pub const LIVEZ_WAIT: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// The task type whose completion marks the node ready.
 pub const MARK_READY: &str = "mark-ready";
@@ -84,7 +88,7 @@ pub async fn livez(
         service
             .store()
             .map_err(|e| e.to_string())
-            .and_then(|store| store.ping().map_err(|e| e.to_string()))
+            .and_then(|store| store.ping(LIVEZ_WAIT).map_err(|e| e.to_string()))
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -26,8 +27,11 @@ pub const MAX_PAGE: usize = 1000;
 pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
 
 /// `POST /v0/tasks`: 201 when the task starts, 202 when it already runs or completed.
-pub async fn submit(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
-    let request: TaskRequest = parse_json(&body)?;
+pub async fn submit(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: TaskRequest = parse_json(&body.map_err(ApiError::from)?)?;
     let tasks = app.tasks.clone();
     // Run to the end even if the client goes away: a submission is recorded whole.
     let submitted = tokio::spawn(async move { tasks.submit(request.into()).await }).await??;

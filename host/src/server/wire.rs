@@ -41,6 +41,27 @@ pub struct TaskSubmitResponse {
     pub id: TaskId,
 }
 
+/// `201` body of `POST /v0/plans`: the plan's ID and its tasks' IDs, in plan order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanCreated {
+    /// The plan's ID.
+    pub id: PlanId,
+    /// Its tasks.
+    pub tasks: Vec<TaskSubmitResponse>,
+}
+
+/// `POST /v0/plans/{id}/resume` body: the flags of `planrt resume`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// Restart at this task (`--from N`).
+    #[serde(default)]
+    pub from: Option<usize>,
+    /// Run even if a plugin changed since the plan was made (`--allow-plugin-change`).
+    #[serde(default)]
+    pub allow_plugin_change: Option<bool>,
+}
+
 /// A task's status as the reference reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +102,9 @@ pub struct TaskResult {
     pub plan_id: PlanId,
     /// planrt: retries used.
     pub retry_count: u32,
+    /// planrt: the sha256 of the plugin component its plan is pinned to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_sha256: Option<String>,
     /// planrt: every attempt, as in the plan JSON.
     pub attempts: Vec<Attempt>,
 }
@@ -117,6 +141,7 @@ impl From<&TaskView> for TaskResult {
             completed_at,
             plan_id: view.plan,
             retry_count: task.retry_count(),
+            plugin_sha256: view.plugin_sha256.clone(),
             attempts: task.attempts().to_vec(),
         }
     }
@@ -156,6 +181,7 @@ mod tests {
             task,
             phase,
             submitted_at: Timestamp::from_second(1_700_000_000).unwrap(),
+            plugin_sha256: Some("ab12".into()),
         }
     }
 
@@ -193,6 +219,7 @@ mod tests {
         assert_eq!(json["submittedAt"], "2023-11-14T22:13:20Z");
         assert_eq!(json["completedAt"], "2023-11-14T22:15:00Z");
         assert_eq!(json["attempts"][0]["outcome"], "complete");
+        assert_eq!(json["pluginSha256"], "ab12");
         assert!(json.get("error").is_none());
     }
 

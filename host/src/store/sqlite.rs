@@ -15,6 +15,9 @@ use crate::plan::{
 };
 use crate::state_dir::{self, StateDir};
 
+/// How long a statement waits for another connection's lock before failing.
+pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// File name of the database inside the state dir.
 pub const DATABASE_FILE: &str = "planrt.db";
 
@@ -78,7 +81,7 @@ impl SqliteStore {
         }
         let mut conn =
             Connection::open(&path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         set_wal(&conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let synchronous = match durability {
@@ -110,7 +113,7 @@ impl SqliteStore {
         let open = |uri: String| -> Result<Connection, StoreError> {
             let conn = Connection::open_with_flags(uri, flags)
                 .map_err(|e| backend(format!("{}: {e}", path.display())))?;
-            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
             schema::check_version(&conn)?;
             Ok(conn)
         };

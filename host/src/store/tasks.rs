@@ -158,11 +158,18 @@ impl SqliteStore {
         )?)
     }
 
-    /// Whether the store answers (liveness).
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn()
-            .query_row("SELECT count(*) FROM plans", [], |r| r.get::<_, i64>(0))?;
-        Ok(())
+    /// Whether the store can record a transition now (liveness): it reads, and takes the
+    /// write lock within `wait` (a disk that hangs or a lock held elsewhere fails it).
+    pub fn ping(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        conn.busy_timeout(wait)?;
+        let probe = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.query_row("SELECT count(*) FROM plans", [], |r| r.get::<_, i64>(0))?;
+            tx.rollback()
+        })();
+        conn.busy_timeout(super::sqlite::BUSY_TIMEOUT)?;
+        Ok(probe?)
     }
 }
 
@@ -284,10 +291,23 @@ mod tests {
     }
 
     #[test]
+    fn ping_fails_while_another_connection_holds_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let wait = std::time::Duration::from_millis(50);
+        store.ping(wait).unwrap();
+        let other = rusqlite::Connection::open(dir.path().join("state/planrt.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert!(store.ping(wait).is_err());
+        other.execute_batch("ROLLBACK").unwrap();
+        store.ping(wait).unwrap();
+    }
+
+    #[test]
     fn readiness_is_a_completed_task_of_the_type() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir);
-        store.ping().unwrap();
+        store.ping(std::time::Duration::from_millis(100)).unwrap();
         let mut run = add_plan(&store, "mark-ready", 1, Origin::Api);
         assert!(!store.completed_once("mark-ready").unwrap());
         complete(&store, &mut run, 0);

@@ -1,0 +1,292 @@
+//! `docs/openapi.yaml` says exactly what `planrt serve` does: every route, method and
+//! status it lists is produced here against a running server, and nothing it does not
+//! list is walked. Error statuses carry the `{"error": ...}` body it promises.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use planrt_e2e::server::{Response, Server};
+use planrt_e2e::{Scratch, workspace_root};
+use serde_json::{Value, json};
+
+/// (path template, method, status).
+type Operation = (String, String, u16);
+
+fn documented() -> BTreeSet<Operation> {
+    let text = std::fs::read_to_string(workspace_root().join("docs/openapi.yaml")).unwrap();
+    let spec: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let mut operations = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            for status in operation["responses"].as_object().unwrap().keys() {
+                operations.insert((path.clone(), method.to_uppercase(), status.parse().unwrap()));
+            }
+        }
+    }
+    operations
+}
+
+/// Requests made, by the operation they walk.
+struct Walk {
+    walked: BTreeSet<Operation>,
+}
+
+impl Walk {
+    /// Checks that `response` to `method template` has `status` (and the error body an
+    /// error status promises) and records the operation walked.
+    fn check(&mut self, template: &str, method: &str, status: u16, response: &Response) {
+        assert_eq!(
+            response.status, status,
+            "{method} {template}: {}",
+            response.body
+        );
+        let bare_probe = template.ends_with("z") && status == 503 && response.body.is_empty();
+        if status >= 400 && !bare_probe {
+            let body = response.json();
+            assert!(
+                body["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{method} {template} {status}: no error message: {body}"
+            );
+        }
+        self.walked
+            .insert((template.to_owned(), method.to_owned(), status));
+    }
+}
+
+fn id_of(response: &Response) -> String {
+    response.json()["id"].as_str().unwrap().to_owned()
+}
+
+fn wait(server: &Server, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = server.get(path);
+        if response.status == 200 && ready(&response.json()) {
+            return response.json();
+        }
+        assert!(Instant::now() < deadline, "{path}: {}", response.body);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_documented_route_and_status_is_what_the_server_does() {
+    let s = Scratch::with_plugins(&["test-echo", "test-spin", "test-permanent", "mark-ready"]);
+    let server = s.serve(&[]);
+    let mut walk = Walk {
+        walked: BTreeSet::new(),
+    };
+    let tasks = "/v0/tasks";
+    let task = "/v0/tasks/{id}";
+    let plans = "/v0/plans";
+    let plan = "/v0/plans/{id}";
+    let resume = "/v0/plans/{id}/resume";
+
+    // Probes before anything is ready.
+    for probe in ["/v0/healthz", "/v0/startupz"] {
+        walk.check(probe, "GET", 503, &server.get(probe));
+    }
+    walk.check("/v0/livez", "GET", 200, &server.get("/v0/livez"));
+    walk.check("/v0/status", "GET", 200, &server.get("/v0/status"));
+
+    // Tasks.
+    let echo = uuid::Uuid::new_v4().to_string();
+    let submitted = server.post(tasks, &json!({"id": echo, "type": "test-echo"}));
+    walk.check(tasks, "POST", 201, &submitted);
+    wait(&server, &format!("/v0/tasks/{echo}"), |t| {
+        t["status"] == "completed"
+    });
+    let again = server.post(tasks, &json!({"id": echo, "type": "test-echo"}));
+    walk.check(tasks, "POST", 202, &again);
+    let other_type = server.post(tasks, &json!({"id": echo, "type": "test-spin"}));
+    walk.check(tasks, "POST", 409, &other_type);
+    walk.check(
+        tasks,
+        "POST",
+        400,
+        &server.post(tasks, &json!({"type": "nope"})),
+    );
+    let big = vec![b'a'; 2 << 20];
+    let head = format!(
+        "POST /v0/tasks HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+        big.len()
+    );
+    assert_eq!(server.raw_status(&head, &big), 413);
+    walk.walked.insert((tasks.into(), "POST".into(), 413));
+    walk.check(tasks, "GET", 200, &server.get(tasks));
+    walk.check(tasks, "GET", 400, &server.get("/v0/tasks?limit=0"));
+    walk.check(task, "GET", 200, &server.get(&format!("/v0/tasks/{echo}")));
+    walk.check(task, "GET", 400, &server.get("/v0/tasks/not-a-uuid"));
+    let unknown = uuid::Uuid::new_v4();
+    walk.check(
+        task,
+        "GET",
+        404,
+        &server.get(&format!("/v0/tasks/{unknown}")),
+    );
+    let spin = id_of(&server.post(tasks, &json!({"type": "test-spin"})));
+    wait(&server, &format!("/v0/tasks/{spin}"), |t| {
+        t["attempts"][0]["outcome"] == "running"
+    });
+    walk.check(
+        task,
+        "DELETE",
+        204,
+        &server.delete(&format!("/v0/tasks/{spin}")),
+    );
+    walk.check(task, "DELETE", 400, &server.delete("/v0/tasks/not-a-uuid"));
+    walk.check(
+        task,
+        "DELETE",
+        404,
+        &server.delete(&format!("/v0/tasks/{unknown}")),
+    );
+
+    // A task another planrt process runs: it cannot be cancelled from here.
+    let plan_file = s.write("spin.toml", "[[tasks]]\ntype = \"test-spin\"\n");
+    let mut cli = s
+        .command(&["run", plan_file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli_task = wait(&server, tasks, |list| {
+        list.as_array().unwrap().iter().any(|t| {
+            t["type"] == "test-spin" && t["attempts"][0]["outcome"] == "running" && t["id"] != spin
+        })
+    })
+    .as_array()
+    .unwrap()
+    .iter()
+    .find(|t| t["type"] == "test-spin" && t["id"] != spin)
+    .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    walk.check(
+        task,
+        "DELETE",
+        409,
+        &server.delete(&format!("/v0/tasks/{cli_task}")),
+    );
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+
+    // Plans.
+    let created = server.post(plans, &json!({"tasks": [{"type": "test-permanent"}]}));
+    walk.check(plans, "POST", 201, &created);
+    let failed = id_of(&created);
+    wait(&server, &format!("/v0/plans/{failed}"), |p| {
+        p["phase"] == "Failed"
+    });
+    walk.check(
+        plans,
+        "POST",
+        400,
+        &server.post(plans, &json!({"tasks": []})),
+    );
+    walk.check(plans, "GET", 200, &server.get(plans));
+    walk.check(plans, "GET", 400, &server.get("/v0/plans?limit=0"));
+    walk.check(
+        plan,
+        "GET",
+        200,
+        &server.get(&format!("/v0/plans/{failed}")),
+    );
+    walk.check(plan, "GET", 400, &server.get("/v0/plans/not-a-uuid"));
+    walk.check(
+        plan,
+        "GET",
+        404,
+        &server.get(&format!("/v0/plans/{unknown}")),
+    );
+    let past = server.post(&format!("/v0/plans/{failed}/resume"), &json!({"from": 5}));
+    walk.check(resume, "POST", 400, &past);
+    let resumed = server.post(&format!("/v0/plans/{failed}/resume"), &json!({}));
+    walk.check(resume, "POST", 202, &resumed);
+    let missing = server.post(&format!("/v0/plans/{unknown}/resume"), &json!({}));
+    walk.check(resume, "POST", 404, &missing);
+    let spinning = id_of(&server.post(plans, &json!({"tasks": [{"type": "test-spin"}]})));
+    wait(&server, &format!("/v0/plans/{spinning}"), |p| {
+        p["tasks"][0]["status"] == "Running"
+    });
+    let running = server.post(&format!("/v0/plans/{spinning}/resume"), &json!({}));
+    walk.check(resume, "POST", 409, &running);
+    walk.check(
+        plan,
+        "DELETE",
+        204,
+        &server.delete(&format!("/v0/plans/{spinning}")),
+    );
+    walk.check(
+        plan,
+        "DELETE",
+        409,
+        &server.delete(&format!("/v0/plans/{spinning}")),
+    );
+    walk.check(plan, "DELETE", 400, &server.delete("/v0/plans/not-a-uuid"));
+    walk.check(
+        plan,
+        "DELETE",
+        404,
+        &server.delete(&format!("/v0/plans/{unknown}")),
+    );
+
+    // Ready, metrics.
+    let ready = id_of(&server.post(tasks, &json!({"type": "mark-ready"})));
+    wait(&server, &format!("/v0/tasks/{ready}"), |t| {
+        t["status"] == "completed"
+    });
+    for probe in ["/v0/healthz", "/v0/startupz"] {
+        walk.check(probe, "GET", 200, &server.get(probe));
+    }
+    walk.check("/v0/metrics", "GET", 200, &server.get("/v0/metrics"));
+
+    // The store cannot record (another connection holds its write lock): 503.
+    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (livez, submit, delete) = std::thread::scope(|scope| {
+        let livez = scope.spawn(|| server.get("/v0/livez?verbose=1"));
+        let submit = scope.spawn(|| server.post(tasks, &json!({"type": "test-echo"})));
+        let delete = scope.spawn(|| server.delete(&format!("/v0/tasks/{echo}")));
+        (
+            livez.join().unwrap(),
+            submit.join().unwrap(),
+            delete.join().unwrap(),
+        )
+    });
+    db.execute_batch("ROLLBACK").unwrap();
+    walk.check("/v0/livez", "GET", 503, &livez);
+    walk.check(tasks, "POST", 503, &submit);
+    assert!(submit.header("retry-after").is_some());
+    walk.check(task, "DELETE", 503, &delete);
+    assert_eq!(server.get("/v0/livez").status, 200, "live again");
+    drop(server);
+
+    // 401 on every route that lists it, from a server that requires a token.
+    let guarded = s.serve_with(&[], |command| {
+        command.env("PLANRT_TOKEN", "walk-token");
+    });
+    let id = uuid::Uuid::new_v4();
+    for (template, method, status) in documented() {
+        if status != 401 {
+            continue;
+        }
+        let path = template.replace("{id}", &id.to_string());
+        let body = (method == "POST").then_some("{}");
+        let response = guarded.request(&method, &path, body, &[]);
+        walk.check(&template, &method, 401, &response);
+    }
+
+    let documented = documented();
+    let undocumented: Vec<_> = walk.walked.difference(&documented).collect();
+    let unwalked: Vec<_> = documented.difference(&walk.walked).collect();
+    assert!(
+        undocumented.is_empty() && unwalked.is_empty(),
+        "walked but not in docs/openapi.yaml: {undocumented:?}\nin docs/openapi.yaml but not walked: {unwalked:?}"
+    );
+}
