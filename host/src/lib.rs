@@ -5,6 +5,7 @@
 //! never know each other. `state_dir` (the private state directory) sits below `store` and
 //! `runtime`, as `plan` does.
 
+pub mod blocking;
 pub mod cli;
 pub mod executor;
 pub mod plan;

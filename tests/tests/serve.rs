@@ -8,7 +8,7 @@ use planrt_e2e::Scratch;
 use planrt_e2e::server::Server;
 use serde_json::{Value, json};
 
-const GRANTS: &str = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n";
+const GRANTS: &str = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n[secrets]\nenv = [\"SERVE_TEST_SECRET\", \"SERVE_TEST_UNSET\"]\n";
 
 fn scratch() -> Scratch {
     let s = Scratch::with_plugins(&[
@@ -57,7 +57,7 @@ fn the_reference_submit_table_holds_per_id() {
     };
 
     // New → runs (201); while it runs → no-op (202, same ID).
-    let first = submit(json!({"sleepMs": 600, "failures": 1}));
+    let first = submit(json!({"sleepMs": 2000, "failures": 1}));
     assert_eq!(first.status, 201, "{}", first.body);
     assert_eq!(first.json()["id"], id.as_str());
     let running = submit(json!({"sleepMs": 0}));
@@ -127,7 +127,7 @@ fn kill_9_mid_task_then_restart_completes_it_once_with_the_interrupted_attempt_k
     let id = new_id();
     let submitted = server.post(
         "/v0/tasks",
-        &json!({"id": id, "type": "test-append", "params": {"sleepMs": 3000}}),
+        &json!({"id": id, "type": "test-append", "params": {"sleepMs": 5000}}),
     );
     assert_eq!(submitted.status, 201, "{}", submitted.body);
     server.wait_task(&id, |t| t["attempts"][0]["outcome"] == "running");
@@ -162,11 +162,11 @@ fn sigterm_stops_what_runs_as_interrupted_and_the_next_start_finishes_it() {
     let id = new_id();
     server.post(
         "/v0/tasks",
-        &json!({"id": id, "type": "test-append", "params": {"sleepMs": 3000}}),
+        &json!({"id": id, "type": "test-append", "params": {"sleepMs": 5000}}),
     );
     server.wait_task(&id, |t| t["attempts"][0]["outcome"] == "running");
     let (code, log) = server.terminate();
-    assert_eq!(code, 0, "{log}");
+    assert_eq!(code, 130, "stopped by a signal, as every command: {log}");
 
     let server = serve(&s);
     let done = server.wait_task(&id, status_is("completed"));
@@ -222,13 +222,28 @@ fn delete_cancels_a_spinning_task_promptly_and_the_server_keeps_serving() {
             .all(|t| t["id"] != id.as_str()),
         "{listed}"
     );
+
+    // A removed task's ID submitted again reads as new to the client, as in the
+    // reference: it runs again (its history kept), with the new params.
+    assert_eq!(server.delete(&format!("/v0/tasks/{echo}")).status, 204);
+    assert_eq!(server.get(&format!("/v0/tasks/{echo}")).status, 404);
+    let again = server.post(
+        "/v0/tasks",
+        &json!({"id": echo, "type": "test-echo", "params": {"round": 2}}),
+    );
+    assert_eq!(again.status, 201, "{}", again.body);
+    let rerun = server.wait_task(&echo, |t| {
+        t["status"] == "completed" && t["attempts"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(rerun["result"]["params"], json!({"round": 2}));
 }
 
 #[test]
 fn bad_submissions_are_400_naming_the_problem_and_store_nothing() {
     let s = scratch();
-    // No grants file: test-append's /work is not granted.
-    let server = s.serve(&[]);
+    // Secrets but no directory: test-append's /work is not granted.
+    let secrets = s.write("secrets.toml", "[secrets]\nenv = [\"SERVE_TEST_UNSET\"]\n");
+    let server = s.serve(&["--grants", secrets.to_str().unwrap()]);
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({"type": "no-such-type"}),
@@ -246,8 +261,12 @@ fn bad_submissions_are_400_naming_the_problem_and_store_nothing() {
             "PLANRT_TOKEN",
         ),
         (
-            json!({"type": "test-echo", "params": {"t": {"$env": "PLANRT_TEST_UNSET_SECRET"}}}),
-            "PLANRT_TEST_UNSET_SECRET",
+            json!({"type": "test-echo", "params": {"t": {"$env": "HOME"}}}),
+            "`HOME` is not one the server lets requests use",
+        ),
+        (
+            json!({"type": "test-echo", "params": {"t": {"$env": "SERVE_TEST_UNSET"}}}),
+            "`SERVE_TEST_UNSET` (a `$env` secret in the params) is not set",
         ),
     ];
     for (body, expected) in cases {
@@ -327,9 +346,16 @@ fn trusted_header_mode_needs_the_remote_user_except_on_probes_and_metrics() {
     assert_eq!(server.get("/v0/tasks").status, 401);
     let with_user = server.request("GET", "/v0/tasks", None, &[("x-remote-user", "ops")]);
     assert_eq!(with_user.status, 200, "{}", with_user.body);
-    for probe in ["/v0/livez", "/v0/healthz", "/v0/startupz"] {
+    for probe in ["/v0/livez", "/v0/healthz", "/v0/startupz", "/v0/metrics"] {
         assert_ne!(server.get(probe).status, 401, "{probe}");
     }
+    assert_eq!(
+        server
+            .request("GET", "/v0/tasks", None, &[("x-remote-user", " ")])
+            .status,
+        401,
+        "a blank user"
+    );
 }
 
 #[test]
@@ -366,7 +392,8 @@ fn readiness_follows_mark_ready_and_survives_a_restart() {
 #[test]
 fn tasks_are_listed_newest_first_a_page_at_a_time_with_secrets_as_references() {
     let s = scratch();
-    let server = s.serve_with(&[], |command| {
+    let grants = s.path().join("grants.toml");
+    let server = s.serve_with(&["--grants", grants.to_str().unwrap()], |command| {
         command.env("SERVE_TEST_SECRET", "hunter2-very-secret");
     });
     let mut ids = Vec::new();

@@ -13,6 +13,19 @@ fn scratch() -> Scratch {
     s
 }
 
+/// Serves with a `--grants` file granting the scratch dir's `work` (rw): the most a plan
+/// sent over HTTP may grant.
+fn serve(s: &Scratch) -> Server {
+    let grants = s.write(
+        "grants.toml",
+        &format!(
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n",
+            s.path().join("work").display()
+        ),
+    );
+    s.serve(&["--grants", grants.to_str().unwrap()])
+}
+
 fn effects(s: &Scratch) -> Vec<String> {
     std::fs::read_to_string(s.path().join("work/effects.log"))
         .unwrap_or_default()
@@ -55,7 +68,7 @@ fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {
 #[test]
 fn a_plan_sent_as_json_runs_with_reference_task_ids_and_resumes_after_a_failure() {
     let s = scratch();
-    let server = s.serve(&[]);
+    let server = serve(&s);
     let document = plan(
         &s,
         json!([
@@ -84,10 +97,17 @@ fn a_plan_sent_as_json_runs_with_reference_task_ids_and_resumes_after_a_failure(
     let failed = wait_plan(&server, &id, phase_is("Failed"));
     assert_eq!(failed["failedTaskIndex"], 0);
     assert_eq!(failed["name"], "over-http");
-    // A plan's task is also a task of the task API.
+    // A plan's task is also a task of the task API; it is cancelled through its plan.
     let task = server.get(&format!("/v0/tasks/{}", task_ids[1])).json();
     assert_eq!(task["status"], "failed", "it waits behind the failed task");
     assert_eq!(task["planId"], id.as_str());
+    let part = server.delete(&format!("/v0/tasks/{}", task_ids[1]));
+    assert_eq!(part.status, 409, "{}", part.body);
+    assert!(
+        part.body.contains(&format!("DELETE /v0/plans/{id}")),
+        "{}",
+        part.body
+    );
 
     let resumed = server.post(&format!("/v0/plans/{id}/resume"), &json!({}));
     assert_eq!(resumed.status, 202, "{}", resumed.body);
@@ -119,7 +139,7 @@ fn a_plan_sent_as_json_runs_with_reference_task_ids_and_resumes_after_a_failure(
 #[test]
 fn a_bad_plan_is_refused_naming_the_key_and_nothing_is_stored() {
     let s = scratch();
-    let server = s.serve(&[]);
+    let server = serve(&s);
     let cases = [
         (
             json!({"tasks": [{"type": "test-echo", "bogus": 1}]}),
@@ -153,7 +173,7 @@ fn a_bad_plan_is_refused_naming_the_key_and_nothing_is_stored() {
 #[test]
 fn delete_cancels_a_running_plan_which_stays_resumable_and_metrics_count_it() {
     let s = scratch();
-    let server = s.serve(&[]);
+    let server = serve(&s);
     let document = plan(&s, json!([{"type": "test-spin"}, {"type": "test-echo"}]));
     let id = server.post("/v0/plans", &document).json()["id"]
         .as_str()
@@ -192,7 +212,15 @@ fn delete_cancels_a_running_plan_which_stays_resumable_and_metrics_count_it() {
     let echo = uuid::Uuid::new_v4().to_string();
     server.post("/v0/tasks", &json!({"id": echo, "type": "test-echo"}));
     server.wait_task(&echo, |t| t["status"] == "completed");
-    let metrics = server.get("/v0/metrics");
+    // The gauges drop once the last run's bookkeeping is done, just after its commit.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = server.get("/v0/metrics");
+        if metrics.body.contains("planrt_plans_running 0") || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(metrics.status, 200);
     assert!(
         metrics
@@ -222,7 +250,7 @@ fn delete_cancels_a_running_plan_which_stays_resumable_and_metrics_count_it() {
 #[test]
 fn an_unfinished_plan_over_http_runs_again_after_kill_9() {
     let s = scratch();
-    let server = s.serve(&[]);
+    let server = serve(&s);
     let document = plan(
         &s,
         json!([{"type": "test-append", "params": {"sleepMs": 3000}}]),
@@ -233,7 +261,7 @@ fn an_unfinished_plan_over_http_runs_again_after_kill_9() {
         .to_owned();
     wait_plan(&server, &id, |p| p["tasks"][0]["status"] == "Running");
     server.kill_9();
-    let server = s.serve(&[]);
+    let server = serve(&s);
     let done = wait_plan(&server, &id, phase_is("Complete"));
     assert_eq!(
         done["tasks"][0]["attempts"][0]["errorKind"], "interrupted",
@@ -372,4 +400,94 @@ fn a_failed_task_whose_plugin_changed_is_not_rerun_on_the_new_one() {
     );
     let task = server.get(&format!("/v0/tasks/{id}")).json();
     assert_eq!(task["attempts"].as_array().unwrap().len(), 1, "nothing ran");
+}
+
+#[test]
+fn an_unfinished_task_whose_plugin_changed_is_failed_at_start_saying_why_and_resumable() {
+    let s = scratch();
+    let server = serve(&s);
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({"id": id, "type": "test-append", "params": {"sleepMs": 5000}});
+    assert_eq!(server.post("/v0/tasks", &body).status, 201);
+    server.wait_task(&id, |t| t["attempts"][0]["outcome"] == "running");
+    server.kill_9();
+    s.change_plugin("test-append");
+
+    let server = serve(&s);
+    let task = server.wait_task(&id, |t| t["status"] == "failed");
+    let error = task["error"].as_str().unwrap();
+    assert!(error.contains("not resumed when planrt started"), "{error}");
+    assert!(error.contains("plugin(s) changed"), "{error}");
+    assert_eq!(task["attempts"][0]["errorKind"], "cancelled", "{task}");
+    assert!(effects(&s).is_empty());
+
+    // The operator allows the new plugin: the task runs on it.
+    let resumed = server.post(
+        &format!("/v0/plans/{id}/resume"),
+        &json!({"allowPluginChange": true}),
+    );
+    assert_eq!(resumed.status, 202, "{}", resumed.body);
+    server.wait_task(&id, |t| t["status"] == "completed");
+    assert_eq!(effects(&s), [format!("{id} 2")]);
+}
+
+#[test]
+fn a_task_recorded_running_that_nothing_runs_runs_again_when_submitted() {
+    let s = scratch();
+    // A CLI run killed mid-attempt leaves its task recorded `running`; the server does
+    // not take over CLI plans by itself.
+    let plan = s.write(
+        "p.toml",
+        &format!(
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 5000 }}\n",
+            s.path().join("work").display()
+        ),
+    );
+    let mut cli = s
+        .command(&["run", plan.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = serve(&s);
+    let task = server
+        .get("/v0/tasks")
+        .json()
+        .as_array()
+        .unwrap()
+        .first()
+        .cloned();
+    let task = match task {
+        Some(task) => task,
+        None => {
+            wait_until("the CLI plan is recorded", &server, || {
+                !server
+                    .get("/v0/tasks")
+                    .json()
+                    .as_array()
+                    .unwrap()
+                    .is_empty()
+            });
+            server.get("/v0/tasks").json()[0].clone()
+        }
+    };
+    let id = task["id"].as_str().unwrap().to_owned();
+    server.wait_task(&id, |t| t["attempts"][0]["outcome"] == "running");
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let stuck = server.get(&format!("/v0/tasks/{id}")).json();
+    assert_eq!(
+        stuck["status"], "running",
+        "recorded running, run by nothing"
+    );
+
+    let submitted = server.post(
+        "/v0/tasks",
+        &json!({"id": id, "type": "test-append", "params": {"sleepMs": 0}}),
+    );
+    assert_eq!(submitted.status, 202, "{}", submitted.body);
+    let done = server.wait_task(&id, |t| t["status"] == "completed");
+    assert_eq!(done["attempts"][0]["errorKind"], "interrupted", "{done}");
+    assert_eq!(effects(&s), [format!("{id} 2")]);
 }

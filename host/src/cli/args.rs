@@ -133,7 +133,7 @@ pub struct ServeArgs {
     /// Largest request body (larger: 413).
     #[arg(long, default_value = "1MiB", value_name = "SIZE")]
     pub max_body: String,
-    /// Longest a request may take (longer: 408).
+    /// Longest a request may take (longer: 503; what it started goes on).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub request_timeout: String,
 }

@@ -1,6 +1,7 @@
 //! `planrt serve`: builds the server's settings from flags, opens the executor, resumes
 //! the API's unfinished plans, serves until SIGTERM or ctrl-c, then stops what runs
-//! (recorded `interrupted`: it runs again at the next start).
+//! (recorded `interrupted`: it runs again at the next start) and exits 130, as every
+//! command stopped by a signal does.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use anyhow::Context;
 use super::args::ServeArgs;
 use super::commands::{Outcome, open_service, stop_signal};
 use super::settings::Settings;
-use crate::executor::{PluginWatch, Supervisor, TaskApi};
+use crate::executor::{PluginWatch, Supervisor};
 use crate::plan::TaskSettings;
 use crate::plan::units::{parse_duration, parse_size};
 use crate::server::auth::Auth;
@@ -49,11 +50,18 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
     let metrics = Arc::new(Metrics::new());
     let observer = Arc::new(ServerObserver::new(metrics.clone()));
     let supervisor = Supervisor::new(service.clone(), observer);
-    let tasks = Arc::new(TaskApi::new(supervisor.clone(), task_settings));
     let listener = server::bind(&config)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let _watch = PluginWatch::start(service.clone())?;
+    let _watch = match PluginWatch::start(service.clone()) {
+        Ok(watch) => Some(watch),
+        Err(error) => {
+            tracing::warn!(
+                "{error}; plugins are not reloaded while serving (restart to pick up changes)"
+            );
+            None
+        }
+    };
     let resumed = supervisor.rehydrate().await?;
     if resumed > 0 {
         tracing::info!("resumed {resumed} unfinished plan(s)");
@@ -63,14 +71,36 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
         listener.local_addr().unwrap_or(config.listen),
         service.registry().len(),
     );
-    let app = App::new(tasks, supervisor.clone(), metrics);
-    let shutdown = async {
-        stop_signal().await;
+    let app = App::new(supervisor.clone(), task_settings, metrics);
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let drain = {
+        let stopping = stopping.clone();
+        async move { stopping.notified().await }
     };
-    server::serve(listener, app, &config, shutdown)
-        .await
-        .context("the server failed")?;
-    supervisor.shutdown().await;
+    let serving = server::serve(listener, app, &config, drain);
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => served.context("the server failed")?,
+        _ = stop_signal() => {
+            // Requests in flight drain while the runs stop (recorded `interrupted`), both
+            // bounded so the process ends within an orchestrator's grace period.
+            stopping.notify_one();
+            let (drained, ()) = tokio::join!(
+                tokio::time::timeout(DRAIN_LIMIT, &mut serving),
+                supervisor.shutdown(),
+            );
+            match drained {
+                Ok(served) => served.context("the server failed")?,
+                Err(_) => tracing::warn!(
+                    "requests still open after {}s were dropped",
+                    DRAIN_LIMIT.as_secs()
+                ),
+            }
+        }
+    }
     tracing::info!("stopped; unfinished tasks run again at the next start");
-    Ok(Outcome::Success)
+    Ok(Outcome::Interrupted)
 }
+
+/// How long requests in flight may take to finish once stopping.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);

@@ -25,9 +25,9 @@ pub use prepare::{
 pub use request::RequestError;
 pub use resume::{ResumeError, ResumeFrom, reopen};
 pub use service::{
-    Admitted, ErrorClass, Finished, PluginChanges, Reader, Reloaded, Reopen, Service,
+    Admitted, ErrorClass, Finished, PluginChanges, Reader, Reloaded, Reopen, ReopenRecord, Service,
     ServiceConfig, ServiceError,
 };
 pub use slots::{Slot, Slots};
-pub use supervisor::{SuperviseError, Supervisor};
+pub use supervisor::{RunOutcome, SuperviseError, Supervisor};
 pub use task_api::{Deleted, Submission, Submitted, TaskApi, TaskView};

@@ -1,8 +1,15 @@
-//! What the task and plan APIs (`planrt serve`) refuse beyond what the service does.
+//! What the task and plan APIs (`planrt serve`) refuse beyond what the service does: the
+//! errors, and the limits a request over HTTP must stay within — secrets the server
+//! lists, grants no wider than its own.
 
-use crate::plan::{Phase, PlanId, TaskId, TaskType};
+use serde_json::Value;
+
+use crate::plan::{DirMode, Grants, Phase, PlanId, TaskId, TaskType};
 
 use super::service::ServiceError;
+
+/// Environment variables no request may name: planrt's own settings, its token among them.
+const RESERVED_ENV_PREFIX: &str = "PLANRT_";
 
 /// A request of the task or plan API that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +53,168 @@ pub enum RequestError {
         /// Its phase.
         phase: Phase,
     },
+    /// A task of a plan of several tasks: cancel or remove it through its plan.
+    #[error(
+        "task {id} is one of the {tasks} tasks of plan {plan}: cancel the plan with DELETE /v0/plans/{plan}"
+    )]
+    PartOfPlan {
+        /// The task.
+        id: TaskId,
+        /// Its plan.
+        plan: PlanId,
+        /// How many tasks the plan has.
+        tasks: usize,
+    },
+    /// The run was stopped but what it stopped could not be recorded; the plan is left as
+    /// last recorded (the request can be retried).
+    #[error("plan {plan} stopped, but the state store could not record it: {message}")]
+    Unrecorded {
+        /// The plan.
+        plan: PlanId,
+        /// What failed.
+        message: String,
+    },
+    /// The server began shutting down first: the run was stopped as `interrupted`.
+    #[error("planrt is shutting down; plan {0} runs again when it starts")]
+    ShuttingDown(PlanId),
     /// The service refused or failed.
     #[error(transparent)]
     Service(#[from] ServiceError),
     /// The run could not start.
     #[error(transparent)]
     Supervise(#[from] super::supervisor::SuperviseError),
+}
+
+/// Refuses `$env` references a request may not make: names the server does not list in
+/// `[secrets] env` of its `--grants` file, and planrt's own `PLANRT_*` settings. The
+/// message never says whether the variable exists.
+pub(super) fn check_secrets(params: &Value, allowed: &[String]) -> Result<(), String> {
+    for name in super::secrets::referenced(params) {
+        if name.starts_with(RESERVED_ENV_PREFIX) {
+            return Err(format!(
+                "a `$env` secret may not name `{name}` (planrt's own settings are not for tasks)"
+            ));
+        }
+        if !allowed.contains(&name) {
+            return Err(format!(
+                "`$env` secret `{name}` is not one the server lets requests use (list it in `[secrets] env` of the serve --grants file)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses grants wider than `ceiling` (the server's `--grants`): each directory must lie
+/// inside a granted one — compared after resolving symlinks, so a link inside a granted
+/// directory leads nowhere else — with no more than its mode; each HTTP entry must be
+/// covered by an allowed one.
+pub(super) fn check_grants_within(grants: &Grants, ceiling: &Grants) -> Result<(), String> {
+    let resolved = |path: &std::path::Path| std::fs::canonicalize(path).ok();
+    for (index, dir) in grants.dirs.iter().enumerate() {
+        let Some(host) = resolved(&dir.host) else {
+            return Err(format!(
+                "`grants.dirs[{index}].host`: {} does not exist",
+                dir.host.display()
+            ));
+        };
+        let inside = ceiling.dirs.iter().any(|granted| {
+            resolved(&granted.host).is_some_and(|root| host.starts_with(root))
+                && (dir.mode == DirMode::Ro || granted.mode == DirMode::Rw)
+        });
+        if !inside {
+            return Err(format!(
+                "`grants.dirs[{index}]`: {} ({}) is not inside a directory the server grants with that mode (see its --grants file)",
+                dir.host.display(),
+                dir.mode.as_str()
+            ));
+        }
+    }
+    for (index, entry) in grants.http.iter().enumerate() {
+        if !ceiling.http.iter().any(|allowed| entry.covered_by(allowed)) {
+            return Err(format!(
+                "`grants.http[{index}]`: `{entry}` is not allowed by the server's --grants file"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::{DirGrant, HttpAllow};
+
+    #[test]
+    fn only_listed_secrets_and_never_planrts_own() {
+        let allowed = vec!["RPC_TOKEN".to_owned()];
+        let params = |name: &str| serde_json::json!({"a": [{"$env": name}]});
+        assert_eq!(check_secrets(&params("RPC_TOKEN"), &allowed), Ok(()));
+        let other = check_secrets(&params("HOME"), &allowed).unwrap_err();
+        assert!(
+            other.contains("`HOME`") && other.contains("[secrets] env"),
+            "{other}"
+        );
+        let own = check_secrets(&params("PLANRT_TOKEN"), &["PLANRT_TOKEN".into()]);
+        assert!(own.unwrap_err().contains("planrt's own"));
+        assert_eq!(check_secrets(&serde_json::json!({"x": 1}), &[]), Ok(()));
+    }
+
+    fn dir(host: &Path, mode: DirMode) -> DirGrant {
+        DirGrant {
+            host: host.to_owned(),
+            guest: "/home".into(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn grants_must_lie_inside_the_servers_own() {
+        let root = tempfile::tempdir().unwrap();
+        let node = root.path().join("node");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(node.join("data")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, node.join("escape")).unwrap();
+        let ceiling = Grants {
+            dirs: vec![dir(&node, DirMode::Rw), dir(&outside, DirMode::Ro)],
+            http: vec![HttpAllow::parse("*.example.com").unwrap()],
+        };
+        let within = |dirs: Vec<DirGrant>, http: &[&str]| {
+            let grants = Grants {
+                dirs,
+                http: http.iter().map(|h| HttpAllow::parse(h).unwrap()).collect(),
+            };
+            check_grants_within(&grants, &ceiling)
+        };
+        assert_eq!(
+            within(
+                vec![dir(&node.join("data"), DirMode::Rw)],
+                &["a.example.com"]
+            ),
+            Ok(())
+        );
+        assert_eq!(within(vec![dir(&outside, DirMode::Ro)], &[]), Ok(()));
+        assert!(
+            within(vec![dir(&outside, DirMode::Rw)], &[]).is_err(),
+            "mode"
+        );
+        let escape = within(vec![dir(&node.join("escape"), DirMode::Rw)], &[]);
+        assert!(escape.is_err(), "a symlink out of a granted dir");
+        assert!(
+            within(vec![dir(root.path(), DirMode::Ro)], &[]).is_err(),
+            "a parent"
+        );
+        assert!(
+            within(vec![dir(&node.join("missing"), DirMode::Ro)], &[])
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        assert!(
+            within(vec![], &["example.org"])
+                .unwrap_err()
+                .contains("grants.http[0]")
+        );
+    }
 }

@@ -28,8 +28,11 @@ pub enum ResumeError {
         /// The index asked for.
         from: usize,
     },
-    /// New params for a task that has not failed (only a failed task is resubmitted).
-    #[error("task {index} of plan {plan} is {status}: only a failed task is resubmitted")]
+    /// New params for a task that does not run again (only the failed task, or the first
+    /// task reset, takes new params).
+    #[error(
+        "task {index} of plan {plan} is {status}: only a failed task, or the first task reset, takes new params"
+    )]
     NotFailed {
         /// The plan.
         plan: crate::plan::PlanId,
@@ -66,7 +69,11 @@ pub fn reopen(
     }
     if let Some((index, _)) = &new_params {
         let status = plan.task(*index).map(|t| t.status());
-        if status != Some(TaskStatus::Failed) || from != ResumeFrom::WhereItStopped {
+        let applies = match from {
+            ResumeFrom::WhereItStopped => status == Some(TaskStatus::Failed),
+            ResumeFrom::Task(first) => *index == first,
+        };
+        if !applies {
             return Err(ResumeError::NotFailed {
                 plan: plan.id(),
                 index: *index,
@@ -81,7 +88,15 @@ pub fn reopen(
         "the host stopped or crashed during this attempt",
     )?;
     let events: Vec<(usize, TaskEvent)> = match from {
-        ResumeFrom::Task(first) => (first..tasks).map(|i| (i, TaskEvent::Reset)).collect(),
+        ResumeFrom::Task(first) => (first..tasks)
+            .map(|i| {
+                let params = new_params
+                    .as_ref()
+                    .filter(|(index, _)| *index == i)
+                    .map(|(_, params)| params.clone());
+                (i, TaskEvent::Reset { params })
+            })
+            .collect(),
         ResumeFrom::WhereItStopped => plan
             .tasks()
             .iter()

@@ -114,6 +114,19 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// Whether the error is about the plan itself (its plugins, grants, params, saved
+    /// form): it will not go away by trying again, unlike the store, the state dir or a
+    /// claim another process holds.
+    pub fn is_about_the_plan(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Prepare(_)
+                | ServiceError::SavedPlan(_)
+                | ServiceError::Spec(_)
+                | ServiceError::Resume(_)
+        )
+    }
+
     /// How a front end should treat it.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -172,8 +185,23 @@ pub struct Reopen {
     pub from: ResumeFrom,
     /// What a plugin that changed since the plan was made does.
     pub plugin_change: PluginChange,
-    /// New params for a failed task resubmitted with them (the task API), by index.
+    /// New params for the task that runs again (the task API), by index: the failed task
+    /// (`WhereItStopped`) or the first task reset (`Task(i)`).
     pub new_params: Option<(usize, Value)>,
+    /// What else is recorded once the plan is reopened.
+    pub record: ReopenRecord,
+}
+
+/// What a reopen records about the plan itself, besides its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReopenRecord {
+    /// Nothing (the CLI's `resume`, the server's own restart).
+    Nothing,
+    /// The server runs the plan from now on (origin `api`): resumed over HTTP.
+    Adopt,
+    /// A task of the plan was submitted again over the task API: as `Adopt`, and the plan
+    /// is dated now and shown again if it was removed.
+    Resubmission,
 }
 
 /// What a reload of the plugin dir did.
@@ -479,6 +507,15 @@ impl Service {
             },
             other => ServiceError::Resume(other),
         })?;
+        let recorded = match how.record {
+            ReopenRecord::Nothing => Ok(()),
+            ReopenRecord::Adopt => store.set_origin(plan_id, Origin::Api),
+            ReopenRecord::Resubmission => store.mark_submitted(plan_id, Origin::Api),
+        };
+        recorded.map_err(|error| ServiceError::AfterWorkStarted {
+            plan: plan_id,
+            error: ExecuteError::Store(error),
+        })?;
         if !prepared.repinned.is_empty() {
             tracing::warn!(
                 "running plan {plan_id} with changed plugin(s): {}",
@@ -565,23 +602,25 @@ impl Service {
             from,
             plugin_change,
             new_params: None,
+            record: ReopenRecord::Nothing,
         };
         let admitted = self.reopen(plan_id, how, observer).await?;
         self.execute(admitted, observer, stop).await
     }
 
-    /// Cancels a stored plan that this process is not running: claims it and records its
-    /// running attempt (left by a crash) or its next attempt `cancelled`. Returns whether
-    /// anything was cancelled (not for a finished plan).
+    /// Cancels a stored plan that this process is not running, for `reason`: claims it and
+    /// records its running attempt (left by a crash) or its next attempt `cancelled`.
+    /// Returns whether anything was cancelled (not for a finished plan).
     pub fn cancel_idle(
         &self,
         plan_id: PlanId,
         observer: &dyn Observer,
+        reason: &str,
     ) -> Result<bool, ServiceError> {
         let store = self.store()?;
         let _claim = PlanClaim::acquire(&self.config.state, plan_id)?;
         let (_, mut plan) = self.stored(&store, plan_id)?;
-        cancel(&mut plan, &*store, observer, "cancelled by an operator").map_err(|error| {
+        cancel(&mut plan, &*store, observer, reason).map_err(|error| {
             ServiceError::AfterWorkStarted {
                 plan: plan_id,
                 error,

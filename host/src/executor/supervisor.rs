@@ -1,20 +1,34 @@
 //! Plans running in the background of a long-lived process (`planrt serve`): each admitted
-//! plan executes in its own tokio task; a plan can be cancelled, waited for, and every
-//! run is stopped — recorded `interrupted`, resumable — when the process shuts down.
+//! plan executes in its own tokio task; a plan can be stopped (and the stop's outcome
+//! waited for), and every run is stopped — recorded `interrupted`, resumable — when the
+//! process shuts down. Operations on one plan are serialized by its lock
+//! ([`Supervisor::lock_plan`]), shared by the task and plan APIs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use super::execute::{Observer, RunEnd, StopReason};
-use super::service::{Admitted, Service, ServiceError};
+use super::id_locks::{IdGuard, IdLocks};
+use super::service::{Admitted, Reopen, ReopenRecord, Service, ServiceError};
 use crate::plan::PlanId;
+
+/// How a background run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Execution ended as recorded.
+    Ended(RunEnd),
+    /// Execution stopped on an error (a transition could not be recorded, a panic); the
+    /// plan is as last recorded.
+    Failed(String),
+}
 
 /// One plan running in the background.
 struct Run {
     stop: watch::Sender<Option<StopReason>>,
-    done: watch::Receiver<bool>,
+    done: watch::Receiver<Option<RunOutcome>>,
 }
 
 /// Runs admitted plans in the background.
@@ -22,8 +36,9 @@ pub struct Supervisor {
     service: Arc<Service>,
     observer: Arc<dyn Observer>,
     runs: Mutex<HashMap<PlanId, Run>>,
+    locks: IdLocks<PlanId>,
     /// Set once shutting down: nothing new starts.
-    closed: Mutex<bool>,
+    closed: AtomicBool,
 }
 
 /// A run that could not start.
@@ -44,7 +59,8 @@ impl Supervisor {
             service,
             observer,
             runs: Mutex::new(HashMap::new()),
-            closed: Mutex::new(false),
+            locks: IdLocks::default(),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -58,15 +74,26 @@ impl Supervisor {
         &self.observer
     }
 
+    /// Waits for the plan's lock: one request at a time acts on a plan (submit, resume,
+    /// cancel, remove), so nothing recorded for it is followed by a refused start.
+    pub(super) async fn lock_plan(&self, id: PlanId) -> IdGuard<'_, PlanId> {
+        self.locks.lock(id).await
+    }
+
+    /// Whether the process is shutting down (nothing new starts).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Starts executing an admitted plan in the background.
     pub fn spawn(self: &Arc<Self>, admitted: Admitted) -> Result<(), SuperviseError> {
         let id = admitted.plan().id();
         let (stop_tx, mut stop_rx) = watch::channel(None);
-        let (done_tx, done_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(None);
         {
             // Checked under the runs lock, so `shutdown` either sees this run or refuses it.
             let mut runs = self.lock_runs();
-            if *self.closed.lock().unwrap_or_else(|e| e.into_inner()) {
+            if self.is_closed() {
                 return Err(SuperviseError::ShuttingDown(id));
             }
             if runs.contains_key(&id) {
@@ -82,11 +109,13 @@ impl Supervisor {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            // Removes the run and says it is done however the task ends (even a panic).
-            let _finish = Finish {
+            // Removes the run and tells its waiters how it ended, however the task ends
+            // (a panic included).
+            let mut finish = Finish {
                 supervisor: &this,
                 id,
                 done: done_tx,
+                outcome: None,
             };
             let stop = async move {
                 match stop_rx.wait_for(Option::is_some).await {
@@ -95,13 +124,31 @@ impl Supervisor {
                     Err(_) => StopReason::Shutdown,
                 }
             };
-            let outcome = this
+            let outcome = match this
                 .service
                 .execute(admitted, this.observer.as_ref(), stop)
-                .await;
-            log_end(id, outcome);
+                .await
+            {
+                Ok(finished) => RunOutcome::Ended(finished.end),
+                Err(error) => RunOutcome::Failed(format!("{:#}", anyhow::Error::from(error))),
+            };
+            log_end(id, &outcome);
+            finish.outcome = Some(outcome);
         });
         Ok(())
+    }
+
+    /// Starts an admitted plan, or — when the process is shutting down — leaves it as
+    /// recorded: it runs when planrt starts again (the API's plans are rehydrated), so a
+    /// request that recorded it has done its part.
+    pub fn start(self: &Arc<Self>, admitted: Admitted) -> Result<(), SuperviseError> {
+        match self.spawn(admitted) {
+            Err(SuperviseError::ShuttingDown(id)) => {
+                tracing::warn!(plan = %id, "plan {id} is recorded; it runs when planrt starts again");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Whether this process runs the plan now.
@@ -109,14 +156,13 @@ impl Supervisor {
         self.lock_runs().contains_key(&id)
     }
 
-    /// Stops the plan's run for `reason` and waits until what it stopped is recorded.
-    /// Returns false if this process was not running it.
-    pub async fn stop(&self, id: PlanId, reason: StopReason) -> bool {
+    /// Stops the plan's run for `reason` and waits until it has ended: how it ended, or
+    /// `None` if this process was not running it. A run may end otherwise than asked: it
+    /// finished first, a shutdown came first, or the stop could not be recorded.
+    pub async fn stop(&self, id: PlanId, reason: StopReason) -> Option<RunOutcome> {
         let done = {
             let runs = self.lock_runs();
-            let Some(run) = runs.get(&id) else {
-                return false;
-            };
+            let run = runs.get(&id)?;
             // A stop already asked for (a shutdown) is not replaced.
             run.stop.send_if_modified(|current| {
                 current.is_none() && {
@@ -126,8 +172,7 @@ impl Supervisor {
             });
             run.done.clone()
         };
-        wait_done(done).await;
-        true
+        Some(wait_done(done).await)
     }
 
     /// Waits until this process no longer runs the plan (at once if it does not).
@@ -146,9 +191,9 @@ impl Supervisor {
     /// Refuses new runs, stops every run as for a shutdown (what runs is recorded
     /// `interrupted`) and waits until all of them are recorded.
     pub async fn shutdown(&self) {
-        let done: Vec<watch::Receiver<bool>> = {
+        let done: Vec<watch::Receiver<Option<RunOutcome>>> = {
             let runs = self.lock_runs();
-            *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.closed.store(true, Ordering::SeqCst);
             runs.values()
                 .map(|run| {
                     run.stop.send_if_modified(|current| {
@@ -166,9 +211,11 @@ impl Supervisor {
         }
     }
 
-    /// Opens every plan the API created that still has work (after a restart or a crash:
-    /// attempts found running are recorded `interrupted`) and runs it. A plan that cannot
-    /// be opened (its plugin changed, another process holds it) is reported and left.
+    /// Opens every plan the API runs that still has work (after a restart or a crash:
+    /// attempts found running are recorded `interrupted`) and runs it. A plan that can no
+    /// longer run as it was made (its plugin changed or is gone, a grant or a param is
+    /// refused) is cancelled with the reason, so it does not read `running` forever; one
+    /// another process holds, or that the store cannot open now, is left and reported.
     pub async fn rehydrate(self: &Arc<Self>) -> Result<usize, ServiceError> {
         let store = self.service.store()?;
         let plans = store
@@ -176,19 +223,31 @@ impl Supervisor {
             .map_err(|error| self.service.store_error(error))?;
         let mut started = 0;
         for id in plans {
-            let how = super::service::Reopen {
+            let _lock = self.lock_plan(id).await;
+            let how = Reopen {
                 from: super::ResumeFrom::WhereItStopped,
                 plugin_change: super::PluginChange::Refuse {
-                    hint: "resume it with `planrt resume --allow-plugin-change` or POST /v0/plans/{id}/resume",
+                    hint: "resume it with POST /v0/plans/{id}/resume {\"allowPluginChange\": true}",
                 },
                 new_params: None,
+                record: ReopenRecord::Nothing,
             };
             match self.service.reopen(id, how, self.observer.as_ref()).await {
                 Ok(admitted) => match self.spawn(admitted) {
                     Ok(()) => started += 1,
                     Err(error) => tracing::warn!("plan {id} not resumed: {error}"),
                 },
-                Err(error) => tracing::error!("plan {id} not resumed: {error}"),
+                Err(error) if error.is_about_the_plan() => {
+                    let reason = format!("not resumed when planrt started: {error}");
+                    tracing::error!(plan = %id, "plan {id} {reason}");
+                    if let Err(error) =
+                        self.service
+                            .cancel_idle(id, self.observer.as_ref(), &reason)
+                    {
+                        tracing::error!(plan = %id, "plan {id} could not be cancelled: {error}");
+                    }
+                }
+                Err(error) => tracing::error!(plan = %id, "plan {id} not resumed: {error}"),
             }
         }
         Ok(started)
@@ -199,22 +258,27 @@ impl Supervisor {
     }
 }
 
-/// Waits until a run says it is done (or its task is gone).
-async fn wait_done(mut done: watch::Receiver<bool>) {
-    // An error means the sender is gone: the run's task ended.
-    let _ = done.wait_for(|done| *done).await;
+/// Waits until a run says how it ended.
+async fn wait_done(mut done: watch::Receiver<Option<RunOutcome>>) -> RunOutcome {
+    match done.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome
+            .clone()
+            .unwrap_or_else(|| RunOutcome::Failed("the run ended".into())),
+        // The sender is gone without an outcome: its task ended abnormally.
+        Err(_) => RunOutcome::Failed("the run ended without an outcome".into()),
+    }
 }
 
-fn log_end(id: PlanId, outcome: Result<super::Finished, ServiceError>) {
+fn log_end(id: PlanId, outcome: &RunOutcome) {
     match outcome {
-        Ok(finished) => match finished.end {
-            RunEnd::Finished(phase) => tracing::info!(plan = %id, "plan {id} is {phase}"),
-            RunEnd::Interrupted => {
-                tracing::info!(plan = %id, "plan {id} stopped; it runs again at the next start")
-            }
-            RunEnd::Cancelled => tracing::info!(plan = %id, "plan {id} cancelled"),
-        },
-        Err(error) => tracing::error!(plan = %id, "plan {id}: {error}"),
+        RunOutcome::Ended(RunEnd::Finished(phase)) => {
+            tracing::info!(plan = %id, "plan {id} is {phase}")
+        }
+        RunOutcome::Ended(RunEnd::Interrupted) => {
+            tracing::info!(plan = %id, "plan {id} stopped; it runs again at the next start")
+        }
+        RunOutcome::Ended(RunEnd::Cancelled) => tracing::info!(plan = %id, "plan {id} cancelled"),
+        RunOutcome::Failed(error) => tracing::error!(plan = %id, "plan {id}: {error}"),
     }
 }
 
@@ -222,13 +286,18 @@ fn log_end(id: PlanId, outcome: Result<super::Finished, ServiceError>) {
 struct Finish<'a> {
     supervisor: &'a Supervisor,
     id: PlanId,
-    done: watch::Sender<bool>,
+    done: watch::Sender<Option<RunOutcome>>,
+    outcome: Option<RunOutcome>,
 }
 
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
         // The claim was released when `execute` returned: whoever waits may claim it.
         self.supervisor.lock_runs().remove(&self.id);
-        self.done.send_replace(true);
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| RunOutcome::Failed("the run panicked".into()));
+        self.done.send_replace(Some(outcome));
     }
 }

@@ -7,21 +7,16 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::execute::StopReason;
-use super::id_locks::IdLocks;
+use super::execute::{RunEnd, StopReason};
 use super::prepare::PluginChange;
-use super::request::RequestError;
+use super::request::{RequestError, check_secrets};
 use super::resume::ResumeFrom;
-use super::service::{Reopen, Service, ServiceError};
-use super::supervisor::Supervisor;
+use super::service::{Reopen, ReopenRecord, Service, ServiceError};
+use super::supervisor::{RunOutcome, Supervisor};
 use crate::plan::{
     Phase, PlanId, PlanRun, SavedPlan, Task, TaskId, TaskSettings, TaskStatus, TaskType,
 };
-use crate::store::{Origin, TaskCursor, TaskRef};
-
-/// Environment variables a `$env` reference submitted over the API may not name: the
-/// server's own settings (its token among them) are not secrets for tasks.
-const RESERVED_ENV_PREFIX: &str = "PLANRT_";
+use crate::store::{ClaimError, Origin, TaskCursor, TaskRef};
 
 /// A task as a client submits it.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +47,7 @@ pub struct TaskView {
     pub plan: PlanId,
     /// Its plan's phase.
     pub phase: Phase,
-    /// When it was submitted (its plan created).
+    /// When it was last submitted.
     pub submitted_at: Timestamp,
     /// The sha256 of the plugin its plan is pinned to (what its next attempt runs).
     pub plugin_sha256: Option<String>,
@@ -70,18 +65,15 @@ pub enum Deleted {
 /// Status-aware task submission over a service and its background runs.
 pub struct TaskApi {
     supervisor: Arc<Supervisor>,
-    settings: TaskSettings,
-    /// One submission or delete at a time per task ID.
-    locks: IdLocks<TaskId>,
+    settings: Arc<TaskSettings>,
 }
 
 impl TaskApi {
     /// Tasks run by `supervisor`, each resolved with `settings` (`serve --grants`).
-    pub fn new(supervisor: Arc<Supervisor>, settings: TaskSettings) -> Self {
+    pub fn new(supervisor: Arc<Supervisor>, settings: Arc<TaskSettings>) -> Self {
         Self {
             supervisor,
             settings,
-            locks: IdLocks::default(),
         }
     }
 
@@ -90,8 +82,9 @@ impl TaskApi {
     }
 
     /// Submits a task: a new ID runs; a running or completed task is left as it is; a
-    /// failed one runs again as its next attempt, with the new params. Bad input (type,
-    /// params, grants) is refused before anything is stored.
+    /// failed one runs again as its next attempt, with the new params. A task removed by
+    /// `DELETE` runs again (its history kept). Bad input (type, params, grants, secrets)
+    /// is refused before anything is stored.
     pub async fn submit(&self, submission: Submission) -> Result<Submitted, RequestError> {
         let id = submission
             .id
@@ -106,10 +99,14 @@ impl TaskApi {
                 "`params` must be a JSON object".into(),
             ));
         }
-        refuse_reserved_secrets(&params)
+        check_secrets(&params, &self.settings.secrets)
             .map_err(|e| RequestError::BadRequest(format!("`params`: {e}")))?;
-
-        let _lock = self.locks.lock(id).await;
+        // The plan a new task gets: its lock also serializes requests for the ID.
+        let own = PlanId::from(id.as_uuid());
+        if self.supervisor.is_closed() {
+            return Err(RequestError::ShuttingDown(own));
+        }
+        let _own = self.supervisor.lock_plan(own).await;
         let service = self.service();
         let store = service.store()?;
         let found = store
@@ -120,8 +117,12 @@ impl TaskApi {
                 .prepare_task(id, task_type, params, &self.settings)
                 .await?;
             let admitted = service.admit(prepared, Some(plan), Origin::Api)?;
-            self.supervisor.spawn(admitted)?;
+            self.supervisor.start(admitted)?;
             return Ok(Submitted::Started(id));
+        };
+        let _plan = match found.plan == own {
+            true => None,
+            false => Some(self.supervisor.lock_plan(found.plan).await),
         };
 
         let (_, plan) = service.load(found.plan)?;
@@ -135,25 +136,29 @@ impl TaskApi {
                 requested: task_type,
             });
         }
-        if found.removed {
-            // Submitted again after a delete: it shows again, and follows its status.
-            store
-                .set_removed(found.plan, false)
-                .map_err(|error| service.store_error(error))?;
-        }
+        let again = |from| Reopen {
+            from,
+            plugin_change: PluginChange::Refuse {
+                hint: "submit it with a new ID, or resume its plan with {\"allowPluginChange\": true}",
+            },
+            new_params: Some((found.index, params.clone())),
+            record: ReopenRecord::Resubmission,
+        };
+        let observer = self.supervisor.observer().clone();
         match (task.status(), plan.phase()) {
             (TaskStatus::Failed, _) => {
                 self.supervisor.wait_idle(found.plan).await;
-                let how = Reopen {
-                    from: ResumeFrom::WhereItStopped,
-                    plugin_change: PluginChange::Refuse {
-                        hint: "submit it with a new ID, or resume its plan with `planrt resume --allow-plugin-change`",
-                    },
-                    new_params: Some((found.index, params)),
-                };
-                let observer = self.supervisor.observer().clone();
+                let how = again(ResumeFrom::WhereItStopped);
                 let admitted = service.reopen(found.plan, how, observer.as_ref()).await?;
-                self.supervisor.spawn(admitted)?;
+                self.supervisor.start(admitted)?;
+                Ok(Submitted::Started(id))
+            }
+            // Removed by DELETE: the ID reads as new to the client, so it runs again.
+            (TaskStatus::Complete, _) if found.removed => {
+                self.supervisor.wait_idle(found.plan).await;
+                let how = again(ResumeFrom::Task(found.index));
+                let admitted = service.reopen(found.plan, how, observer.as_ref()).await?;
+                self.supervisor.start(admitted)?;
                 Ok(Submitted::Started(id))
             }
             (TaskStatus::Pending, Phase::Failed) => Err(RequestError::BlockedByFailure {
@@ -161,6 +166,26 @@ impl TaskApi {
                 plan: found.plan,
                 failed: plan.failed_task_index().unwrap_or_default(),
             }),
+            (TaskStatus::Pending | TaskStatus::Running, Phase::Active)
+                if !self.supervisor.is_running(found.plan) =>
+            {
+                // Recorded as running but run by nothing here (its run stopped on a store
+                // error, say): it runs again — unless another process runs it.
+                let how = Reopen {
+                    from: ResumeFrom::WhereItStopped,
+                    plugin_change: PluginChange::Refuse {
+                        hint: "resume its plan with {\"allowPluginChange\": true}",
+                    },
+                    new_params: None,
+                    record: ReopenRecord::Adopt,
+                };
+                match service.reopen(found.plan, how, observer.as_ref()).await {
+                    Ok(admitted) => self.supervisor.start(admitted)?,
+                    Err(ServiceError::Claim(ClaimError::Held { .. })) => {}
+                    Err(error) => return Err(error.into()),
+                }
+                Ok(Submitted::Deduplicated(id))
+            }
             _ => Ok(Submitted::Deduplicated(id)),
         }
     }
@@ -203,9 +228,11 @@ impl TaskApi {
     }
 
     /// Cancels a task that runs or waits for its next attempt (it ends `cancelled`, its
-    /// plan failed and resumable), or removes a finished one from the API's views.
+    /// plan failed and resumable) once that is recorded, or removes a finished one from
+    /// the API's views. A task of a plan of several tasks is cancelled through its plan.
     pub async fn delete(&self, id: TaskId) -> Result<Deleted, RequestError> {
-        let _lock = self.locks.lock(id).await;
+        let own = PlanId::from(id.as_uuid());
+        let _own = self.supervisor.lock_plan(own).await;
         let service = self.service();
         let store = service.store()?;
         let found = store
@@ -213,15 +240,39 @@ impl TaskApi {
             .map_err(|error| service.store_error(error))?
             .filter(|found| !found.removed)
             .ok_or(RequestError::UnknownTask(id))?;
-        if self.supervisor.stop(found.plan, StopReason::Cancel).await {
-            return Ok(Deleted::Cancelled);
+        let _plan = match found.plan == own {
+            true => None,
+            false => Some(self.supervisor.lock_plan(found.plan).await),
+        };
+        let (_, plan) = service.load(found.plan)?;
+        if plan.tasks().len() > 1 {
+            return Err(RequestError::PartOfPlan {
+                id,
+                plan: found.plan,
+                tasks: plan.tasks().len(),
+            });
+        }
+        match self.supervisor.stop(found.plan, StopReason::Cancel).await {
+            Some(RunOutcome::Ended(RunEnd::Cancelled)) => return Ok(Deleted::Cancelled),
+            Some(RunOutcome::Ended(RunEnd::Interrupted)) => {
+                return Err(RequestError::ShuttingDown(found.plan));
+            }
+            Some(RunOutcome::Failed(message)) => {
+                return Err(RequestError::Unrecorded {
+                    plan: found.plan,
+                    message,
+                });
+            }
+            // It finished before the cancel reached it, or it was not running here.
+            Some(RunOutcome::Ended(RunEnd::Finished(_))) | None => {}
         }
         let (_, plan) = service.load(found.plan)?;
         if plan.phase() == Phase::Active {
-            // Active but not running here: its run ended with an error, or another
-            // process runs it (then the claim is refused).
+            // Active but run by nothing here: its run stopped on an error, or another
+            // process runs it (then the claim is refused: 409).
             let observer = self.supervisor.observer().clone();
-            if service.cancel_idle(found.plan, observer.as_ref())? {
+            let reason = format!("cancelled by an operator (DELETE /v0/tasks/{id})");
+            if service.cancel_idle(found.plan, observer.as_ref(), &reason)? {
                 return Ok(Deleted::Cancelled);
             }
         }
@@ -252,18 +303,4 @@ fn view(saved: &SavedPlan, plan: &PlanRun, found: &TaskRef) -> Option<TaskView> 
         phase: plan.phase(),
         submitted_at: found.submitted_at,
     })
-}
-
-/// Refuses `$env` references to planrt's own settings (`PLANRT_*`, the token among them):
-/// a request may name secrets for its tasks, not read the server's.
-pub(super) fn refuse_reserved_secrets(params: &Value) -> Result<(), String> {
-    match super::secrets::referenced(params)
-        .into_iter()
-        .find(|name| name.starts_with(RESERVED_ENV_PREFIX))
-    {
-        Some(name) => Err(format!(
-            "a `$env` secret may not name `{name}` (planrt's own settings are not for tasks)"
-        )),
-        None => Ok(()),
-    }
 }

@@ -126,6 +126,26 @@ impl HttpAllow {
     }
 }
 
+impl HttpAllow {
+    /// Whether every request this entry allows is also allowed by `wider` (a plan sent
+    /// over HTTP may allow only what the server's `--grants` allow).
+    pub fn covered_by(&self, wider: &HttpAllow) -> bool {
+        let port = wider.port.is_none() || wider.port == self.port;
+        let host = match (&self.host, &wider.host) {
+            (HostPattern::Name(name), HostPattern::Name(other)) => name == other,
+            (HostPattern::Ip(ip), HostPattern::Ip(other)) => ip == other,
+            (HostPattern::Name(name), HostPattern::Subdomains(suffix)) => {
+                name.ends_with(&format!(".{suffix}"))
+            }
+            (HostPattern::Subdomains(inner), HostPattern::Subdomains(suffix)) => {
+                inner == suffix || inner.ends_with(&format!(".{suffix}"))
+            }
+            _ => false,
+        };
+        port && host
+    }
+}
+
 impl fmt::Display for HttpAllow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.host, self.port) {
@@ -269,5 +289,29 @@ mod tests {
         ] {
             assert_eq!(HttpAllow::parse(good).unwrap().to_string(), good);
         }
+    }
+
+    #[test]
+    fn an_entry_is_covered_only_by_one_allowing_at_least_as_much() {
+        let entry = |text: &str| HttpAllow::parse(text).unwrap();
+        let covered = |inner: &str, wider: &str| entry(inner).covered_by(&entry(wider));
+        assert!(covered("a.example.com", "a.example.com"));
+        assert!(covered("a.example.com:443", "a.example.com"));
+        assert!(
+            !covered("a.example.com", "a.example.com:443"),
+            "any port is wider"
+        );
+        assert!(covered("a.example.com:443", "*.example.com"));
+        assert!(covered("*.a.example.com", "*.example.com"));
+        assert!(covered("*.example.com", "*.example.com"));
+        assert!(
+            !covered("example.com", "*.example.com"),
+            "not the domain itself"
+        );
+        assert!(!covered("*.example.com", "a.example.com"));
+        assert!(!covered("evilexample.com", "*.example.com"));
+        assert!(covered("10.0.0.1:26657", "10.0.0.1"));
+        assert!(!covered("10.0.0.2", "10.0.0.1"));
+        assert!(!covered("[::1]:80", "localhost"));
     }
 }

@@ -305,7 +305,7 @@ mod tests {
     fn unknown_task_index_is_an_error() {
         let mut plan = plan(1, 0);
         assert_eq!(
-            plan.apply(5, TaskEvent::Reset),
+            plan.apply(5, TaskEvent::Reset { params: None }),
             Err(TransitionError::NoSuchTask(5))
         );
     }

@@ -426,14 +426,18 @@ impl PlanSpec {
     }
 }
 
-/// What every task submitted on its own runs with (`planrt serve --grants FILE`): the
-/// `[defaults]` and `[grants]` tables of a plan file, and nothing else.
+/// What the server lets requests have (`planrt serve --grants FILE`): the `[defaults]` and
+/// `[grants]` tables of a plan file — what every task submitted on its own runs with, and
+/// the most a plan sent over HTTP may grant — and `[secrets] env`, the environment
+/// variables a request may name as `$env` secrets (none unless listed).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskSettings {
     /// Retry policy and limits.
     pub defaults: PlanDefaults,
     /// What the tasks may reach.
     pub grants: Grants,
+    /// Environment variables requests may name as secrets.
+    pub secrets: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -441,6 +445,22 @@ pub struct TaskSettings {
 struct RawTaskSettings {
     defaults: Option<RawPolicy>,
     grants: Option<RawGrants>,
+    secrets: Option<RawSecrets>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    env: Option<Vec<Spanned<String>>>,
+}
+
+/// Whether `name` is an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`).
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl TaskSettings {
@@ -452,9 +472,20 @@ impl TaskSettings {
             let span = e.span().unwrap_or(0..0);
             reader.error(span, e.message().trim_end().to_owned())
         })?;
+        let mut secrets = Vec::new();
+        for name in raw.secrets.and_then(|s| s.env).unwrap_or_default() {
+            if !is_env_name(name.get_ref()) {
+                return Err(reader.error(
+                    name.span(),
+                    format!("`{}` is not an environment variable name", name.get_ref()),
+                ));
+            }
+            secrets.push(name.into_inner());
+        }
         Ok(Self {
             defaults: reader.defaults(raw.defaults)?,
             grants: reader.grants(raw.grants)?,
+            secrets,
         })
     }
 }

@@ -136,9 +136,13 @@ pub enum TaskEvent {
         /// The params of the next attempts (`None`: unchanged).
         params: Option<Value>,
     },
-    /// Operator (`resume --from`): back to pending with a fresh retry budget, even if the
-    /// task completed. The only way a completed task runs again.
-    Reset,
+    /// Operator (`resume --from`, or a removed task submitted again over HTTP): back to
+    /// pending with a fresh retry budget, even if the task completed. The only way a
+    /// completed task runs again.
+    Reset {
+        /// The params of the next attempts (`None`: unchanged).
+        params: Option<Value>,
+    },
     /// Operator (`DELETE` over HTTP): the task stops — its running attempt ends
     /// `cancelled`, or its next attempt never starts — and it is failed until resumed or
     /// resubmitted. No retry budget is used.
@@ -158,7 +162,7 @@ impl TaskEvent {
             TaskEvent::Succeed { .. } => EventKind::Succeed,
             TaskEvent::Fail { .. } => EventKind::Fail,
             TaskEvent::Resubmit { .. } => EventKind::Resubmit,
-            TaskEvent::Reset => EventKind::Reset,
+            TaskEvent::Reset { .. } => EventKind::Reset,
             TaskEvent::Cancel { .. } => EventKind::Cancel,
         }
     }
@@ -325,7 +329,8 @@ impl Task {
     /// Rebuilds a task the state store kept. Only states the transition table can reach
     /// are accepted: attempts numbered 1…n, a running attempt exactly when the task is
     /// `Running` (and only the last), the last attempt complete with an output when it is
-    /// `Complete`, no running attempt and an error when it is `Failed`.
+    /// `Complete`, no running attempt, an error and neither output nor backoff when it is
+    /// `Failed`.
     pub fn restore(record: TaskRecord) -> Result<Self, RestoreError> {
         let problem = |what: String| RestoreError {
             index: record.index,
@@ -355,8 +360,14 @@ impl Task {
                 running == 0 && last == Some(AttemptOutcome::Complete) && record.output.is_some()
             }
             // Usually its last attempt failed; a task cancelled before its next attempt
-            // started keeps only the error saying so.
-            TaskStatus::Failed => running == 0 && record.error.is_some(),
+            // started keeps only the error saying so. Every way in clears the output and
+            // the backoff.
+            TaskStatus::Failed => {
+                running == 0
+                    && record.error.is_some()
+                    && record.output.is_none()
+                    && record.next_attempt_at.is_none()
+            }
             TaskStatus::Pending => running == 0,
         };
         if !consistent {
@@ -547,7 +558,10 @@ impl Task {
                     self.attempts.len() + 1
                 ));
             }
-            (Effect::Reset, _) => {
+            (Effect::Reset, TaskEvent::Reset { params }) => {
+                if let Some(params) = params {
+                    self.params = params;
+                }
                 self.retry_count = 0;
                 self.next_attempt_at = None;
                 self.output = None;
@@ -684,7 +698,8 @@ pub enum Effect {
     FailAndBackOff,
     /// Takes the new params, if the event has some (the retry count and history are kept).
     Resubmit,
-    /// A fresh budget: clears the retry count, backoff, output and error (attempts stay).
+    /// A fresh budget: clears the retry count, backoff, output and error (attempts stay);
+    /// takes the new params, if the event has some.
     Reset,
     /// Ends the running attempt `failed` as `cancelled` with the reason; uses no budget.
     CancelAttempt,
@@ -984,7 +999,7 @@ mod tests {
             let mut task = with_status(status);
             let attempts = task.attempts().len();
             assert_eq!(
-                task.apply(TaskEvent::Reset).unwrap().to,
+                task.apply(TaskEvent::Reset { params: None }).unwrap().to,
                 TaskStatus::Pending
             );
             assert_eq!(
@@ -1178,17 +1193,27 @@ mod tests {
                     );
                 },
             ),
-            (6, backed_off(), TaskEvent::Reset, check_reset),
+            (
+                6,
+                backed_off(),
+                TaskEvent::Reset { params: None },
+                check_reset,
+            ),
             (
                 7,
                 with_status(TaskStatus::Complete),
-                TaskEvent::Reset,
-                check_reset,
+                TaskEvent::Reset {
+                    params: Some(serde_json::json!({"again": true})),
+                },
+                |before, after| {
+                    check_reset(before, after);
+                    assert_eq!(after.params(), &serde_json::json!({"again": true}));
+                },
             ),
             (
                 8,
                 with_status(TaskStatus::Failed),
-                TaskEvent::Reset,
+                TaskEvent::Reset { params: None },
                 check_reset,
             ),
             (
@@ -1292,7 +1317,7 @@ mod tests {
                 },
                 fail(t(100), ErrorKind::Transient),
                 TaskEvent::Resubmit { params: None },
-                TaskEvent::Reset,
+                TaskEvent::Reset { params: None },
                 TaskEvent::Cancel {
                     at: t(100),
                     reason: "operator".into(),
@@ -1363,6 +1388,12 @@ mod tests {
         let mut failed_without_error = record(&with_status(TaskStatus::Failed));
         failed_without_error.error = None;
         assert!(Task::restore(failed_without_error).is_err());
+        let mut failed_with_output = record(&with_status(TaskStatus::Failed));
+        failed_with_output.output = Some(serde_json::json!({}));
+        assert!(Task::restore(failed_with_output).is_err());
+        let mut failed_with_backoff = record(&with_status(TaskStatus::Failed));
+        failed_with_backoff.next_attempt_at = Some(t(1));
+        assert!(Task::restore(failed_with_backoff).is_err());
         let mut cancelled_before_start = backed_off();
         cancelled_before_start
             .apply(TaskEvent::Cancel {

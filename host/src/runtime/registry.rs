@@ -114,12 +114,16 @@ impl Runtime {
     }
 
     async fn load_plugin(&self, file: &Path) -> Result<LoadedPlugin, String> {
-        let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-        let sha256 = hex::encode(Sha256::digest(&wasm));
-        let (component, _) = self
-            .cache
-            .load(&self.engine, &wasm, &sha256)
-            .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
+        // Reading, hashing and compiling block: the tokio worker is handed off meanwhile.
+        let (component, sha256) = crate::blocking::blocking(|| {
+            let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+            let sha256 = hex::encode(Sha256::digest(&wasm));
+            let (component, _) = self
+                .cache
+                .load(&self.engine, &wasm, &sha256)
+                .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
+            Ok::<_, String>((component, sha256))
+        })?;
         let pre = self
             .linker
             .instantiate_pre(&component)

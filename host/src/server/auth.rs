@@ -90,18 +90,40 @@ impl Auth {
         }
         match self {
             Auth::Open => true,
-            Auth::Bearer(token) => headers
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-                .is_some_and(|given| bool::from(given.ct_eq(token))),
+            Auth::Bearer(token) => {
+                let mut given = headers.get_all(header::AUTHORIZATION).iter();
+                match (given.next(), given.next()) {
+                    (Some(value), None) => bearer(value.as_bytes())
+                        // Digests of both sides: equal lengths, so the time taken says
+                        // nothing about the token's length either.
+                        .is_some_and(|given| bool::from(digest(given).ct_eq(&digest(token)))),
+                    _ => false,
+                }
+            }
             Auth::TrustedHeader => {
+                // Exactly one non-blank value: a proxy that appends instead of replacing
+                // would otherwise let a client's own value through.
+                let mut users = headers.get_all(REMOTE_USER_HEADER).iter();
                 path == METRICS_PATH
-                    || headers
-                        .get(REMOTE_USER_HEADER)
-                        .is_some_and(|user| !user.is_empty())
+                    || matches!(
+                        (users.next(), users.next()),
+                        (Some(user), None) if !user.as_bytes().trim_ascii().is_empty()
+                    )
             }
         }
     }
+}
+
+/// The credentials of `Authorization: Bearer <credentials>` (the scheme is
+/// case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// The middleware: 401 with `{error}` for a request the mode does not allow.
@@ -177,7 +199,12 @@ mod tests {
         assert!(!auth.allows(tasks, &headers(&[("authorization", "Bearer s3cre")])));
         assert!(!auth.allows(tasks, &headers(&[("authorization", "Bearer s3cret2")])));
         assert!(!auth.allows(tasks, &headers(&[("authorization", "Basic s3cret")])));
+        assert!(!auth.allows(tasks, &headers(&[("authorization", "Bearer")])));
         assert!(auth.allows(tasks, &headers(&[("authorization", "Bearer s3cret")])));
+        assert!(auth.allows(tasks, &headers(&[("authorization", "bearer s3cret")])));
+        let mut twice = headers(&[("authorization", "Bearer s3cret")]);
+        twice.append("authorization", HeaderValue::from_static("Bearer other"));
+        assert!(!auth.allows(tasks, &twice), "two values are refused");
         assert!(auth.allows("/v0/healthz", &headers(&[])));
         assert!(
             !auth.allows("/v0/metrics", &headers(&[])),
@@ -190,7 +217,11 @@ mod tests {
         let auth = Auth::TrustedHeader;
         assert!(!auth.allows("/v0/tasks", &headers(&[])));
         assert!(!auth.allows("/v0/tasks", &headers(&[("x-remote-user", "")])));
+        assert!(!auth.allows("/v0/tasks", &headers(&[("x-remote-user", "  ")])));
         assert!(auth.allows("/v0/tasks", &headers(&[("x-remote-user", "ops")])));
+        let mut twice = headers(&[("x-remote-user", "attacker")]);
+        twice.append("x-remote-user", HeaderValue::from_static("ops"));
+        assert!(!auth.allows("/v0/tasks", &twice), "two values are refused");
         for path in ["/v0/healthz", "/v0/startupz", "/v0/livez", "/v0/metrics"] {
             assert!(auth.allows(path, &headers(&[])), "{path}");
         }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::wire::ErrorResponse;
 use crate::executor::{ErrorClass, RequestError, ServiceError, SuperviseError};
+use crate::store::ClaimError;
 
 /// Seconds a client is told to wait before retrying a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -43,9 +44,12 @@ impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         let status = match (&error, error.class()) {
             // The state dir failing is the server's trouble, not the request's.
-            (ServiceError::Store { .. } | ServiceError::StateDir(_), _) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            (
+                ServiceError::Store { .. }
+                | ServiceError::StateDir(_)
+                | ServiceError::Claim(ClaimError::Dir { .. } | ClaimError::Io { .. }),
+                _,
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             (_, ErrorClass::BadInput) => StatusCode::BAD_REQUEST,
             (_, ErrorClass::NotFound) => StatusCode::NOT_FOUND,
             (_, ErrorClass::Conflict) => StatusCode::CONFLICT,
@@ -75,8 +79,12 @@ impl From<RequestError> for ApiError {
             RequestError::TypeMismatch { .. }
             | RequestError::BlockedByFailure { .. }
             | RequestError::PlanRunning(_)
+            | RequestError::PartOfPlan { .. }
             | RequestError::NothingToCancel { .. } => {
                 Self::new(StatusCode::CONFLICT, error.to_string())
+            }
+            RequestError::Unrecorded { .. } | RequestError::ShuttingDown(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
             }
         }
     }

@@ -22,6 +22,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::executor::{PlanApi, Supervisor, TaskApi};
+use crate::plan::TaskSettings;
 use auth::Auth;
 use probes::ReadyFlag;
 
@@ -34,7 +35,7 @@ pub struct ServerConfig {
     pub auth: Auth,
     /// The largest request body, in bytes (larger: 413).
     pub body_limit: usize,
-    /// How long one request may take (longer: 408).
+    /// How long one request may take (longer: 503).
     pub request_timeout: Duration,
 }
 
@@ -60,16 +61,17 @@ pub struct App {
 }
 
 impl App {
-    /// The state of a server whose tasks and plans run on `supervisor`, which reports
-    /// to `metrics`.
+    /// The state of a server whose tasks and plans run on `supervisor` within `settings`
+    /// (`--grants`), reporting to `metrics`.
     pub fn new(
-        tasks: Arc<TaskApi>,
         supervisor: Arc<Supervisor>,
+        settings: TaskSettings,
         metrics: Arc<metrics::Metrics>,
     ) -> Self {
+        let settings = Arc::new(settings);
         Self {
-            tasks,
-            plans: Arc::new(PlanApi::new(supervisor.clone())),
+            tasks: Arc::new(TaskApi::new(supervisor.clone(), settings.clone())),
+            plans: Arc::new(PlanApi::new(supervisor.clone(), settings)),
             supervisor,
             ready: Arc::new(ReadyFlag::default()),
             metrics,
@@ -124,8 +126,9 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-/// 408 for a request that takes longer than the limit. What it started goes on: the
-/// handlers that change state run their work in a task of its own.
+/// 503 for a request that takes longer than the limit (reading it or serving it). What
+/// it started goes on — handlers that change state run their work in a task of its own —
+/// so a retry finds it done or deduplicated.
 async fn time_limit(
     axum::extract::State(limit): axum::extract::State<Duration>,
     request: axum::extract::Request,
@@ -135,9 +138,9 @@ async fn time_limit(
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => error::ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "the request took longer than {}",
+                "the request took longer than {}; what it started goes on",
                 humantime::format_duration(limit)
             ),
         )

@@ -24,7 +24,7 @@ pub struct PlanClaim {
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
     /// Another live process holds it.
-    #[error("plan {plan} is being run by another planrt process{}", holder.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("plan {plan} is being run by {}", holder_name(holder.as_deref()))]
     Held {
         /// The plan.
         plan: PlanId,
@@ -49,6 +49,15 @@ pub enum ClaimError {
         /// The error.
         error: std::io::Error,
     },
+}
+
+/// Who holds a claim, for messages: this process, or another one (by pid).
+fn holder_name(holder: Option<&str>) -> String {
+    match holder {
+        Some(pid) if pid == std::process::id().to_string() => "this planrt process".into(),
+        Some(pid) => format!("another planrt process (pid {pid})"),
+        None => "another planrt process".into(),
+    }
 }
 
 impl PlanClaim {

@@ -69,10 +69,12 @@ const MIGRATIONS: &[&str] = &[
                                             '$.failedTaskIndex', '$.failedTaskDetail');
     "#,
     // 4: where a plan came from (`cli`, or `api`: `planrt serve` runs and rehydrates
-    // those), and when it was removed from the task API's views (`DELETE /v0/tasks/{id}`
+    // those), when it was last submitted over the task API (a failed task submitted
+    // again), and when it was removed from the task API's views (`DELETE /v0/tasks/{id}`
     // of a finished task: its history stays, attempts are never deleted).
     r#"
     ALTER TABLE plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'cli' CHECK (origin IN ('cli', 'api'));
+    ALTER TABLE plans ADD COLUMN submitted_at TEXT;
     ALTER TABLE plans ADD COLUMN removed_at TEXT;
     "#,
 ];

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
 use super::{Durability, Origin, PlanSummary, StateStore, StoreError};
+use crate::blocking::blocking;
 use crate::plan::{
     Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskStatus, TaskType,
 };
@@ -21,11 +22,15 @@ pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// File name of the database inside the state dir.
 pub const DATABASE_FILE: &str = "planrt.db";
 
-/// A [`StateStore`] in a SQLite database.
+/// A [`StateStore`] in a SQLite database. Writes go through one connection; reads through
+/// a second one, so a reader (an HTTP `GET`, a probe) never waits behind a commit: with
+/// WAL, readers see the last commit without the write lock.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    /// `None` for a read-only store (its one connection reads).
+    reader: Option<Mutex<Connection>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -92,9 +97,14 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         schema::migrate(&mut conn)?;
+        let reader =
+            Connection::open(&path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        reader.pragma_update(None, "query_only", "ON")?;
         Ok(Self {
             path,
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            reader: Some(Mutex::new(reader)),
         })
     }
 
@@ -133,7 +143,8 @@ impl SqliteStore {
         };
         Ok(Some(Self {
             path,
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            reader: None,
         }))
     }
 
@@ -142,8 +153,52 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The connection that writes.
     pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write connection if it is free now, waiting for it at most until `deadline`.
+    pub(super) fn conn_before(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        loop {
+            match self.writer.try_lock() {
+                Ok(guard) => return Some(guard),
+                Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
+        }
+    }
+
+    /// The write connection for one write: waiting for this process's other writers and
+    /// for other processes' locks together at most [`BUSY_TIMEOUT`], so writes queued
+    /// behind a lock held elsewhere each fail in time instead of one after another.
+    pub(super) fn writer(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let conn = self.conn_before(deadline).ok_or_else(|| {
+            backend(format!(
+                "the state store's writer was busy for more than {}s",
+                BUSY_TIMEOUT.as_secs()
+            ))
+        })?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        conn.busy_timeout(left.max(std::time::Duration::from_millis(1)))?;
+        Ok(conn)
+    }
+
+    /// The connection that reads.
+    pub(super) fn read_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(|e| e.into_inner()),
+            None => self.conn(),
+        }
     }
 }
 
@@ -180,7 +235,44 @@ impl StateStore for SqliteStore {
         plan: &PlanRun,
         origin: Origin,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        blocking(|| self.insert_plan(resolution, plan, origin))
+    }
+
+    fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
+        blocking(|| {
+            let mut conn = self.writer()?;
+            let tx = write_transaction(&mut conn)?;
+            rows::update_task(&tx, plan, task)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError> {
+        blocking(|| self.read_plan(plan))
+    }
+
+    fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
+        blocking(|| self.read_plan_list(limit))
+    }
+
+    fn repin_plugins(
+        &self,
+        plan: PlanId,
+        pins: &std::collections::BTreeMap<TaskType, PluginPin>,
+    ) -> Result<(), StoreError> {
+        blocking(|| self.write_pins(plan, pins))
+    }
+}
+
+impl SqliteStore {
+    fn insert_plan(
+        &self,
+        resolution: &Resolution,
+        plan: &PlanRun,
+        origin: Origin,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer()?;
         let tx = write_transaction(&mut conn)?;
         let id = plan.id().to_string();
         let exists: Option<String> = tx
@@ -206,16 +298,8 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
-    fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = write_transaction(&mut conn)?;
-        rows::update_task(&tx, plan, task)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError> {
-        let mut guard = self.conn();
+    fn read_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError> {
+        let mut guard = self.read_conn();
         // One read transaction: a consistent snapshot even while another process writes.
         let conn = guard.transaction()?;
         let found: Option<(String, Option<String>)> = conn
@@ -233,11 +317,11 @@ impl StateStore for SqliteStore {
         Ok(Some((SavedPlan::of(resolution, run.document()), run)))
     }
 
-    fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
+    fn read_plan_list(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
         // Counts only: listing must not read every attempt (and log tail) of every plan.
         // Newest first by insertion order: RFC 3339 text with trimmed fractions does not
         // sort as time does.
-        let conn = self.conn();
+        let conn = self.read_conn();
         let mut stmt = conn.prepare_cached(
             "SELECT p.id, p.name, p.created_at, count(t.idx),
                     coalesce(sum(t.status = ?2), 0),
@@ -278,12 +362,12 @@ impl StateStore for SqliteStore {
         Ok(summaries)
     }
 
-    fn repin_plugins(
+    fn write_pins(
         &self,
         plan: PlanId,
         pins: &std::collections::BTreeMap<TaskType, PluginPin>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.writer()?;
         let tx = write_transaction(&mut conn)?;
         let resolved: Option<String> = tx
             .query_row(
@@ -660,7 +744,8 @@ mod tests {
         store
             .conn()
             .execute_batch(
-                "ALTER TABLE plans DROP COLUMN origin; ALTER TABLE plans DROP COLUMN removed_at;",
+                "ALTER TABLE plans DROP COLUMN origin; ALTER TABLE plans DROP COLUMN submitted_at;
+                 ALTER TABLE plans DROP COLUMN removed_at;",
             )
             .unwrap();
         store.conn().pragma_update(None, "user_version", 2).unwrap();

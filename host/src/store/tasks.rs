@@ -1,14 +1,14 @@
 //! What the task API (`planrt serve`) asks of the store beyond plans: a task by its ID,
 //! tasks newest first a page at a time, plans that still have work, removal from the
-//! API's views, and readiness.
-
-use rusqlite::{OptionalExtension, params};
+//! API's views, who runs a plan, readiness and liveness.
 
 use jiff::Timestamp;
+use rusqlite::{OptionalExtension, params};
 
 use super::rows::{backend, status_name};
 use super::sqlite::SqliteStore;
 use super::{Origin, StoreError};
+use crate::blocking::blocking;
 use crate::plan::{PlanId, TaskId, TaskStatus};
 
 /// Where a task is kept.
@@ -52,26 +52,28 @@ impl std::str::FromStr for TaskCursor {
 impl SqliteStore {
     /// The task with this ID, removed or not.
     pub fn find_task(&self, id: TaskId) -> Result<Option<TaskRef>, StoreError> {
-        let conn = self.conn();
-        let found: Option<(String, i64, Option<String>, String)> = conn
-            .query_row(
-                "SELECT t.plan_id, t.idx, p.removed_at, p.created_at
-                 FROM tasks t JOIN plans p ON p.id = t.plan_id
-                 WHERE t.id = ?1",
-                [id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        found
-            .map(|(plan, index, removed, created)| {
-                Ok(TaskRef {
-                    plan: plan.parse().map_err(backend)?,
-                    index: index as usize,
-                    removed: removed.is_some(),
-                    submitted_at: created.parse().map_err(backend)?,
+        blocking(|| {
+            let conn = self.read_conn();
+            let found: Option<(String, i64, Option<String>, String)> = conn
+                .query_row(
+                    "SELECT t.plan_id, t.idx, p.removed_at, coalesce(p.submitted_at, p.created_at)
+                     FROM tasks t JOIN plans p ON p.id = t.plan_id
+                     WHERE t.id = ?1",
+                    [id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            found
+                .map(|(plan, index, removed, submitted)| {
+                    Ok(TaskRef {
+                        plan: plan.parse().map_err(backend)?,
+                        index: index as usize,
+                        removed: removed.is_some(),
+                        submitted_at: submitted.parse().map_err(backend)?,
+                    })
                 })
-            })
-            .transpose()
+                .transpose()
+        })
     }
 
     /// Up to `limit` tasks not removed, newest plan first (its tasks last to first),
@@ -81,95 +83,145 @@ impl SqliteStore {
         limit: usize,
         after: Option<TaskCursor>,
     ) -> Result<(Vec<TaskRef>, Option<TaskCursor>), StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.rowid, t.plan_id, t.idx, p.created_at FROM tasks t JOIN plans p ON p.id = t.plan_id
-             WHERE p.removed_at IS NULL AND (p.rowid, t.idx) < (?2, ?3)
-             ORDER BY p.rowid DESC, t.idx DESC LIMIT ?1",
-        )?;
-        let (plan_row, index) = after.map_or((i64::MAX, i64::MAX), |c| (c.plan_row, c.index));
-        let mut rows = stmt.query(params![limit as i64, plan_row, index])?;
-        let mut tasks = Vec::new();
-        let mut last = None;
-        while let Some(row) = rows.next()? {
-            let cursor = TaskCursor {
-                plan_row: row.get(0)?,
-                index: row.get(2)?,
-            };
-            tasks.push(TaskRef {
-                plan: row.get::<_, String>(1)?.parse().map_err(backend)?,
-                index: cursor.index as usize,
-                removed: false,
-                submitted_at: row.get::<_, String>(3)?.parse().map_err(backend)?,
-            });
-            last = Some(cursor);
-        }
-        let next = if tasks.len() == limit { last } else { None };
-        Ok((tasks, next))
+        blocking(|| {
+            let conn = self.read_conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT p.rowid, t.plan_id, t.idx, coalesce(p.submitted_at, p.created_at)
+                 FROM tasks t JOIN plans p ON p.id = t.plan_id
+                 WHERE p.removed_at IS NULL AND (p.rowid, t.idx) < (?2, ?3)
+                 ORDER BY p.rowid DESC, t.idx DESC LIMIT ?1",
+            )?;
+            let (plan_row, index) = after.map_or((i64::MAX, i64::MAX), |c| (c.plan_row, c.index));
+            let mut rows = stmt.query(params![limit as i64, plan_row, index])?;
+            let mut tasks = Vec::new();
+            let mut last = None;
+            while let Some(row) = rows.next()? {
+                let cursor = TaskCursor {
+                    plan_row: row.get(0)?,
+                    index: row.get(2)?,
+                };
+                tasks.push(TaskRef {
+                    plan: row.get::<_, String>(1)?.parse().map_err(backend)?,
+                    index: cursor.index as usize,
+                    removed: false,
+                    submitted_at: row.get::<_, String>(3)?.parse().map_err(backend)?,
+                });
+                last = Some(cursor);
+            }
+            let next = if tasks.len() == limit { last } else { None };
+            Ok((tasks, next))
+        })
     }
 
     /// Plans of `origin` that still have work, oldest first: no task failed, and some
     /// task not complete.
     pub fn active_plans(&self, origin: Origin) -> Result<Vec<PlanId>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.id FROM plans p JOIN tasks t ON t.plan_id = p.id
-             WHERE p.origin = ?3
-             GROUP BY p.id
-             HAVING sum(t.status = ?1) = 0 AND sum(t.status <> ?2) > 0
-             ORDER BY p.rowid",
-        )?;
-        let ids = stmt.query_map(
-            params![
-                status_name(TaskStatus::Failed),
-                status_name(TaskStatus::Complete),
-                <&str>::from(origin),
-            ],
-            |r| r.get::<_, String>(0),
-        )?;
-        ids.map(|id| id?.parse().map_err(backend)).collect()
+        blocking(|| {
+            let conn = self.read_conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT p.id FROM plans p JOIN tasks t ON t.plan_id = p.id
+                 WHERE p.origin = ?3
+                 GROUP BY p.id
+                 HAVING sum(t.status = ?1) = 0 AND sum(t.status <> ?2) > 0
+                 ORDER BY p.rowid",
+            )?;
+            let ids = stmt.query_map(
+                params![
+                    status_name(TaskStatus::Failed),
+                    status_name(TaskStatus::Complete),
+                    <&str>::from(origin),
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            ids.map(|id| id?.parse().map_err(backend)).collect()
+        })
     }
 
     /// Removes a plan from the task API's views (or brings it back).
     pub fn set_removed(&self, plan: PlanId, removed: bool) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
+        let now = jiff::Timestamp::now().to_string();
+        self.update_plan(
+            plan,
             "UPDATE plans SET removed_at = CASE WHEN ?2 THEN ?3 END WHERE id = ?1",
-            params![
-                plan.to_string(),
-                removed,
-                jiff::Timestamp::now().to_string()
-            ],
-        )?;
-        if changed != 1 {
-            return Err(StoreError::UnknownPlan(plan));
-        }
-        tx.commit()?;
-        Ok(())
+            params![plan.to_string(), removed, now],
+        )
     }
 
-    /// Whether a task of `task_type` ever completed (readiness: `mark-ready`).
-    pub fn completed_once(&self, task_type: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().query_row(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE type = ?1 AND status = ?2)",
-            params![task_type, status_name(TaskStatus::Complete)],
-            |r| r.get(0),
-        )?)
+    /// Records that the plan was submitted again now (a failed task of the task API), and
+    /// that `origin` runs it from now on.
+    pub fn mark_submitted(&self, plan: PlanId, origin: Origin) -> Result<(), StoreError> {
+        let now = jiff::Timestamp::now().to_string();
+        self.update_plan(
+            plan,
+            "UPDATE plans SET submitted_at = ?2, origin = ?3, removed_at = NULL WHERE id = ?1",
+            params![plan.to_string(), now, <&str>::from(origin)],
+        )
     }
 
-    /// Whether the store can record a transition now (liveness): it reads, and takes the
-    /// write lock within `wait` (a disk that hangs or a lock held elsewhere fails it).
-    pub fn ping(&self, wait: std::time::Duration) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        conn.busy_timeout(wait)?;
-        let probe = (|| {
+    /// Records that `origin` runs the plan from now on (the server took over a plan of
+    /// the CLI: it then runs it again after a restart).
+    pub fn set_origin(&self, plan: PlanId, origin: Origin) -> Result<(), StoreError> {
+        self.update_plan(
+            plan,
+            "UPDATE plans SET origin = ?2 WHERE id = ?1",
+            params![plan.to_string(), <&str>::from(origin)],
+        )
+    }
+
+    fn update_plan(
+        &self,
+        plan: PlanId,
+        sql: &str,
+        values: impl rusqlite::Params,
+    ) -> Result<(), StoreError> {
+        blocking(|| {
+            let mut conn = self.writer()?;
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.query_row("SELECT count(*) FROM plans", [], |r| r.get::<_, i64>(0))?;
-            tx.rollback()
-        })();
-        conn.busy_timeout(super::sqlite::BUSY_TIMEOUT)?;
-        Ok(probe?)
+            if tx.execute(sql, values)? != 1 {
+                return Err(StoreError::UnknownPlan(plan));
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Whether an attempt of a task of `task_type` ever completed (readiness:
+    /// `mark-ready`). Attempts are append-only, so once true it stays true, even if the
+    /// task is reset later.
+    pub fn completed_once(&self, task_type: &str) -> Result<bool, StoreError> {
+        blocking(|| {
+            Ok(self.read_conn().query_row(
+                "SELECT EXISTS (SELECT 1 FROM attempts a
+                                JOIN tasks t ON t.plan_id = a.plan_id AND t.idx = a.task_idx
+                                WHERE t.type = ?1 AND a.outcome = 'complete')",
+                params![task_type],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Whether the store can record a transition now (liveness): its write connection
+    /// is free and it takes the write lock, all within `wait` (a commit that hangs on
+    /// the disk, or a lock held by another process, fails it).
+    pub fn ping(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        blocking(|| {
+            let deadline = std::time::Instant::now() + wait;
+            let mut conn = self.conn_before(deadline).ok_or_else(|| {
+                backend(format!(
+                    "the state store's writer has been busy for more than {wait:?}"
+                ))
+            })?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            conn.busy_timeout(left.max(std::time::Duration::from_millis(1)))?;
+            let probe = (|| {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.query_row("SELECT count(*) FROM plans", [], |r| r.get::<_, i64>(0))?;
+                tx.rollback()
+            })();
+            conn.busy_timeout(super::sqlite::BUSY_TIMEOUT)?;
+            Ok(probe?)
+        })
     }
 }
 
@@ -304,14 +356,51 @@ mod tests {
     }
 
     #[test]
-    fn readiness_is_a_completed_task_of_the_type() {
+    fn readiness_is_a_completed_attempt_of_the_type_and_is_never_taken_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir);
-        store.ping(std::time::Duration::from_millis(100)).unwrap();
         let mut run = add_plan(&store, "mark-ready", 1, Origin::Api);
         assert!(!store.completed_once("mark-ready").unwrap());
         complete(&store, &mut run, 0);
         assert!(store.completed_once("mark-ready").unwrap());
         assert!(!store.completed_once("other").unwrap());
+        // `resume --from 0` resets the task: its completed attempt stays in the history.
+        run.apply(0, TaskEvent::Reset { params: None }).unwrap();
+        store.record_task(run.id(), &run.tasks()[0]).unwrap();
+        assert!(store.completed_once("mark-ready").unwrap());
+    }
+
+    #[test]
+    fn a_resubmission_is_dated_shown_again_and_adopted_by_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let run = add_plan(&store, "a", 1, Origin::Cli);
+        let id = run.tasks()[0].id();
+        let first = store.find_task(id).unwrap().unwrap().submitted_at;
+        store.set_removed(run.id(), true).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        store.mark_submitted(run.id(), Origin::Api).unwrap();
+        let found = store.find_task(id).unwrap().unwrap();
+        assert!(found.submitted_at > first, "{found:?}");
+        assert!(!found.removed);
+        assert_eq!(store.active_plans(Origin::Api).unwrap(), [run.id()]);
+        store.set_origin(run.id(), Origin::Cli).unwrap();
+        assert_eq!(store.active_plans(Origin::Api).unwrap(), []);
+        assert!(matches!(
+            store.mark_submitted(PlanId::new_random(), Origin::Api),
+            Err(StoreError::UnknownPlan(_))
+        ));
+    }
+
+    #[test]
+    fn ping_fails_while_this_process_holds_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let held = store.conn();
+        let started = std::time::Instant::now();
+        assert!(store.ping(std::time::Duration::from_millis(50)).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        drop(held);
+        store.ping(std::time::Duration::from_millis(50)).unwrap();
     }
 }
