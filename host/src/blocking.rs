@@ -29,14 +29,14 @@ mod tests {
         assert_eq!(blocking(|| 8), 8);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn hands_the_worker_off_on_a_multi_thread_runtime() {
-        // Another task keeps running while this worker blocks.
-        let other = tokio::spawn(async { 9 });
-        let value = blocking(|| {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            10
-        });
-        assert_eq!((value, other.await.unwrap()), (10, 9));
+        // The only worker blocks until another task runs: that task can run only if the
+        // worker was handed off.
+        let (sent, received) = std::sync::mpsc::channel();
+        let other = tokio::spawn(async move { sent.send(9).unwrap() });
+        let value = blocking(|| received.recv_timeout(std::time::Duration::from_secs(10)));
+        assert_eq!(value, Ok(9));
+        other.await.unwrap();
     }
 }

@@ -130,12 +130,18 @@ fn every_documented_route_and_status_is_what_the_server_does() {
         &server.post(tasks, &json!({"type": "nope"})),
     );
     let big = vec![b'a'; 2 << 20];
-    let head = format!(
-        "POST /v0/tasks HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
-        big.len()
-    );
-    assert_eq!(server.raw_status(&head, &big), 413);
-    walk.walked.insert((tasks.into(), "POST".into(), 413));
+    for (template, path) in [
+        (tasks, "/v0/tasks".to_owned()),
+        (plans, "/v0/plans".to_owned()),
+        (resume, format!("/v0/plans/{}/resume", uuid::Uuid::new_v4())),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+            big.len()
+        );
+        assert_eq!(server.raw_status(&head, &big), 413, "{path}");
+        walk.walked.insert((template.into(), "POST".into(), 413));
+    }
     walk.check(tasks, "GET", 200, &server.get(tasks));
     walk.check(tasks, "GET", 400, &server.get("/v0/tasks?limit=0"));
     walk.check(task, "GET", 200, &server.get(&format!("/v0/tasks/{echo}")));
@@ -355,6 +361,21 @@ fn every_documented_route_and_status_is_what_the_server_does() {
     );
     drop(server);
 
+    // A body that does not arrive in time: 408, from a server with a short timeout.
+    let impatient = s.serve(&["--request-timeout", "1s"]);
+    for (template, path) in [
+        (tasks, "/v0/tasks".to_owned()),
+        (plans, "/v0/plans".to_owned()),
+        (resume, format!("/v0/plans/{}/resume", uuid::Uuid::new_v4())),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100"
+        );
+        assert_eq!(impatient.raw_status(&head, b"{\"ty"), 408, "{path}");
+        walk.walked.insert((template.into(), "POST".into(), 408));
+    }
+    drop(impatient);
+
     // 401 on every route that lists it, from a server that requires a token.
     let guarded = s.serve_with(&[], |command| {
         command.env("PLANRT_TOKEN", "walk-token");
@@ -436,9 +457,28 @@ fn the_kubernetes_example_runs_as_written() {
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         let path = planrt[probe]["httpGet"]["path"].as_str().unwrap();
         let status = server.get(path).status;
+        let expected = if probe == "livenessProbe" { 200 } else { 503 };
+        assert_eq!(
+            status, expected,
+            "{probe} {path} without credentials, before mark-ready"
+        );
+    }
+    // Its state lies outside everything it grants tasks (planrt refuses otherwise).
+    let state = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--state="))
+        .unwrap();
+    let granted: Vec<&str> = grants
+        .lines()
+        .filter_map(|line| line.split("host = \"").nth(1))
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(!granted.is_empty());
+    for dir in granted {
         assert!(
-            status == 200 || status == 503,
-            "{probe} {path} answers {status} without credentials"
+            !std::path::Path::new(state).starts_with(dir)
+                && !std::path::Path::new(dir).starts_with(state),
+            "--state={state} overlaps the grant of {dir}"
         );
     }
     assert_eq!(

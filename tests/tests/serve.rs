@@ -447,3 +447,75 @@ fn tasks_are_listed_newest_first_a_page_at_a_time_with_secrets_as_references() {
         "what the plugin saw is masked"
     );
 }
+
+#[test]
+fn a_refused_submission_changes_nothing() {
+    let s = scratch();
+    let server = serve(&s);
+    let id = new_id();
+    server.post("/v0/tasks", &json!({"id": id, "type": "test-echo"}));
+    server.wait_task(&id, status_is("completed"));
+    assert_eq!(server.delete(&format!("/v0/tasks/{id}")).status, 204);
+    let other_type = server.post("/v0/tasks", &json!({"id": id, "type": "test-spin"}));
+    assert_eq!(other_type.status, 409, "{}", other_type.body);
+    assert_eq!(
+        server.get(&format!("/v0/tasks/{id}")).status,
+        404,
+        "still removed"
+    );
+}
+
+#[test]
+fn grants_reaching_planrts_own_dirs_are_refused() {
+    let s = scratch();
+    // The scratch dir holds the state dir: granting it would hand tasks planrt's
+    // database and compiled-code cache.
+    let grants = s.write(
+        "wide.toml",
+        &format!(
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"ro\" }}]\n",
+            s.path().display()
+        ),
+    );
+    std::fs::create_dir_all(s.state()).unwrap();
+    let run = s.planrt(&["serve", "--grants", grants.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("planrt's own state directory"),
+        "{}",
+        run.stderr
+    );
+    let plan = s.write(
+        "own.toml",
+        &format!(
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n[[tasks]]\ntype = \"test-append\"\n",
+            s.state().display()
+        ),
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("planrt's own state directory"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let s = scratch();
+    let server = serve(&s);
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    slow.write_all(b"GET /v0/livez HTTP/1.1\r\nHost: planrt\r\n")
+        .unwrap();
+    // Meanwhile the server serves everyone else.
+    assert_eq!(server.get("/v0/livez").status, 200);
+    // The server closes the connection (the header-read timeout is 10 s); a server that
+    // waited for ever would make this read time out instead.
+    slow.set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = slow.read_to_end(&mut rest);
+    assert!(read.is_ok(), "the connection was left open: {read:?}");
+}

@@ -439,7 +439,7 @@ fn a_task_recorded_running_that_nothing_runs_runs_again_when_submitted() {
     let plan = s.write(
         "p.toml",
         &format!(
-            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 5000 }}\n",
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 8000 }}\n",
             s.path().join("work").display()
         ),
     );
@@ -487,6 +487,46 @@ fn a_task_recorded_running_that_nothing_runs_runs_again_when_submitted() {
         &json!({"id": id, "type": "test-append", "params": {"sleepMs": 0}}),
     );
     assert_eq!(submitted.status, 202, "{}", submitted.body);
+    let done = server.wait_task(&id, |t| t["status"] == "completed");
+    assert_eq!(done["attempts"][0]["errorKind"], "interrupted", "{done}");
+    assert_eq!(effects(&s), [format!("{id} 2")]);
+}
+
+#[test]
+fn an_unfinished_task_waits_out_a_passing_problem_at_start_instead_of_failing() {
+    let s = scratch();
+    let grants = s.write(
+        "grants.toml",
+        &format!(
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n[secrets]\nenv = [\"SERVE_PLANS_SECRET\"]\n",
+            s.path().join("work").display()
+        ),
+    );
+    let grants = grants.to_str().unwrap().to_owned();
+    let with_secret = |command: &mut std::process::Command| {
+        command.env("SERVE_PLANS_SECRET", "s3cret-value");
+    };
+    let server = s.serve_with(&["--grants", &grants], with_secret);
+    let id = uuid::Uuid::new_v4().to_string();
+    let params = json!({"sleepMs": 5000, "token": {"$env": "SERVE_PLANS_SECRET"}});
+    let submitted = server.post(
+        "/v0/tasks",
+        &json!({"id": id, "type": "test-append", "params": params}),
+    );
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    server.wait_task(&id, |t| t["attempts"][0]["outcome"] == "running");
+    server.kill_9();
+
+    // Restarted without the secret: the task cannot run now, and is not failed for it.
+    let server = s.serve(&["--grants", &grants]);
+    wait_until("the passing problem is logged", &server, || {
+        server.log().contains("tried again later")
+    });
+    let task = server.get(&format!("/v0/tasks/{id}")).json();
+    assert_eq!(task["status"], "running", "{task}");
+    drop(server);
+
+    let server = s.serve_with(&["--grants", &grants], with_secret);
     let done = server.wait_task(&id, |t| t["status"] == "completed");
     assert_eq!(done["attempts"][0]["errorKind"], "interrupted", "{done}");
     assert_eq!(effects(&s), [format!("{id} 2")]);

@@ -133,7 +133,8 @@ pub struct ServeArgs {
     /// Largest request body (larger: 413).
     #[arg(long, default_value = "1MiB", value_name = "SIZE")]
     pub max_body: String,
-    /// Longest a request may take (longer: 503; what it started goes on).
+    /// Longest a read may take (longer: 503), and a request that changes state may take
+    /// to send its body (longer: 408).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub request_timeout: String,
 }

@@ -46,7 +46,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    match runtime.block_on(dispatch(cli, terminal)) {
+    let result = runtime.block_on(dispatch(cli, terminal));
+    // Blocking work still running (a commit stuck on the disk) does not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(Outcome::Success) => ExitCode::from(EXIT_OK),
         Ok(Outcome::PlanFailed) => ExitCode::from(EXIT_PLAN_FAILED),
         Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),

@@ -47,6 +47,9 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
     let service = Arc::new(open_service(settings, Some(max_concurrent)).await?);
     // The store is opened now, so a state dir that cannot hold it fails the start.
     service.store()?;
+    service
+        .refuse_own_dirs(&task_settings.grants)
+        .context("the --grants file")?;
     let metrics = Arc::new(Metrics::new());
     let observer = Arc::new(ServerObserver::new(metrics.clone()));
     let supervisor = Supervisor::new(service.clone(), observer);
@@ -62,7 +65,23 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
             None
         }
     };
-    let resumed = supervisor.rehydrate().await?;
+    let resumed = supervisor.rehydrate(&task_settings.grants).await?;
+    // Plans whose run stopped on an error, or that could not be reopened for a passing
+    // reason, are tried again from time to time.
+    let retry = {
+        let supervisor = supervisor.clone();
+        let within = task_settings.grants.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(REHYDRATE_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(error) = supervisor.rehydrate(&within).await {
+                    tracing::warn!("unfinished plans not checked: {error}");
+                }
+            }
+        })
+    };
     if resumed > 0 {
         tracing::info!("resumed {resumed} unfinished plan(s)");
     }
@@ -85,22 +104,36 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
             // Requests in flight drain while the runs stop (recorded `interrupted`), both
             // bounded so the process ends within an orchestrator's grace period.
             stopping.notify_one();
-            let (drained, ()) = tokio::join!(
-                tokio::time::timeout(DRAIN_LIMIT, &mut serving),
-                supervisor.shutdown(),
-            );
-            match drained {
-                Ok(served) => served.context("the server failed")?,
-                Err(_) => tracing::warn!(
+            let stop = async {
+                tokio::join!(
+                    tokio::time::timeout(DRAIN_LIMIT, &mut serving),
+                    supervisor.shutdown(),
+                )
+            };
+            match tokio::time::timeout(STOP_LIMIT, stop).await {
+                Ok((Ok(served), ())) => served.context("the server failed")?,
+                Ok((Err(_), ())) => tracing::warn!(
                     "requests still open after {}s were dropped",
                     DRAIN_LIMIT.as_secs()
+                ),
+                // A commit stuck on the disk: what it did not record is recorded
+                // `interrupted` at the next start, as after a crash.
+                Err(_) => tracing::warn!(
+                    "runs not stopped after {}s were left as after a crash",
+                    STOP_LIMIT.as_secs()
                 ),
             }
         }
     }
+    retry.abort();
     tracing::info!("stopped; unfinished tasks run again at the next start");
     Ok(Outcome::Interrupted)
 }
 
+/// How often plans left unfinished and not running are tried again.
+const REHYDRATE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long requests in flight may take to finish once stopping.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long stopping may take in all: under Kubernetes' default 30 s grace period.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);

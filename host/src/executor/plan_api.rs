@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::execute::{RunEnd, StopReason};
 use super::prepare::PluginChange;
-use super::request::{RequestError, check_grants_within, check_secrets};
+use super::request::{RequestError, check_grants_within, check_limits_within, check_secrets};
 use super::resume::ResumeFrom;
 use super::service::{Reopen, ReopenRecord, Service};
 use super::supervisor::{RunOutcome, Supervisor};
@@ -46,6 +46,8 @@ impl PlanApi {
                 .map_err(|e| RequestError::BadRequest(format!("`tasks[{index}].params`: {e}")))?;
         }
         check_grants_within(&spec.grants, &self.settings.grants)
+            .map_err(|e| RequestError::BadRequest(format!("plan: {e}")))?;
+        check_limits_within(&spec.tasks, &self.settings.defaults)
             .map_err(|e| RequestError::BadRequest(format!("plan: {e}")))?;
         let service = self.service();
         let prepared = service.prepare_spec(&spec, None).await?;
@@ -101,6 +103,7 @@ impl PlanApi {
             },
             new_params: None,
             record: ReopenRecord::Adopt,
+            within: Some(self.settings.grants.clone()),
         };
         let observer = self.supervisor.observer().clone();
         let admitted = self.service().reopen(id, how, observer.as_ref()).await?;

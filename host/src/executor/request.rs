@@ -139,6 +139,48 @@ pub(super) fn check_grants_within(grants: &Grants, ceiling: &Grants) -> Result<(
     Ok(())
 }
 
+/// Refuses per-attempt limits above what the server allows: a plan sent over HTTP may set
+/// `timeout`, `memoryLimit` and `maxOutput` up to the server's `[defaults]` (of its
+/// `--grants` file), or the built-in defaults where it sets none — so requests cannot
+/// make attempts that exhaust the host. Limits a plan leaves unset come from the plugin.
+pub(super) fn check_limits_within(
+    tasks: &[crate::plan::TaskSpec],
+    server: &crate::plan::PlanDefaults,
+) -> Result<(), String> {
+    use crate::plan::units::{format_duration, format_size};
+    use crate::runtime::capability::limits::{
+        DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
+    };
+    let timeout = server.limits.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let memory = server.limits.memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT);
+    let output = server.limits.max_output.unwrap_or(DEFAULT_MAX_OUTPUT);
+    for (index, task) in tasks.iter().enumerate() {
+        let limits = &task.limits;
+        if let Some(asked) = limits.timeout.filter(|t| *t > timeout) {
+            return Err(format!(
+                "task {index}: `timeout` {} is over this server's {}",
+                format_duration(asked),
+                format_duration(timeout)
+            ));
+        }
+        if let Some(asked) = limits.memory_limit.filter(|m| *m > memory) {
+            return Err(format!(
+                "task {index}: `memoryLimit` {} is over this server's {}",
+                format_size(asked),
+                format_size(memory)
+            ));
+        }
+        if let Some(asked) = limits.max_output.filter(|m| *m > output) {
+            return Err(format!(
+                "task {index}: `maxOutput` {} is over this server's {}",
+                format_size(asked),
+                format_size(output)
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -216,5 +258,33 @@ mod tests {
                 .unwrap_err()
                 .contains("grants.http[0]")
         );
+    }
+
+    #[test]
+    fn limits_are_capped_by_the_servers_defaults_or_the_built_in_ones() {
+        let spec = |text: &str| {
+            crate::plan::PlanSpec::parse(
+                &format!("[[tasks]]\ntype = \"a\"\n{text}"),
+                Path::new("/p.toml"),
+            )
+            .unwrap()
+            .tasks
+        };
+        let builtin = crate::plan::PlanDefaults::default();
+        assert_eq!(check_limits_within(&spec(""), &builtin), Ok(()));
+        assert_eq!(
+            check_limits_within(&spec("timeout = \"10m\""), &builtin),
+            Ok(())
+        );
+        let over = check_limits_within(&spec("memoryLimit = \"64GiB\""), &builtin).unwrap_err();
+        assert!(over.contains("`memoryLimit`"), "{over}");
+        let mut server = builtin;
+        server.limits.timeout = Some(std::time::Duration::from_secs(6 * 3600));
+        assert_eq!(
+            check_limits_within(&spec("timeout = \"2h\""), &server),
+            Ok(())
+        );
+        assert!(check_limits_within(&spec("timeout = \"7h\""), &server).is_err());
+        assert!(check_limits_within(&spec("maxOutput = \"2MiB\""), &server).is_err());
     }
 }

@@ -14,7 +14,7 @@ use super::prepare::{PluginChange, PrepareError, PreparedPlan, pin, prepare, res
 use super::resume::{ResumeError, ResumeFrom, reopen};
 use super::slots::Slots;
 use crate::plan::{
-    Phase, PlanId, PlanRun, PlanSpec, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
+    Grants, Phase, PlanId, PlanRun, PlanSpec, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
     SavedPlanError, SpecError, Task, TaskId, TaskSettings, TaskType,
 };
 use crate::runtime::{Capabilities, LoadWarning, Registry, Runtime, RuntimeError};
@@ -86,6 +86,27 @@ pub enum ServiceError {
     /// Another process runs the plan.
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    /// A plan's grants reach planrt's own state or plugin directory.
+    #[error(
+        "grant of {} reaches planrt's own {what} directory {}: a task must never touch it",
+        grant.display(), own.display()
+    )]
+    OwnDirGranted {
+        /// The granted host directory.
+        grant: PathBuf,
+        /// Which directory of planrt's.
+        what: &'static str,
+        /// planrt's directory.
+        own: PathBuf,
+    },
+    /// A stored plan grants more than the server allows requests now.
+    #[error("plan {plan} grants more than this server allows: {reason}")]
+    BeyondGrants {
+        /// The plan.
+        plan: PlanId,
+        /// What is beyond.
+        reason: String,
+    },
     /// A plan with this ID is already recorded.
     #[error("plan {0} already exists (continue it with `planrt resume {0}`)")]
     PlanExists(PlanId),
@@ -120,10 +141,14 @@ impl ServiceError {
     pub fn is_about_the_plan(&self) -> bool {
         matches!(
             self,
-            ServiceError::Prepare(_)
-                | ServiceError::SavedPlan(_)
-                | ServiceError::Spec(_)
+            ServiceError::Prepare(
+                PrepareError::PluginsChanged { .. }
+                    | PrepareError::InvalidParams { .. }
+                    | PrepareError::SavedPlan(_)
+            ) | ServiceError::SavedPlan(_)
                 | ServiceError::Resume(_)
+                | ServiceError::BeyondGrants { .. }
+                | ServiceError::OwnDirGranted { .. }
         )
     }
 
@@ -133,6 +158,7 @@ impl ServiceError {
             ServiceError::UnknownPlan { .. } => ErrorClass::NotFound,
             ServiceError::Claim(_)
             | ServiceError::PlanExists(_)
+            | ServiceError::BeyondGrants { .. }
             | ServiceError::Prepare(PrepareError::PluginsChanged { .. }) => ErrorClass::Conflict,
             ServiceError::AfterWorkStarted { .. } => ErrorClass::Environment,
             _ => ErrorClass::BadInput,
@@ -190,6 +216,9 @@ pub struct Reopen {
     pub new_params: Option<(usize, Value)>,
     /// What else is recorded once the plan is reopened.
     pub record: ReopenRecord,
+    /// The most the plan may grant, for a reopen a request or the server asks for (its
+    /// `--grants`): checked again each time, as symlinks and the limits may have changed.
+    pub within: Option<Grants>,
 }
 
 /// What a reopen records about the plan itself, besides its tasks.
@@ -362,8 +391,6 @@ impl Service {
             path: file.to_owned(),
             error,
         })?;
-        let registry = self.registry();
-        let plugin_dir = &self.config.plugin_dir;
         let refuse = PluginChange::Refuse {
             hint: "make a new plan with `planrt plan`",
         };
@@ -376,7 +403,7 @@ impl Service {
                     message: e.to_string(),
                 })?;
             saved.to_plan_run()?;
-            return Ok(prepare(saved, &registry, plugin_dir, None, refuse).await?);
+            return self.checked(saved, None, refuse).await;
         }
         let file = std::path::absolute(file).map_err(|error| ServiceError::ReadPlan {
             path: file.to_owned(),
@@ -401,7 +428,58 @@ impl Service {
         let refuse = PluginChange::Refuse {
             hint: "make a new plan",
         };
-        Ok(prepare(saved, &registry, plugin_dir, locations, refuse).await?)
+        self.checked(saved, locations, refuse).await
+    }
+
+    /// [`prepare`] against the plugins loaded now, after refusing grants that reach
+    /// planrt's own directories.
+    async fn checked(
+        &self,
+        saved: SavedPlan,
+        locations: Option<(&Path, &[crate::plan::Location])>,
+        plugin_change: PluginChange,
+    ) -> Result<PreparedPlan, ServiceError> {
+        self.refuse_own_dirs(&saved.grants)?;
+        let registry = self.registry();
+        Ok(prepare(
+            saved,
+            &registry,
+            &self.config.plugin_dir,
+            locations,
+            plugin_change,
+        )
+        .await?)
+    }
+
+    /// Refuses a grant that reaches the state dir (its database, its compiled-code cache
+    /// and the key that authenticates it) in any mode, or the plugin dir read-write: a
+    /// task that could write them could rewrite history or run native code as planrt.
+    pub fn refuse_own_dirs(&self, grants: &Grants) -> Result<(), ServiceError> {
+        let own = [
+            (self.config.state.path(), "state", false),
+            (self.config.plugin_dir.as_path(), "plugin", true),
+        ];
+        for grant in &grants.dirs {
+            let Ok(host) = std::fs::canonicalize(&grant.host) else {
+                continue; // a missing directory is refused as unusable when prepared
+            };
+            for (dir, what, only_rw) in own {
+                if only_rw && grant.mode == crate::plan::DirMode::Ro {
+                    continue;
+                }
+                let Ok(dir) = std::fs::canonicalize(dir) else {
+                    continue;
+                };
+                if host.starts_with(&dir) || dir.starts_with(&host) {
+                    return Err(ServiceError::OwnDirGranted {
+                        grant: grant.host.clone(),
+                        what,
+                        own: dir,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One task submitted on its own (the task API): resolved with `settings` (the
@@ -441,7 +519,7 @@ impl Service {
         let refuse = PluginChange::Refuse {
             hint: "submit it again",
         };
-        let prepared = prepare(saved, &registry, &self.config.plugin_dir, None, refuse).await?;
+        let prepared = self.checked(saved, None, refuse).await?;
         Ok((prepared, plan))
     }
 
@@ -486,35 +564,34 @@ impl Service {
         // Claim before reading: the state read is then the latest, and no one else moves it.
         let claim = PlanClaim::acquire(&self.config.state, plan_id)?;
         let (mut saved, mut plan) = self.stored(&store, plan_id)?;
+        if let Some(ceiling) = &how.within {
+            super::request::check_grants_within(&saved.grants, ceiling).map_err(|reason| {
+                ServiceError::BeyondGrants {
+                    plan: plan_id,
+                    reason,
+                }
+            })?;
+        }
         if let Some((index, params)) = &how.new_params
             && let Some(task) = saved.plan.tasks.get_mut(*index)
         {
             task.params = params.clone();
         }
-        let registry = self.registry();
-        let prepared = prepare(
-            saved,
-            &registry,
-            &self.config.plugin_dir,
-            None,
-            how.plugin_change,
-        )
-        .await?;
+        let prepared = self.checked(saved, None, how.plugin_change).await?;
+        // Who runs the plan, and whether it shows, first: if this fails nothing else is
+        // recorded; if what follows fails, the plan is visible and its tasks as recorded.
+        let recorded = match how.record {
+            ReopenRecord::Nothing => Ok(()),
+            ReopenRecord::Adopt => store.set_origin(plan_id, Origin::Api),
+            ReopenRecord::Resubmission => store.mark_submitted(plan_id, Origin::Api),
+        };
+        recorded.map_err(|error| self.store_error(error))?;
         reopen(&mut plan, how.from, how.new_params, &*store, observer).map_err(|e| match e {
             ResumeError::Execute(error) => ServiceError::AfterWorkStarted {
                 plan: plan_id,
                 error,
             },
             other => ServiceError::Resume(other),
-        })?;
-        let recorded = match how.record {
-            ReopenRecord::Nothing => Ok(()),
-            ReopenRecord::Adopt => store.set_origin(plan_id, Origin::Api),
-            ReopenRecord::Resubmission => store.mark_submitted(plan_id, Origin::Api),
-        };
-        recorded.map_err(|error| ServiceError::AfterWorkStarted {
-            plan: plan_id,
-            error: ExecuteError::Store(error),
         })?;
         if !prepared.repinned.is_empty() {
             tracing::warn!(
@@ -603,6 +680,7 @@ impl Service {
             plugin_change,
             new_params: None,
             record: ReopenRecord::Nothing,
+            within: None,
         };
         let admitted = self.reopen(plan_id, how, observer).await?;
         self.execute(admitted, observer, stop).await

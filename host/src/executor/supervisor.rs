@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::execute::{Observer, RunEnd, StopReason};
 use super::id_locks::{IdGuard, IdLocks};
 use super::service::{Admitted, Reopen, ReopenRecord, Service, ServiceError};
-use crate::plan::PlanId;
+use crate::plan::{Grants, PlanId};
 
 /// How a background run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,14 +216,24 @@ impl Supervisor {
     /// longer run as it was made (its plugin changed or is gone, a grant or a param is
     /// refused) is cancelled with the reason, so it does not read `running` forever; one
     /// another process holds, or that the store cannot open now, is left and reported.
-    pub async fn rehydrate(self: &Arc<Self>) -> Result<usize, ServiceError> {
+    /// `within` is the most a plan may grant (the server's `--grants`), checked again.
+    /// Run at start, and again from time to time for plans whose run stopped on an error
+    /// or that could not be reopened for a passing reason (a plugin that did not load, a
+    /// directory not mounted yet, a secret not set).
+    pub async fn rehydrate(self: &Arc<Self>, within: &Grants) -> Result<usize, ServiceError> {
         let store = self.service.store()?;
         let plans = store
             .active_plans(crate::store::Origin::Api)
             .map_err(|error| self.service.store_error(error))?;
         let mut started = 0;
         for id in plans {
+            if self.is_closed() {
+                break;
+            }
             let _lock = self.lock_plan(id).await;
+            if self.is_running(id) {
+                continue;
+            }
             let how = Reopen {
                 from: super::ResumeFrom::WhereItStopped,
                 plugin_change: super::PluginChange::Refuse {
@@ -231,6 +241,7 @@ impl Supervisor {
                 },
                 new_params: None,
                 record: ReopenRecord::Nothing,
+                within: Some(within.clone()),
             };
             match self.service.reopen(id, how, self.observer.as_ref()).await {
                 Ok(admitted) => match self.spawn(admitted) {
@@ -247,7 +258,13 @@ impl Supervisor {
                         tracing::error!(plan = %id, "plan {id} could not be cancelled: {error}");
                     }
                 }
-                Err(error) => tracing::error!(plan = %id, "plan {id} not resumed: {error}"),
+                Err(ServiceError::Claim(crate::store::ClaimError::Held { .. })) => {
+                    tracing::debug!(plan = %id, "plan {id} is run by another process")
+                }
+                Err(error) => tracing::warn!(
+                    plan = %id,
+                    "plan {id} not resumed now (tried again later): {error}"
+                ),
             }
         }
         Ok(started)

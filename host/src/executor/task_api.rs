@@ -143,6 +143,7 @@ impl TaskApi {
             },
             new_params: Some((found.index, params.clone())),
             record: ReopenRecord::Resubmission,
+            within: Some(self.settings.grants.clone()),
         };
         let observer = self.supervisor.observer().clone();
         match (task.status(), plan.phase()) {
@@ -166,18 +167,22 @@ impl TaskApi {
                 plan: found.plan,
                 failed: plan.failed_task_index().unwrap_or_default(),
             }),
-            (TaskStatus::Pending | TaskStatus::Running, Phase::Active)
-                if !self.supervisor.is_running(found.plan) =>
-            {
-                // Recorded as running but run by nothing here (its run stopped on a store
-                // error, say): it runs again — unless another process runs it.
+            (_, Phase::Active) if !self.supervisor.is_running(found.plan) => {
+                // Recorded as active but run by nothing here (its run stopped on a store
+                // error, a CLI run was killed): it runs again — unless another process
+                // runs it.
                 let how = Reopen {
                     from: ResumeFrom::WhereItStopped,
                     plugin_change: PluginChange::Refuse {
                         hint: "resume its plan with {\"allowPluginChange\": true}",
                     },
                     new_params: None,
-                    record: ReopenRecord::Adopt,
+                    record: if found.removed {
+                        ReopenRecord::Resubmission
+                    } else {
+                        ReopenRecord::Adopt
+                    },
+                    within: Some(self.settings.grants.clone()),
                 };
                 match service.reopen(found.plan, how, observer.as_ref()).await {
                     Ok(admitted) => self.supervisor.start(admitted)?,

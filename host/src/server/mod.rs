@@ -35,7 +35,8 @@ pub struct ServerConfig {
     pub auth: Auth,
     /// The largest request body, in bytes (larger: 413).
     pub body_limit: usize,
-    /// How long one request may take (longer: 503).
+    /// How long a read may take (longer: 503), and a request that changes state may take
+    /// to send its body (longer: 408).
     pub request_timeout: Duration,
 }
 
@@ -95,15 +96,17 @@ pub fn router(app: App, config: &ServerConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app);
-    api.layer(axum::middleware::from_fn_with_state(
-        config.auth.clone(),
-        auth::require,
-    ))
-    .layer(DefaultBodyLimit::max(config.body_limit))
-    .layer(axum::middleware::from_fn_with_state(
-        config.request_timeout,
-        time_limit,
-    ))
+    // Outermost first: auth (nothing of an unauthenticated request is read), then the
+    // time limit, which reads the body within the body limit.
+    api.layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            (config.request_timeout, config.body_limit),
+            time_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            config.auth.clone(),
+            auth::require,
+        ))
 }
 
 async fn metrics_text(
@@ -126,26 +129,52 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-/// 503 for a request that takes longer than the limit (reading it or serving it). What
-/// it started goes on — handlers that change state run their work in a task of its own —
-/// so a retry finds it done or deduplicated.
+/// The request timeout. A read (`GET`) taking longer than it is 503. A request that
+/// changes state must send its body within it (else 408: the client is slow), then runs
+/// to its end: its work is bounded by its own limits (`validate`'s timeout, the store's
+/// 10 s wait, a cancel's epoch tick), and answering before it ends would make a retry
+/// unsafe (a second plan, a removal instead of a cancel).
 async fn time_limit(
-    axum::extract::State(limit): axum::extract::State<Duration>,
+    axum::extract::State(limits): axum::extract::State<(Duration, usize)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => error::ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+    let (limit, body_limit) = limits;
+    let took_too_long = |status, what: &str| {
+        error::ApiError::new(
+            status,
             format!(
-                "the request took longer than {}; what it started goes on",
+                "{what} took longer than {}",
                 humantime::format_duration(limit)
             ),
         )
-        .into_response(),
+        .into_response()
+    };
+    if request.method() == axum::http::Method::GET {
+        return match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => took_too_long(StatusCode::SERVICE_UNAVAILABLE, "the request"),
+        };
     }
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(limit, axum::body::to_bytes(body, body_limit)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return error::ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {body_limit} bytes"),
+            )
+            .into_response();
+        }
+        Err(_) => return took_too_long(StatusCode::REQUEST_TIMEOUT, "sending the body"),
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// Binds the listen address.
@@ -153,14 +182,49 @@ pub async fn bind(config: &ServerConfig) -> std::io::Result<TcpListener> {
     TcpListener::bind(config.listen).await
 }
 
-/// Serves until `shutdown` resolves, then lets requests in flight finish.
+/// How long a client may take to send a request's headers (a connection that sends them
+/// byte by byte cannot hold the server, nor its shutdown).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 until `shutdown` resolves, then stops accepting and lets the requests
+/// in flight finish (the caller bounds how long).
 pub async fn serve(
     listener: TcpListener,
     app: App,
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app, config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let router = router(app, config);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors, a connection reset before accept: keep serving.
+            Err(error) => {
+                tracing::warn!("accepting a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!("connection: {error}");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
 }

@@ -69,13 +69,16 @@ const MIGRATIONS: &[&str] = &[
                                             '$.failedTaskIndex', '$.failedTaskDetail');
     "#,
     // 4: where a plan came from (`cli`, or `api`: `planrt serve` runs and rehydrates
-    // those), when it was last submitted over the task API (a failed task submitted
-    // again), and when it was removed from the task API's views (`DELETE /v0/tasks/{id}`
+    // those), and when it was removed from the task API's views (`DELETE /v0/tasks/{id}`
     // of a finished task: its history stays, attempts are never deleted).
     r#"
     ALTER TABLE plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'cli' CHECK (origin IN ('cli', 'api'));
-    ALTER TABLE plans ADD COLUMN submitted_at TEXT;
     ALTER TABLE plans ADD COLUMN removed_at TEXT;
+    "#,
+    // 5: when a plan was last submitted over the task API (a failed or removed task
+    // submitted again); its creation time until then.
+    r#"
+    ALTER TABLE plans ADD COLUMN submitted_at TEXT;
     "#,
 ];
 

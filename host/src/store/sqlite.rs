@@ -2,7 +2,6 @@
 //! (`status`, `history`) never block the writer, one transaction per transition.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -28,9 +27,10 @@ pub const DATABASE_FILE: &str = "planrt.db";
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    /// Fair: waiting writers get it in turn, and a write can give up at a deadline.
+    writer: parking_lot::Mutex<Connection>,
     /// `None` for a read-only store (its one connection reads).
-    reader: Option<Mutex<Connection>>,
+    reader: Option<parking_lot::Mutex<Connection>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -103,8 +103,8 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", "ON")?;
         Ok(Self {
             path,
-            writer: Mutex::new(conn),
-            reader: Some(Mutex::new(reader)),
+            writer: parking_lot::Mutex::new(conn),
+            reader: Some(parking_lot::Mutex::new(reader)),
         })
     }
 
@@ -143,7 +143,7 @@ impl SqliteStore {
         };
         Ok(Some(Self {
             path,
-            writer: Mutex::new(conn),
+            writer: parking_lot::Mutex::new(conn),
             reader: None,
         }))
     }
@@ -154,33 +154,22 @@ impl SqliteStore {
     }
 
     /// The connection that writes.
-    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.writer.lock()
     }
 
-    /// The write connection if it is free now, waiting for it at most until `deadline`.
+    /// The write connection if it is free by `deadline` (waiters are served in turn).
     pub(super) fn conn_before(
         &self,
         deadline: std::time::Instant,
-    ) -> Option<std::sync::MutexGuard<'_, Connection>> {
-        loop {
-            match self.writer.try_lock() {
-                Ok(guard) => return Some(guard),
-                Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock)
-                    if std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(std::sync::TryLockError::WouldBlock) => return None,
-            }
-        }
+    ) -> Option<parking_lot::MutexGuard<'_, Connection>> {
+        self.writer.try_lock_until(deadline)
     }
 
     /// The write connection for one write: waiting for this process's other writers and
     /// for other processes' locks together at most [`BUSY_TIMEOUT`], so writes queued
     /// behind a lock held elsewhere each fail in time instead of one after another.
-    pub(super) fn writer(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+    pub(super) fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Connection>, StoreError> {
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         let conn = self.conn_before(deadline).ok_or_else(|| {
             backend(format!(
@@ -194,9 +183,9 @@ impl SqliteStore {
     }
 
     /// The connection that reads.
-    pub(super) fn read_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn read_conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         match &self.reader {
-            Some(reader) => reader.lock().unwrap_or_else(|e| e.into_inner()),
+            Some(reader) => reader.lock(),
             None => self.conn(),
         }
     }
