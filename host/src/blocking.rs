@@ -31,12 +31,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn hands_the_worker_off_on_a_multi_thread_runtime() {
-        // The only worker blocks until another task runs: that task can run only if the
-        // worker was handed off.
-        let (sent, received) = std::sync::mpsc::channel();
-        let other = tokio::spawn(async move { sent.send(9).unwrap() });
-        let value = blocking(|| received.recv_timeout(std::time::Duration::from_secs(10)));
-        assert_eq!(value, Ok(9));
-        other.await.unwrap();
+        // On the only worker, a task blocks until another task runs: the other can run
+        // only if the worker was handed off.
+        let blocked = tokio::spawn(async {
+            let (sent, received) = std::sync::mpsc::channel();
+            let other = tokio::spawn(async move { sent.send(9).unwrap() });
+            let value = blocking(|| received.recv_timeout(std::time::Duration::from_secs(10)));
+            other.await.unwrap();
+            value
+        });
+        assert_eq!(blocked.await.unwrap(), Ok(9));
     }
 }

@@ -439,7 +439,7 @@ fn a_task_recorded_running_that_nothing_runs_runs_again_when_submitted() {
     let plan = s.write(
         "p.toml",
         &format!(
-            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 8000 }}\n",
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"rw\" }}]\n[[tasks]]\ntype = \"test-append\"\nparams = {{ waitFor = \"go\" }}\n",
             s.path().join("work").display()
         ),
     );
@@ -487,8 +487,16 @@ fn a_task_recorded_running_that_nothing_runs_runs_again_when_submitted() {
         &json!({"id": id, "type": "test-append", "params": {"sleepMs": 0}}),
     );
     assert_eq!(submitted.status, 202, "{}", submitted.body);
+    // It runs again, as recorded (a 202 changes nothing): its attempt waits for the gate.
+    server.wait_task(&id, |t| t["attempts"][1]["outcome"] == "running");
+    std::fs::write(s.path().join("work/go"), "").unwrap();
     let done = server.wait_task(&id, |t| t["status"] == "completed");
     assert_eq!(done["attempts"][0]["errorKind"], "interrupted", "{done}");
+    assert_eq!(
+        done["params"],
+        json!({"waitFor": "go"}),
+        "a 202 keeps the params"
+    );
     assert_eq!(effects(&s), [format!("{id} 2")]);
 }
 

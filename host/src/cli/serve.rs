@@ -73,6 +73,7 @@ pub async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<Outc
         let within = task_settings.grants.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(REHYDRATE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             every.tick().await;
             loop {
                 every.tick().await;

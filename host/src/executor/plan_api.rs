@@ -47,10 +47,18 @@ impl PlanApi {
         }
         check_grants_within(&spec.grants, &self.settings.grants)
             .map_err(|e| RequestError::BadRequest(format!("plan: {e}")))?;
-        check_limits_within(&spec.tasks, &self.settings.defaults)
-            .map_err(|e| RequestError::BadRequest(format!("plan: {e}")))?;
         let service = self.service();
         let prepared = service.prepare_spec(&spec, None).await?;
+        let suggested: Vec<_> = prepared
+            .tasks
+            .iter()
+            .map(|task| {
+                let info = task.plugin.info();
+                (info.default_timeout, info.default_memory_limit)
+            })
+            .collect();
+        check_limits_within(&spec.tasks, &suggested, &self.settings.defaults)
+            .map_err(|e| RequestError::BadRequest(format!("plan: {e}")))?;
         let id = prepared.saved.plan.id;
         if self.supervisor.is_closed() {
             return Err(RequestError::ShuttingDown(id));

@@ -109,16 +109,14 @@ pub(super) fn check_secrets(params: &Value, allowed: &[String]) -> Result<(), St
 /// directory leads nowhere else — with no more than its mode; each HTTP entry must be
 /// covered by an allowed one.
 pub(super) fn check_grants_within(grants: &Grants, ceiling: &Grants) -> Result<(), String> {
-    let resolved = |path: &std::path::Path| std::fs::canonicalize(path).ok();
+    // A directory that does not exist (yet: a volume not mounted) is compared as written;
+    // that it is missing is a passing problem the preparation reports, not this check.
+    let resolved =
+        |path: &std::path::Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     for (index, dir) in grants.dirs.iter().enumerate() {
-        let Some(host) = resolved(&dir.host) else {
-            return Err(format!(
-                "`grants.dirs[{index}].host`: {} does not exist",
-                dir.host.display()
-            ));
-        };
+        let host = resolved(&dir.host);
         let inside = ceiling.dirs.iter().any(|granted| {
-            resolved(&granted.host).is_some_and(|root| host.starts_with(root))
+            host.starts_with(resolved(&granted.host))
                 && (dir.mode == DirMode::Ro || granted.mode == DirMode::Rw)
         });
         if !inside {
@@ -139,22 +137,36 @@ pub(super) fn check_grants_within(grants: &Grants, ceiling: &Grants) -> Result<(
     Ok(())
 }
 
+/// What a plugin suggests for its attempts (`describe`): its timeout and memory limit.
+pub(super) type Suggested = (Option<std::time::Duration>, Option<u64>);
+
 /// Refuses per-attempt limits above what the server allows: a plan sent over HTTP may set
 /// `timeout`, `memoryLimit` and `maxOutput` up to the server's `[defaults]` (of its
-/// `--grants` file), or the built-in defaults where it sets none — so requests cannot
-/// make attempts that exhaust the host. Limits a plan leaves unset come from the plugin.
+/// `--grants` file) — where it sets none, up to what the task would get unset: its
+/// plugin's suggestion, else the built-in default — so requests cannot make attempts that
+/// exhaust the host, and may always ask for less. `suggested` is per task.
 pub(super) fn check_limits_within(
     tasks: &[crate::plan::TaskSpec],
+    suggested: &[Suggested],
     server: &crate::plan::PlanDefaults,
 ) -> Result<(), String> {
     use crate::plan::units::{format_duration, format_size};
     use crate::runtime::capability::limits::{
         DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
     };
-    let timeout = server.limits.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let memory = server.limits.memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT);
-    let output = server.limits.max_output.unwrap_or(DEFAULT_MAX_OUTPUT);
     for (index, task) in tasks.iter().enumerate() {
+        let (plugin_timeout, plugin_memory) = suggested.get(index).copied().unwrap_or_default();
+        let timeout = server
+            .limits
+            .timeout
+            .or(plugin_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let memory = server
+            .limits
+            .memory_limit
+            .or(plugin_memory)
+            .unwrap_or(DEFAULT_MEMORY_LIMIT);
+        let output = server.limits.max_output.unwrap_or(DEFAULT_MAX_OUTPUT);
         let limits = &task.limits;
         if let Some(asked) = limits.timeout.filter(|t| *t > timeout) {
             return Err(format!(
@@ -248,11 +260,12 @@ mod tests {
             within(vec![dir(root.path(), DirMode::Ro)], &[]).is_err(),
             "a parent"
         );
-        assert!(
-            within(vec![dir(&node.join("missing"), DirMode::Ro)], &[])
-                .unwrap_err()
-                .contains("does not exist")
+        assert_eq!(
+            within(vec![dir(&node.join("missing"), DirMode::Ro)], &[]),
+            Ok(()),
+            "a missing directory inside a granted one is a passing problem, reported elsewhere"
         );
+        assert!(within(vec![dir(Path::new("/elsewhere/missing"), DirMode::Ro)], &[]).is_err());
         assert!(
             within(vec![], &["example.org"])
                 .unwrap_err()
@@ -271,20 +284,25 @@ mod tests {
             .tasks
         };
         let builtin = crate::plan::PlanDefaults::default();
-        assert_eq!(check_limits_within(&spec(""), &builtin), Ok(()));
-        assert_eq!(
-            check_limits_within(&spec("timeout = \"10m\""), &builtin),
-            Ok(())
-        );
-        let over = check_limits_within(&spec("memoryLimit = \"64GiB\""), &builtin).unwrap_err();
+        let none = [(None, None)];
+        let check = |text: &str, suggested: &[Suggested], server| {
+            check_limits_within(&spec(text), suggested, server)
+        };
+        assert_eq!(check("", &none, &builtin), Ok(()));
+        assert_eq!(check("timeout = \"10m\"", &none, &builtin), Ok(()));
+        let over = check("memoryLimit = \"64GiB\"", &none, &builtin).unwrap_err();
         assert!(over.contains("`memoryLimit`"), "{over}");
+        // A plugin suggesting 6 h: a plan may ask for less, not more.
+        let six_hours = [(Some(std::time::Duration::from_secs(6 * 3600)), None)];
+        assert_eq!(check("timeout = \"1h\"", &six_hours, &builtin), Ok(()));
+        assert!(check("timeout = \"7h\"", &six_hours, &builtin).is_err());
         let mut server = builtin;
-        server.limits.timeout = Some(std::time::Duration::from_secs(6 * 3600));
-        assert_eq!(
-            check_limits_within(&spec("timeout = \"2h\""), &server),
-            Ok(())
+        server.limits.timeout = Some(std::time::Duration::from_secs(2 * 3600));
+        assert_eq!(check("timeout = \"2h\"", &six_hours, &server), Ok(()));
+        assert!(
+            check("timeout = \"3h\"", &six_hours, &server).is_err(),
+            "the server's cap"
         );
-        assert!(check_limits_within(&spec("timeout = \"7h\""), &server).is_err());
-        assert!(check_limits_within(&spec("maxOutput = \"2MiB\""), &server).is_err());
+        assert!(check("maxOutput = \"2MiB\"", &none, &server).is_err());
     }
 }

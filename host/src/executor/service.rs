@@ -17,6 +17,7 @@ use crate::plan::{
     Grants, Phase, PlanId, PlanRun, PlanSpec, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
     SavedPlanError, SpecError, Task, TaskId, TaskSettings, TaskType,
 };
+use crate::runtime::capability::dirs::Guarded;
 use crate::runtime::{Capabilities, LoadWarning, Registry, Runtime, RuntimeError};
 use crate::state_dir::{StateDir, StateDirError};
 use crate::store::{
@@ -98,6 +99,14 @@ pub enum ServiceError {
         what: &'static str,
         /// planrt's directory.
         own: PathBuf,
+    },
+    /// The server's restart does not reopen a plan that is no longer active.
+    #[error("plan {plan} is {phase}: only an operator resumes it")]
+    NotActive {
+        /// The plan.
+        plan: PlanId,
+        /// Its phase.
+        phase: Phase,
     },
     /// A stored plan grants more than the server allows requests now.
     #[error("plan {plan} grants more than this server allows: {reason}")]
@@ -296,8 +305,20 @@ impl Service {
     /// Loads every plugin of the plugin dir (compiled once, cached in the state dir). A
     /// plugin that fails to load is returned as a warning; the others are used.
     pub async fn open(config: ServiceConfig) -> Result<(Self, Vec<LoadWarning>), ServiceError> {
+        // planrt's own directories, guarded at every attempt (as `refuse_own_dirs` does
+        // when a plan is prepared): whatever links a task plants, it never reaches them.
+        let guarded = vec![
+            Guarded {
+                path: config.state.path().to_owned(),
+                writes_only: false,
+            },
+            Guarded {
+                path: config.plugin_dir.clone(),
+                writes_only: true,
+            },
+        ];
         let runtime = Runtime::new(
-            Capabilities::builtin(),
+            Capabilities::builtin_guarding(guarded),
             &config.state.subdir("compiled")?,
             config.state.cache_key()?,
         )?;
@@ -564,13 +585,30 @@ impl Service {
         // Claim before reading: the state read is then the latest, and no one else moves it.
         let claim = PlanClaim::acquire(&self.config.state, plan_id)?;
         let (mut saved, mut plan) = self.stored(&store, plan_id)?;
+        if how.record == ReopenRecord::Nothing
+            && how.within.is_some()
+            && plan.phase() != Phase::Active
+        {
+            // The server's own restart continues what was running: a plan that failed
+            // or was cancelled meanwhile is an operator's to resume.
+            return Err(ServiceError::NotActive {
+                plan: plan_id,
+                phase: plan.phase(),
+            });
+        }
         if let Some(ceiling) = &how.within {
-            super::request::check_grants_within(&saved.grants, ceiling).map_err(|reason| {
-                ServiceError::BeyondGrants {
-                    plan: plan_id,
-                    reason,
-                }
-            })?;
+            if is_submitted_alone(&plan) {
+                // A task submitted on its own runs with the server's grants as they are
+                // now; the client never chose them.
+                saved.grants = ceiling.clone();
+            } else {
+                super::request::check_grants_within(&saved.grants, ceiling).map_err(|reason| {
+                    ServiceError::BeyondGrants {
+                        plan: plan_id,
+                        reason,
+                    }
+                })?;
+            }
         }
         if let Some((index, params)) = &how.new_params
             && let Some(task) = saved.plan.tasks.get_mut(*index)
@@ -578,20 +616,24 @@ impl Service {
             task.params = params.clone();
         }
         let prepared = self.checked(saved, None, how.plugin_change).await?;
-        // Who runs the plan, and whether it shows, first: if this fails nothing else is
-        // recorded; if what follows fails, the plan is visible and its tasks as recorded.
-        let recorded = match how.record {
-            ReopenRecord::Nothing => Ok(()),
-            ReopenRecord::Adopt => store.set_origin(plan_id, Origin::Api),
-            ReopenRecord::Resubmission => store.mark_submitted(plan_id, Origin::Api),
-        };
-        recorded.map_err(|error| self.store_error(error))?;
         reopen(&mut plan, how.from, how.new_params, &*store, observer).map_err(|e| match e {
             ResumeError::Execute(error) => ServiceError::AfterWorkStarted {
                 plan: plan_id,
                 error,
             },
             other => ServiceError::Resume(other),
+        })?;
+        // Who runs the plan, and whether it shows, once its tasks are reopened: if this
+        // fails, the plan is active and run by nothing, and the next submission of the
+        // task (or the next start) runs it, recording this again.
+        let recorded = match how.record {
+            ReopenRecord::Nothing => Ok(()),
+            ReopenRecord::Adopt => store.set_origin(plan_id, Origin::Api),
+            ReopenRecord::Resubmission => store.mark_submitted(plan_id, Origin::Api),
+        };
+        recorded.map_err(|error| ServiceError::AfterWorkStarted {
+            plan: plan_id,
+            error: ExecuteError::Store(error),
         })?;
         if !prepared.repinned.is_empty() {
             tracing::warn!(
@@ -725,6 +767,12 @@ impl Service {
                 dir: self.config.state.path().to_owned(),
             })
     }
+}
+
+/// Whether `plan` is a task submitted on its own (the task API): one task whose ID is the
+/// plan's.
+fn is_submitted_alone(plan: &PlanRun) -> bool {
+    matches!(plan.tasks(), [task] if task.id().as_uuid() == plan.id().as_uuid())
 }
 
 /// What `status` and `history` read: the store opened read-only, with no plugins — it

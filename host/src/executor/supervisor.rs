@@ -37,9 +37,24 @@ pub struct Supervisor {
     observer: Arc<dyn Observer>,
     runs: Mutex<HashMap<PlanId, Run>>,
     locks: IdLocks<PlanId>,
+    /// Runs that stopped on an error, by plan: how many in a row, and when the next
+    /// automatic restart may come.
+    failures: Mutex<HashMap<PlanId, Failures>>,
     /// Set once shutting down: nothing new starts.
     closed: AtomicBool,
 }
+
+/// Runs of a plan that stopped on an error, in a row.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    retry_after: std::time::Instant,
+}
+
+/// How many runs in a row may stop on an error before a plan is left to an operator.
+pub const MAX_AUTOMATIC_RESTARTS: u32 = 5;
+/// The wait before the first automatic restart; it doubles with each failure.
+const FIRST_RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A run that could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +75,7 @@ impl Supervisor {
             observer,
             runs: Mutex::new(HashMap::new()),
             locks: IdLocks::default(),
+            failures: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         })
     }
@@ -133,6 +149,7 @@ impl Supervisor {
                 Err(error) => RunOutcome::Failed(format!("{:#}", anyhow::Error::from(error))),
             };
             log_end(id, &outcome);
+            this.note(id, &outcome);
             finish.outcome = Some(outcome);
         });
         Ok(())
@@ -211,11 +228,14 @@ impl Supervisor {
         }
     }
 
-    /// Opens every plan the API runs that still has work (after a restart or a crash:
-    /// attempts found running are recorded `interrupted`) and runs it. A plan that can no
-    /// longer run as it was made (its plugin changed or is gone, a grant or a param is
-    /// refused) is cancelled with the reason, so it does not read `running` forever; one
-    /// another process holds, or that the store cannot open now, is left and reported.
+    /// Opens every plan the API runs that is still active and not running here (after a
+    /// restart or a crash: attempts found running are recorded `interrupted`) and runs it.
+    /// A plan that can no longer run as it was made (its plugin changed, its params or
+    /// grants are refused) is cancelled with the reason, so it does not read `running`
+    /// forever; one another process holds, or that cannot be opened for a passing reason
+    /// (a plugin not loaded, a directory not mounted, a secret not set, the store), is
+    /// left and reported. A plan whose runs stopped on an error is restarted with a
+    /// doubling delay, at most [`MAX_AUTOMATIC_RESTARTS`] times in a row.
     /// `within` is the most a plan may grant (the server's `--grants`), checked again.
     /// Run at start, and again from time to time for plans whose run stopped on an error
     /// or that could not be reopened for a passing reason (a plugin that did not load, a
@@ -231,7 +251,7 @@ impl Supervisor {
                 break;
             }
             let _lock = self.lock_plan(id).await;
-            if self.is_running(id) {
+            if self.is_running(id) || !self.may_restart(id) {
                 continue;
             }
             let how = Reopen {
@@ -261,6 +281,8 @@ impl Supervisor {
                 Err(ServiceError::Claim(crate::store::ClaimError::Held { .. })) => {
                     tracing::debug!(plan = %id, "plan {id} is run by another process")
                 }
+                // It ended (failed, cancelled) since the list was read.
+                Err(ServiceError::NotActive { .. }) => {}
                 Err(error) => tracing::warn!(
                     plan = %id,
                     "plan {id} not resumed now (tried again later): {error}"
@@ -268,6 +290,41 @@ impl Supervisor {
             }
         }
         Ok(started)
+    }
+
+    /// Counts a run that stopped on an error (a clean end clears the count).
+    fn note(&self, id: PlanId, outcome: &RunOutcome) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            RunOutcome::Failed(_) => {
+                let count = failures.get(&id).map_or(0, |f| f.count) + 1;
+                let delay = FIRST_RESTART_DELAY.saturating_mul(1 << (count - 1).min(10));
+                failures.insert(
+                    id,
+                    Failures {
+                        count,
+                        retry_after: std::time::Instant::now() + delay,
+                    },
+                );
+                if count == MAX_AUTOMATIC_RESTARTS {
+                    tracing::error!(
+                        plan = %id,
+                        "plan {id} stopped on an error {count} times in a row: it is left as recorded; resume it by hand"
+                    );
+                }
+            }
+            RunOutcome::Ended(_) => {
+                failures.remove(&id);
+            }
+        }
+    }
+
+    /// Whether an automatic restart of the plan may come now.
+    fn may_restart(&self, id: PlanId) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.get(&id).is_none_or(|f| {
+            f.count < MAX_AUTOMATIC_RESTARTS && std::time::Instant::now() >= f.retry_after
+        })
     }
 
     fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<PlanId, Run>> {

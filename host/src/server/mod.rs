@@ -151,7 +151,10 @@ async fn time_limit(
         )
         .into_response()
     };
-    if request.method() == axum::http::Method::GET {
+    if matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
         return match tokio::time::timeout(limit, next.run(request)).await {
             Ok(response) => response,
             Err(_) => took_too_long(StatusCode::SERVICE_UNAVAILABLE, "the request"),
@@ -161,11 +164,16 @@ async fn time_limit(
     let read = tokio::time::timeout(limit, axum::body::to_bytes(body, body_limit)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return error::ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {body_limit} bytes"),
-            )
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            return match too_large {
+                true => error::ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {body_limit} bytes"),
+                ),
+                false => error::ApiError::bad_request(format!("the body cannot be read: {error}")),
+            }
             .into_response();
         }
         Err(_) => return took_too_long(StatusCode::REQUEST_TIMEOUT, "sending the body"),

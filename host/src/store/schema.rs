@@ -4,9 +4,10 @@ use rusqlite::Connection;
 
 /// Migrations in order; migration `i` moves the schema from version `i` to `i + 1`.
 /// Released migrations never change: add a new one.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: plans, tasks, append-only attempts.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE plans (
         id          TEXT PRIMARY KEY,
         name        TEXT,
@@ -57,30 +58,69 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX attempts_by_start ON attempts(plan_id, started_at);
     "#,
+    ),
     // 2: per-task limits set by the plan (`timeout`, `memoryLimit`, later `maxOutput`),
     // as JSON.
-    r#"
+    Migration::Sql(
+        r#"
     ALTER TABLE tasks ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
     "#,
+    ),
     // 3: `resolved` keeps what the plan was resolved with (format version, defaults,
     // grants, plugin pins), no longer a copy of its tasks as they were at creation.
-    r#"
+    Migration::Sql(
+        r#"
     UPDATE plans SET resolved = json_remove(resolved, '$.id', '$.name', '$.phase', '$.tasks',
                                             '$.failedTaskIndex', '$.failedTaskDetail');
     "#,
+    ),
     // 4: where a plan came from (`cli`, or `api`: `planrt serve` runs and rehydrates
     // those), and when it was removed from the task API's views (`DELETE /v0/tasks/{id}`
     // of a finished task: its history stays, attempts are never deleted).
-    r#"
-    ALTER TABLE plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'cli' CHECK (origin IN ('cli', 'api'));
-    ALTER TABLE plans ADD COLUMN removed_at TEXT;
-    "#,
+    Migration::AddColumns(&[
+        (
+            "plans",
+            "origin",
+            "TEXT NOT NULL DEFAULT 'cli' CHECK (origin IN ('cli', 'api'))",
+        ),
+        ("plans", "removed_at", "TEXT"),
+    ]),
     // 5: when a plan was last submitted over the task API (a failed or removed task
-    // submitted again); its creation time until then.
-    r#"
-    ALTER TABLE plans ADD COLUMN submitted_at TEXT;
-    "#,
+    // submitted again); its creation time until then. (A development build had it in 4:
+    // a column already there is kept.)
+    Migration::AddColumns(&[("plans", "submitted_at", "TEXT")]),
 ];
+
+/// One schema step.
+enum Migration {
+    /// SQL run as it is.
+    Sql(&'static str),
+    /// Columns (table, column, definition) added unless the table has them already.
+    AddColumns(&'static [(&'static str, &'static str, &'static str)]),
+}
+
+impl Migration {
+    fn apply(&self, conn: &Connection) -> Result<(), rusqlite::Error> {
+        match self {
+            Migration::Sql(sql) => conn.execute_batch(sql),
+            Migration::AddColumns(columns) => {
+                for (table, column, definition) in *columns {
+                    let present: bool = conn.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+                        [table, column],
+                        |row| row.get(0),
+                    )?;
+                    if !present {
+                        conn.execute_batch(&format!(
+                            "ALTER TABLE {table} ADD COLUMN {column} {definition};"
+                        ))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// The schema version this planrt writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -136,8 +176,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
     if current > SCHEMA_VERSION {
         return Err(MigrationError::TooNew { found: current });
     }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        tx.execute_batch(sql)?;
+    for (version, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+        migration.apply(&tx)?;
         tx.pragma_update(None, "user_version", (version + 1) as i64)?;
     }
     tx.commit()?;

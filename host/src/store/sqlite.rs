@@ -27,7 +27,8 @@ pub const DATABASE_FILE: &str = "planrt.db";
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
-    /// Fair: waiting writers get it in turn, and a write can give up at a deadline.
+    /// Waiting writers are parked in a queue (parking_lot: eventually fair), and a write
+    /// can give up at a deadline.
     writer: parking_lot::Mutex<Connection>,
     /// `None` for a read-only store (its one connection reads).
     reader: Option<parking_lot::Mutex<Connection>>,
@@ -158,7 +159,7 @@ impl SqliteStore {
         self.writer.lock()
     }
 
-    /// The write connection if it is free by `deadline` (waiters are served in turn).
+    /// The write connection if it is free by `deadline`.
     pub(super) fn conn_before(
         &self,
         deadline: std::time::Instant,
@@ -749,5 +750,21 @@ mod tests {
             store.load_plan(run.id()).unwrap().unwrap().0.resolution(),
             saved_plan.resolution()
         );
+    }
+
+    #[test]
+    fn a_database_that_has_a_column_a_later_migration_adds_still_migrates() {
+        // A development build put migration 5's column into migration 4.
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(&state(&dir), Durability::Process).unwrap());
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let (spec, run) = plan();
+        store
+            .create_plan(&resolution(&spec), &run, Origin::Api)
+            .unwrap();
+        assert!(store.find_task(run.tasks()[0].id()).unwrap().is_some());
     }
 }

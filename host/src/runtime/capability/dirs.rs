@@ -1,7 +1,11 @@
 //! Directories: a plugin sees exactly the directories it declares (`needs.dirs`) that the
 //! plan grants (`[grants] dirs`), each preopened at its guest path in its declared mode.
+//! Each attempt resolves the directory it opens again (symlinks followed) and refuses one
+//! that leads out of its grant or into a guarded directory (planrt's own state), whenever
+//! the link was planted.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use wasmtime_wasi::FsPerms;
 
@@ -13,6 +17,8 @@ use crate::runtime::info::DirNeed;
 /// A directory mounted into the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preopen {
+    /// The granted host directory it lies in.
+    pub root: PathBuf,
     /// Host directory.
     pub host: PathBuf,
     /// Where the guest sees it.
@@ -25,9 +31,62 @@ pub struct Preopen {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Preopens(pub Vec<Preopen>);
 
+/// A directory no task may reach: planrt's state (any access) or plugins (writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guarded {
+    /// The directory.
+    pub path: PathBuf,
+    /// Only writable preopens are refused there.
+    pub writes_only: bool,
+}
+
 /// The directories capability.
-#[derive(Debug, Clone, Copy)]
-pub struct Dirs;
+#[derive(Debug, Clone, Default)]
+pub struct Dirs {
+    guarded: Arc<[Guarded]>,
+}
+
+impl Dirs {
+    /// Directories guarding `guarded` from every preopen.
+    pub fn guarding(guarded: Vec<Guarded>) -> Self {
+        Self {
+            guarded: guarded.into(),
+        }
+    }
+}
+
+/// The host directory `preopen` opens now, resolved: inside its grant and outside every
+/// guarded directory, or why not.
+fn resolve(preopen: &Preopen, guarded: &[Guarded]) -> Result<PathBuf, String> {
+    let resolved =
+        |path: &Path| std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()));
+    let root = resolved(&preopen.root)?;
+    let host = resolved(&preopen.host)?;
+    if !host.starts_with(&root) {
+        return Err(format!(
+            "{} leads to {}, outside its grant {} (a symbolic link)",
+            preopen.host.display(),
+            host.display(),
+            root.display()
+        ));
+    }
+    for guard in guarded {
+        if guard.writes_only && !preopen.writable {
+            continue;
+        }
+        let Ok(path) = std::fs::canonicalize(&guard.path) else {
+            continue;
+        };
+        if host.starts_with(&path) || path.starts_with(&host) {
+            return Err(format!(
+                "{} reaches planrt's own directory {}",
+                preopen.host.display(),
+                path.display()
+            ));
+        }
+    }
+    Ok(host)
+}
 
 impl Capability for Dirs {
     fn check_grants(&self, grants: &Grants) -> Result<(), Refusal> {
@@ -65,9 +124,11 @@ impl Capability for Dirs {
             } else {
                 FsPerms::ReadOnly
             };
+            // The resolved path is the one checked and the one opened.
+            let host = resolve(preopen, &self.guarded).map_err(AttemptError::Sandbox)?;
             setup
                 .wasi
-                .preopened_dir(&preopen.host, &preopen.guest, perms)
+                .preopened_dir(&host, &preopen.guest, perms)
                 .map_err(|e| AttemptError::Sandbox(format!("{}: {e}", preopen.host.display())))?;
         }
         Ok(())
@@ -94,6 +155,7 @@ fn grant_for<'g>(need: &DirNeed, grants: &'g [DirGrant]) -> Option<(&'g DirGrant
             Some((
                 g,
                 Preopen {
+                    root: g.host.clone(),
                     host: g.host.join(rest),
                     guest: need.guest_path.clone(),
                     writable: need.writable,
@@ -134,6 +196,7 @@ mod tests {
         assert_eq!(
             preopen(&need("/home", true), &grants),
             Some(Preopen {
+                root: "/srv/node".into(),
                 host: "/srv/node".into(),
                 guest: "/home".into(),
                 writable: true
@@ -142,6 +205,7 @@ mod tests {
         assert_eq!(
             preopen(&need("/home/config", false), &grants),
             Some(Preopen {
+                root: "/srv/node".into(),
                 host: "/srv/node/config".into(),
                 guest: "/home/config".into(),
                 writable: false
@@ -175,5 +239,48 @@ mod tests {
             None,
             "a parent of a grant is not granted"
         );
+    }
+
+    #[test]
+    fn a_preopen_is_refused_if_a_link_leads_out_of_its_grant_or_into_a_guarded_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let grant = root.path().join("node");
+        let outside = root.path().join("outside");
+        let state = root.path().join("state");
+        for dir in [&grant.join("config"), &outside, &state] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, grant.join("escape")).unwrap();
+        let preopen = |host: PathBuf, writable| Preopen {
+            root: grant.clone(),
+            host,
+            guest: "/home".into(),
+            writable,
+        };
+        let guarded = [Guarded {
+            path: state.clone(),
+            writes_only: false,
+        }];
+        assert_eq!(
+            resolve(&preopen(grant.join("config"), true), &guarded),
+            Ok(std::fs::canonicalize(grant.join("config")).unwrap())
+        );
+        let escape = resolve(&preopen(grant.join("escape"), false), &guarded).unwrap_err();
+        assert!(escape.contains("outside its grant"), "{escape}");
+        // A grant of a parent of the state dir, with a link into it.
+        std::os::unix::fs::symlink(&state, grant.join("state")).unwrap();
+        let wide = Preopen {
+            root: root.path().to_owned(),
+            host: grant.join("state"),
+            guest: "/x".into(),
+            writable: false,
+        };
+        let own = resolve(&wide, &guarded).unwrap_err();
+        assert!(own.contains("planrt's own directory"), "{own}");
+        let plugins_only_for_writes = [Guarded {
+            path: state,
+            writes_only: true,
+        }];
+        assert!(resolve(&wide, &plugins_only_for_writes).is_ok());
     }
 }

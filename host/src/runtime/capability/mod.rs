@@ -215,8 +215,13 @@ impl std::fmt::Debug for Capabilities {
 impl Capabilities {
     /// Every capability planrt has.
     pub fn builtin() -> Self {
+        Self::builtin_guarding(Vec::new())
+    }
+
+    /// Every capability planrt has, no preopen reaching the `guarded` directories.
+    pub fn builtin_guarding(guarded: Vec<dirs::Guarded>) -> Self {
         Self::of(vec![
-            Arc::new(dirs::Dirs),
+            Arc::new(dirs::Dirs::guarding(guarded)),
             Arc::new(http::Http),
             Arc::new(limits::LimitsCapability),
             Arc::new(log::Log),

@@ -1,6 +1,7 @@
-//! Sleeps `sleepMs`, fails `transient` on attempts 1..=`failures`, else appends
-//! "{taskId} {attempt}" to `/work/effects.log` and succeeds: a visible side effect per
-//! completed attempt, for crash and resume tests.
+//! Sleeps `sleepMs` (or, with `waitFor`, until `/work/{waitFor}` exists), fails
+//! `transient` on attempts 1..=`failures`, else appends "{taskId} {attempt}" to
+//! `/work/effects.log` and succeeds: a visible side effect per completed attempt, for
+//! crash and resume tests (`waitFor` holds an attempt running until the test says).
 
 use std::io::Write;
 
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 struct Params {
     sleep_ms: u64,
     failures: u32,
+    wait_for: Option<String>,
 }
 
 fn parse(params: &str) -> Result<Params, String> {
@@ -22,9 +24,15 @@ fn parse(params: &str) -> Result<Params, String> {
             .map_or(Some(0), Value::as_u64)
             .ok_or(format!("`{key}` must be a non-negative integer"))
     };
+    let wait_for = match value.get("waitFor") {
+        None => None,
+        Some(Value::String(name)) if !name.is_empty() && !name.contains('/') => Some(name.clone()),
+        Some(_) => return Err("`waitFor` must be a file name".into()),
+    };
     Ok(Params {
         sleep_ms: number("sleepMs")?,
         failures: number("failures")? as u32,
+        wait_for,
     })
 }
 
@@ -33,7 +41,7 @@ struct Append;
 impl Guest for Append {
     fn describe() -> Info {
         Info {
-            params_schema: r#"{"type":"object","properties":{"sleepMs":{"type":"integer"},"failures":{"type":"integer"}}}"#.into(),
+            params_schema: r#"{"type":"object","properties":{"sleepMs":{"type":"integer"},"failures":{"type":"integer"},"waitFor":{"type":"string"}}}"#.into(),
             needs: Needs { dirs: vec![DirNeed { guest_path: "/work".into(), mode: DirMode::Rw }], network: false },
             ..Info::new("test-append", "0.1.0", "Sleeps, then appends its task ID and attempt to /work/effects.log")
         }
@@ -49,6 +57,12 @@ impl Guest for Append {
         for step in 0..steps {
             std::thread::sleep(std::time::Duration::from_millis(params.sleep_ms / steps));
             progress(step + 1, Some(steps), "sleeping");
+        }
+        if let Some(name) = &params.wait_for {
+            let gate = std::path::Path::new("/work").join(name);
+            while !gate.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         if context.attempt <= params.failures {
             return Err(TaskError::Transient(format!(
