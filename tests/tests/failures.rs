@@ -104,3 +104,49 @@ fn the_echo_plugin_output_and_logs_are_kept() {
         run.stderr
     );
 }
+
+#[test]
+fn params_breaking_the_plugins_schema_stop_the_plan_naming_task_path_and_rule() {
+    let s = Scratch::with_plugins(&["test-echo", "test-flaky"]);
+    let plan = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-echo\"\n[[tasks]]\ntype = \"test-flaky\"\n[tasks.params]\nfailures = \"two\"\n",
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("p.toml:4:8: task 1 (`test-flaky`): params do not match the plugin's schema: at `/failures`")
+            && run.stderr.contains("(rule `type`)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("started"),
+        "nothing ran: {}",
+        run.stderr
+    );
+    let missing = s.write("q.toml", "[[tasks]]\ntype = \"test-flaky\"\n");
+    let run = s.planrt(&["plan", missing.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("at `/`") && run.stderr.contains("(rule `required`)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_plugin_whose_schema_is_not_a_json_schema_is_a_load_warning_naming_the_file() {
+    let s = Scratch::with_plugins(&["test-echo", "test-bad-schema"]);
+    let run = s.planrt(&["plugins"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("test-bad-schema.wasm")
+            && run
+                .stderr
+                .contains("params-schema is not a valid JSON Schema"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("test-echo") && !run.stdout.contains("test-bad-schema"));
+}

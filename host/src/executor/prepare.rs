@@ -10,7 +10,9 @@ use crate::plan::{
     Location, PlanId, PlanRun, PlanSpec, PluginPin, Redactor, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
     TaskType,
 };
-use crate::runtime::{AttemptError, LoadedPlugin, Refusal, Registry, Sandbox, WIT_VERSION};
+use crate::runtime::{
+    AttemptError, LoadedPlugin, Refusal, Registry, Sandbox, SchemaViolation, WIT_VERSION,
+};
 
 /// A plan that cannot run as asked; nothing has run. Every variant is bad input.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,23 @@ pub enum PrepareError {
         task_type: TaskType,
         /// The plugin's message.
         message: String,
+    },
+    /// The params break the plugin's params schema (checked by the host, before the
+    /// plugin's `validate`).
+    #[error(
+        "{}task {index} (`{task_type}`): params do not match the plugin's schema: {}",
+        at(.location),
+        violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    ParamsSchema {
+        /// Where the task is written.
+        location: Option<(PathBuf, Location)>,
+        /// Task index.
+        index: usize,
+        /// Task type.
+        task_type: TaskType,
+        /// What breaks it (messages masked).
+        violations: Vec<SchemaViolation>,
     },
     /// `validate` itself failed (trap, timeout, …).
     #[error("task {index} (`{task_type}`): the plugin's validate() failed: {error}")]
@@ -306,6 +325,31 @@ pub async fn prepare(
                 "secret `{name}` is shorter than {} characters: masking it in outputs and logs also masks unrelated text",
                 crate::plan::redact::MIN_FRAGMENT_LEN
             );
+        }
+    }
+    // The params schema, checked by the host for every language; on the resolved params
+    // (a `$env` secret is a string where the schema wants one), its messages masked.
+    for (index, ((task, prepared_task), resolved)) in saved
+        .plan
+        .tasks
+        .iter()
+        .zip(&tasks)
+        .zip(&resolved)
+        .enumerate()
+    {
+        if let Err(violations) = prepared_task.plugin.schema().check(&resolved.params) {
+            return Err(PrepareError::ParamsSchema {
+                location: location_of(index),
+                index,
+                task_type: task.task_type.clone(),
+                violations: violations
+                    .into_iter()
+                    .map(|v| SchemaViolation {
+                        message: redactor.redact_string(v.message),
+                        ..v
+                    })
+                    .collect(),
+            });
         }
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.

@@ -12,6 +12,7 @@ use super::call::{CallSite, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
 use super::error::{AttemptError, cap_message};
 use super::info::PluginInfo;
+use super::params_schema::ParamsSchema;
 use super::state::AttemptState;
 use crate::plan::{Grants, LimitOverrides, Redactor};
 
@@ -37,9 +38,21 @@ pub struct AttemptReport {
     pub log_tail: Option<String>,
 }
 
+/// Why a plugin's `describe()` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    /// The call failed.
+    #[error("describe() failed: {0}")]
+    Call(AttemptError),
+    /// Its params schema cannot be used.
+    #[error("{0}")]
+    Schema(String),
+}
+
 /// A plugin component ready to instantiate.
 pub struct LoadedPlugin {
     info: PluginInfo,
+    schema: ParamsSchema,
     file: PathBuf,
     sha256: String,
     engine: Engine,
@@ -64,7 +77,7 @@ impl LoadedPlugin {
         capabilities: Capabilities,
         file: PathBuf,
         sha256: String,
-    ) -> Result<Self, AttemptError> {
+    ) -> Result<Self, DescribeError> {
         let site = CallSite {
             engine,
             pre: &pre,
@@ -77,8 +90,11 @@ impl LoadedPlugin {
             async |bindings, store| bindings.call_describe(store).await,
         )
         .await;
+        let info: PluginInfo = info.map_err(DescribeError::Call)?.into();
+        let schema = ParamsSchema::compile(&info.params_schema).map_err(DescribeError::Schema)?;
         Ok(Self {
-            info: info?.into(),
+            info,
+            schema,
             file,
             sha256,
             engine: engine.clone(),
@@ -90,6 +106,10 @@ impl LoadedPlugin {
     /// What the plugin said about itself.
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+    /// Its params schema, compiled.
+    pub fn schema(&self) -> &ParamsSchema {
+        &self.schema
     }
     /// The component file.
     pub fn file(&self) -> &Path {

@@ -143,7 +143,7 @@ impl Runtime {
             sha256,
         )
         .await
-        .map_err(|e| format!("describe() failed: {e}"))?;
+        .map_err(|e| e.to_string())?;
         TaskType::new(plugin.info().task_type.clone())
             .map_err(|e| format!("describe() returned a bad task type: {e}"))?;
         for need in &plugin.info().dirs {
