@@ -389,6 +389,47 @@ fn a_missing_height_is_permanent() {
     assert!(doc["tasks"][0]["error"].as_str().unwrap().contains("404"));
 }
 
+#[test]
+fn the_restored_height_lives_in_the_kv_store_and_a_wiped_home_is_restored_again() {
+    let s = Scratch::with_plugins(&["snapshot-restore"]);
+    let home = node_home(&s);
+    let archive = tar_gz(&[
+        Entry::Dir("data/"),
+        Entry::File("data/application.db/000001.ldb", b"app state"),
+    ]);
+    let server = snapshot_server(CHAIN, 7, vec![(7, archive)]);
+    let plan = restore_plan(&server.addr.to_string(), &server.url(), "");
+    let first = run(&s, &plan, 0);
+    assert_eq!(first["tasks"][0]["output"]["restored"], true);
+
+    // The record is in planrt's state (the task type's kv store), not only in the home.
+    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+    let record: Vec<u8> = db
+        .query_row(
+            "SELECT value FROM kv WHERE task_type = 'snapshot-restore' AND key = ?1",
+            [format!("restored/{CHAIN}")],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let record: Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["height"], 7);
+
+    // With the provenance file gone, the kv record alone makes the same height a no-op.
+    std::fs::remove_file(home.join("data/.planrt-snapshot.json")).unwrap();
+    let again = run(&s, &plan, 0);
+    assert_eq!(again["tasks"][0]["output"]["restored"], false);
+    assert!(!home.join("data/.planrt-snapshot.json").exists());
+
+    // A home whose data dir was wiped is restored again, whatever the record says.
+    std::fs::remove_dir_all(home.join("data")).unwrap();
+    let wiped = run(&s, &plan, 0);
+    assert_eq!(wiped["tasks"][0]["output"]["restored"], true);
+    assert_eq!(
+        read(&home.join("data/application.db/000001.ldb")),
+        "app state"
+    );
+}
+
 /// A validator's last signed state, as the node wrote it.
 const SIGNED: &str = r#"{"height":"4242","round":1,"step":3}"#;
 

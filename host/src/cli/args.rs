@@ -102,6 +102,17 @@ pub enum Command {
     /// Serve the HTTP API (the reference sidecar's task API, and plans) until SIGTERM or
     /// ctrl-c.
     Serve(ServeArgs),
+    /// Write a new plugin project: the WIT it targets, a minimal task type, a build
+    /// script, a README and a plan that runs it.
+    New {
+        /// The task type: `[a-z][a-z0-9-]*`, at most 63 characters.
+        task_type: String,
+        /// The language.
+        #[arg(long, value_enum, default_value_t = super::scaffold::Lang::Rust)]
+        lang: super::scaffold::Lang,
+        /// Where to write it (new or empty) [default: ./TASK_TYPE].
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `planrt serve` flags.

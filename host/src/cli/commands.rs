@@ -1,6 +1,6 @@
 //! The commands: each turns settings and arguments into an [`Outcome`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -14,7 +14,6 @@ use crate::executor::{
     StopReason,
 };
 use crate::plan::{Phase, PlanId, PlanRun, Task, TaskStatus, Transition};
-use crate::runtime::WIT_VERSION;
 
 /// How a command ended, when it did not fail on bad input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +257,7 @@ pub async fn plugins(settings: &Settings) -> anyhow::Result<Outcome> {
                         "description": info.description,
                         "file": plugin.file(),
                         "sha256": plugin.sha256(),
-                        "witVersion": WIT_VERSION,
+                        "witVersion": info.wit_version.as_str(),
                         "needs": {
                             "dirs": info.dirs.iter().map(|d| json!({
                                 "guestPath": d.guest_path,
@@ -275,6 +274,37 @@ pub async fn plugins(settings: &Settings) -> anyhow::Result<Outcome> {
             print_json(&list);
         }
         OutputFormat::Text => print!("{}", render::plugins(registry.iter().map(|(_, p)| &**p))),
+    }
+    Ok(Outcome::Success)
+}
+
+/// `planrt new TYPE --lang L [DIR]`.
+pub fn new_project(
+    output: OutputFormat,
+    task_type: &str,
+    lang: super::scaffold::Lang,
+    dir: Option<&Path>,
+) -> anyhow::Result<Outcome> {
+    let task_type = crate::plan::TaskType::new(task_type.to_owned())
+        .with_context(|| format!("`{task_type}` cannot be a task type"))?;
+    let dir = dir.map_or_else(|| PathBuf::from(task_type.as_str()), Path::to_owned);
+    let files = super::scaffold::scaffold(&task_type, lang, &dir)?;
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "taskType": task_type.as_str(),
+            "dir": dir,
+            "files": files,
+        })),
+        OutputFormat::Text => {
+            println!("wrote a `{task_type}` plugin project in {}:", dir.display());
+            for file in &files {
+                println!("  {}", file.display());
+            }
+            println!(
+                "\nnext: cd {} && ./build.sh && planrt run plan.toml --plugins plugins --state state",
+                dir.display()
+            );
+        }
     }
     Ok(Outcome::Success)
 }

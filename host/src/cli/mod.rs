@@ -4,6 +4,7 @@ pub mod args;
 pub mod commands;
 pub mod progress;
 pub mod render;
+pub mod scaffold;
 pub mod serve;
 pub mod settings;
 pub mod terminal;
@@ -68,6 +69,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli, terminal: terminal::Terminal) -> anyhow::Result<Outcome> {
+    // Writing a project needs no plugin or state directory.
+    if let Command::New {
+        task_type,
+        lang,
+        dir,
+    } = &cli.command
+    {
+        return commands::new_project(cli.global.output, task_type, *lang, dir.as_deref());
+    }
     let settings = Settings::build(&cli.global, terminal)?;
     match &cli.command {
         Command::Plan { plan, out } => commands::plan(&settings, plan, out.as_deref()).await,
@@ -83,6 +93,7 @@ async fn dispatch(cli: Cli, terminal: terminal::Terminal) -> anyhow::Result<Outc
         Command::History { plan_id } => commands::history(&settings, plan_id),
         Command::Plugins => commands::plugins(&settings).await,
         Command::Serve(args) => serve::serve(&settings, args).await,
+        Command::New { .. } => unreachable!("handled before the settings are built"),
     }
 }
 

@@ -115,14 +115,15 @@ pub fn plugins<'a>(plugins: impl Iterator<Item = &'a LoadedPlugin>) -> String {
             needs.join(",")
         };
         format!(
-            "{}\t{}\t{needs}\t{}\t{}",
+            "{}\t{}\t{}\t{needs}\t{}\t{}",
             info.task_type,
             cell(&info.version),
+            info.wit_version,
             cell(&info.description),
             cell(&plugin.file().display().to_string())
         )
     });
-    table("TASK TYPE\tVERSION\tNEEDS\tDESCRIPTION\tFILE", rows)
+    table("TASK TYPE\tVERSION\tWIT\tNEEDS\tDESCRIPTION\tFILE", rows)
 }
 
 /// `status` without an ID: one line per plan, newest first.

@@ -11,6 +11,8 @@ use super::slots::Slots;
 use crate::plan::{
     ErrorKind, Failure, Phase, PlanRun, Step, Task, TaskEvent, Transition, TransitionError,
 };
+use crate::runtime::capability::cancellation::CancelSignal;
+use crate::runtime::capability::kv::{KvAccess, KvBackend};
 use crate::runtime::{AttemptContext, AttemptError, AttemptInputs, AttemptRequest, ProgressSink};
 use crate::store::{StateStore, StoreError};
 
@@ -60,6 +62,25 @@ pub enum StopReason {
     Cancel,
 }
 
+impl StopReason {
+    /// What a running attempt stopped for this reason is recorded as, and why.
+    fn attempt_end(self) -> (ErrorKind, &'static str) {
+        match self {
+            StopReason::Shutdown => (
+                ErrorKind::Interrupted,
+                "planrt was stopped during this attempt",
+            ),
+            StopReason::Cancel => (ErrorKind::Cancelled, "cancelled by an operator"),
+        }
+    }
+}
+
+/// How long past a call's cancellation grace (none unless it asked `cancelled()`) the
+/// executor still waits for it to end on its own (interrupted guest code unwinds within
+/// an epoch tick or two) before it drops the call — a guest waiting on host I/O is not
+/// interrupted by epochs.
+const STOP_MARGIN: Duration = Duration::from_millis(250);
+
 /// What executing a plan works with besides the plan.
 pub struct Execution<'a> {
     /// The plan checked against plugins and grants.
@@ -70,6 +91,8 @@ pub struct Execution<'a> {
     pub observer: &'a dyn Observer,
     /// Turns to run attempts, shared with other plans.
     pub slots: &'a Slots,
+    /// The plugins' key-value store.
+    pub kv: Arc<dyn KvBackend>,
 }
 
 /// Runs `plan` until it completes or fails, or until `stop` resolves (a signal, a
@@ -84,13 +107,16 @@ pub async fn execute(
         store,
         observer,
         slots,
+        kv,
     } = execution;
+    let kv = KvAccess(kv);
     tokio::pin!(stop);
     loop {
         let step = plan.next_step(Timestamp::now());
         if let Step::Finished(phase) = step {
             return Ok(RunEnd::Finished(phase));
         }
+        let signal = CancelSignal::new();
         let done = {
             let work = async {
                 match step {
@@ -101,31 +127,46 @@ pub async fn execute(
                     }
                     Step::Run(index) => {
                         let _turn = slots.acquire().await;
-                        run_attempt(plan, index, prepared, store, observer).await
+                        let access = (&signal, &kv);
+                        run_attempt(plan, index, prepared, store, observer, access).await
                     }
                     Step::Busy | Step::Finished(_) => Err(ExecuteError::Stalled(plan.id())),
                 }
             };
+            tokio::pin!(work);
             // A commit is synchronous, so dropping `work` here never splits one.
             tokio::select! {
                 biased;
-                reason = &mut stop => Err(reason),
-                result = work => Ok(result),
+                reason = &mut stop => {
+                    // The running attempt is told (a 0.2.0 plugin sees `cancelled()`) and
+                    // given its grace to end, recorded as the capability concludes;
+                    // past it, the call is dropped and recorded below.
+                    let (kind, why) = reason.attempt_end();
+                    signal.raise(kind, why);
+                    if matches!(step, Step::Run(_)) {
+                        let wait = signal.patience() + STOP_MARGIN;
+                        if let Ok(result) = tokio::time::timeout(wait, &mut work).await {
+                            result?;
+                        }
+                    }
+                    Err(reason)
+                }
+                result = &mut work => Ok(result),
             }
         };
         match done {
             Ok(result) => result?,
-            Err(StopReason::Shutdown) => {
-                interrupt_running(
-                    plan,
-                    store,
-                    observer,
-                    "planrt was stopped during this attempt",
-                )?;
+            Err(reason @ StopReason::Shutdown) => {
+                interrupt_running(plan, store, observer, reason.attempt_end().1)?;
                 return Ok(RunEnd::Interrupted);
             }
-            Err(StopReason::Cancel) => {
-                cancel(plan, store, observer, "cancelled by an operator")?;
+            Err(reason @ StopReason::Cancel) => {
+                let cancelled = cancel(plan, store, observer, reason.attempt_end().1)?;
+                // The attempt may have ended during its grace: if that finished the plan,
+                // there is nothing left to cancel.
+                if !cancelled && plan.phase() == Phase::Complete {
+                    return Ok(RunEnd::Finished(plan.phase()));
+                }
                 return Ok(RunEnd::Cancelled);
             }
         }
@@ -196,6 +237,7 @@ async fn run_attempt(
     prepared: &PreparedPlan,
     store: &dyn StateStore,
     observer: &dyn Observer,
+    (signal, kv): (&CancelSignal, &KvAccess),
 ) -> Result<(), ExecuteError> {
     let started = Timestamp::now();
     let transition = plan.apply(index, TaskEvent::Start { at: started })?;
@@ -220,7 +262,9 @@ async fn run_attempt(
                 .map_or(0, |d| d.as_millis() as u64),
         },
         params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
-        inputs: AttemptInputs::new(redactor.clone(), observer.progress_sink(task)),
+        inputs: AttemptInputs::new(redactor.clone(), observer.progress_sink(task))
+            .with(signal.clone())
+            .with(kv.clone()),
     });
     let report = match request {
         Ok(request) => {

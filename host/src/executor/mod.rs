@@ -3,6 +3,7 @@
 
 pub mod execute;
 mod id_locks;
+pub mod kv;
 pub mod plan_api;
 pub mod plugin_watch;
 pub mod prepare;

@@ -10,9 +10,7 @@ use crate::plan::{
     Location, PlanId, PlanRun, PlanSpec, PluginPin, Redactor, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
     TaskType,
 };
-use crate::runtime::{
-    AttemptError, LoadedPlugin, Refusal, Registry, Sandbox, SchemaViolation, WIT_VERSION,
-};
+use crate::runtime::{AttemptError, LoadedPlugin, Refusal, Registry, Sandbox, SchemaViolation};
 
 /// A plan that cannot run as asked; nothing has run. Every variant is bad input.
 #[derive(Debug, thiserror::Error)]
@@ -256,7 +254,7 @@ pub fn pin(plugin: &LoadedPlugin) -> PluginPin {
     PluginPin {
         file: plugin.file().to_owned(),
         sha256: plugin.sha256().to_owned(),
-        wit_version: WIT_VERSION.to_owned(),
+        wit_version: plugin.info().wit_version.to_string(),
     }
 }
 

@@ -684,6 +684,7 @@ impl Service {
             store: &*store,
             observer,
             slots: &self.slots,
+            kv: Arc::new(super::kv::StoreKv(store.clone())),
         };
         match execute(&mut plan, execution, stop).await {
             Ok(RunEnd::Finished(Phase::Active)) => Err(ServiceError::AfterWorkStarted {

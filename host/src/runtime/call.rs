@@ -4,13 +4,13 @@
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::bindings::planrt::task::types::{Info, TaskError};
-use super::bindings::{Plugin as PluginBindings, PluginPre};
 use super::capability::{AttemptInputs, CallEnd, Capabilities, Sandbox};
 use super::engine::EPOCH_TICK;
 use super::error::AttemptError;
 use super::guest_log::GuestLog;
 use super::state::AttemptState;
+use super::wit::latest::types::{Info, TaskError};
+use super::wit::{PluginInstance, PluginPre};
 
 /// What a call returns, as far as the limits care: how much output it is.
 pub trait CallOutput {
@@ -39,7 +39,7 @@ impl CallOutput for Result<String, TaskError> {
 /// Everything a call needs from the plugin and the runtime.
 pub(super) struct CallSite<'a> {
     pub engine: &'a Engine,
-    pub pre: &'a PluginPre<AttemptState>,
+    pub pre: &'a PluginPre,
     pub capabilities: &'a Capabilities,
 }
 
@@ -49,7 +49,7 @@ pub(super) async fn call<R: CallOutput>(
     site: CallSite<'_>,
     sandbox: &Sandbox,
     inputs: &AttemptInputs,
-    f: impl AsyncFnOnce(&PluginBindings, &mut Store<AttemptState>) -> wasmtime::Result<R>,
+    f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
 ) -> (Result<R, AttemptError>, Option<GuestLog>) {
     let (wasi, parts) = match site.capabilities.prepare(sandbox, inputs) {
         Ok(made) => made,

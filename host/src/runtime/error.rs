@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wasmtime::{Trap, WasmBacktrace};
 
-use super::bindings::planrt::task::types::TaskError;
+use super::wit::latest::types::TaskError;
 use crate::plan::{ErrorKind, Redactor};
 
 /// Longest error message a plugin may hand the host (it is stored and printed).

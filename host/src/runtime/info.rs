@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::bindings::planrt::task::types::{self as wit, DirMode};
+use super::wit::WitVersion;
+use super::wit::latest::types::{self as wit, DirMode};
 
 /// A directory a plugin needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +33,13 @@ pub struct PluginInfo {
     pub default_timeout: Option<Duration>,
     /// Suggested memory limit.
     pub default_memory_limit: Option<u64>,
+    /// The contract version the component targets.
+    pub wit_version: WitVersion,
 }
 
-impl From<wit::Info> for PluginInfo {
-    fn from(info: wit::Info) -> Self {
+impl PluginInfo {
+    /// What a component of `wit_version` said in `describe()`.
+    pub fn new(info: wit::Info, wit_version: WitVersion) -> Self {
         Self {
             task_type: info.task_type,
             version: info.version,
@@ -53,6 +57,7 @@ impl From<wit::Info> for PluginInfo {
             network: info.needs.network,
             default_timeout: info.default_timeout_ms.map(Duration::from_millis),
             default_memory_limit: info.default_memory_limit,
+            wit_version,
         }
     }
 }

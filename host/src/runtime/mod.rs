@@ -1,9 +1,9 @@
 //! The WebAssembly side, one concept per file: the engine, the compiled cache, the
-//! plugin registry, a loaded plugin, one call, its errors, its store state, and the
-//! capabilities (directories, HTTP, limits, log) that shape every call. Knows nothing of
+//! plugin registry, the contract versions served (`wit/`, one module per frozen WIT
+//! version), a loaded plugin, one call, its errors, its store state, and the
+//! capabilities (directories, HTTP, limits, log, kv, cancellation) that shape every call. Knows nothing of
 //! stores or executors: it loads plugins and runs calls.
 
-pub mod bindings;
 pub mod cache;
 mod call;
 pub mod capability;
@@ -15,13 +15,13 @@ pub mod params_schema;
 pub mod plugin;
 pub mod registry;
 pub mod state;
+pub mod wit;
 
 use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-pub use bindings::WIT_VERSION;
 pub use cache::CompiledCache;
 pub use capability::{AttemptInputs, Capabilities, Limits, ProgressSink, Refusal, Sandbox};
 pub use error::AttemptError;
@@ -30,6 +30,7 @@ pub use params_schema::{ParamsSchema, SchemaViolation};
 pub use plugin::{AttemptContext, AttemptReport, AttemptRequest, LoadedPlugin};
 pub use registry::{LoadWarning, Registry};
 pub use state::AttemptState;
+pub use wit::{VersionError, WitVersion};
 
 /// Runtime failures that stop the host from using plugins at all.
 #[derive(Debug, thiserror::Error)]

@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use tracing::Instrument;
 use wasmtime::Engine;
 
-use super::bindings::PluginPre;
-use super::bindings::planrt::task::types as wit;
 use super::call::{CallSite, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
 use super::error::{AttemptError, cap_message};
 use super::info::PluginInfo;
 use super::params_schema::ParamsSchema;
-use super::state::AttemptState;
+use super::wit::PluginPre;
+use super::wit::latest::types as wit;
 use crate::plan::{Grants, LimitOverrides, Redactor};
 
 /// Context fields, re-exported for callers that build a request.
@@ -56,7 +55,7 @@ pub struct LoadedPlugin {
     file: PathBuf,
     sha256: String,
     engine: Engine,
-    pre: PluginPre<AttemptState>,
+    pre: PluginPre,
     capabilities: Capabilities,
 }
 
@@ -73,7 +72,7 @@ impl LoadedPlugin {
     /// Instantiates once to read `describe()`, with no grants.
     pub(super) async fn describe(
         engine: &Engine,
-        pre: PluginPre<AttemptState>,
+        pre: PluginPre,
         capabilities: Capabilities,
         file: PathBuf,
         sha256: String,
@@ -90,7 +89,7 @@ impl LoadedPlugin {
             async |bindings, store| bindings.call_describe(store).await,
         )
         .await;
-        let info: PluginInfo = info.map_err(DescribeError::Call)?.into();
+        let info = PluginInfo::new(info.map_err(DescribeError::Call)?, pre.version());
         let schema = ParamsSchema::compile(&info.params_schema).map_err(DescribeError::Schema)?;
         Ok(Self {
             info,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::bindings::PluginPre;
 use super::capability::{Capabilities, Refusal};
 use super::plugin::LoadedPlugin;
+use super::wit::{PluginPre, WitVersion};
 use super::{Runtime, RuntimeError};
 use crate::plan::TaskType;
 
@@ -124,14 +124,17 @@ impl Runtime {
                 .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
             Ok::<_, String>((component, sha256))
         })?;
+        // The contract version first: a component of a version this host does not serve
+        // is refused naming both, not with a link error about some import.
+        let version =
+            WitVersion::of_component(&component, &self.engine).map_err(|e| e.to_string())?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PluginPre::new)
+            .and_then(|pre| PluginPre::new(version, pre))
             .map_err(|e| {
                 format!(
-                    "does not implement planrt:task@{} as this host provides it: {}",
-                    super::bindings::WIT_VERSION,
+                    "does not implement planrt:task@{version} as this host provides it: {}",
                     e.root_cause()
                 )
             })?;

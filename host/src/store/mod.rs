@@ -3,6 +3,7 @@
 //! makes sure one process at a time runs a plan.
 
 pub mod claim;
+mod kv;
 mod rows;
 pub mod schema;
 pub mod sqlite;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskType};
 
 pub use claim::{ClaimError, PlanClaim};
+pub use kv::KvWrite;
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskCursor, TaskRef};
 

@@ -89,6 +89,18 @@ const MIGRATIONS: &[Migration] = &[
     // submitted again); its creation time until then. (A development build had it in 4:
     // a column already there is kept.)
     Migration::AddColumns(&[("plans", "submitted_at", "TEXT")]),
+    // 6: the key-value store of `planrt:task@0.2.0` plugins, one key space per task type.
+    Migration::Sql(
+        r#"
+    CREATE TABLE IF NOT EXISTS kv (
+        task_type  TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      BLOB NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (task_type, key)
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// One schema step.

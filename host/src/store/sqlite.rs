@@ -214,7 +214,9 @@ fn dir_is_writable(dir: &Path) -> bool {
 /// Starts a write transaction holding the write lock from its first statement: a
 /// read-then-write in a deferred transaction fails with `SQLITE_BUSY_SNAPSHOT` (which
 /// `busy_timeout` does not retry) when another process committed since the read.
-fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+pub(super) fn write_transaction(
+    conn: &mut Connection,
+) -> Result<rusqlite::Transaction<'_>, StoreError> {
     Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
 }
 

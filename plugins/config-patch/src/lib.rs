@@ -6,79 +6,96 @@
 
 pub mod merge;
 
-use std::path::{Component, Path, PathBuf};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path};
 
 use planrt_plugin_sdk::{
-    Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log,
+    Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task, log,
 };
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 /// Where the node's config files are, inside the sandbox.
 pub const CONFIG_DIR: &str = "/home/config";
 
-const PARAMS_SCHEMA: &str = r#"{
-  "type": "object",
-  "required": ["files"],
-  "additionalProperties": false,
-  "properties": {
-    "files": {
-      "type": "object",
-      "description": "File name relative to /home/config/ -> values to merge into it",
-      "additionalProperties": { "type": "object" }
-    }
-  }
-}"#;
+/// Values to merge into one file: a table, merged recursively.
+pub type Patch = Map<String, Value>;
 
-/// The files to patch, checked.
-#[derive(Debug, PartialEq)]
+/// The files to patch.
+#[derive(Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Params {
-    /// Relative path under [`CONFIG_DIR`] → patch.
-    pub files: Vec<(PathBuf, Map<String, Value>)>,
+    /// File name relative to /home/config/ -> values to merge into it
+    #[serde(deserialize_with = "in_order")]
+    #[schemars(with = "BTreeMap<String, Patch>")]
+    pub files: Vec<(String, Patch)>,
+}
+
+/// An object of file name → patch, in the order written (the files are patched, and
+/// reported, in that order).
+fn in_order<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, Patch)>, D::Error> {
+    struct InOrder;
+
+    impl<'de> Visitor<'de> for InOrder {
+        type Value = Vec<(String, Patch)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of file name -> values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut files = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(entry) = map.next_entry()? {
+                files.push(entry);
+            }
+            Ok(files)
+        }
+    }
+
+    deserializer.deserialize_map(InOrder)
+}
+
+impl Params {
+    /// What the schema cannot say: at least one file, each a relative path under
+    /// [`CONFIG_DIR`].
+    pub fn check(&self) -> Result<(), String> {
+        if self.files.is_empty() {
+            return Err("`files` names no file".into());
+        }
+        for (name, _) in &self.files {
+            let clean = !name.is_empty()
+                && Path::new(name)
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_)));
+            if !clean {
+                return Err(format!(
+                    "file `{name}` must be a relative path under {CONFIG_DIR}/ without `..`"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads and checks params.
 pub fn parse_params(params: &str) -> Result<Params, String> {
-    let value: Value =
-        serde_json::from_str(params).map_err(|e| format!("params are not JSON: {e}"))?;
-    let object = value.as_object().ok_or("params must be an object")?;
-    if let Some(unknown) = object.keys().find(|k| *k != "files") {
-        return Err(format!("unknown param `{unknown}` (expected `files`)"));
-    }
-    let files = object
-        .get("files")
-        .and_then(Value::as_object)
-        .ok_or("`files` must be an object of file name -> values")?;
-    if files.is_empty() {
-        return Err("`files` names no file".into());
-    }
-    let mut out = Vec::with_capacity(files.len());
-    for (name, patch) in files {
-        let path = PathBuf::from(name);
-        let clean =
-            !name.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
-        if !clean {
-            return Err(format!(
-                "file `{name}` must be a relative path under {CONFIG_DIR}/ without `..`"
-            ));
-        }
-        let patch = patch
-            .as_object()
-            .ok_or_else(|| format!("`files.{name}` must be a table of values"))?;
-        out.push((path, patch.clone()));
-    }
-    Ok(Params { files: out })
+    let params: Params = planrt_plugin_sdk::parse_params(params)?;
+    params.check()?;
+    Ok(params)
 }
 
-struct ConfigPatch;
+/// The task type.
+pub struct ConfigPatch;
 
-impl Guest for ConfigPatch {
-    fn describe() -> Info {
+impl Task for ConfigPatch {
+    type Params = Params;
+    type Output = Value;
+
+    fn info() -> Info {
         Info {
-            task_type: "config-patch".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "Merge values into TOML files under /home/config, keeping comments and order".into(),
-            params_schema: PARAMS_SCHEMA.into(),
             needs: Needs {
                 dirs: vec![DirNeed {
                     guest_path: CONFIG_DIR.into(),
@@ -88,15 +105,19 @@ impl Guest for ConfigPatch {
             },
             default_timeout_ms: Some(60_000),
             default_memory_limit: Some(128 << 20),
+            ..Info::new(
+                "config-patch",
+                env!("CARGO_PKG_VERSION"),
+                "Merge values into TOML files under /home/config, keeping comments and order",
+            )
         }
     }
 
-    fn validate(params: String) -> Result<(), String> {
-        parse_params(&params).map(drop)
+    fn validate(params: &Params) -> Result<(), String> {
+        params.check()
     }
 
-    fn run(_context: Context, params: String) -> Result<String, TaskError> {
-        let params = parse_params(&params).map_err(TaskError::InvalidParams)?;
+    fn run(_context: Context, params: Params) -> Result<Value, TaskError> {
         let mut report = Map::new();
         for (name, patch) in &params.files {
             let path = Path::new(CONFIG_DIR).join(name);
@@ -115,20 +136,19 @@ impl Guest for ConfigPatch {
                         TaskError::Transient(format!("cannot write {}: {e}", path.display()))
                     })?;
             }
-            log(
-                Level::Info,
-                &format!("{}: {} value(s) changed", path.display(), merged.changed),
+            log!(
+                Info,
+                "{}: {} value(s) changed",
+                path.display(),
+                merged.changed
             );
-            report.insert(
-                name.display().to_string(),
-                json!({ "changed": merged.changed }),
-            );
+            report.insert(name.clone(), json!({ "changed": merged.changed }));
         }
-        Ok(json!({ "files": report }).to_string())
+        Ok(json!({ "files": report }))
     }
 }
 
-export_plugin!(ConfigPatch);
+export_task!(ConfigPatch);
 
 #[cfg(test)]
 mod tests {
@@ -137,7 +157,7 @@ mod tests {
     #[test]
     fn params_are_checked() {
         let ok = parse_params(r#"{"files": {"config.toml": {"p2p": {"x": 1}}}}"#).unwrap();
-        assert_eq!(ok.files[0].0, PathBuf::from("config.toml"));
+        assert_eq!(ok.files[0].0, "config.toml");
         for bad in [
             "[]",
             "{}",
@@ -146,9 +166,45 @@ mod tests {
             r#"{"files": {"/abs.toml": {}}}"#,
             r#"{"files": {"config.toml": 3}}"#,
             r#"{"files": {"a": {}}, "extra": 1}"#,
+            r#"{"files": []}"#,
             "not json",
         ] {
             assert!(parse_params(bad).is_err(), "{bad}");
         }
+        assert!(
+            parse_params(r#"{"files": {"a": {}}, "extra": 1}"#)
+                .unwrap_err()
+                .starts_with("unknown field `extra`")
+        );
+        assert!(
+            parse_params(r#"{"files": {"../etc/passwd": {}}}"#)
+                .unwrap_err()
+                .contains("without `..`")
+        );
+    }
+
+    #[test]
+    fn files_are_patched_in_the_order_written() {
+        let params =
+            parse_params(r#"{"files": {"z.toml": {}, "a.toml": {}, "m/n.toml": {}}}"#).unwrap();
+        let names: Vec<&str> = params.files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["z.toml", "a.toml", "m/n.toml"]);
+    }
+
+    #[test]
+    fn the_schema_says_what_the_old_one_said() {
+        let schema: Value =
+            serde_json::from_str(&planrt_plugin_sdk::params_schema::<Params>()).unwrap();
+        assert_eq!(schema["required"], json!(["files"]));
+        assert_eq!(schema["additionalProperties"], false);
+        let files = &schema["properties"]["files"];
+        assert_eq!(files["type"], "object");
+        assert_eq!(files["additionalProperties"]["type"], "object");
+        assert!(
+            files["description"]
+                .as_str()
+                .unwrap()
+                .contains("/home/config/")
+        );
     }
 }

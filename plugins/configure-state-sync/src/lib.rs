@@ -8,8 +8,10 @@
 
 use planrt_node_common::{config, durable, http};
 use planrt_plugin_sdk::{
-    Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log,
+    Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task, log,
 };
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 const CONFIG: &str = "/home/config/config.toml";
@@ -19,75 +21,45 @@ pub const TRUST_OFFSET: u64 = 2000;
 /// CometBFT's default trust period.
 pub const DEFAULT_TRUST_PERIOD: &str = "168h0m0s";
 
-/// Checked params.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to set up state sync.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Params {
-    /// RPC servers (else those already in the config).
+    /// RPC servers, http(s) URLs (else `[statesync] rpc_servers`, else the persistent peers')
+    #[serde(default)]
     pub rpc_servers: Vec<String>,
-    /// `trust_period`.
+    /// `trust_period`, a duration like "168h0m0s"
+    #[serde(default = "default_trust_period")]
     pub trust_period: String,
-    /// Trust the locally restored snapshot's height.
+    /// Trust the height snapshot-restore restored, instead of the latest height − 2000
+    #[serde(default)]
     pub use_local_snapshot: bool,
-    /// `backfill_blocks` (Sei), when given.
+    /// `backfill_blocks` (Sei), when given
     pub backfill_blocks: Option<u64>,
+}
+
+fn default_trust_period() -> String {
+    DEFAULT_TRUST_PERIOD.to_owned()
+}
+
+impl Params {
+    /// What the schema cannot say: http(s) URLs, a trust period that is not empty.
+    pub fn check(&self) -> Result<(), String> {
+        for url in &self.rpc_servers {
+            http::Url::parse(url).map_err(|e| format!("`rpcServers`: {e}"))?;
+        }
+        if self.trust_period.is_empty() {
+            return Err("`trustPeriod` must be a duration like \"168h0m0s\"".into());
+        }
+        Ok(())
+    }
 }
 
 /// Reads and checks params.
 pub fn parse_params(params: &str) -> Result<Params, String> {
-    let value: Value =
-        serde_json::from_str(params).map_err(|e| format!("params are not JSON: {e}"))?;
-    let object = value.as_object().ok_or("params must be an object")?;
-    if let Some(unknown) = object.keys().find(|k| {
-        ![
-            "rpcServers",
-            "trustPeriod",
-            "useLocalSnapshot",
-            "backfillBlocks",
-        ]
-        .contains(&k.as_str())
-    }) {
-        return Err(format!("unknown param `{unknown}`"));
-    }
-    let rpc_servers = match object.get("rpcServers") {
-        None => Vec::new(),
-        Some(list) => list
-            .as_array()
-            .ok_or("`rpcServers` must be a list of URLs")?
-            .iter()
-            .map(|u| {
-                let u = u.as_str().ok_or("`rpcServers` must be a list of URLs")?;
-                http::Url::parse(u).map_err(|e| format!("`rpcServers`: {e}"))?;
-                Ok(u.to_owned())
-            })
-            .collect::<Result<_, String>>()?,
-    };
-    let trust_period = match object.get("trustPeriod") {
-        None => DEFAULT_TRUST_PERIOD.to_owned(),
-        Some(p) => p
-            .as_str()
-            .filter(|p| !p.is_empty())
-            .ok_or("`trustPeriod` must be a duration like \"168h0m0s\"")?
-            .to_owned(),
-    };
-    let use_local_snapshot = match object.get("useLocalSnapshot") {
-        None => false,
-        Some(b) => b
-            .as_bool()
-            .ok_or("`useLocalSnapshot` must be true or false")?,
-    };
-    let backfill_blocks = match object.get("backfillBlocks") {
-        None => None,
-        Some(n) => Some(
-            n.as_u64()
-                .ok_or("`backfillBlocks` must be a non-negative integer")?,
-        ),
-    };
-    Ok(Params {
-        rpc_servers,
-        trust_period,
-        use_local_snapshot,
-        backfill_blocks,
-    })
+    let params: Params = planrt_plugin_sdk::parse_params(params)?;
+    params.check()?;
+    Ok(params)
 }
 
 /// The trust height for `latest`: `latest − 2000`, at least 1.
@@ -106,7 +78,7 @@ fn first_answer<T>(
         match ask(server) {
             Ok(answer) => return Ok(answer),
             Err(e) => {
-                log(Level::Warn, &format!("{what}: {e}"));
+                log!(Warn, "{what}: {e}");
                 failures.push(e);
             }
         }
@@ -292,9 +264,9 @@ fn configure(params: Params) -> Result<Value, TaskError> {
     let mut doc = config::load(CONFIG).map_err(TaskError::Permanent)?;
     let (servers, source) = choose_servers(&params, &doc)?;
     if source == ServerSource::Peers {
-        log(
-            Level::Info,
-            "RPC servers taken from the persistent peers ([statesync] rpc_servers has fewer than two)",
+        log!(
+            Info,
+            "RPC servers taken from the persistent peers ([statesync] rpc_servers has fewer than two)"
         );
     }
     let trust_height = if params.use_local_snapshot {
@@ -321,45 +293,52 @@ fn configure(params: Params) -> Result<Value, TaskError> {
         durable::write_atomically(CONFIG, doc.to_string().as_bytes())
             .map_err(|e| TaskError::Transient(format!("cannot write {CONFIG}: {e}")))?;
     }
-    log(
-        Level::Info,
-        &format!("state sync from height {trust_height} ({trust_hash})"),
-    );
+    log!(Info, "state sync from height {trust_height} ({trust_hash})");
     Ok(json!({ "trustHeight": trust_height, "trustHash": trust_hash, "rpcServers": servers }))
 }
 
-struct ConfigureStateSync;
+/// The task type.
+pub struct ConfigureStateSync;
 
-impl Guest for ConfigureStateSync {
-    fn describe() -> Info {
+impl Task for ConfigureStateSync {
+    type Params = Params;
+    type Output = Value;
+
+    fn info() -> Info {
         Info {
-            task_type: "configure-state-sync".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Enable state sync with a trust height and hash from RPC servers".into(),
-            params_schema: r#"{"type":"object","properties":{"rpcServers":{"type":"array","items":{"type":"string"}},"trustPeriod":{"type":"string"},"useLocalSnapshot":{"type":"boolean"},"backfillBlocks":{"type":"integer","minimum":0}}}"#.into(),
             needs: Needs {
                 dirs: vec![
-                    DirNeed { guest_path: "/home/config".into(), mode: DirMode::Rw },
-                    DirNeed { guest_path: "/home/data".into(), mode: DirMode::Ro },
+                    DirNeed {
+                        guest_path: "/home/config".into(),
+                        mode: DirMode::Rw,
+                    },
+                    DirNeed {
+                        guest_path: "/home/data".into(),
+                        mode: DirMode::Ro,
+                    },
                 ],
                 network: true,
             },
             default_timeout_ms: Some(120_000),
             default_memory_limit: Some(64 << 20),
+            ..Info::new(
+                "configure-state-sync",
+                env!("CARGO_PKG_VERSION"),
+                "Enable state sync with a trust height and hash from RPC servers",
+            )
         }
     }
 
-    fn validate(params: String) -> Result<(), String> {
-        parse_params(&params).map(drop)
+    fn validate(params: &Params) -> Result<(), String> {
+        params.check()
     }
 
-    fn run(_context: Context, params: String) -> Result<String, TaskError> {
-        let params = parse_params(&params).map_err(TaskError::InvalidParams)?;
-        configure(params).map(|output| output.to_string())
+    fn run(_context: Context, params: Params) -> Result<Value, TaskError> {
+        configure(params)
     }
 }
 
-export_plugin!(ConfigureStateSync);
+export_task!(ConfigureStateSync);
 
 #[cfg(test)]
 mod tests {
@@ -380,9 +359,35 @@ mod tests {
             r#"{"rpcServers": ["x"]}"#,
             r#"{"useLocalSnapshot": 1}"#,
             r#"{"other": 1}"#,
+            r#"{"trustPeriod": ""}"#,
+            r#"{"backfillBlocks": -1}"#,
         ] {
             assert!(parse_params(bad).is_err(), "{bad}");
         }
+        assert!(
+            parse_params(r#"{"other": 1}"#)
+                .unwrap_err()
+                .starts_with("unknown field `other`")
+        );
+        assert!(
+            parse_params(r#"{"rpcServers": ["x"]}"#)
+                .unwrap_err()
+                .starts_with("`rpcServers`: ")
+        );
+    }
+
+    #[test]
+    fn the_schema_says_what_the_old_one_said() {
+        let schema: Value =
+            serde_json::from_str(&planrt_plugin_sdk::params_schema::<Params>()).unwrap();
+        let properties = &schema["properties"];
+        assert_eq!(properties["rpcServers"]["type"], "array");
+        assert_eq!(properties["rpcServers"]["items"]["type"], "string");
+        assert_eq!(properties["trustPeriod"]["type"], "string");
+        assert_eq!(properties["trustPeriod"]["default"], DEFAULT_TRUST_PERIOD);
+        assert_eq!(properties["useLocalSnapshot"]["type"], "boolean");
+        assert_eq!(properties["backfillBlocks"]["minimum"], 0);
+        assert!(schema.get("required").is_none_or(|r| r == &json!([])));
     }
 
     fn params(json: &str) -> Params {

@@ -10,21 +10,99 @@
 
 use planrt_node_common::{config, durable, http};
 use planrt_plugin_sdk::{
-    Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log,
+    Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task, log,
 };
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 const CONFIG: &str = "/home/config/config.toml";
 /// The P2P port peers found through RPC endpoints are dialled on.
 pub const P2P_PORT: u16 = 26656;
 
+/// Where to find peers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Params {
+    /// Where peers come from, in order: each must yield at least one peer
+    pub sources: Vec<Source>,
+}
+
 /// Where peers come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = type_enum)]
 pub enum Source {
-    /// Addresses given as `id@host:port`.
-    Static(Vec<String>),
-    /// CometBFT RPC endpoints to ask for their node ID.
-    Endpoints(Vec<String>),
+    /// Peers given as they are
+    Static {
+        /// Addresses as `id@host:port`, with a 40-hex-digit node ID
+        addresses: Vec<String>,
+    },
+    /// CometBFT RPC endpoints whose GET /status names the peer `{id}@{host}:26656`
+    Endpoints {
+        /// http(s) URLs of the RPC endpoints
+        endpoints: Vec<String>,
+    },
+}
+
+/// Adds `type` (one of the variants' tags) to the schema of the whole union, so a source
+/// of an unknown type is reported at `/sources/N/type` as not one of them, not only as
+/// matching no variant.
+fn type_enum(schema: &mut schemars::Schema) {
+    let tags: Vec<Value> = schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|variant| variant.pointer("/properties/type/const").cloned())
+        .collect();
+    schema.insert("type".into(), json!("object"));
+    schema.insert("required".into(), json!(["type"]));
+    schema.insert(
+        "properties".into(),
+        json!({ "type": { "type": "string", "enum": tags } }),
+    );
+}
+
+impl Params {
+    /// What the schema cannot say: at least one source, addresses as `id@host:port`,
+    /// endpoints as http(s) URLs.
+    pub fn check(&self) -> Result<(), String> {
+        if self.sources.is_empty() {
+            return Err("`sources` is empty".into());
+        }
+        for (i, source) in self.sources.iter().enumerate() {
+            match source {
+                Source::Static { addresses } => {
+                    if let Some(bad) = addresses.iter().find(|a| !is_peer_address(a)) {
+                        return Err(format!("sources[{i}]: `{bad}` is not id@host:port"));
+                    }
+                }
+                Source::Endpoints { endpoints } => {
+                    for endpoint in endpoints {
+                        http::Url::parse(endpoint).map_err(|e| format!("sources[{i}]: {e}"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The params with node IDs in lower case: node IDs are hex, one spelling, so the
+    /// same peer deduplicates.
+    pub fn normalized(self) -> Self {
+        let sources = self
+            .sources
+            .into_iter()
+            .map(|source| match source {
+                Source::Static { addresses } => Source::Static {
+                    addresses: addresses.iter().map(|a| lowercase_id(a)).collect(),
+                },
+                endpoints => endpoints,
+            })
+            .collect();
+        Self { sources }
+    }
 }
 
 fn is_node_id(id: &str) -> bool {
@@ -50,57 +128,11 @@ fn lowercase_id(address: &str) -> String {
     }
 }
 
-/// Reads and checks params.
-pub fn parse_params(params: &str) -> Result<Vec<Source>, String> {
-    let value: Value =
-        serde_json::from_str(params).map_err(|e| format!("params are not JSON: {e}"))?;
-    let sources = value
-        .get("sources")
-        .and_then(Value::as_array)
-        .ok_or("`sources` must be a list")?;
-    if sources.is_empty() {
-        return Err("`sources` is empty".into());
-    }
-    let strings = |v: Option<&Value>, key: &str| -> Result<Vec<String>, String> {
-        let list = v
-            .and_then(Value::as_array)
-            .ok_or(format!("`{key}` must be a list of strings"))?;
-        list.iter()
-            .map(|s| {
-                s.as_str()
-                    .map(str::to_owned)
-                    .ok_or(format!("`{key}` must be a list of strings"))
-            })
-            .collect()
-    };
-    sources
-        .iter()
-        .enumerate()
-        .map(
-            |(i, source)| match source.get("type").and_then(Value::as_str) {
-                Some("static") => {
-                    let addresses = strings(source.get("addresses"), "addresses")?;
-                    if let Some(bad) = addresses.iter().find(|a| !is_peer_address(a)) {
-                        return Err(format!("sources[{i}]: `{bad}` is not id@host:port"));
-                    }
-                    // Node IDs are hex: one spelling, so the same peer deduplicates.
-                    Ok(Source::Static(
-                        addresses.iter().map(|a| lowercase_id(a)).collect(),
-                    ))
-                }
-                Some("endpoints") => {
-                    let endpoints = strings(source.get("endpoints"), "endpoints")?;
-                    for endpoint in &endpoints {
-                        http::Url::parse(endpoint).map_err(|e| format!("sources[{i}]: {e}"))?;
-                    }
-                    Ok(Source::Endpoints(endpoints))
-                }
-                other => Err(format!(
-                    "sources[{i}]: unknown type {other:?} (expected \"static\" or \"endpoints\")"
-                )),
-            },
-        )
-        .collect()
+/// Reads and checks params (node IDs in lower case).
+pub fn parse_params(params: &str) -> Result<Params, String> {
+    let params: Params = planrt_plugin_sdk::parse_params(params)?;
+    params.check()?;
+    Ok(params.normalized())
 }
 
 /// The peer an RPC endpoint stands for, from its `/status`.
@@ -136,13 +168,13 @@ fn discover(sources: &[Source]) -> Result<Vec<String>, TaskError> {
     let mut peers = Vec::new();
     for (i, source) in sources.iter().enumerate() {
         let found: Vec<String> = match source {
-            Source::Static(addresses) => addresses.clone(),
-            Source::Endpoints(endpoints) => endpoints
+            Source::Static { addresses } => addresses.clone(),
+            Source::Endpoints { endpoints } => endpoints
                 .iter()
                 .filter_map(|endpoint| match endpoint_peer(endpoint) {
                     Ok(peer) => Some(peer),
                     Err(e) => {
-                        log(Level::Warn, &format!("skipping unreachable endpoint: {e}"));
+                        log!(Warn, "skipping unreachable endpoint: {e}");
                         None
                     }
                 })
@@ -158,39 +190,49 @@ fn discover(sources: &[Source]) -> Result<Vec<String>, TaskError> {
     Ok(peers)
 }
 
-struct DiscoverPeers;
+/// The task type.
+pub struct DiscoverPeers;
 
-impl Guest for DiscoverPeers {
-    fn describe() -> Info {
+impl Task for DiscoverPeers {
+    type Params = Params;
+    type Output = Value;
+
+    fn info() -> Info {
         Info {
-            task_type: "discover-peers".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Find peers (static or from RPC /status) and write them as persistent peers".into(),
-            params_schema: r#"{"type":"object","required":["sources"],"properties":{"sources":{"type":"array","items":{"type":"object","required":["type"],"properties":{"type":{"enum":["static","endpoints"]},"addresses":{"type":"array","items":{"type":"string"}},"endpoints":{"type":"array","items":{"type":"string"}}}}}}}"#.into(),
-            needs: Needs { dirs: vec![DirNeed { guest_path: "/home/config".into(), mode: DirMode::Rw }], network: true },
+            needs: Needs {
+                dirs: vec![DirNeed {
+                    guest_path: "/home/config".into(),
+                    mode: DirMode::Rw,
+                }],
+                network: true,
+            },
             default_timeout_ms: Some(120_000),
             default_memory_limit: Some(64 << 20),
+            ..Info::new(
+                "discover-peers",
+                env!("CARGO_PKG_VERSION"),
+                "Find peers (static or from RPC /status) and write them as persistent peers",
+            )
         }
     }
 
-    fn validate(params: String) -> Result<(), String> {
-        parse_params(&params).map(drop)
+    fn validate(params: &Params) -> Result<(), String> {
+        params.check()
     }
 
-    fn run(_context: Context, params: String) -> Result<String, TaskError> {
-        let sources = parse_params(&params).map_err(TaskError::InvalidParams)?;
-        let peers = discover(&sources)?;
+    fn run(_context: Context, params: Params) -> Result<Value, TaskError> {
+        let peers = discover(&params.normalized().sources)?;
         let mut doc = config::load(CONFIG).map_err(TaskError::Permanent)?;
         if config::set(&mut doc, "p2p", "persistent_peers", peers.join(",")) {
             durable::write_atomically(CONFIG, doc.to_string().as_bytes())
                 .map_err(|e| TaskError::Transient(format!("cannot write {CONFIG}: {e}")))?;
         }
-        log(Level::Info, &format!("{} persistent peer(s)", peers.len()));
-        Ok(json!({ "peers": peers }).to_string())
+        log!(Info, "{} persistent peer(s)", peers.len());
+        Ok(json!({ "peers": peers }))
     }
 }
 
-export_plugin!(DiscoverPeers);
+export_task!(DiscoverPeers);
 
 #[cfg(test)]
 mod tests {
@@ -204,15 +246,17 @@ mod tests {
             r#"{{"sources": [{{"type": "static", "addresses": ["{ID}@10.0.0.1:26656"]}}, {{"type": "endpoints", "endpoints": ["http://127.0.0.1:26657"]}}]}}"#
         ))
         .unwrap();
-        assert_eq!(ok.len(), 2);
+        assert_eq!(ok.sources.len(), 2);
         let upper = parse_params(&format!(
             r#"{{"sources": [{{"type": "static", "addresses": ["{}@10.0.0.1:26656"]}}]}}"#,
             ID.to_ascii_uppercase()
         ))
         .unwrap();
         assert_eq!(
-            upper[0],
-            Source::Static(vec![format!("{ID}@10.0.0.1:26656")])
+            upper.sources[0],
+            Source::Static {
+                addresses: vec![format!("{ID}@10.0.0.1:26656")]
+            }
         );
         for bad in [
             r#"{"sources": []}"#,
@@ -220,9 +264,41 @@ mod tests {
             r#"{"sources": [{"type": "static", "addresses": ["nope"]}]}"#,
             r#"{"sources": [{"type": "static", "addresses": ["abc@host:1"]}]}"#,
             r#"{"sources": [{"type": "endpoints", "endpoints": ["127.0.0.1:26657"]}]}"#,
+            r#"{"sources": [{"type": "static"}]}"#,
+            r#"{"sources": [{"type": "static", "addresses": [1]}]}"#,
+            r#"{"sources": [{"type": "endpoints", "endpoints": [], "addresses": []}]}"#,
+            r#"{"sources": [], "extra": 1}"#,
+            r#"{}"#,
         ] {
             assert!(parse_params(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_params(r#"{"sources": [{"type": "static", "addresses": ["nope"]}]}"#)
+                .unwrap_err(),
+            "sources[0]: `nope` is not id@host:port"
+        );
+        assert_eq!(
+            parse_params(r#"{"sources": []}"#).unwrap_err(),
+            "`sources` is empty"
+        );
+    }
+
+    #[test]
+    fn the_schema_says_what_the_old_one_said() {
+        let schema: Value =
+            serde_json::from_str(&planrt_plugin_sdk::params_schema::<Params>()).unwrap();
+        assert_eq!(schema["required"], json!(["sources"]));
+        assert_eq!(schema["properties"]["sources"]["type"], "array");
+        let text = schema.to_string();
+        for word in ["\"static\"", "\"endpoints\"", "addresses"] {
+            assert!(text.contains(word), "{word}: {text}");
+        }
+        let source = &schema["$defs"]["Source"];
+        assert_eq!(source["required"], json!(["type"]));
+        assert_eq!(
+            source["properties"]["type"]["enum"],
+            json!(["static", "endpoints"])
+        );
     }
 
     #[test]

@@ -3,29 +3,23 @@
 //! then on `/v0/healthz` and `/v0/startupz` answer 200 and `/v0/status` says `Ready`,
 //! across restarts. It takes no params.
 
-use planrt_plugin_sdk::{Context, Guest, Info, TaskError, export_plugin};
-use serde_json::Value;
+use planrt_plugin_sdk::{Context, Info, Task, TaskError, export_task};
+use schemars::JsonSchema;
+use serde::Deserialize;
 
-/// Accepts `{}` (or no keys at all): any param is a mistake worth reporting.
-pub fn check_params(params: &str) -> Result<(), String> {
-    match serde_json::from_str::<Value>(params) {
-        Ok(Value::Object(map)) if map.is_empty() => Ok(()),
-        Ok(Value::Object(map)) => Err(format!(
-            "mark-ready takes no params (got {})",
-            map.keys()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-        Ok(_) => Err("params must be a JSON object".into()),
-        Err(e) => Err(format!("params are not JSON: {e}")),
-    }
-}
+/// No params: any key is a mistake worth reporting.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {}
 
-struct MarkReady;
+/// The task type.
+pub struct MarkReady;
 
-impl Guest for MarkReady {
-    fn describe() -> Info {
+impl Task for MarkReady {
+    type Params = Params;
+    type Output = serde_json::Value;
+
+    fn info() -> Info {
         Info {
             default_timeout_ms: Some(10_000),
             ..Info::new(
@@ -36,27 +30,28 @@ impl Guest for MarkReady {
         }
     }
 
-    fn validate(params: String) -> Result<(), String> {
-        check_params(&params)
-    }
-
-    fn run(_context: Context, params: String) -> Result<String, TaskError> {
-        check_params(&params).map_err(TaskError::InvalidParams)?;
-        Ok("{}".into())
+    fn run(_context: Context, _params: Params) -> Result<Self::Output, TaskError> {
+        Ok(serde_json::json!({}))
     }
 }
 
-export_plugin!(MarkReady);
+export_task!(MarkReady);
 
 #[cfg(test)]
 mod tests {
+    use planrt_plugin_sdk::parse_params;
+
     use super::*;
 
     #[test]
     fn only_empty_params_are_accepted() {
-        assert_eq!(check_params("{}"), Ok(()));
-        assert!(check_params(r#"{"x":1}"#).unwrap_err().contains("`x`"));
-        assert!(check_params("[]").is_err());
-        assert!(check_params("nope").is_err());
+        assert!(parse_params::<Params>("{}").is_ok());
+        assert!(
+            parse_params::<Params>(r#"{"x":1}"#)
+                .unwrap_err()
+                .contains("`x`")
+        );
+        assert!(parse_params::<Params>("[]").is_err());
+        assert!(parse_params::<Params>("nope").is_err());
     }
 }

@@ -7,8 +7,10 @@
 //! directory under `/home` (memory stays bounded whatever its size), every entry checked to
 //! land inside `data/` and synced to disk, then swapped in for `/home/data` (keeping the
 //! validator's `priv_validator_state.json`) in a way every attempt can finish or undo after
-//! a crash ([`swap`]). The restored height is recorded in `/home/data/.planrt-snapshot.json`:
-//! the same height again is a no-op.
+//! a crash ([`swap`]). The restored height is recorded in the task type's kv store
+//! (`planrt:task@0.2.0`) once the data is in place: the same height again, with the data
+//! dir still there, is a no-op. The snapshot's provenance also lands in the data dir
+//! (`.planrt-snapshot.json`), for `configure-state-sync` and operators.
 
 pub mod archive;
 pub mod swap;
@@ -18,99 +20,87 @@ use std::io::{self, Read};
 use planrt_node_common::durable;
 use planrt_node_common::http::{self, FetchError};
 use planrt_plugin_sdk::{
-    Context, DirMode, DirNeed, Guest, Info, Level, Needs, TaskError, export_plugin, log, progress,
+    Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task, kv_get, kv_set, log,
+    progress,
 };
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use swap::{Layout, Recovery, SwapError};
 
 const HOME: &str = "/home";
 /// Where the restored height is recorded, in the data dir.
-const MARKER_FILE: &str = ".planrt-snapshot.json";
-const MARKER: &str = "/home/data/.planrt-snapshot.json";
+/// The restored snapshot's provenance (`{chainId, height, sha256, url}`), written into the
+/// data dir so it lands with the data: what `configure-state-sync` reads for
+/// `useLocalSnapshot`, and what an operator looks at. It only stands in for the kv record
+/// when that is missing (a home restored by an older version, or a crash between the
+/// swap and the kv write).
+const PROVENANCE_FILE: &str = ".planrt-snapshot.json";
+const PROVENANCE: &str = "/home/data/.planrt-snapshot.json";
+const DATA: &str = "/home/data";
 
-const PARAMS_SCHEMA: &str = r#"{
-  "type": "object",
-  "required": ["baseUrl", "chainId"],
-  "additionalProperties": false,
-  "properties": {
-    "baseUrl": { "type": "string", "description": "http(s) URL holding {chainId}/{height}.tar.gz and {chainId}/latest.txt" },
-    "chainId": { "type": "string" },
-    "targetHeight": { "type": "integer", "minimum": 1, "description": "Restore this height instead of latest.txt's" },
-    "sha256": { "type": "string", "description": "Expected sha256 of the archive, hex" }
-  }
-}"#;
+/// The kv key of a chain's restored height.
+fn restored_key(chain_id: &str) -> String {
+    format!("restored/{chain_id}")
+}
 
-/// Checked params.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the archive is, and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Params {
-    /// Where archives are.
+    /// http(s) URL holding {chainId}/{height}.tar.gz and {chainId}/latest.txt
     pub base_url: String,
-    /// Chain ID (a path segment).
+    /// Chain ID (a path segment under baseUrl): letters, digits, `.`, `_` or `-`
     pub chain_id: String,
-    /// Height to restore, else latest.
+    /// Restore this height instead of latest.txt's
+    #[schemars(range(min = 1))]
     pub target_height: Option<u64>,
-    /// Expected sha256, lower-case hex.
+    /// Expected sha256 of the archive, hex
     pub sha256: Option<String>,
 }
 
-/// Reads and checks params.
-pub fn parse_params(params: &str) -> Result<Params, String> {
-    let value: Value =
-        serde_json::from_str(params).map_err(|e| format!("params are not JSON: {e}"))?;
-    let object = value.as_object().ok_or("params must be an object")?;
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !["baseUrl", "chainId", "targetHeight", "sha256"].contains(&k.as_str()))
-    {
-        return Err(format!("unknown param `{unknown}`"));
-    }
-    let base_url = object
-        .get("baseUrl")
-        .and_then(Value::as_str)
-        .ok_or("`baseUrl` (a URL) is required")?;
-    http::Url::parse(base_url).map_err(|e| format!("`baseUrl`: {e}"))?;
-    let chain_id = object
-        .get("chainId")
-        .and_then(Value::as_str)
-        .ok_or("`chainId` is required")?;
-    if chain_id.is_empty()
-        || !chain_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        || chain_id.starts_with('.')
-    {
-        return Err(format!(
-            "`chainId` `{chain_id}` must be letters, digits, `.`, `_` or `-`"
-        ));
-    }
-    let target_height = match object.get("targetHeight") {
-        None => None,
-        Some(h) => Some(
-            h.as_u64()
-                .filter(|h| *h > 0)
-                .ok_or("`targetHeight` must be a positive integer")?,
-        ),
-    };
-    let sha256 = match object.get("sha256") {
-        None => None,
-        Some(s) => {
-            let s = s
-                .as_str()
-                .ok_or("`sha256` must be a string")?
-                .to_ascii_lowercase();
-            if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err("`sha256` must be 64 hex digits".into());
-            }
-            Some(s)
+impl Params {
+    /// What the schema cannot say: an http(s) URL, a chain ID that is one safe path
+    /// segment, a positive height, 64 hex digits.
+    pub fn check(&self) -> Result<(), String> {
+        http::Url::parse(&self.base_url).map_err(|e| format!("`baseUrl`: {e}"))?;
+        let chain_id = &self.chain_id;
+        if chain_id.is_empty()
+            || !chain_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            || chain_id.starts_with('.')
+        {
+            return Err(format!(
+                "`chainId` `{chain_id}` must be letters, digits, `.`, `_` or `-`"
+            ));
         }
-    };
-    Ok(Params {
-        base_url: base_url.to_owned(),
-        chain_id: chain_id.to_owned(),
-        target_height,
-        sha256,
-    })
+        if self.target_height == Some(0) {
+            return Err("`targetHeight` must be a positive integer".into());
+        }
+        if let Some(s) = &self.sha256
+            && (s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err("`sha256` must be 64 hex digits".into());
+        }
+        Ok(())
+    }
+
+    /// The params with `sha256` in lower case, as digests are compared.
+    pub fn normalized(self) -> Self {
+        Self {
+            sha256: self.sha256.map(|s| s.to_ascii_lowercase()),
+            ..self
+        }
+    }
+}
+
+/// Reads and checks params (`sha256` in lower case).
+pub fn parse_params(params: &str) -> Result<Params, String> {
+    let params: Params = planrt_plugin_sdk::parse_params(params)?;
+    params.check()?;
+    Ok(params.normalized())
 }
 
 /// The height in `latest.txt`: a number, or an archive name `{height}.tar.gz`.
@@ -160,9 +150,35 @@ fn io_failure(what: &str) -> impl Fn(io::Error) -> TaskError + '_ {
     move |e| TaskError::Transient(format!("{what}: {e}"))
 }
 
-fn recorded_height(chain_id: &str) -> Option<u64> {
-    let marker: Value = serde_json::from_str(&std::fs::read_to_string(MARKER).ok()?).ok()?;
-    (marker.get("chainId")?.as_str()? == chain_id).then(|| marker.get("height")?.as_u64())?
+/// The height of `chain_id` recorded as restored, if the data dir is still there: the
+/// record in this task type's kv store (written once the data was swapped in), else the
+/// provenance file in the data dir. A home whose data dir is gone or empty is restored
+/// again.
+fn recorded_height(chain_id: &str) -> Result<Option<u64>, TaskError> {
+    let has_data = std::fs::read_dir(DATA).is_ok_and(|mut entries| entries.next().is_some());
+    if !has_data {
+        return Ok(None);
+    }
+    if let Some(record) = kv_get(&restored_key(chain_id))? {
+        let record: Value = serde_json::from_slice(&record).map_err(|e| {
+            TaskError::Permanent(format!("the kv record of {chain_id} is not JSON: {e}"))
+        })?;
+        return Ok(record.get("height").and_then(Value::as_u64));
+    }
+    let provenance = || -> Option<u64> {
+        let marker: Value =
+            serde_json::from_str(&std::fs::read_to_string(PROVENANCE).ok()?).ok()?;
+        (marker.get("chainId")?.as_str()? == chain_id).then(|| marker.get("height")?.as_u64())?
+    };
+    Ok(provenance())
+}
+
+/// Records in the kv store that `height` of `chain_id` is in place.
+fn record_restored(chain_id: &str, record: &Value) -> Result<(), TaskError> {
+    Ok(kv_set(
+        &restored_key(chain_id),
+        record.to_string().as_bytes(),
+    )?)
 }
 
 /// How a swap failure fails the task: a home in a state to refuse, or a mount point that
@@ -192,7 +208,7 @@ fn recover(layout: &Layout) -> Result<(), TaskError> {
             "an interrupted attempt had swapped the new data dir in: finished its clean-up"
         }
     };
-    log(Level::Warn, note);
+    log!(Warn, "{note}");
     Ok(())
 }
 
@@ -209,16 +225,19 @@ fn restore(params: Params) -> Result<Value, TaskError> {
             parse_latest(&text).map_err(TaskError::Permanent)?
         }
     };
-    if recorded_height(&params.chain_id) == Some(height) {
-        log(
-            Level::Info,
-            &format!("height {height} of {} is already restored", params.chain_id),
+    if recorded_height(&params.chain_id)? == Some(height) {
+        // Known from the provenance file alone (a crash before the kv write): record it.
+        record_restored(&params.chain_id, &json!({ "height": height }))?;
+        log!(
+            Info,
+            "height {height} of {} is already restored",
+            params.chain_id
         );
         return Ok(json!({ "height": height, "restored": false }));
     }
 
     let url = http::join(&base, &format!("{height}.tar.gz"));
-    log(Level::Info, &format!("restoring {url}"));
+    log!(Info, "restoring {url}");
     let response = http::get(&url).map_err(|e| fetch_error(&url, e))?;
     let total = response.content_length;
     let mut hashing = Hashing {
@@ -258,18 +277,19 @@ fn restore(params: Params) -> Result<Value, TaskError> {
             "{url} holds no data/ directory"
         )));
     }
-    // The marker goes in with the data (replacing any the archive brought), so the
-    // restored height is recorded exactly when the data is in place.
-    let marker =
+    // The provenance goes in with the data (replacing any the archive brought).
+    let provenance =
         json!({ "chainId": params.chain_id, "height": height, "sha256": digest, "url": url });
     durable::write_atomically(
-        layout.staged_data().join(MARKER_FILE),
-        marker.to_string().as_bytes(),
+        layout.staged_data().join(PROVENANCE_FILE),
+        provenance.to_string().as_bytes(),
     )
-    .map_err(io_failure("recording the restored height"))?;
+    .map_err(io_failure("recording the snapshot's provenance"))?;
     layout
         .swap_in()
         .map_err(swap_failure("swapping the restored data dir in"))?;
+    // Recorded once the data is in place, never for data that is not there.
+    record_restored(&params.chain_id, &provenance)?;
     Ok(json!({
         "height": height,
         "restored": true,
@@ -280,15 +300,15 @@ fn restore(params: Params) -> Result<Value, TaskError> {
     }))
 }
 
-struct SnapshotRestore;
+/// The task type.
+pub struct SnapshotRestore;
 
-impl Guest for SnapshotRestore {
-    fn describe() -> Info {
+impl Task for SnapshotRestore {
+    type Params = Params;
+    type Output = Value;
+
+    fn info() -> Info {
         Info {
-            task_type: "snapshot-restore".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Restore /home/data from a snapshot archive over HTTP".into(),
-            params_schema: PARAMS_SCHEMA.into(),
             needs: Needs {
                 dirs: vec![DirNeed {
                     guest_path: HOME.into(),
@@ -298,20 +318,24 @@ impl Guest for SnapshotRestore {
             },
             default_timeout_ms: Some(6 * 60 * 60 * 1000),
             default_memory_limit: Some(256 << 20),
+            ..Info::new(
+                "snapshot-restore",
+                env!("CARGO_PKG_VERSION"),
+                "Restore /home/data from a snapshot archive over HTTP",
+            )
         }
     }
 
-    fn validate(params: String) -> Result<(), String> {
-        parse_params(&params).map(drop)
+    fn validate(params: &Params) -> Result<(), String> {
+        params.check()
     }
 
-    fn run(_context: Context, params: String) -> Result<String, TaskError> {
-        let params = parse_params(&params).map_err(TaskError::InvalidParams)?;
-        restore(params).map(|output| output.to_string())
+    fn run(_context: Context, params: Params) -> Result<Value, TaskError> {
+        restore(params.normalized())
     }
 }
 
-export_plugin!(SnapshotRestore);
+export_task!(SnapshotRestore);
 
 #[cfg(test)]
 mod tests {
@@ -332,8 +356,53 @@ mod tests {
             r#"{"baseUrl": "http://x", "chainId": "x", "targetHeight": 0}"#,
             r#"{"baseUrl": "http://x", "chainId": "x", "sha256": "abc"}"#,
             r#"{"baseUrl": "http://x", "chainId": "x", "extra": 1}"#,
+            r#"{"baseUrl": "http://x", "chainId": "x", "sha256": 7}"#,
+            r#"{"baseUrl": "http://x", "chainId": ".x"}"#,
+            r#"{"baseUrl": "http://x", "chainId": ""}"#,
         ] {
             assert!(parse_params(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_params(r#"{"baseUrl": "http://x", "chainId": "x", "extra": 1}"#)
+                .unwrap_err()
+                .starts_with("unknown field `extra`")
+        );
+        assert!(
+            parse_params(r#"{"baseUrl": "ftp://x", "chainId": "x"}"#)
+                .unwrap_err()
+                .starts_with("`baseUrl`: ")
+        );
+        assert_eq!(
+            parse_params(r#"{"baseUrl": "http://x", "chainId": "a/b"}"#).unwrap_err(),
+            "`chainId` `a/b` must be letters, digits, `.`, `_` or `-`"
+        );
+    }
+
+    #[test]
+    fn sha256_is_64_hex_digits_compared_in_lower_case() {
+        let upper = "AB".repeat(32);
+        let params = parse_params(&format!(
+            r#"{{"baseUrl": "http://x", "chainId": "x", "sha256": "{upper}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(params.sha256, Some("ab".repeat(32)));
+        assert_eq!(
+            parse_params(r#"{"baseUrl": "http://x", "chainId": "x", "sha256": "abc"}"#)
+                .unwrap_err(),
+            "`sha256` must be 64 hex digits"
+        );
+    }
+
+    #[test]
+    fn the_schema_says_what_the_old_one_said() {
+        let schema: Value =
+            serde_json::from_str(&planrt_plugin_sdk::params_schema::<Params>()).unwrap();
+        assert_eq!(schema["required"], json!(["baseUrl", "chainId"]));
+        assert_eq!(schema["additionalProperties"], false);
+        let properties = &schema["properties"];
+        assert_eq!(properties["targetHeight"]["minimum"], 1);
+        for key in ["baseUrl", "chainId", "targetHeight", "sha256"] {
+            assert!(properties[key]["description"].is_string(), "{key}");
         }
     }
 

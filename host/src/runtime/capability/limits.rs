@@ -226,6 +226,7 @@ mod tests {
             network: false,
             default_timeout: Some(Duration::from_secs(7)),
             default_memory_limit: None,
+            wit_version: crate::runtime::WitVersion::LATEST,
         };
         let grants = Grants::default();
         let configured = |info: &PluginInfo, limits: &LimitOverrides| {

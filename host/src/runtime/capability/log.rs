@@ -8,10 +8,11 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
 use crate::plan::Redactor;
-use crate::runtime::bindings::planrt::task::{host, types};
 use crate::runtime::error::AttemptError;
 use crate::runtime::guest_log::{GuestLevel, GuestLog};
 use crate::runtime::state::AttemptState;
+use crate::runtime::wit::latest::{host, types};
+use crate::runtime::wit::v0_1_0;
 
 /// Receives progress reports of running attempts.
 pub trait ProgressSink: Send + Sync {
@@ -51,6 +52,10 @@ pub struct Log;
 
 impl Capability for Log {
     fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        // Every version's `host` interface: the same functions.
+        v0_1_0::planrt::task::host::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| {
+            state
+        })?;
         host::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
     }
 
@@ -89,6 +94,17 @@ impl Capability for Log {
 }
 
 impl types::Host for AttemptState {}
+impl v0_1_0::planrt::task::types::Host for AttemptState {}
+
+impl v0_1_0::planrt::task::host::Host for AttemptState {
+    fn log(&mut self, level: v0_1_0::planrt::task::host::Level, message: String) {
+        host::Host::log(self, level.into(), message);
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+        host::Host::progress(self, done, total, note);
+    }
+}
 
 impl host::Host for AttemptState {
     fn log(&mut self, level: host::Level, message: String) {

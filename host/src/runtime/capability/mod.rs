@@ -18,8 +18,10 @@
 //! [`AttemptInputs`]), its stop condition and its outcome. The plan-time checks and the
 //! per-attempt sandbox come from the same code.
 
+pub mod cancellation;
 pub mod dirs;
 pub mod http;
+pub mod kv;
 pub mod limits;
 pub mod log;
 #[cfg(test)]
@@ -225,6 +227,8 @@ impl Capabilities {
             Arc::new(http::Http),
             Arc::new(limits::LimitsCapability),
             Arc::new(log::Log),
+            Arc::new(kv::Kv),
+            Arc::new(cancellation::Cancellation),
         ])
     }
 
@@ -323,6 +327,7 @@ mod tests {
             network,
             default_timeout: None,
             default_memory_limit: None,
+            wit_version: crate::runtime::WitVersion::LATEST,
         }
     }
 

@@ -1,16 +1,12 @@
-//! Host bindings of the `planrt:task@0.1.0` world, generated from `wit/v0.1.0`.
-//!
-//! Each frozen WIT version gets its own bindings module; the WASI interfaces map to
-//! wasmtime-wasi's and wasmtime-wasi-http's own bindings so they are linked once.
+//! Host bindings of `planrt:task@0.2.0` (frozen in `wit/v0.2.0`), the latest version: its
+//! types are the ones the rest of the runtime speaks. It adds the `kv` and
+//! `cancellation` interfaces to 0.1.0.
 
 #![allow(missing_docs)]
 
-/// The WIT package version these bindings implement.
-pub const WIT_VERSION: &str = "0.1.0";
-
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit/v0.1.0",
+    path: "../wit/v0.2.0",
     exports: { default: async },
     require_store_data_send: true,
     with: {
@@ -23,3 +19,5 @@ wasmtime::component::bindgen!({
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
     },
 });
+
+pub use self::planrt::task::{cancellation, host, kv, types};

@@ -1,0 +1,158 @@
+//! Cooperative cancellation (`planrt:task@0.2.0`, interface `cancellation`). The caller
+//! hands a [`CancelSignal`] and raises it to stop the call — an operator's cancel, a
+//! shutdown. From then on the plugin's `cancelled()` answers true, and a call that has
+//! asked `cancelled()` before has [`GRACE`] from the signal to return before its guest
+//! code is interrupted; one that never asked (every 0.1.0 plugin: it cannot) is
+//! interrupted at the next epoch tick. Unless the plugin returned success, the call ends
+//! with the signal's kind and reason (an operator's cancel is `cancelled`, a shutdown
+//! `interrupted`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest, rank};
+use crate::plan::ErrorKind;
+use crate::runtime::error::AttemptError;
+use crate::runtime::state::AttemptState;
+use crate::runtime::wit::latest::cancellation;
+
+/// How long a call that has asked `cancelled()` has, from the signal, to return.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// Why and since when a signal is raised.
+#[derive(Debug)]
+struct Raised {
+    at: Instant,
+    kind: ErrorKind,
+    reason: String,
+}
+
+#[derive(Debug, Default)]
+struct SignalState {
+    raised: OnceLock<Raised>,
+    /// Whether the call asked `cancelled()`: only then does it get the grace.
+    asked: AtomicBool,
+}
+
+/// Asks a running call to stop (an input from the caller): raised once, read by the
+/// call's store at every `cancelled()` and epoch tick.
+#[derive(Debug, Clone, Default)]
+pub struct CancelSignal(Arc<SignalState>);
+
+impl CancelSignal {
+    /// A signal not raised.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raises the signal: the call ends as `kind` with `reason` unless it succeeds. Only
+    /// the first raise counts.
+    pub fn raise(&self, kind: ErrorKind, reason: impl Into<String>) {
+        let _ = self.0.raised.set(Raised {
+            at: Instant::now(),
+            kind,
+            reason: reason.into(),
+        });
+    }
+
+    /// Whether the signal is raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.raised.get().is_some()
+    }
+
+    /// How long the call may run on after the signal: [`GRACE`] if it has asked
+    /// `cancelled()`, else nothing.
+    pub fn patience(&self) -> Duration {
+        match self.0.asked.load(Ordering::Relaxed) {
+            true => GRACE,
+            false => Duration::ZERO,
+        }
+    }
+
+    fn raised(&self) -> Option<&Raised> {
+        self.0.raised.get()
+    }
+}
+
+/// The cancellation capability.
+#[derive(Debug, Clone, Copy)]
+pub struct Cancellation;
+
+impl Capability for Cancellation {
+    fn rank(&self) -> u8 {
+        rank::OPERATOR
+    }
+
+    fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        cancellation::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
+    }
+
+    fn configure(&self, _task: &TaskRequest<'_>, _sandbox: &mut Sandbox) -> Result<(), Refusal> {
+        // Any plugin may be told to stop; nothing to grant.
+        Ok(())
+    }
+
+    fn prepare(
+        &self,
+        _sandbox: &Sandbox,
+        setup: &mut AttemptSetup<'_>,
+    ) -> Result<(), AttemptError> {
+        if let Some(signal) = setup.inputs.get::<CancelSignal>() {
+            setup.parts.insert(signal.clone());
+        }
+        Ok(())
+    }
+
+    fn should_stop(&self, state: &AttemptState) -> bool {
+        state.part::<CancelSignal>().is_some_and(|signal| {
+            signal
+                .raised()
+                .is_some_and(|raised| raised.at.elapsed() >= signal.patience())
+        })
+    }
+
+    fn conclude(
+        &self,
+        _sandbox: &Sandbox,
+        state: &AttemptState,
+        end: &CallEnd<'_>,
+    ) -> Option<AttemptError> {
+        let raised = state.part::<CancelSignal>()?.raised()?;
+        // A plugin that finished its work in the grace period succeeded.
+        let succeeded = end.error.is_none() && !end.timed_out && end.output_len.is_some();
+        (!succeeded).then(|| AttemptError::Capability {
+            kind: raised.kind,
+            message: raised.reason.clone(),
+        })
+    }
+}
+
+impl cancellation::Host for AttemptState {
+    fn cancelled(&mut self) -> bool {
+        self.part::<CancelSignal>().is_some_and(|signal| {
+            signal.0.asked.store(true, Ordering::Relaxed);
+            signal.is_raised()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_raise_counts() {
+        let signal = CancelSignal::new();
+        assert!(!signal.is_raised());
+        signal.raise(ErrorKind::Cancelled, "by an operator");
+        signal.raise(ErrorKind::Interrupted, "shutdown");
+        let raised = signal.raised().unwrap();
+        assert_eq!(
+            (raised.kind, raised.reason.as_str()),
+            (ErrorKind::Cancelled, "by an operator")
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The contract versions this host serves, each frozen in its own bindings module (as
+//! Zed's extension host keeps one module per released version): `v0_1_0` and `v0_2_0`,
+//! generated from `wit/v0.1.0` and `wit/v0.2.0`. The version a component targets is read
+//! from its imports before it is instantiated; it is linked through that version's
+//! bindings, and every call returns the latest version's types, so nothing past this
+//! module knows there is more than one.
+
+pub mod v0_1_0;
+pub mod v0_2_0;
+
+pub use v0_2_0 as latest;
+
+use wasmtime::component::{Component, InstancePre};
+use wasmtime::{Engine, Store};
+
+use super::state::AttemptState;
+use latest::types::{Context, Info, TaskError};
+
+/// The WIT package of the contract, without version.
+pub const PACKAGE: &str = "planrt:task";
+
+/// A version of the `planrt:task` contract this host serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WitVersion {
+    /// The first release: describe, validate, run; log and progress.
+    V0_1_0,
+    /// Adds the per-task-type `kv` store and `cancellation`.
+    V0_2_0,
+}
+
+impl WitVersion {
+    /// Every version served, oldest first.
+    pub const ALL: [WitVersion; 2] = [WitVersion::V0_1_0, WitVersion::V0_2_0];
+    /// The newest version served.
+    pub const LATEST: WitVersion = WitVersion::V0_2_0;
+
+    /// `0.1.0`, `0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1_0 => "0.1.0",
+            WitVersion::V0_2_0 => "0.2.0",
+        }
+    }
+
+    /// The served version written `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == text)
+    }
+
+    /// Whether plugins of this version can see `cancellation.cancelled()`.
+    pub fn has_cancellation(self) -> bool {
+        self >= WitVersion::V0_2_0
+    }
+
+    /// The version `component` targets, read from its `planrt:task/…@X` imports (every
+    /// plugin imports the `types` interface its exports use).
+    pub fn of_component(component: &Component, engine: &Engine) -> Result<Self, VersionError> {
+        let component_type = component.component_type();
+        let mut found: Vec<&str> = component_type
+            .imports(engine)
+            .filter_map(|(name, _)| {
+                let (interface, version) = name.split_once('@')?;
+                interface
+                    .strip_prefix(PACKAGE)
+                    .filter(|rest| rest.starts_with('/'))
+                    .map(|_| version)
+            })
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        match found.as_slice() {
+            [] => Err(VersionError::NotAPlugin),
+            [one] => Self::parse(one).ok_or_else(|| VersionError::Unsupported {
+                found: (*one).to_owned(),
+            }),
+            several => Err(VersionError::Mixed(several.join(", "))),
+        }
+    }
+}
+
+impl std::fmt::Display for WitVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a component's contract version cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// A version outside the range served.
+    #[error(
+        "targets {PACKAGE}@{found}, but this host serves {PACKAGE}@{} to {}",
+        WitVersion::ALL[0], WitVersion::LATEST
+    )]
+    Unsupported {
+        /// The version the component imports.
+        found: String,
+    },
+    /// No `planrt:task` import at all.
+    #[error(
+        "imports no {PACKAGE} interface: not a planrt plugin (this host serves {PACKAGE}@{} to {})",
+        WitVersion::ALL[0], WitVersion::LATEST
+    )]
+    NotAPlugin,
+    /// Imports of several versions at once.
+    #[error("imports {PACKAGE} at several versions ({0}): build it against one")]
+    Mixed(String),
+}
+
+/// A plugin linked through its version's bindings, ready to instantiate.
+pub enum PluginPre {
+    /// A `planrt:task@0.1.0` plugin.
+    V0_1_0(v0_1_0::PluginPre<AttemptState>),
+    /// A `planrt:task@0.2.0` plugin.
+    V0_2_0(v0_2_0::PluginPre<AttemptState>),
+}
+
+impl PluginPre {
+    /// Checks that `pre` has the exports `version` requires.
+    pub fn new(version: WitVersion, pre: InstancePre<AttemptState>) -> wasmtime::Result<Self> {
+        Ok(match version {
+            WitVersion::V0_1_0 => Self::V0_1_0(v0_1_0::PluginPre::new(pre)?),
+            WitVersion::V0_2_0 => Self::V0_2_0(v0_2_0::PluginPre::new(pre)?),
+        })
+    }
+
+    /// The version it was linked as.
+    pub fn version(&self) -> WitVersion {
+        match self {
+            Self::V0_1_0(_) => WitVersion::V0_1_0,
+            Self::V0_2_0(_) => WitVersion::V0_2_0,
+        }
+    }
+
+    /// A fresh instance in `store`.
+    pub async fn instantiate_async(
+        &self,
+        store: &mut Store<AttemptState>,
+    ) -> wasmtime::Result<PluginInstance> {
+        Ok(match self {
+            Self::V0_1_0(pre) => PluginInstance::V0_1_0(pre.instantiate_async(store).await?),
+            Self::V0_2_0(pre) => PluginInstance::V0_2_0(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// One instance of a plugin; its calls speak the latest version's types.
+pub enum PluginInstance {
+    /// A `planrt:task@0.1.0` instance.
+    V0_1_0(v0_1_0::Plugin),
+    /// A `planrt:task@0.2.0` instance.
+    V0_2_0(v0_2_0::Plugin),
+}
+
+impl PluginInstance {
+    /// `describe()`.
+    pub async fn call_describe(&self, store: &mut Store<AttemptState>) -> wasmtime::Result<Info> {
+        Ok(match self {
+            Self::V0_1_0(plugin) => plugin.call_describe(store).await?.into(),
+            Self::V0_2_0(plugin) => plugin.call_describe(store).await?,
+        })
+    }
+
+    /// `validate(params)`.
+    pub async fn call_validate(
+        &self,
+        store: &mut Store<AttemptState>,
+        params: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Self::V0_1_0(plugin) => plugin.call_validate(store, params).await,
+            Self::V0_2_0(plugin) => plugin.call_validate(store, params).await,
+        }
+    }
+
+    /// `run(context, params)`.
+    pub async fn call_run(
+        &self,
+        store: &mut Store<AttemptState>,
+        context: &Context,
+        params: &str,
+    ) -> wasmtime::Result<Result<String, TaskError>> {
+        Ok(match self {
+            Self::V0_1_0(plugin) => plugin
+                .call_run(store, &context.into(), params)
+                .await?
+                .map_err(TaskError::from),
+            Self::V0_2_0(plugin) => plugin.call_run(store, context, params).await?,
+        })
+    }
+}

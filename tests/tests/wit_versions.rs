@@ -1,0 +1,291 @@
+//! The contract versions the host serves side by side (docs/DESIGN.md §5): a plugin built
+//! against the frozen `planrt:task@0.1.0` and one against 0.2.0 in one plan; 0.2.0's kv
+//! store surviving a `kill -9`; `cancelled()` giving a plugin that asks a clean stop;
+//! and a component of a version outside the range refused, naming both.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use planrt_e2e::Scratch;
+use serde_json::Value;
+
+/// Starts `planrt ARGS` in the background (stderr to a file in the scratch dir).
+fn spawn(s: &Scratch, args: &[&str]) -> Child {
+    let stderr = std::fs::File::create(s.path().join("spawned.stderr")).unwrap();
+    s.command(args)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// The kv value of `key` for `task_type`, read straight from the state database.
+fn kv_value(s: &Scratch, task_type: &str, key: &str) -> Option<Vec<u8>> {
+    let db = rusqlite::Connection::open_with_flags(
+        s.state().join("planrt.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    db.query_row(
+        "SELECT value FROM kv WHERE task_type = ?1 AND key = ?2",
+        (task_type, key),
+        |row| row.get(0),
+    )
+    .ok()
+}
+
+/// Polls until `key` of `test-kv` is committed (or panics after 30 s).
+fn wait_for_key(s: &Scratch, key: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = kv_value(s, "test-kv", key) {
+            return value;
+        }
+        let spawned = std::fs::read_to_string(s.path().join("spawned.stderr")).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "`{key}` never committed; planrt said:\n{spawned}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn plugins_lists_each_plugins_contract_version() {
+    let s = Scratch::with_plugins(&["test-v010", "test-kv"]);
+    let run = s.planrt(&["plugins", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let versions: Vec<(String, String)> = run
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["taskType"].as_str().unwrap().to_owned(),
+                p["witVersion"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("test-kv".to_owned(), "0.2.0".to_owned()),
+            ("test-v010".to_owned(), "0.1.0".to_owned())
+        ]
+    );
+    let text = s.planrt(&["plugins"]);
+    let header = text.stdout.lines().next().unwrap();
+    assert!(header.contains("WIT"), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("test-v010") && l.contains("0.1.0")),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_plan_and_kv_persists_across_plans() {
+    let s = Scratch::with_plugins(&["test-v010", "test-kv"]);
+    let plan = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-v010\"\nparams = { hello = \"world\" }\n\
+         [[tasks]]\ntype = \"test-kv\"\nparams = { key = \"shared\" }\n",
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["tasks"][0]["output"]["wit"], "0.1.0");
+    assert_eq!(doc["tasks"][0]["output"]["params"]["hello"], "world");
+    let kv_task = doc["tasks"][1]["id"].as_str().unwrap();
+    let written = format!("{kv_task} attempt 1");
+    assert_eq!(doc["tasks"][1]["output"]["set"], written.as_str());
+    assert!(
+        doc["tasks"][0]["attempts"][0]["logTail"]
+            .as_str()
+            .unwrap()
+            .contains("a planrt:task@0.1.0 plugin runs")
+    );
+
+    // Another plan: a task of the same type sees the key the first one set.
+    let again = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        again.json()["tasks"][1]["output"]["found"],
+        written.as_str()
+    );
+}
+
+#[test]
+fn kv_written_by_an_attempt_killed_with_sigkill_is_read_by_the_next_after_resume() {
+    let s = Scratch::with_plugins(&["test-v010", "test-kv"]);
+    let (saved, doc) = s.save_plan(
+        "[[tasks]]\ntype = \"test-v010\"\n\
+         [[tasks]]\ntype = \"test-kv\"\nparams = { key = \"marker\", holdFirst = true }\n",
+    );
+    let plan_id = doc["id"].as_str().unwrap().to_owned();
+    let kv_task = doc["tasks"][1]["id"].as_str().unwrap().to_owned();
+    let mut child = spawn(&s, &["run", saved.to_str().unwrap()]);
+    let committed = wait_for_key(&s, "marker");
+    child.kill().unwrap(); // SIGKILL, while attempt 1 holds
+    child.wait().unwrap();
+    assert_eq!(committed, format!("{kv_task} attempt 1").as_bytes());
+
+    let resumed = s.planrt(&["resume", &plan_id, "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let doc = resumed.json();
+    assert_eq!(doc["phase"], "Complete");
+    let attempts = doc["tasks"][1]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["errorKind"], "interrupted");
+    // The second attempt read what the killed one committed, and did not set it again.
+    assert_eq!(
+        doc["tasks"][1]["output"]["found"],
+        format!("{kv_task} attempt 1")
+    );
+    assert_eq!(doc["tasks"][0]["output"]["wit"], "0.1.0");
+}
+
+#[test]
+fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
+    let s = Scratch::with_plugins(&["test-kv"]);
+    let (saved, doc) = s.save_plan(
+        "[[tasks]]\ntype = \"test-kv\"\nparams = { key = \"held\", holdFirst = true }\n",
+    );
+    let plan_id = doc["id"].as_str().unwrap().to_owned();
+    let child = spawn(&s, &["run", saved.to_str().unwrap()]);
+    wait_for_key(&s, "held");
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    // It stopped on its own, well inside the grace period.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        signalled.elapsed()
+    );
+    let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
+    let attempt = &doc["tasks"][0]["attempts"][0];
+    // Whatever the plugin returned, a shutdown records the attempt `interrupted`.
+    assert_eq!(attempt["errorKind"], "interrupted", "{attempt}");
+    assert!(
+        attempt["logTail"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled() returned true: stopping cleanly"),
+        "{attempt}"
+    );
+    assert_eq!(doc["phase"], "Active", "resumable");
+}
+
+#[test]
+fn a_plugin_that_never_asks_cancelled_is_interrupted_at_once() {
+    let s = Scratch::with_plugins(&["test-spin"]);
+    let (saved, doc) = s.save_plan("[[tasks]]\ntype = \"test-spin\"\n");
+    let plan_id = doc["id"].as_str().unwrap().to_owned();
+    let child = spawn(&s, &["run", saved.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let running = || {
+        let status = s.planrt(&["status", &plan_id, "--output", "json"]);
+        status.code == 0 && status.json()["tasks"][0]["status"] == "Running"
+    };
+    while !running() {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "no grace for a plugin that never asked: {:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn kv_limits_fail_the_attempt_permanent_naming_the_limit() {
+    let s = Scratch::with_plugins(&["test-kv"]);
+    let plan = s.write(
+        "p.toml",
+        "[defaults]\nmaxRetries = 2\n[[tasks]]\ntype = \"test-kv\"\nparams = { key = \"big\", setBytes = 1048577 }\n",
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let attempts = run.json()["tasks"][0]["attempts"].clone();
+    assert_eq!(attempts.as_array().unwrap().len(), 1, "not retried");
+    assert_eq!(attempts[0]["errorKind"], "permanent");
+    let message = attempts[0]["message"].as_str().unwrap();
+    assert!(message.contains("at most 1048576 bytes"), "{message}");
+    assert_eq!(kv_value(&s, "test-kv", "big"), None, "nothing stored");
+
+    let fits = s.write(
+        "fits.toml",
+        "[[tasks]]\ntype = \"test-kv\"\nparams = { key = \"big\", setBytes = 1048576 }\n",
+    );
+    assert_eq!(s.planrt(&["run", fits.to_str().unwrap()]).code, 0);
+    assert_eq!(
+        kv_value(&s, "test-kv", "big").map(|v| v.len()),
+        Some(1048576)
+    );
+}
+
+/// `bytes` with every `planrt:task/…@0.1.0` import renamed to `@0.9.0` (same length:
+/// the component stays well-formed).
+fn retarget(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut replaced = 0;
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            replaced += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(replaced > 0, "no import to retarget");
+    out
+}
+
+#[test]
+fn a_component_of_a_version_outside_the_range_is_refused_naming_both() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let v010 = std::fs::read(planrt_e2e::plugin_file("test-v010")).unwrap();
+    let future = retarget(
+        &v010,
+        b"planrt:task/types@0.1.0",
+        b"planrt:task/types@0.9.0",
+    );
+    let future = retarget(
+        &future,
+        b"planrt:task/host@0.1.0",
+        b"planrt:task/host@0.9.0",
+    );
+    std::fs::write(s.plugins().join("test-future.wasm"), future).unwrap();
+    let run = s.planrt(&["plugins", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let listed: Vec<Value> = run.json().as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1, "only test-echo loads: {listed:?}");
+    assert!(
+        run.stderr.contains("test-future.wasm")
+            && run.stderr.contains(
+                "targets planrt:task@0.9.0, but this host serves planrt:task@0.1.0 to 0.2.0"
+            ),
+        "{}",
+        run.stderr
+    );
+}
