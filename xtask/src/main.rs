@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask plugins | demo | test`.
+//! Project tasks: `cargo xtask plugins | examples | demo | test`.
 //!
 //! Plugins are built for wasm32-wasip2 with rustup's target when it is installed, else
 //! with Debian's rustc-web and a from-source std (see `toolchain`), which this module
@@ -17,12 +17,16 @@ fn main() -> Result<()> {
     let root = project_root();
     match task.as_str() {
         "plugins" => build_plugins(&root).map(drop),
+        "examples" => build_examples(&root),
         "demo" => demo(&root),
         "test" => test(&root),
         _ => {
             eprintln!("usage: cargo xtask <plugins|demo|test>\n");
             eprintln!(
                 "  plugins  build every plugin to target/plugins/ (shipped) and target/test-plugins/"
+            );
+            eprintln!(
+                "  examples install the C, JavaScript and Python toolchains (under target/lang-tools)\n           and build the example plugins to target/examples-build/plugins/"
             );
             eprintln!("  demo     build what it needs and run the example plan");
             eprintln!("  test     build plugins, then fmt, clippy and every test");
@@ -129,6 +133,21 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
         outputs.push(out);
     }
     Ok(outputs)
+}
+
+/// Installs the C, JavaScript and Python plugin toolchains (cached under
+/// `target/lang-tools`) and builds the example plugins of `examples/plugins` with them.
+/// The recipe is `examples/plugins/build.sh`, which users run the same way.
+fn build_examples(root: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    run(Command::new("bash")
+        .arg(root.join("examples/plugins/build.sh"))
+        .arg("all"))?;
+    eprintln!(
+        "xtask: example plugins and their toolchains took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Builds the host in the dev profile (the one the tests use: one wasmtime build).
@@ -275,6 +294,7 @@ fn is_root() -> bool {
 /// Everything CI checks.
 fn test(root: &Path) -> Result<()> {
     build_plugins(root)?;
+    build_examples(root)?;
     let plugins_manifest = root.join("plugins/Cargo.toml");
     let native_target = root.join("target/plugins-native");
     run(host_cargo()

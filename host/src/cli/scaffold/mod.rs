@@ -12,6 +12,12 @@ use crate::plan::TaskType;
 pub enum Lang {
     /// Rust with the typed SDK.
     Rust,
+    /// C: wit-bindgen c, clang with wasi-libc, wasm-tools and the preview1 adapter.
+    C,
+    /// JavaScript: componentize-js through jco.
+    Js,
+    /// Python: componentize-py.
+    Python,
 }
 
 /// Why a project was not written.
@@ -111,10 +117,41 @@ const RUST: &[TemplateFile] = &[
     file(".gitignore", include_str!("rust/gitignore.tmpl")),
 ];
 
+/// The C project: bindings generated at build time into `build/`.
+const C: &[TemplateFile] = &[
+    file("plugin.c", include_str!("c/plugin.c.tmpl")),
+    script("build.sh", include_str!("c/build.sh.tmpl")),
+    file("plan.toml", include_str!("c/plan.toml.tmpl")),
+    file("README.md", include_str!("c/README.md.tmpl")),
+    file(".gitignore", include_str!("c/gitignore.tmpl")),
+];
+
+/// The JavaScript project.
+const JS: &[TemplateFile] = &[
+    file("plugin.js", include_str!("js/plugin.js.tmpl")),
+    file("package.json", include_str!("js/package.json.tmpl")),
+    script("build.sh", include_str!("js/build.sh.tmpl")),
+    file("plan.toml", include_str!("js/plan.toml.tmpl")),
+    file("README.md", include_str!("js/README.md.tmpl")),
+    file(".gitignore", include_str!("js/gitignore.tmpl")),
+];
+
+/// The Python project.
+const PYTHON: &[TemplateFile] = &[
+    file("app.py", include_str!("python/app.py.tmpl")),
+    script("build.sh", include_str!("python/build.sh.tmpl")),
+    file("plan.toml", include_str!("python/plan.toml.tmpl")),
+    file("README.md", include_str!("python/README.md.tmpl")),
+    file(".gitignore", include_str!("python/gitignore.tmpl")),
+];
+
 impl Lang {
     fn files(self) -> &'static [TemplateFile] {
         match self {
             Lang::Rust => RUST,
+            Lang::C => C,
+            Lang::Js => JS,
+            Lang::Python => PYTHON,
         }
     }
 }
@@ -193,6 +230,25 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o111, 0o111);
+    }
+
+    #[test]
+    fn every_language_writes_the_wit_a_build_script_a_readme_and_a_plan() {
+        let task_type = TaskType::new("demo").unwrap();
+        for lang in [Lang::Rust, Lang::C, Lang::Js, Lang::Python] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = scaffold(&task_type, lang, dir.path()).unwrap();
+            for expected in ["wit/v0.2.0/task.wit", "build.sh", "README.md", "plan.toml"] {
+                assert!(
+                    files.contains(&PathBuf::from(expected)),
+                    "{lang:?}: {expected}"
+                );
+            }
+            let build = std::fs::read_to_string(dir.path().join("build.sh")).unwrap();
+            assert!(build.contains("plugins/demo.wasm"), "{lang:?}: {build}");
+            let plan = std::fs::read_to_string(dir.path().join("plan.toml")).unwrap();
+            assert!(plan.contains("type = \"demo\""), "{lang:?}: {plan}");
+        }
     }
 
     #[test]
