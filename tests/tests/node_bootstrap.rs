@@ -390,7 +390,7 @@ fn a_missing_height_is_permanent() {
 }
 
 #[test]
-fn the_restored_height_lives_in_the_kv_store_and_a_wiped_home_is_restored_again() {
+fn the_restored_height_lives_in_the_kv_store_per_data_dir_and_a_reset_home_is_restored_again() {
     let s = Scratch::with_plugins(&["snapshot-restore"]);
     let home = node_home(&s);
     let archive = tar_gz(&[
@@ -402,32 +402,63 @@ fn the_restored_height_lives_in_the_kv_store_and_a_wiped_home_is_restored_again(
     let first = run(&s, &plan, 0);
     assert_eq!(first["tasks"][0]["output"]["restored"], true);
 
-    // The record is in planrt's state (the task type's kv store), not only in the home.
-    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
-    let record: Vec<u8> = db
-        .query_row(
-            "SELECT value FROM kv WHERE task_type = 'snapshot-restore' AND key = ?1",
-            [format!("restored/{CHAIN}")],
-            |row| row.get(0),
-        )
-        .unwrap();
-    let record: Value = serde_json::from_slice(&record).unwrap();
-    assert_eq!(record["height"], 7);
+    // The record is in planrt's state (the task type's kv store): one per data dir, with
+    // the height and digest, and no URL (a `baseUrl` may be a secret).
+    let records = || -> Vec<(String, Value)> {
+        let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+        let mut query = db
+            .prepare("SELECT key, value FROM kv WHERE task_type = 'snapshot-restore' ORDER BY key")
+            .unwrap();
+        query
+            .query_map([], |row| Ok((row.get(0)?, row.get::<_, Vec<u8>>(1)?)))
+            .unwrap()
+            .map(|r| {
+                let (key, value) = r.unwrap();
+                (key, serde_json::from_slice(&value).unwrap())
+            })
+            .collect()
+    };
+    let recorded = records();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(
+        recorded[0].0.starts_with(&format!("restored/{CHAIN}/")),
+        "{recorded:?}"
+    );
+    assert_eq!(recorded[0].1["height"], 7);
+    assert!(recorded[0].1.get("url").is_none(), "{recorded:?}");
 
-    // With the provenance file gone, the kv record alone makes the same height a no-op.
+    // With the provenance file gone, the kv record alone makes the same height a no-op,
+    // and the node's newer data stays.
     std::fs::remove_file(home.join("data/.planrt-snapshot.json")).unwrap();
+    std::fs::write(home.join("data/application.db/000002.ldb"), "newer").unwrap();
     let again = run(&s, &plan, 0);
     assert_eq!(again["tasks"][0]["output"]["restored"], false);
-    assert!(!home.join("data/.planrt-snapshot.json").exists());
+    assert_eq!(read(&home.join("data/application.db/000002.ldb")), "newer");
 
-    // A home whose data dir was wiped is restored again, whatever the record says.
-    std::fs::remove_dir_all(home.join("data")).unwrap();
-    let wiped = run(&s, &plan, 0);
-    assert_eq!(wiped["tasks"][0]["output"]["restored"], true);
+    // Another node home sharing this state dir is restored: the record spoke for the
+    // first home's data dir only.
+    let other = s.path().join("other-home");
+    std::fs::create_dir_all(other.join("data")).unwrap();
+    std::fs::write(other.join("data/priv_validator_state.json"), SIGNED).unwrap();
+    let other_plan = plan.replace("host = \"node-home\"", "host = \"other-home\"");
+    let restored_other = run(&s, &other_plan, 0);
+    assert_eq!(restored_other["tasks"][0]["output"]["restored"], true);
+    assert_eq!(read(&other.join("data/priv_validator_state.json")), SIGNED);
+    assert_eq!(records().len(), 2);
+    // ... and the first home is still a no-op.
+    assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], false);
+
+    // A reset (`unsafe-reset-all`: the node's data gone, the validator state kept) is
+    // restored again, whatever the record says.
+    std::fs::remove_dir_all(home.join("data/application.db")).unwrap();
+    let reset = run(&s, &plan, 0);
+    assert_eq!(reset["tasks"][0]["output"]["restored"], true);
     assert_eq!(
         read(&home.join("data/application.db/000001.ldb")),
         "app state"
     );
+    // The record of the replaced data dir went with it.
+    assert_eq!(records().len(), 2);
 }
 
 /// A validator's last signed state, as the node wrote it.

@@ -3,21 +3,11 @@
 //! store surviving a `kill -9`; `cancelled()` giving a plugin that asks a clean stop;
 //! and a component of a version outside the range refused, naming both.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use planrt_e2e::Scratch;
 use serde_json::Value;
-
-/// Starts `planrt ARGS` in the background (stderr to a file in the scratch dir).
-fn spawn(s: &Scratch, args: &[&str]) -> Child {
-    let stderr = std::fs::File::create(s.path().join("spawned.stderr")).unwrap();
-    s.command(args)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap()
-}
 
 /// The kv value of `key` for `task_type`, read straight from the state database.
 fn kv_value(s: &Scratch, task_type: &str, key: &str) -> Option<Vec<u8>> {
@@ -127,7 +117,7 @@ fn kv_written_by_an_attempt_killed_with_sigkill_is_read_by_the_next_after_resume
     );
     let plan_id = doc["id"].as_str().unwrap().to_owned();
     let kv_task = doc["tasks"][1]["id"].as_str().unwrap().to_owned();
-    let mut child = spawn(&s, &["run", saved.to_str().unwrap()]);
+    let mut child = s.spawn(&["run", saved.to_str().unwrap()]);
     let committed = wait_for_key(&s, "marker");
     child.kill().unwrap(); // SIGKILL, while attempt 1 holds
     child.wait().unwrap();
@@ -155,7 +145,7 @@ fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
         "[[tasks]]\ntype = \"test-kv\"\nparams = { key = \"held\", holdFirst = true }\n",
     );
     let plan_id = doc["id"].as_str().unwrap().to_owned();
-    let child = spawn(&s, &["run", saved.to_str().unwrap()]);
+    let child = s.spawn(&["run", saved.to_str().unwrap()]);
     wait_for_key(&s, "held");
     let signalled = Instant::now();
     let status = Command::new("kill")
@@ -186,11 +176,65 @@ fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
 }
 
 #[test]
+fn work_finished_within_the_grace_of_a_shutdown_is_recorded_complete() {
+    let s = Scratch::with_plugins(&["test-kv"]);
+    let (saved, doc) = s.save_plan(
+        "[[tasks]]\ntype = \"test-kv\"\nparams = { key = \"held\", holdFirst = true, succeedOnCancel = true }\n",
+    );
+    let plan_id = doc["id"].as_str().unwrap().to_owned();
+    let child = s.spawn(&["run", saved.to_str().unwrap()]);
+    wait_for_key(&s, "held");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    // The plan is complete, not interrupted: exit 0, nothing left to resume.
+    assert_eq!(out.status.code(), Some(0));
+    let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
+    assert_eq!(doc["phase"], "Complete");
+    assert_eq!(doc["tasks"][0]["output"]["finishedOnCancel"], true);
+    assert_eq!(doc["tasks"][0]["attempts"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn delete_over_http_gives_a_plugin_that_asks_its_grace_and_records_it_cancelled() {
+    let s = Scratch::with_plugins(&["test-kv"]);
+    let server = s.serve(&[]);
+    let id = uuid::Uuid::new_v4().to_string();
+    let submitted = server.post(
+        "/v0/tasks",
+        &serde_json::json!({"id": id, "type": "test-kv", "params": {"key": "served", "holdFirst": true}}),
+    );
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    wait_for_key(&s, "served");
+    let asked = Instant::now();
+    let deleted = server.delete(&format!("/v0/tasks/{id}"));
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    let task = server.get(&format!("/v0/tasks/{id}")).json();
+    assert_eq!(task["status"], "failed");
+    let attempt = &task["attempts"][0];
+    assert_eq!(attempt["errorKind"], "cancelled", "{attempt}");
+    assert!(
+        attempt["logTail"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled() returned true: stopping cleanly"),
+        "{attempt}"
+    );
+}
+
+#[test]
 fn a_plugin_that_never_asks_cancelled_is_interrupted_at_once() {
     let s = Scratch::with_plugins(&["test-spin"]);
     let (saved, doc) = s.save_plan("[[tasks]]\ntype = \"test-spin\"\n");
     let plan_id = doc["id"].as_str().unwrap().to_owned();
-    let child = spawn(&s, &["run", saved.to_str().unwrap()]);
+    let child = s.spawn(&["run", saved.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let running = || {
         let status = s.planrt(&["status", &plan_id, "--output", "json"]);
@@ -259,6 +303,41 @@ fn retarget(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     assert!(replaced > 0, "no import to retarget");
     out
+}
+
+#[test]
+fn components_of_several_versions_or_of_none_are_refused_saying_so() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let v010 = std::fs::read(planrt_e2e::plugin_file("test-v010")).unwrap();
+    // `types` of one version, `host` of another.
+    let mixed = retarget(
+        &v010,
+        b"planrt:task/types@0.1.0",
+        b"planrt:task/types@0.2.0",
+    );
+    std::fs::write(s.plugins().join("test-mixed.wasm"), mixed).unwrap();
+    // No planrt:task import at all: some other package's component.
+    let foreign = retarget(&v010, b"planrt:task/", b"planrx:task/");
+    std::fs::write(s.plugins().join("test-foreign.wasm"), foreign).unwrap();
+    let run = s.planrt(&["plugins", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.json().as_array().unwrap().len(),
+        1,
+        "only test-echo loads"
+    );
+    for expected in [
+        "test-mixed.wasm",
+        "imports planrt:task at several versions (0.1.0, 0.2.0)",
+        "test-foreign.wasm",
+        "imports no planrt:task interface: not a planrt plugin",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "no {expected:?} in:\n{}",
+            run.stderr
+        );
+    }
 }
 
 #[test]

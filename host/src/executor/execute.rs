@@ -127,6 +127,10 @@ pub async fn execute(
                     }
                     Step::Run(index) => {
                         let _turn = slots.acquire().await;
+                        // A stop that came while this waited for its turn: nothing starts.
+                        if signal.is_raised() {
+                            return Ok(());
+                        }
                         let access = (&signal, &kv);
                         run_attempt(plan, index, prepared, store, observer, access).await
                     }
@@ -158,6 +162,10 @@ pub async fn execute(
             Ok(result) => result?,
             Err(reason @ StopReason::Shutdown) => {
                 interrupt_running(plan, store, observer, reason.attempt_end().1)?;
+                // The attempt may have finished the plan during its grace.
+                if plan.phase() != Phase::Active {
+                    return Ok(RunEnd::Finished(plan.phase()));
+                }
                 return Ok(RunEnd::Interrupted);
             }
             Err(reason @ StopReason::Cancel) => {

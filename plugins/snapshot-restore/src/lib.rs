@@ -20,8 +20,8 @@ use std::io::{self, Read};
 use planrt_node_common::durable;
 use planrt_node_common::http::{self, FetchError};
 use planrt_plugin_sdk::{
-    Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task, kv_get, kv_set, log,
-    progress,
+    Context, DirMode, DirNeed, Info, Needs, Task, TaskError, cancelled, export_task, kv_delete,
+    kv_get, kv_set, log, progress,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -30,19 +30,42 @@ use sha2::{Digest, Sha256};
 use swap::{Layout, Recovery, SwapError};
 
 const HOME: &str = "/home";
-/// Where the restored height is recorded, in the data dir.
 /// The restored snapshot's provenance (`{chainId, height, sha256, url}`), written into the
 /// data dir so it lands with the data: what `configure-state-sync` reads for
-/// `useLocalSnapshot`, and what an operator looks at. It only stands in for the kv record
-/// when that is missing (a home restored by an older version, or a crash between the
-/// swap and the kv write).
+/// `useLocalSnapshot`, and what an operator looks at. It stands in for the kv record when
+/// that is missing (a home restored by an older version, a crash between the swap and the
+/// kv write), and overrules one that disagrees with it.
 const PROVENANCE_FILE: &str = ".planrt-snapshot.json";
 const PROVENANCE: &str = "/home/data/.planrt-snapshot.json";
 const DATA: &str = "/home/data";
 
-/// The kv key of a chain's restored height.
-fn restored_key(chain_id: &str) -> String {
-    format!("restored/{chain_id}")
+/// What is restored in a data dir: the idempotency record kept in the task type's kv
+/// store (no URL: it may hold a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Restored {
+    height: u64,
+    sha256: String,
+}
+
+impl Restored {
+    fn from_json(value: &Value) -> Option<Self> {
+        Some(Self {
+            height: value.get("height")?.as_u64()?,
+            sha256: value.get("sha256")?.as_str()?.to_owned(),
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "height": self.height, "sha256": self.sha256 })
+    }
+}
+
+/// The kv key of what is restored for `chain_id` in the data dir whose identity is
+/// `data_dir`: every restore swaps in a new directory, so a record can only ever speak for
+/// the very directory it was written for — not for another node home sharing planrt's
+/// state, nor for a data dir someone replaced.
+fn restored_key(chain_id: &str, data_dir: &str) -> String {
+    format!("restored/{chain_id}/{data_dir}")
 }
 
 /// Where the archive is, and what it must be.
@@ -125,6 +148,13 @@ struct Hashing<R> {
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Asked at every read, so a cancel or a shutdown finds the extraction between two
+        // writes, with the grace to stop there (the next attempt discards the staging dir).
+        if cancelled() {
+            return Err(io::Error::other(
+                "stopped: planrt is cancelling this attempt",
+            ));
+        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.read += n as u64;
@@ -150,34 +180,51 @@ fn io_failure(what: &str) -> impl Fn(io::Error) -> TaskError + '_ {
     move |e| TaskError::Transient(format!("{what}: {e}"))
 }
 
-/// The height of `chain_id` recorded as restored, if the data dir is still there: the
-/// record in this task type's kv store (written once the data was swapped in), else the
-/// provenance file in the data dir. A home whose data dir is gone or empty is restored
-/// again.
-fn recorded_height(chain_id: &str) -> Result<Option<u64>, TaskError> {
-    let has_data = std::fs::read_dir(DATA).is_ok_and(|mut entries| entries.next().is_some());
-    if !has_data {
-        return Ok(None);
-    }
-    if let Some(record) = kv_get(&restored_key(chain_id))? {
-        let record: Value = serde_json::from_slice(&record).map_err(|e| {
-            TaskError::Permanent(format!("the kv record of {chain_id} is not JSON: {e}"))
-        })?;
-        return Ok(record.get("height").and_then(Value::as_u64));
-    }
-    let provenance = || -> Option<u64> {
-        let marker: Value =
-            serde_json::from_str(&std::fs::read_to_string(PROVENANCE).ok()?).ok()?;
-        (marker.get("chainId")?.as_str()? == chain_id).then(|| marker.get("height")?.as_u64())?
-    };
-    Ok(provenance())
+/// Whether the data dir holds node data: anything but what a reset keeps
+/// ([`swap::KEEP_FILES`]) and the provenance file.
+fn has_node_data() -> bool {
+    std::fs::read_dir(DATA).is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name != PROVENANCE_FILE && !swap::KEEP_FILES.contains(&name.as_ref())
+        })
+    })
 }
 
-/// Records in the kv store that `height` of `chain_id` is in place.
-fn record_restored(chain_id: &str, record: &Value) -> Result<(), TaskError> {
+/// What the provenance file says is restored for `chain_id`.
+fn provenance(chain_id: &str) -> Option<Restored> {
+    let marker: Value = serde_json::from_str(&std::fs::read_to_string(PROVENANCE).ok()?).ok()?;
+    (marker.get("chainId")?.as_str()? == chain_id)
+        .then(|| Restored::from_json(&marker))
+        .flatten()
+}
+
+/// What is restored for `chain_id` in the data dir as it is now, and its identity: the kv
+/// record of this very directory, else (or if they disagree) the provenance file that
+/// landed with its data. A data dir that is missing, or holds nothing but what a reset
+/// keeps, has nothing restored.
+fn recorded(chain_id: &str) -> Result<Option<(Restored, String)>, TaskError> {
+    if !has_node_data() {
+        return Ok(None);
+    }
+    let data_dir = durable::identity(std::path::Path::new(DATA))
+        .map_err(io_failure("identifying the data dir"))?;
+    let record = kv_get(&restored_key(chain_id, &data_dir))?
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|value| Restored::from_json(&value));
+    let restored = match (record, provenance(chain_id)) {
+        (Some(record), Some(file)) if record != file => Some(file),
+        (record, file) => record.or(file),
+    };
+    Ok(restored.map(|restored| (restored, data_dir)))
+}
+
+/// Records in the kv store what is restored in the data dir `data_dir`.
+fn record_restored(chain_id: &str, data_dir: &str, restored: &Restored) -> Result<(), TaskError> {
     Ok(kv_set(
-        &restored_key(chain_id),
-        record.to_string().as_bytes(),
+        &restored_key(chain_id, data_dir),
+        restored.to_json().to_string().as_bytes(),
     )?)
 }
 
@@ -225,9 +272,12 @@ fn restore(params: Params) -> Result<Value, TaskError> {
             parse_latest(&text).map_err(TaskError::Permanent)?
         }
     };
-    if recorded_height(&params.chain_id)? == Some(height) {
-        // Known from the provenance file alone (a crash before the kv write): record it.
-        record_restored(&params.chain_id, &json!({ "height": height }))?;
+    if let Some((restored, data_dir)) = recorded(&params.chain_id)?
+        && restored.height == height
+    {
+        // Known from the provenance file alone (a crash before the kv write, an older
+        // version): record it.
+        record_restored(&params.chain_id, &data_dir, &restored)?;
         log!(
             Info,
             "height {height} of {} is already restored",
@@ -285,11 +335,23 @@ fn restore(params: Params) -> Result<Value, TaskError> {
         provenance.to_string().as_bytes(),
     )
     .map_err(io_failure("recording the snapshot's provenance"))?;
+    let replaced = durable::identity(std::path::Path::new(DATA)).ok();
     layout
         .swap_in()
         .map_err(swap_failure("swapping the restored data dir in"))?;
-    // Recorded once the data is in place, never for data that is not there.
-    record_restored(&params.chain_id, &provenance)?;
+    // Recorded once the data is in place, for the directory now in place (a crash before
+    // this leaves the provenance file to say it); the record of the directory it replaced
+    // goes.
+    let data_dir = durable::identity(std::path::Path::new(DATA))
+        .map_err(io_failure("identifying the data dir"))?;
+    let restored = Restored {
+        height,
+        sha256: digest.clone(),
+    };
+    record_restored(&params.chain_id, &data_dir, &restored)?;
+    if let Some(replaced) = replaced.filter(|replaced| *replaced != data_dir) {
+        kv_delete(&restored_key(&params.chain_id, &replaced))?;
+    }
     Ok(json!({
         "height": height,
         "restored": true,

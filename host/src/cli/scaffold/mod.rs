@@ -27,7 +27,7 @@ pub enum ScaffoldError {
     #[error("{} is not empty: `planrt new` writes only into a new or empty directory", .0.display())]
     NotEmpty(PathBuf),
     /// A file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -138,7 +138,7 @@ const JS: &[TemplateFile] = &[
 
 /// The Python project.
 const PYTHON: &[TemplateFile] = &[
-    file("app.py", include_str!("python/app.py.tmpl")),
+    file("src/app.py", include_str!("python/app.py.tmpl")),
     script("build.sh", include_str!("python/build.sh.tmpl")),
     file("plan.toml", include_str!("python/plan.toml.tmpl")),
     file("README.md", include_str!("python/README.md.tmpl")),

@@ -22,12 +22,15 @@ use crate::runtime::wit::latest::cancellation;
 /// How long a call that has asked `cancelled()` has, from the signal, to return.
 pub const GRACE: Duration = Duration::from_secs(3);
 
-/// Why and since when a signal is raised.
+/// Why and since when a signal is raised, and how long the call has from then on.
 #[derive(Debug)]
 struct Raised {
     at: Instant,
     kind: ErrorKind,
     reason: String,
+    /// [`GRACE`] if the call had asked `cancelled()` before the signal, else nothing:
+    /// decided once, so the executor and the epoch callback agree.
+    patience: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -51,10 +54,15 @@ impl CancelSignal {
     /// Raises the signal: the call ends as `kind` with `reason` unless it succeeds. Only
     /// the first raise counts.
     pub fn raise(&self, kind: ErrorKind, reason: impl Into<String>) {
+        let patience = match self.0.asked.load(Ordering::SeqCst) {
+            true => GRACE,
+            false => Duration::ZERO,
+        };
         let _ = self.0.raised.set(Raised {
             at: Instant::now(),
             kind,
             reason: reason.into(),
+            patience,
         });
     }
 
@@ -63,13 +71,11 @@ impl CancelSignal {
         self.0.raised.get().is_some()
     }
 
-    /// How long the call may run on after the signal: [`GRACE`] if it has asked
-    /// `cancelled()`, else nothing.
+    /// How long the call may run on after the signal: [`GRACE`] if it had asked
+    /// `cancelled()` before the signal, else nothing (nothing either while not raised).
     pub fn patience(&self) -> Duration {
-        match self.0.asked.load(Ordering::Relaxed) {
-            true => GRACE,
-            false => Duration::ZERO,
-        }
+        self.raised()
+            .map_or(Duration::ZERO, |raised| raised.patience)
     }
 
     fn raised(&self) -> Option<&Raised> {
@@ -110,7 +116,7 @@ impl Capability for Cancellation {
         state.part::<CancelSignal>().is_some_and(|signal| {
             signal
                 .raised()
-                .is_some_and(|raised| raised.at.elapsed() >= signal.patience())
+                .is_some_and(|raised| raised.at.elapsed() >= raised.patience)
         })
     }
 
@@ -133,7 +139,7 @@ impl Capability for Cancellation {
 impl cancellation::Host for AttemptState {
     fn cancelled(&mut self) -> bool {
         self.part::<CancelSignal>().is_some_and(|signal| {
-            signal.0.asked.store(true, Ordering::Relaxed);
+            signal.0.asked.store(true, Ordering::SeqCst);
             signal.is_raised()
         })
     }
@@ -154,5 +160,21 @@ mod tests {
             (raised.kind, raised.reason.as_str()),
             (ErrorKind::Cancelled, "by an operator")
         );
+    }
+
+    #[test]
+    fn only_a_call_that_asked_before_the_signal_gets_the_grace() {
+        let asked = CancelSignal::new();
+        asked.0.asked.store(true, Ordering::SeqCst);
+        assert_eq!(asked.patience(), Duration::ZERO, "not raised yet");
+        asked.raise(ErrorKind::Cancelled, "stop");
+        assert_eq!(asked.patience(), GRACE);
+
+        let late = CancelSignal::new();
+        late.raise(ErrorKind::Cancelled, "stop");
+        // Asking after the signal buys no time: the executor already decided how long
+        // it waits.
+        late.0.asked.store(true, Ordering::SeqCst);
+        assert_eq!(late.patience(), Duration::ZERO);
     }
 }

@@ -47,11 +47,6 @@ impl WitVersion {
         Self::ALL.into_iter().find(|v| v.as_str() == text)
     }
 
-    /// Whether plugins of this version can see `cancellation.cancelled()`.
-    pub fn has_cancellation(self) -> bool {
-        self >= WitVersion::V0_2_0
-    }
-
     /// The version `component` targets, read from its `planrt:task/…@X` imports (every
     /// plugin imports the `types` interface its exports use).
     pub fn of_component(component: &Component, engine: &Engine) -> Result<Self, VersionError> {
@@ -59,17 +54,16 @@ impl WitVersion {
         let mut found: Vec<&str> = component_type
             .imports(engine)
             .filter_map(|(name, _)| {
-                let (interface, version) = name.split_once('@')?;
-                interface
-                    .strip_prefix(PACKAGE)
-                    .filter(|rest| rest.starts_with('/'))
-                    .map(|_| version)
+                let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
+                // An interface of the package without a version is one no release has.
+                Some(rest.split_once('@').map_or("", |(_, version)| version))
             })
             .collect();
         found.sort_unstable();
         found.dedup();
         match found.as_slice() {
             [] => Err(VersionError::NotAPlugin),
+            [""] => Err(VersionError::Unversioned),
             [one] => Self::parse(one).ok_or_else(|| VersionError::Unsupported {
                 found: (*one).to_owned(),
             }),
@@ -102,6 +96,12 @@ pub enum VersionError {
         WitVersion::ALL[0], WitVersion::LATEST
     )]
     NotAPlugin,
+    /// `planrt:task` interfaces imported without a version.
+    #[error(
+        "imports {PACKAGE} interfaces without a version: build it against a released one ({PACKAGE}@{} to {})",
+        WitVersion::ALL[0], WitVersion::LATEST
+    )]
+    Unversioned,
     /// Imports of several versions at once.
     #[error("imports {PACKAGE} at several versions ({0}): build it against one")]
     Mixed(String),

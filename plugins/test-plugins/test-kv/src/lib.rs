@@ -4,7 +4,8 @@
 //! grace period, and logging that it saw the stop), or until it is killed. An attempt
 //! that finds the key returns what it found: after a `kill -9` and `resume`, the value
 //! the killed attempt committed. `setBytes` sets a value of that many bytes instead
-//! (limits); `delete` removes the key first.
+//! (limits); `delete` removes the key first; `succeedOnCancel` makes a held attempt
+//! finish with success when cancelled (work done within the grace).
 
 use planrt_plugin_sdk::{
     Context, Info, Task, TaskError, cancelled, export_task, kv_delete, kv_get, kv_set, log,
@@ -22,6 +23,9 @@ pub struct Params {
     /// Hold the first attempt (the one that sets the key) until cancelled or killed.
     #[serde(default)]
     hold_first: bool,
+    /// When held and cancelled, finish with success instead of an error.
+    #[serde(default)]
+    succeed_on_cancel: bool,
     /// Set a value of this many bytes instead.
     set_bytes: Option<usize>,
     /// Delete the key before reading it.
@@ -61,6 +65,9 @@ impl Task for TestKv {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             log!(Warn, "cancelled() returned true: stopping cleanly");
+            if params.succeed_on_cancel {
+                return Ok(json!({ "set": value, "finishedOnCancel": true }));
+            }
             return Err(TaskError::Transient(
                 "stopped: the host cancelled the attempt".into(),
             ));
