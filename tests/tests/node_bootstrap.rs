@@ -390,7 +390,7 @@ fn a_missing_height_is_permanent() {
 }
 
 #[test]
-fn the_restored_height_lives_in_the_kv_store_per_data_dir_and_a_reset_home_is_restored_again() {
+fn a_restore_counts_once_its_kv_record_is_committed_and_only_for_the_data_it_put_in_place() {
     let s = Scratch::with_plugins(&["snapshot-restore"]);
     let home = node_home(&s);
     let archive = tar_gz(&[
@@ -401,10 +401,11 @@ fn the_restored_height_lives_in_the_kv_store_per_data_dir_and_a_reset_home_is_re
     let plan = restore_plan(&server.addr.to_string(), &server.url(), "");
     let first = run(&s, &plan, 0);
     assert_eq!(first["tasks"][0]["output"]["restored"], true);
+    let task_id = first["tasks"][0]["id"].as_str().unwrap().to_owned();
 
-    // The record is in planrt's state (the task type's kv store): one per data dir, with
-    // the height and digest, and no URL (a `baseUrl` may be a secret).
-    let records = || -> Vec<(String, Value)> {
+    // The restore's record is in planrt's state (the task type's kv store), named by the
+    // restore ID the provenance file carries; neither holds the URL (it may be a secret).
+    let kv = || -> Vec<(String, Value)> {
         let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
         let mut query = db
             .prepare("SELECT key, value FROM kv WHERE task_type = 'snapshot-restore' ORDER BY key")
@@ -418,47 +419,63 @@ fn the_restored_height_lives_in_the_kv_store_per_data_dir_and_a_reset_home_is_re
             })
             .collect()
     };
-    let recorded = records();
-    assert_eq!(recorded.len(), 1, "{recorded:?}");
-    assert!(
-        recorded[0].0.starts_with(&format!("restored/{CHAIN}/")),
-        "{recorded:?}"
-    );
-    assert_eq!(recorded[0].1["height"], 7);
-    assert!(recorded[0].1.get("url").is_none(), "{recorded:?}");
+    let restore_id = format!("{task_id}.1");
+    let record = kv()
+        .into_iter()
+        .find(|(key, _)| *key == format!("restored/{CHAIN}/{restore_id}"))
+        .expect("the restore's record")
+        .1;
+    assert_eq!(record["height"], 7);
+    assert!(record.get("url").is_none(), "{record}");
+    let provenance: Value =
+        serde_json::from_str(&read(&home.join("data/.planrt-snapshot.json"))).unwrap();
+    assert_eq!(provenance["restoreId"], restore_id.as_str());
+    assert!(provenance.get("url").is_none(), "{provenance}");
 
-    // With the provenance file gone, the kv record alone makes the same height a no-op,
-    // and the node's newer data stays.
-    std::fs::remove_file(home.join("data/.planrt-snapshot.json")).unwrap();
+    // The same height again is a no-op, and the node's newer data stays.
     std::fs::write(home.join("data/application.db/000002.ldb"), "newer").unwrap();
-    let again = run(&s, &plan, 0);
-    assert_eq!(again["tasks"][0]["output"]["restored"], false);
+    assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], false);
     assert_eq!(read(&home.join("data/application.db/000002.ldb")), "newer");
 
-    // Another node home sharing this state dir is restored: the record spoke for the
-    // first home's data dir only.
+    // Another node home sharing this state dir, with node data but no restore of its own,
+    // is restored: the record speaks for the data it was committed with only.
     let other = s.path().join("other-home");
-    std::fs::create_dir_all(other.join("data")).unwrap();
+    std::fs::create_dir_all(other.join("data/blockstore.db")).unwrap();
+    std::fs::write(other.join("data/blockstore.db/CURRENT"), "other").unwrap();
     std::fs::write(other.join("data/priv_validator_state.json"), SIGNED).unwrap();
     let other_plan = plan.replace("host = \"node-home\"", "host = \"other-home\"");
-    let restored_other = run(&s, &other_plan, 0);
-    assert_eq!(restored_other["tasks"][0]["output"]["restored"], true);
+    assert_eq!(
+        run(&s, &other_plan, 0)["tasks"][0]["output"]["restored"],
+        true
+    );
     assert_eq!(read(&other.join("data/priv_validator_state.json")), SIGNED);
-    assert_eq!(records().len(), 2);
-    // ... and the first home is still a no-op.
-    assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], false);
 
-    // A reset (`unsafe-reset-all`: the node's data gone, the validator state kept) is
-    // restored again, whatever the record says.
-    std::fs::remove_dir_all(home.join("data/application.db")).unwrap();
+    // A reset (`unsafe-reset-all`: the data dir removed and made again, possibly with the
+    // same inode; the validator state kept) is restored again once the node has started.
+    std::fs::remove_dir_all(home.join("data")).unwrap();
+    std::fs::create_dir_all(home.join("data/blockstore.db")).unwrap();
+    std::fs::write(home.join("data/priv_validator_state.json"), SIGNED).unwrap();
+    std::fs::write(home.join("data/blockstore.db/CURRENT"), "started").unwrap();
     let reset = run(&s, &plan, 0);
     assert_eq!(reset["tasks"][0]["output"]["restored"], true);
     assert_eq!(
         read(&home.join("data/application.db/000001.ldb")),
         "app state"
     );
-    // The record of the replaced data dir went with it.
-    assert_eq!(records().len(), 2);
+
+    // A provenance file whose restore never committed its record (a crash between the
+    // swap and the kv write) does not count: the restore is done again.
+    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+    db.execute("DELETE FROM kv WHERE key LIKE 'restored/%'", [])
+        .unwrap();
+    drop(db);
+    assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], true);
+    assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], false);
+
+    // The chain's index keeps the last restores' IDs; nothing else accumulates.
+    let keys: Vec<String> = kv().into_iter().map(|(key, _)| key).collect();
+    assert!(keys.contains(&format!("restores/{CHAIN}")), "{keys:?}");
+    assert!(keys.len() <= 1 + 16, "{keys:?}");
 }
 
 /// A validator's last signed state, as the node wrote it.

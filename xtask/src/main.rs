@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask plugins | examples | demo | test`.
+//! Project tasks: `cargo xtask plugins | examples | demo | test | bench`.
 //!
 //! Plugins are built for wasm32-wasip2 with rustup's target when it is installed, else
 //! with Debian's rustc-web and a from-source std (see `toolchain`), which this module
 //! installs with apt when it must. Linker settings go through the environment, never
 //! through a machine-specific `.cargo/config.toml`.
 
+mod bench;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -13,15 +14,21 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().cloned().unwrap_or_default();
+    let rest = args.get(1..).unwrap_or_default();
     let root = project_root();
     match task.as_str() {
+        "bench" => bench::bench(&root, rest),
+        // Helpers of the bench, run as child processes.
+        "rss-of" => bench::rss_of(rest),
+        "native-extract" => bench::native_extract(rest),
         "plugins" => build_plugins(&root).map(drop),
         "examples" => build_examples(&root),
         "demo" => demo(&root),
         "test" => test(&root),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|demo|test>\n");
+            eprintln!("usage: cargo xtask <plugins|examples|demo|test|bench>\n");
             eprintln!(
                 "  plugins  build every plugin to target/plugins/ (shipped) and target/test-plugins/"
             );
@@ -29,6 +36,9 @@ fn main() -> Result<()> {
                 "  examples install the C, JavaScript and Python toolchains (under target/lang-tools)\n           and build the example plugins to target/examples-build/plugins/"
             );
             eprintln!("  demo     build what it needs and run the example plan");
+            eprintln!(
+                "  bench    snapshot-restore throughput against a native extractor [--size-mib N]"
+            );
             eprintln!("  test     build plugins, then fmt, clippy and every test");
             std::process::exit(2);
         }
@@ -55,7 +65,7 @@ pub fn run(command: &mut Command) -> Result<()> {
 }
 
 /// The cargo that runs this xtask (rustup's), for host builds and native tests.
-fn host_cargo() -> Command {
+pub(crate) fn host_cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
@@ -94,7 +104,7 @@ fn plugin_crates(root: &Path) -> Result<Vec<PluginCrate>> {
 }
 
 /// Builds every plugin and copies each component to its output directory.
-fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
     let wasm_target_dir = root.join("target/wasm");
     let mut build = toolchain::wasm_build_command(root)?;
     build

@@ -56,41 +56,6 @@ pub fn preopen_for(path: &Path) -> io::Result<(wasip2::filesystem::types::Descri
     Ok((dir, relative))
 }
 
-/// An identity of the file or directory at `path` that is the same for as long as it is
-/// the same file (it survives renames and changes of content) and differs once it is
-/// replaced: from its device and inode (through wasi:filesystem's `metadata-hash` in a
-/// guest). Hex.
-#[cfg(not(target_os = "wasi"))]
-pub fn identity(path: &Path) -> io::Result<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    Ok(format!("{:016x}{:016x}", meta.dev(), meta.ino()))
-}
-
-/// An identity of the file or directory at `path` that is the same for as long as it is
-/// the same file (it survives renames and changes of content) and differs once it is
-/// replaced: from its device and inode (through wasi:filesystem's `metadata-hash` in a
-/// guest). Hex.
-#[cfg(target_os = "wasi")]
-pub fn identity(path: &Path) -> io::Result<String> {
-    use wasip2::filesystem::types::{ErrorCode, PathFlags};
-    let (preopen, relative) = preopen_for(path)?;
-    let hash = if relative.is_empty() {
-        preopen.metadata_hash()
-    } else {
-        preopen.metadata_hash_at(PathFlags::empty(), &relative)
-    };
-    let hash = hash.map_err(|e| {
-        let kind = match e {
-            ErrorCode::NoEntry => io::ErrorKind::NotFound,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, format!("{}: {e:?}", path.display()))
-    })?;
-    Ok(format!("{:016x}{:016x}", hash.upper, hash.lower))
-}
-
 /// Renames `from` to `to` and syncs the directories that held and now hold it.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to).map_err(|e| {
@@ -218,25 +183,6 @@ fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_identity_survives_a_rename_and_new_content_but_not_a_replacement() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let first = identity(&data).unwrap();
-        std::fs::write(data.join("file"), "x").unwrap();
-        assert_eq!(identity(&data).unwrap(), first);
-        let moved = dir.path().join("moved");
-        std::fs::rename(&data, &moved).unwrap();
-        assert_eq!(identity(&moved).unwrap(), first);
-        std::fs::create_dir(&data).unwrap();
-        assert_ne!(identity(&data).unwrap(), first);
-        assert_eq!(
-            identity(&dir.path().join("missing")).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-    }
 
     #[test]
     fn a_file_is_replaced_whole_and_no_temporary_stays() {

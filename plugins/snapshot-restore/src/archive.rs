@@ -54,6 +54,9 @@ pub struct Extracted {
     pub bytes: u64,
 }
 
+/// Bytes written to a file per host call.
+const WRITE_BUFFER: usize = 1 << 20;
+
 /// `path` checked to be relative, without `..`, and inside `data/`; returned normalized.
 pub fn checked_entry_path(entry: &str, path: &Path) -> Result<PathBuf, ExtractError> {
     let mut clean = PathBuf::new();
@@ -170,8 +173,15 @@ pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError
             EntryType::Directory => std::fs::create_dir_all(&target).map_err(io_error(&target))?,
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-                let mut file = File::create(&target).map_err(io_error(&target))?;
+                // Written in MiB pieces: each write is a host call.
+                let mut file = io::BufWriter::with_capacity(
+                    WRITE_BUFFER,
+                    File::create(&target).map_err(io_error(&target))?,
+                );
                 extracted.bytes += io::copy(&mut entry, &mut file).map_err(io_error(&target))?;
+                let file = file
+                    .into_inner()
+                    .map_err(|e| io_error(&target)(e.into_error()))?;
                 file.sync_all().map_err(io_error(&target))?;
                 extracted.files += 1;
             }

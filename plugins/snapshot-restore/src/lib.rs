@@ -30,17 +30,17 @@ use sha2::{Digest, Sha256};
 use swap::{Layout, Recovery, SwapError};
 
 const HOME: &str = "/home";
-/// The restored snapshot's provenance (`{chainId, height, sha256, url}`), written into the
-/// data dir so it lands with the data: what `configure-state-sync` reads for
-/// `useLocalSnapshot`, and what an operator looks at. It stands in for the kv record when
-/// that is missing (a home restored by an older version, a crash between the swap and the
-/// kv write), and overrules one that disagrees with it.
+/// The restored snapshot's provenance, `{chainId, height, sha256, restoreId}`, written into
+/// the data dir so it lands with the data (no URL: `baseUrl` may be a secret). It is what
+/// `configure-state-sync` reads for `useLocalSnapshot`, and what binds the data to its kv
+/// record: `restoreId` names the restore that put this data in place.
 const PROVENANCE_FILE: &str = ".planrt-snapshot.json";
 const PROVENANCE: &str = "/home/data/.planrt-snapshot.json";
 const DATA: &str = "/home/data";
+/// How many restores of a chain keep their kv record (older ones are deleted).
+const KEPT_RECORDS: usize = 16;
 
-/// What is restored in a data dir: the idempotency record kept in the task type's kv
-/// store (no URL: it may hold a secret).
+/// What a restore put in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Restored {
     height: u64,
@@ -60,12 +60,15 @@ impl Restored {
     }
 }
 
-/// The kv key of what is restored for `chain_id` in the data dir whose identity is
-/// `data_dir`: every restore swaps in a new directory, so a record can only ever speak for
-/// the very directory it was written for — not for another node home sharing planrt's
-/// state, nor for a data dir someone replaced.
-fn restored_key(chain_id: &str, data_dir: &str) -> String {
-    format!("restored/{chain_id}/{data_dir}")
+/// The kv key of the record of restore `restore_id` of `chain_id`: committed once that
+/// restore's data is in place, it is the restore's commit record.
+fn record_key(chain_id: &str, restore_id: &str) -> String {
+    format!("restored/{chain_id}/{restore_id}")
+}
+
+/// The kv key of the list of the last [`KEPT_RECORDS`] restore IDs of `chain_id`.
+fn index_key(chain_id: &str) -> String {
+    format!("restores/{chain_id}")
 }
 
 /// Where the archive is, and what it must be.
@@ -192,40 +195,74 @@ fn has_node_data() -> bool {
     })
 }
 
-/// What the provenance file says is restored for `chain_id`.
-fn provenance(chain_id: &str) -> Option<Restored> {
+/// The provenance file of the data dir, if it is about `chain_id`: what it says is
+/// restored, and the ID of the restore that wrote it (none for planrt before 0.2).
+fn provenance(chain_id: &str) -> Option<(Restored, Option<String>)> {
     let marker: Value = serde_json::from_str(&std::fs::read_to_string(PROVENANCE).ok()?).ok()?;
-    (marker.get("chainId")?.as_str()? == chain_id)
-        .then(|| Restored::from_json(&marker))
-        .flatten()
+    if marker.get("chainId")?.as_str()? != chain_id {
+        return None;
+    }
+    let restore_id = marker
+        .get("restoreId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Some((Restored::from_json(&marker)?, restore_id))
 }
 
-/// What is restored for `chain_id` in the data dir as it is now, and its identity: the kv
-/// record of this very directory, else (or if they disagree) the provenance file that
-/// landed with its data. A data dir that is missing, or holds nothing but what a reset
-/// keeps, has nothing restored.
-fn recorded(chain_id: &str) -> Result<Option<(Restored, String)>, TaskError> {
+/// What is restored for `chain_id` in the data dir as it is now: the data must hold node
+/// data (a dir that is missing, or holds nothing but what a reset keeps, has nothing
+/// restored), its provenance file must name the restore that put it there, and that
+/// restore's kv record must be committed and agree. A file without a record is a restore
+/// that did not finish (a crash between the swap and the kv write: it is done again); a
+/// file with no `restoreId` was written by planrt before 0.2 and is taken as it is.
+fn recorded(chain_id: &str) -> Result<Option<Restored>, TaskError> {
     if !has_node_data() {
         return Ok(None);
     }
-    let data_dir = durable::identity(std::path::Path::new(DATA))
-        .map_err(io_failure("identifying the data dir"))?;
-    let record = kv_get(&restored_key(chain_id, &data_dir))?
+    let Some((file, restore_id)) = provenance(chain_id) else {
+        return Ok(None);
+    };
+    let Some(restore_id) = restore_id else {
+        return Ok(Some(file));
+    };
+    let record = kv_get(&record_key(chain_id, &restore_id))?
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .and_then(|value| Restored::from_json(&value));
-    let restored = match (record, provenance(chain_id)) {
-        (Some(record), Some(file)) if record != file => Some(file),
-        (record, file) => record.or(file),
-    };
-    Ok(restored.map(|restored| (restored, data_dir)))
+    Ok(record.filter(|record| *record == file))
 }
 
-/// Records in the kv store what is restored in the data dir `data_dir`.
-fn record_restored(chain_id: &str, data_dir: &str, restored: &Restored) -> Result<(), TaskError> {
-    Ok(kv_set(
-        &restored_key(chain_id, data_dir),
+/// Commits the record of restore `restore_id` (the data is in place), adds it to the
+/// chain's index and deletes the records that fall out of it.
+fn commit_restore(chain_id: &str, restore_id: &str, restored: &Restored) -> Result<(), TaskError> {
+    kv_set(
+        &record_key(chain_id, restore_id),
         restored.to_json().to_string().as_bytes(),
-    )?)
+    )?;
+    let mut index: Vec<String> = kv_get(&index_key(chain_id))
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    index.retain(|id| id != restore_id);
+    index.push(restore_id.to_owned());
+    let dropped: Vec<String> = index
+        .drain(..index.len().saturating_sub(KEPT_RECORDS))
+        .collect();
+    // The restore is committed; pruning old records is housekeeping a failure must not
+    // undo.
+    let pruned = kv_set(
+        &index_key(chain_id),
+        &serde_json::to_vec(&index).expect("a list of strings serializes"),
+    )
+    .and_then(|()| {
+        dropped
+            .iter()
+            .try_for_each(|id| kv_delete(&record_key(chain_id, id)))
+    });
+    if let Err(e) = pruned {
+        log!(Warn, "could not prune old restore records: {e:?}");
+    }
+    Ok(())
 }
 
 /// How a swap failure fails the task: a home in a state to refuse, or a mount point that
@@ -259,7 +296,7 @@ fn recover(layout: &Layout) -> Result<(), TaskError> {
     Ok(())
 }
 
-fn restore(params: Params) -> Result<Value, TaskError> {
+fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
     // Before anything else: a home left mid-swap by a killed attempt has no data dir.
     let layout = Layout::new(HOME);
     recover(&layout)?;
@@ -272,12 +309,10 @@ fn restore(params: Params) -> Result<Value, TaskError> {
             parse_latest(&text).map_err(TaskError::Permanent)?
         }
     };
-    if let Some((restored, data_dir)) = recorded(&params.chain_id)?
+    if let Some(restored) = recorded(&params.chain_id)?
         && restored.height == height
+        && params.sha256.as_ref().is_none_or(|s| *s == restored.sha256)
     {
-        // Known from the provenance file alone (a crash before the kv write, an older
-        // version): record it.
-        record_restored(&params.chain_id, &data_dir, &restored)?;
         log!(
             Info,
             "height {height} of {} is already restored",
@@ -328,30 +363,27 @@ fn restore(params: Params) -> Result<Value, TaskError> {
         )));
     }
     // The provenance goes in with the data (replacing any the archive brought).
-    let provenance =
-        json!({ "chainId": params.chain_id, "height": height, "sha256": digest, "url": url });
+    let provenance = json!({
+        "chainId": params.chain_id,
+        "height": height,
+        "sha256": digest,
+        "restoreId": restore_id,
+    });
     durable::write_atomically(
         layout.staged_data().join(PROVENANCE_FILE),
         provenance.to_string().as_bytes(),
     )
     .map_err(io_failure("recording the snapshot's provenance"))?;
-    let replaced = durable::identity(std::path::Path::new(DATA)).ok();
     layout
         .swap_in()
         .map_err(swap_failure("swapping the restored data dir in"))?;
-    // Recorded once the data is in place, for the directory now in place (a crash before
-    // this leaves the provenance file to say it); the record of the directory it replaced
-    // goes.
-    let data_dir = durable::identity(std::path::Path::new(DATA))
-        .map_err(io_failure("identifying the data dir"))?;
+    // The data is in place: the restore counts once its record is committed (a crash
+    // before this only costs the next attempt a second download).
     let restored = Restored {
         height,
         sha256: digest.clone(),
     };
-    record_restored(&params.chain_id, &data_dir, &restored)?;
-    if let Some(replaced) = replaced.filter(|replaced| *replaced != data_dir) {
-        kv_delete(&restored_key(&params.chain_id, &replaced))?;
-    }
+    commit_restore(&params.chain_id, restore_id, &restored)?;
     Ok(json!({
         "height": height,
         "restored": true,
@@ -392,8 +424,10 @@ impl Task for SnapshotRestore {
         params.check()
     }
 
-    fn run(_context: Context, params: Params) -> Result<Value, TaskError> {
-        restore(params.normalized())
+    fn run(context: Context, params: Params) -> Result<Value, TaskError> {
+        // Unique per attempt of every task: names the restore in the data and in kv.
+        let restore_id = format!("{}.{}", context.task_id, context.attempt);
+        restore(params.normalized(), &restore_id)
     }
 }
 

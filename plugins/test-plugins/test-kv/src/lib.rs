@@ -58,6 +58,11 @@ impl Task for TestKv {
             return Ok(json!({ "found": String::from_utf8_lossy(&found) }));
         }
         let value = format!("{} attempt {}", context.task_id, context.attempt);
+        if params.hold_first {
+            // Asked before anything a test waits for, so a stop at any moment after finds
+            // a plugin that asks (and gets its grace).
+            cancelled();
+        }
         kv_set(&params.key, value.as_bytes())?;
         log!(Info, "set {} = {value}", params.key);
         if params.hold_first {

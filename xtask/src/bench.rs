@@ -1,0 +1,263 @@
+//! `cargo xtask bench [--size-mib N]`: snapshot-restore against a native extractor of the
+//! same bytes from the same server, in the same run.
+//!
+//! It generates a `.tar.gz` of N MiB of data (64 files, half random, half compressible),
+//! serves it on 127.0.0.1, then runs, each in a child process whose peak RSS is measured:
+//! the native extractor (`xtask native-extract`: HTTP GET → sha256 → gunzip → tar into a
+//! directory, each file synced as the plugin does, with ureq, sha2, flate2 and tar) and
+//! `planrt run` (release build, warm
+//! compiled cache) of one snapshot-restore task. It prints the throughput of extracted
+//! data of both and their ratio.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::run;
+
+const CHAIN: &str = "bench-chain";
+const HEIGHT: u64 = 100;
+const FILES: usize = 64;
+
+/// What one measured child did.
+struct Measured {
+    wall: Duration,
+    peak_rss_kib: u64,
+}
+
+/// Runs `program args` under `xtask rss-of` (whose only child it is, so the peak RSS of
+/// the wrapper's children is the program's), measuring wall time and peak RSS.
+fn measure(program: &Path, args: &[&str], dir: &Path) -> Result<Measured> {
+    let mut command = Command::new(std::env::current_exe().context("the xtask binary")?);
+    command
+        .args(["rss-of", "--"])
+        .arg(program)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn");
+    let started = Instant::now();
+    let out = command
+        .output()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let wall = started.elapsed();
+    ensure!(
+        out.status.success(),
+        "{command:?} failed with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let peak_rss_kib = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kib="))
+        .context("rss-of printed no peak RSS")?
+        .parse()?;
+    Ok(Measured { wall, peak_rss_kib })
+}
+
+/// The archive: `size` bytes of data in [`FILES`] files under `data/`, every other file
+/// random (incompressible), the rest compressible text.
+fn archive(size: usize) -> Vec<u8> {
+    use planrt_fixtures::{Entry, random_bytes, tar_gz};
+    let per_file = size / FILES;
+    let contents: Vec<(String, Vec<u8>)> = (0..FILES)
+        .map(|i| {
+            let data = if i % 2 == 0 {
+                random_bytes(per_file, i as u64 + 1)
+            } else {
+                format!("block {i} of the application state, height {HEIGHT}\n")
+                    .into_bytes()
+                    .into_iter()
+                    .cycle()
+                    .take(per_file)
+                    .collect()
+            };
+            (format!("data/application.db/{i:06}.ldb"), data)
+        })
+        .collect();
+    let mut entries = vec![Entry::Dir("data/"), Entry::Dir("data/application.db/")];
+    entries.extend(contents.iter().map(|(name, data)| Entry::File(name, data)));
+    tar_gz(&entries)
+}
+
+fn as_strs(strings: &[String]) -> Vec<&str> {
+    strings.iter().map(String::as_str).collect()
+}
+
+/// `cargo xtask bench [--size-mib N]`.
+pub fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let size_mib: usize = match args {
+        [] => 128,
+        [flag, n] if flag == "--size-mib" => n.parse().context("--size-mib takes a number")?,
+        _ => bail!("usage: cargo xtask bench [--size-mib N]"),
+    };
+    let size = size_mib << 20;
+    crate::build_plugins(root)?;
+    run(crate::host_cargo()
+        .current_dir(root)
+        .args(["build", "--release", "--package", "planrt"]))?;
+    let planrt = root.join("target/release/planrt");
+
+    eprintln!("xtask: generating a {size_mib} MiB archive");
+    let archive = archive(size);
+    let archive_len = archive.len();
+    let server = planrt_fixtures::snapshot_server(CHAIN, HEIGHT, vec![(HEIGHT, archive)]);
+    let url = format!("{}/{CHAIN}/{HEIGHT}.tar.gz", server.url());
+
+    let work = root.join("target/bench");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    let plugins = work.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(
+        root.join("target/plugins/snapshot-restore.wasm"),
+        plugins.join("snapshot-restore.wasm"),
+    )?;
+    let plan = work.join("plan.toml");
+    // The plan of a home named `home`; each run gets a copy naming its own home.
+    std::fs::write(
+        &plan,
+        format!(
+            "[grants]\ndirs = [{{ host = \"home\", guest = \"/home\", mode = \"rw\" }}]\nhttp = [\"{}\"]\n\
+             [[tasks]]\ntype = \"snapshot-restore\"\nparams = {{ baseUrl = \"{}\", chainId = \"{CHAIN}\", targetHeight = {HEIGHT} }}\n",
+            server.addr,
+            server.url()
+        ),
+    )?;
+    let state = work.join("state");
+    let fresh_home = |name: &str| -> Result<PathBuf> {
+        let home = work.join(name);
+        std::fs::create_dir_all(home.join("data"))?;
+        Ok(home)
+    };
+    let planrt_args = |home: &str| -> Vec<String> {
+        let plan = std::fs::read_to_string(&plan).expect("the plan was written");
+        let home_plan = work.join(format!("{home}.toml"));
+        std::fs::write(
+            &home_plan,
+            plan.replace("host = \"home\"", &format!("host = \"{home}\"")),
+        )
+        .expect("writing a plan");
+        [
+            "run",
+            home_plan.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--durability",
+            "process",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+
+    // Warm-up: compiles the plugin into the cache (and warms the page cache).
+    fresh_home("warm-up")?;
+    measure(&planrt, &as_strs(&planrt_args("warm-up")), &work)?;
+
+    let native_out = work.join("native");
+    let native = measure(
+        &std::env::current_exe()?,
+        &["native-extract", &url, native_out.to_str().unwrap()],
+        &work,
+    )?;
+    fresh_home("measured")?;
+    let planrt_measured = measure(&planrt, &as_strs(&planrt_args("measured")), &work)?;
+
+    let mib = size as f64 / f64::from(1 << 20);
+    let rate = |m: &Measured| mib / m.wall.as_secs_f64();
+    println!(
+        "\nsnapshot-restore bench: {size_mib} MiB of data in {FILES} files, archive {:.1} MiB, served from {}",
+        archive_len as f64 / f64::from(1 << 20),
+        server.addr
+    );
+    println!("| extractor | wall | throughput (extracted data) | peak RSS |");
+    println!("|---|---|---|---|");
+    for (name, m) in [
+        ("native (ureq + sha2 + flate2 + tar)", &native),
+        ("planrt run, snapshot-restore", &planrt_measured),
+    ] {
+        println!(
+            "| {name} | {:.2} s | {:.1} MiB/s | {:.1} MiB |",
+            m.wall.as_secs_f64(),
+            rate(m),
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    println!(
+        "\nratio planrt / native: {:.2} (target ≥ 0.8)",
+        rate(&planrt_measured) / rate(&native)
+    );
+    Ok(())
+}
+
+/// `xtask rss-of -- CMD ARGS`: runs CMD as this process's only child and prints
+/// `peak_rss_kib=N`, the child's peak RSS (`getrusage` of the children).
+pub fn rss_of(args: &[String]) -> Result<()> {
+    let [dashdash, program, rest @ ..] = args else {
+        bail!("usage: xtask rss-of -- CMD [ARGS]");
+    };
+    ensure!(dashdash == "--", "usage: xtask rss-of -- CMD [ARGS]");
+    let status = Command::new(program).args(rest).status()?;
+    ensure!(status.success(), "{program} failed with {status}");
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    println!("peak_rss_kib={}", usage.ru_maxrss);
+    Ok(())
+}
+
+/// `xtask native-extract URL DIR`: the native baseline, the same work as the plugin —
+/// stream the body through sha256 and gunzip into tar entries written under DIR.
+pub fn native_extract(args: &[String]) -> Result<()> {
+    let [url, dir] = args else {
+        bail!("usage: xtask native-extract URL DIR");
+    };
+    struct Hashing<R> {
+        inner: R,
+        hasher: sha2::Sha256,
+    }
+    impl<R: Read> Read for Hashing<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            use sha2::Digest;
+            let n = self.inner.read(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+    }
+    let response = ureq::get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    let mut body = Hashing {
+        inner: response.into_body().into_reader(),
+        hasher: <sha2::Sha256 as sha2::Digest>::new(),
+    };
+    {
+        // The plugin's work: every file synced to disk once written.
+        let gunzip = flate2::read::GzDecoder::new(&mut body);
+        let mut archive = tar::Archive::new(gunzip);
+        std::fs::create_dir_all(dir)?;
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = Path::new(dir).join(entry.path()?);
+            entry
+                .unpack_in(dir)
+                .with_context(|| format!("extracting into {dir}"))?;
+            if entry.header().entry_type().is_file() {
+                std::fs::File::open(&path)?.sync_all()?;
+            }
+        }
+    }
+    std::io::copy(&mut body, &mut std::io::sink())?;
+    let digest = sha2::Digest::finalize(body.hasher);
+    eprintln!("native-extract: sha256 {}", hex::encode(digest));
+    Ok(())
+}
