@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--size-mib N]`: snapshot-restore against a native extractor of the
+//! `cargo xtask bench [--size-mib N] [--perf]`: snapshot-restore against a native extractor of the
 //! same bytes from the same server, in the same run.
 //!
 //! It generates a `.tar.gz` of N MiB of data (64 files, half random, half compressible),
@@ -87,13 +87,26 @@ fn as_strs(strings: &[String]) -> Vec<&str> {
     strings.iter().map(String::as_str).collect()
 }
 
-/// `cargo xtask bench [--size-mib N]`.
+/// `cargo xtask bench [--size-mib N] [--perf]` (`--perf`: one more planrt run under `perf
+/// record`, its profile left in `target/bench`).
 pub fn bench(root: &Path, args: &[String]) -> Result<()> {
-    let size_mib: usize = match args {
-        [] => 128,
-        [flag, n] if flag == "--size-mib" => n.parse().context("--size-mib takes a number")?,
-        _ => bail!("usage: cargo xtask bench [--size-mib N]"),
-    };
+    let usage = "usage: cargo xtask bench [--size-mib N] [--perf]";
+    let mut size_mib: usize = 128;
+    let mut perf = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--size-mib" => {
+                size_mib = args
+                    .next()
+                    .context(usage)?
+                    .parse()
+                    .context("--size-mib takes a number")?
+            }
+            "--perf" => perf = true,
+            _ => bail!(usage),
+        }
+    }
     let size = size_mib << 20;
     crate::build_plugins(root)?;
     run(crate::host_cargo()
@@ -168,6 +181,21 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     )?;
     fresh_home("measured")?;
     let planrt_measured = measure(&planrt, &as_strs(&planrt_args("measured")), &work)?;
+    if perf {
+        // A separate run under `perf record` (its overhead stays out of the figures).
+        fresh_home("profiled")?;
+        let data = work.join("planrt.perf.data");
+        let mut args = vec!["record", "-g", "-o", data.to_str().unwrap(), "--"];
+        args.push(planrt.to_str().unwrap());
+        let planrt_args = planrt_args("profiled");
+        args.extend(as_strs(&planrt_args));
+        measure(Path::new("perf"), &args, &work)?;
+        eprintln!(
+            "xtask: profile in {}: perf report -i {} --no-children --sort dso,sym",
+            data.display(),
+            data.display()
+        );
+    }
 
     let mib = size as f64 / f64::from(1 << 20);
     let rate = |m: &Measured| mib / m.wall.as_secs_f64();
