@@ -23,14 +23,39 @@ pub struct Location {
 }
 
 impl Location {
-    /// The location of byte offset `offset` in `source`.
+    /// The location of byte offset `offset` in `source` (one scan: for many offsets of
+    /// one source, build a [`LineIndex`]).
     pub fn of_offset(source: &str, offset: usize) -> Self {
-        let offset = offset.min(source.len());
-        let before = &source[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = source[line_start..offset].chars().count() + 1;
-        Self { line, column }
+        LineIndex::new(source).location(offset)
+    }
+}
+
+/// Where each line of a source starts: locations of many offsets without rescanning the
+/// source for each (a plan of 10 000 tasks has 10 000 of them).
+#[derive(Debug, Clone)]
+pub struct LineIndex<'a> {
+    source: &'a str,
+    /// Byte offset of the start of each line; the first is 0.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// The index of `source`: one scan.
+    pub fn new(source: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { source, starts }
+    }
+
+    /// The location of byte offset `offset` (clamped to the source).
+    pub fn location(&self, offset: usize) -> Location {
+        let offset = offset.min(self.source.len());
+        // The last line starting at or before `offset`.
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let line_start = self.starts[line - 1];
+        let column = self.source[line_start..offset].chars().count() + 1;
+        Location { line, column }
     }
 }
 
@@ -186,7 +211,7 @@ struct RawTask {
 
 /// Reads plan files, turning byte spans into located errors.
 struct Reader<'a> {
-    source: &'a str,
+    lines: LineIndex<'a>,
     file: &'a Path,
 }
 
@@ -194,7 +219,7 @@ impl Reader<'_> {
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
         SpecError {
             file: self.file.to_owned(),
-            location: Location::of_offset(self.source, span.start),
+            location: self.lines.location(span.start),
             message: message.into(),
         }
     }
@@ -380,7 +405,7 @@ impl Reader<'_> {
             None => Value::Object(Default::default()),
         };
         let policy = self.policy(defaults.retry(), raw.max_retries, raw.backoff)?;
-        let location = Location::of_offset(self.source, type_span.start);
+        let location = self.lines.location(type_span.start);
         Ok((
             TaskSpec {
                 task_type,
@@ -397,7 +422,10 @@ impl PlanSpec {
     /// Parses plan file text. `file` names it in errors; relative grant paths are taken
     /// relative to its directory. Pure: the file system is not touched.
     pub fn parse(source: &str, file: &Path) -> Result<Self, SpecError> {
-        let reader = Reader { source, file };
+        let reader = Reader {
+            lines: LineIndex::new(source),
+            file,
+        };
         let raw: RawPlan = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             reader.error(span, e.message().trim_end().to_owned())
@@ -467,7 +495,10 @@ impl TaskSettings {
     /// Parses a settings file: `file` names it in errors; relative grant paths are taken
     /// relative to its directory.
     pub fn parse(source: &str, file: &Path) -> Result<Self, SpecError> {
-        let reader = Reader { source, file };
+        let reader = Reader {
+            lines: LineIndex::new(source),
+            file,
+        };
         let raw: RawTaskSettings = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             reader.error(span, e.message().trim_end().to_owned())
@@ -823,6 +854,27 @@ backoff = { initial = "1s" }
         );
         let (_, _, m) = error_at("[[tasks]]\ntype = \"e\"\n[tasks.params]\nx = nan\n");
         assert!(m.contains("JSON has no such number"), "{m}");
+    }
+
+    #[test]
+    fn the_line_index_places_every_offset_as_a_scan_from_the_start_would() {
+        let source = "a = 1\n\n[[tasks]]\ntype = \"é\"\r\nx\n";
+        let index = LineIndex::new(source);
+        for offset in 0..=source.len() + 2 {
+            if !source.is_char_boundary(offset.min(source.len())) {
+                continue;
+            }
+            let clamped = offset.min(source.len());
+            let before = &source[..clamped];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = source[line_start..clamped].chars().count() + 1;
+            assert_eq!(
+                index.location(offset),
+                Location { line, column },
+                "offset {offset}"
+            );
+        }
     }
 
     #[test]
