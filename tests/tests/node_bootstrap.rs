@@ -390,21 +390,25 @@ fn a_missing_height_is_permanent() {
 }
 
 #[test]
-fn a_restore_counts_once_its_kv_record_is_committed_and_only_for_the_data_it_put_in_place() {
+fn the_data_decides_what_is_restored_and_the_kv_store_records_each_restore() {
     let s = Scratch::with_plugins(&["snapshot-restore"]);
     let home = node_home(&s);
-    let archive = tar_gz(&[
-        Entry::Dir("data/"),
-        Entry::File("data/application.db/000001.ldb", b"app state"),
-    ]);
-    let server = snapshot_server(CHAIN, 7, vec![(7, archive)]);
+    let archive = |height: &[u8]| {
+        tar_gz(&[
+            Entry::Dir("data/"),
+            Entry::File("data/application.db/000001.ldb", height),
+        ])
+    };
+    let server = snapshot_server(
+        CHAIN,
+        7,
+        vec![(7, archive(b"seven")), (8, archive(b"eight"))],
+    );
     let plan = restore_plan(&server.addr.to_string(), &server.url(), "");
     let first = run(&s, &plan, 0);
     assert_eq!(first["tasks"][0]["output"]["restored"], true);
-    let task_id = first["tasks"][0]["id"].as_str().unwrap().to_owned();
+    let first_id = format!("{}.1", first["tasks"][0]["id"].as_str().unwrap());
 
-    // The restore's record is in planrt's state (the task type's kv store), named by the
-    // restore ID the provenance file carries; neither holds the URL (it may be a secret).
     let kv = || -> Vec<(String, Value)> {
         let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
         let mut query = db
@@ -419,63 +423,47 @@ fn a_restore_counts_once_its_kv_record_is_committed_and_only_for_the_data_it_put
             })
             .collect()
     };
-    let restore_id = format!("{task_id}.1");
-    let record = kv()
-        .into_iter()
-        .find(|(key, _)| *key == format!("restored/{CHAIN}/{restore_id}"))
-        .expect("the restore's record")
-        .1;
-    assert_eq!(record["height"], 7);
-    assert!(record.get("url").is_none(), "{record}");
+    // The restore is recorded in planrt's state under the ID its provenance file carries;
+    // neither holds the URL (it may be a secret).
+    let records = kv();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, format!("restored/{CHAIN}/{first_id}"));
+    assert_eq!(records[0].1["height"], 7);
+    assert!(records[0].1.get("url").is_none(), "{records:?}");
     let provenance: Value =
         serde_json::from_str(&read(&home.join("data/.planrt-snapshot.json"))).unwrap();
-    assert_eq!(provenance["restoreId"], restore_id.as_str());
+    assert_eq!(provenance["restoreId"], first_id.as_str());
     assert!(provenance.get("url").is_none(), "{provenance}");
 
-    // The same height again is a no-op, and the node's newer data stays.
+    // The same height again is a no-op and the node's newer data stays — decided by the
+    // data itself, so even without planrt's records (another state dir, a moved host).
     std::fs::write(home.join("data/application.db/000002.ldb"), "newer").unwrap();
+    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
+    db.execute("DELETE FROM kv", []).unwrap();
+    drop(db);
     assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], false);
     assert_eq!(read(&home.join("data/application.db/000002.ldb")), "newer");
 
-    // Another node home sharing this state dir, with node data but no restore of its own,
-    // is restored: the record speaks for the data it was committed with only.
-    let other = s.path().join("other-home");
-    std::fs::create_dir_all(other.join("data/blockstore.db")).unwrap();
-    std::fs::write(other.join("data/blockstore.db/CURRENT"), "other").unwrap();
-    std::fs::write(other.join("data/priv_validator_state.json"), SIGNED).unwrap();
-    let other_plan = plan.replace("host = \"node-home\"", "host = \"other-home\"");
-    assert_eq!(
-        run(&s, &other_plan, 0)["tasks"][0]["output"]["restored"],
-        true
-    );
-    assert_eq!(read(&other.join("data/priv_validator_state.json")), SIGNED);
+    // Another height replaces the data, and the record of the replaced restore goes.
+    let eight = restore_plan(&server.addr.to_string(), &server.url(), "")
+        .replace("chainId = ", "targetHeight = 8, chainId = ");
+    let second = run(&s, &eight, 0);
+    assert_eq!(second["tasks"][0]["output"]["restored"], true);
+    assert_eq!(read(&home.join("data/application.db/000001.ldb")), "eight");
+    let second_id = format!("{}.1", second["tasks"][0]["id"].as_str().unwrap());
+    let keys: Vec<String> = kv().into_iter().map(|(key, _)| key).collect();
+    assert_eq!(keys, [format!("restored/{CHAIN}/{second_id}")]);
 
-    // A reset (`unsafe-reset-all`: the data dir removed and made again, possibly with the
-    // same inode; the validator state kept) is restored again once the node has started.
+    // A reset (`unsafe-reset-all`: the data dir removed and made again, the validator
+    // state kept) is restored again once the node has started.
     std::fs::remove_dir_all(home.join("data")).unwrap();
     std::fs::create_dir_all(home.join("data/blockstore.db")).unwrap();
     std::fs::write(home.join("data/priv_validator_state.json"), SIGNED).unwrap();
     std::fs::write(home.join("data/blockstore.db/CURRENT"), "started").unwrap();
     let reset = run(&s, &plan, 0);
     assert_eq!(reset["tasks"][0]["output"]["restored"], true);
-    assert_eq!(
-        read(&home.join("data/application.db/000001.ldb")),
-        "app state"
-    );
-
-    // A provenance file whose restore never committed its record (a crash between the
-    // swap and the kv write) does not count: the restore is done again.
-    let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
-    db.execute("DELETE FROM kv WHERE key LIKE 'restored/%'", [])
-        .unwrap();
-    drop(db);
-    assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], true);
-    assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], false);
-
-    // The chain's index keeps the last restores' IDs; nothing else accumulates.
-    let keys: Vec<String> = kv().into_iter().map(|(key, _)| key).collect();
-    assert!(keys.contains(&format!("restores/{CHAIN}")), "{keys:?}");
-    assert!(keys.len() <= 1 + 16, "{keys:?}");
+    assert_eq!(read(&home.join("data/application.db/000001.ldb")), "seven");
+    assert_eq!(read(&home.join("data/priv_validator_state.json")), SIGNED);
 }
 
 /// A validator's last signed state, as the node wrote it.

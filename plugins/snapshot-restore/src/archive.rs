@@ -3,11 +3,11 @@
 //! hardlinks that lead out (even to elsewhere under the root), and writes through links.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use planrt_node_common::durable;
+use planrt_node_common::large_file::LargeFile;
 use tar::{Archive, EntryType};
 
 /// The directory every entry must stay inside.
@@ -173,10 +173,11 @@ pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError
             EntryType::Directory => std::fs::create_dir_all(&target).map_err(io_error(&target))?,
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-                // Written in MiB pieces: each write is a host call.
+                // Written in MiB pieces, each one host call (std's writes would be split
+                // into 4 KiB calls by the preview1 layer).
                 let mut file = io::BufWriter::with_capacity(
                     WRITE_BUFFER,
-                    File::create(&target).map_err(io_error(&target))?,
+                    LargeFile::create(&target).map_err(io_error(&target))?,
                 );
                 extracted.bytes += io::copy(&mut entry, &mut file).map_err(io_error(&target))?;
                 let file = file

@@ -21,7 +21,7 @@ use planrt_node_common::durable;
 use planrt_node_common::http::{self, FetchError};
 use planrt_plugin_sdk::{
     Context, DirMode, DirNeed, Info, Needs, Task, TaskError, cancelled, export_task, kv_delete,
-    kv_get, kv_set, log, progress,
+    kv_set, log, progress,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -32,13 +32,12 @@ use swap::{Layout, Recovery, SwapError};
 const HOME: &str = "/home";
 /// The restored snapshot's provenance, `{chainId, height, sha256, restoreId}`, written into
 /// the data dir so it lands with the data (no URL: `baseUrl` may be a secret). It is what
-/// `configure-state-sync` reads for `useLocalSnapshot`, and what binds the data to its kv
-/// record: `restoreId` names the restore that put this data in place.
+/// decides whether a height is restored — it reaches the data dir only by the rename
+/// that puts the data in place — and what `configure-state-sync` reads for
+/// `useLocalSnapshot`.
 const PROVENANCE_FILE: &str = ".planrt-snapshot.json";
 const PROVENANCE: &str = "/home/data/.planrt-snapshot.json";
 const DATA: &str = "/home/data";
-/// How many restores of a chain keep their kv record (older ones are deleted).
-const KEPT_RECORDS: usize = 16;
 
 /// What a restore put in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,15 +59,13 @@ impl Restored {
     }
 }
 
-/// The kv key of the record of restore `restore_id` of `chain_id`: committed once that
-/// restore's data is in place, it is the restore's commit record.
+/// The kv key of the record of restore `restore_id` of `chain_id`: the task type's own
+/// account of the restores whose data is in place in some node home (an audit record,
+/// deleted when that data is replaced by another restore). It decides nothing: a record
+/// in planrt's state cannot prove what a node home holds (a home may be restored with
+/// another state dir, or share this one with other homes).
 fn record_key(chain_id: &str, restore_id: &str) -> String {
     format!("restored/{chain_id}/{restore_id}")
-}
-
-/// The kv key of the list of the last [`KEPT_RECORDS`] restore IDs of `chain_id`.
-fn index_key(chain_id: &str) -> String {
-    format!("restores/{chain_id}")
 }
 
 /// Where the archive is, and what it must be.
@@ -209,60 +206,28 @@ fn provenance(chain_id: &str) -> Option<(Restored, Option<String>)> {
     Some((Restored::from_json(&marker)?, restore_id))
 }
 
-/// What is restored for `chain_id` in the data dir as it is now: the data must hold node
-/// data (a dir that is missing, or holds nothing but what a reset keeps, has nothing
-/// restored), its provenance file must name the restore that put it there, and that
-/// restore's kv record must be committed and agree. A file without a record is a restore
-/// that did not finish (a crash between the swap and the kv write: it is done again); a
-/// file with no `restoreId` was written by planrt before 0.2 and is taken as it is.
-fn recorded(chain_id: &str) -> Result<Option<Restored>, TaskError> {
-    if !has_node_data() {
-        return Ok(None);
-    }
-    let Some((file, restore_id)) = provenance(chain_id) else {
-        return Ok(None);
-    };
-    let Some(restore_id) = restore_id else {
-        return Ok(Some(file));
-    };
-    let record = kv_get(&record_key(chain_id, &restore_id))?
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .and_then(|value| Restored::from_json(&value));
-    Ok(record.filter(|record| *record == file))
+/// What is restored for `chain_id` in the data dir as it is now (after `recover`): its
+/// provenance file, if the dir holds node data (a dir that is missing, or holds nothing
+/// but what a reset keeps, has nothing restored).
+fn recorded(chain_id: &str) -> Option<(Restored, Option<String>)> {
+    has_node_data().then(|| provenance(chain_id)).flatten()
 }
 
-/// Commits the record of restore `restore_id` (the data is in place), adds it to the
-/// chain's index and deletes the records that fall out of it.
-fn commit_restore(chain_id: &str, restore_id: &str, restored: &Restored) -> Result<(), TaskError> {
-    kv_set(
+/// Records restore `restore_id` in the kv store, and deletes the record of the restore
+/// whose data it replaced. The data is in place already: a kv failure is logged, never
+/// the attempt's failure.
+fn record_restore(chain_id: &str, restore_id: &str, restored: &Restored, replaced: Option<&str>) {
+    let recorded = kv_set(
         &record_key(chain_id, restore_id),
         restored.to_json().to_string().as_bytes(),
-    )?;
-    let mut index: Vec<String> = kv_get(&index_key(chain_id))
-        .ok()
-        .flatten()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-    index.retain(|id| id != restore_id);
-    index.push(restore_id.to_owned());
-    let dropped: Vec<String> = index
-        .drain(..index.len().saturating_sub(KEPT_RECORDS))
-        .collect();
-    // The restore is committed; pruning old records is housekeeping a failure must not
-    // undo.
-    let pruned = kv_set(
-        &index_key(chain_id),
-        &serde_json::to_vec(&index).expect("a list of strings serializes"),
     )
-    .and_then(|()| {
-        dropped
-            .iter()
-            .try_for_each(|id| kv_delete(&record_key(chain_id, id)))
+    .and_then(|()| match replaced {
+        Some(old) if old != restore_id => kv_delete(&record_key(chain_id, old)),
+        _ => Ok(()),
     });
-    if let Err(e) = pruned {
-        log!(Warn, "could not prune old restore records: {e:?}");
+    if let Err(e) = recorded {
+        log!(Warn, "could not record the restore in the kv store: {e:?}");
     }
-    Ok(())
 }
 
 /// How a swap failure fails the task: a home in a state to refuse, or a mount point that
@@ -309,7 +274,7 @@ fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
             parse_latest(&text).map_err(TaskError::Permanent)?
         }
     };
-    if let Some(restored) = recorded(&params.chain_id)?
+    if let Some((restored, _)) = recorded(&params.chain_id)
         && restored.height == height
         && params.sha256.as_ref().is_none_or(|s| *s == restored.sha256)
     {
@@ -374,16 +339,15 @@ fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
         provenance.to_string().as_bytes(),
     )
     .map_err(io_failure("recording the snapshot's provenance"))?;
+    let replaced = self::provenance(&params.chain_id).and_then(|(_, id)| id);
     layout
         .swap_in()
         .map_err(swap_failure("swapping the restored data dir in"))?;
-    // The data is in place: the restore counts once its record is committed (a crash
-    // before this only costs the next attempt a second download).
     let restored = Restored {
         height,
         sha256: digest.clone(),
     };
-    commit_restore(&params.chain_id, restore_id, &restored)?;
+    record_restore(&params.chain_id, restore_id, &restored, replaced.as_deref());
     Ok(json!({
         "height": height,
         "restored": true,

@@ -271,11 +271,10 @@ impl Capabilities {
         sandbox: &Sandbox,
         inputs: &AttemptInputs,
     ) -> Result<(WasiCtx, Extensions), AttemptError> {
+        // Not `allow_blocking_current_thread`: a guest's blocking file call would then run
+        // inside the call's own future, where neither the call's timeout nor a cancel nor
+        // a shutdown can end it (a FIFO, a stalled disk), and hold a tokio worker.
         let mut wasi = WasiCtx::builder();
-        // WASI calls a guest sees as blocking (a file write) run on this thread rather than
-        // being handed to tokio's blocking pool and awaited: a thread handoff, and its
-        // context switches, per 8 KiB write made snapshot-restore 5x slower than native.
-        wasi.allow_blocking_current_thread(true);
         let mut parts = Extensions::new();
         let mut setup = AttemptSetup {
             wasi: &mut wasi,
