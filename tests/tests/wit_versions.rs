@@ -138,12 +138,14 @@ fn kv_written_by_an_attempt_killed_with_sigkill_is_read_by_the_next_after_resume
     assert_eq!(doc["tasks"][0]["output"]["wit"], "0.1.0");
 }
 
-#[test]
-fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
+/// Runs a one-task plan of `test-kv` holding on key `held` with `params` (TOML inline
+/// table entries), sends SIGTERM once the key is committed, and returns planrt's exit
+/// code, how long it took to exit after the signal, and the plan's status document.
+fn sigterm_a_held_attempt(params: &str) -> (Option<i32>, Duration, Value) {
     let s = Scratch::with_plugins(&["test-kv"]);
-    let (saved, doc) = s.save_plan(
-        "[[tasks]]\ntype = \"test-kv\"\nparams = { key = \"held\", holdFirst = true }\n",
-    );
+    let (saved, doc) = s.save_plan(&format!(
+        "[[tasks]]\ntype = \"test-kv\"\nparams = {{ key = \"held\", holdFirst = true{params} }}\n"
+    ));
     let plan_id = doc["id"].as_str().unwrap().to_owned();
     let child = s.spawn(&["run", saved.to_str().unwrap()]);
     wait_for_key(&s, "held");
@@ -154,14 +156,17 @@ fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    // It stopped on its own, well inside the grace period.
-    assert!(
-        signalled.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        signalled.elapsed()
-    );
+    let took = signalled.elapsed();
     let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
+    (out.status.code(), took, doc)
+}
+
+#[test]
+fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
+    let (code, took, doc) = sigterm_a_held_attempt("");
+    assert_eq!(code, Some(130));
+    // It stopped on its own, well inside the grace period.
+    assert!(took < Duration::from_secs(3), "{took:?}");
     let attempt = &doc["tasks"][0]["attempts"][0];
     // Whatever the plugin returned, a shutdown records the attempt `interrupted`.
     assert_eq!(attempt["errorKind"], "interrupted", "{attempt}");
@@ -177,21 +182,9 @@ fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
 
 #[test]
 fn work_finished_within_the_grace_of_a_shutdown_is_recorded_complete() {
-    let s = Scratch::with_plugins(&["test-kv"]);
-    let (saved, doc) = s.save_plan(
-        "[[tasks]]\ntype = \"test-kv\"\nparams = { key = \"held\", holdFirst = true, succeedOnCancel = true }\n",
-    );
-    let plan_id = doc["id"].as_str().unwrap().to_owned();
-    let child = s.spawn(&["run", saved.to_str().unwrap()]);
-    wait_for_key(&s, "held");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (code, _, doc) = sigterm_a_held_attempt(", succeedOnCancel = true");
     // The plan is complete, not interrupted: exit 0, nothing left to resume.
-    assert_eq!(out.status.code(), Some(0));
-    let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
+    assert_eq!(code, Some(0));
     assert_eq!(doc["phase"], "Complete");
     assert_eq!(doc["tasks"][0]["output"]["finishedOnCancel"], true);
     assert_eq!(doc["tasks"][0]["attempts"].as_array().unwrap().len(), 1);
