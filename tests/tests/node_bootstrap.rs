@@ -443,6 +443,9 @@ fn the_data_decides_what_is_restored_and_the_kv_store_records_each_restore() {
     drop(db);
     assert_eq!(run(&s, &plan, 0)["tasks"][0]["output"]["restored"], false);
     assert_eq!(read(&home.join("data/application.db/000002.ldb")), "newer");
+    // ... and the missing record of the data in place is written again.
+    let keys: Vec<String> = kv().into_iter().map(|(key, _)| key).collect();
+    assert_eq!(keys, [format!("restored/{CHAIN}/{first_id}")]);
 
     // Another height replaces the data, and the record of the replaced restore goes.
     let eight = restore_plan(&server.addr.to_string(), &server.url(), "")

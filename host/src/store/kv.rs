@@ -47,24 +47,24 @@ impl SqliteStore {
             let tx = write_transaction(&mut conn)?;
             // Keys and bytes of the type, not counting `key`: what it would hold with the
             // new value is that plus one key and the value's length.
-            let (others, other_bytes): (i64, i64) = tx.query_row(
-                "SELECT count(*), coalesce(sum(length(value)), 0) FROM kv
-                 WHERE task_type = ?1 AND key <> ?2",
-                (task_type, key),
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
+            let (others, other_bytes): (i64, i64) = tx
+                .prepare_cached(
+                    "SELECT count(*), coalesce(sum(length(value)), 0) FROM kv
+                     WHERE task_type = ?1 AND key <> ?2",
+                )?
+                .query_row((task_type, key), |row| Ok((row.get(0)?, row.get(1)?)))?;
             if others as u64 + 1 > max_keys {
                 return Ok(KvWrite::TooManyKeys);
             }
             if other_bytes as u64 + value.len() as u64 > max_bytes {
                 return Ok(KvWrite::TooManyBytes);
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO kv (task_type, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (task_type, key) DO UPDATE SET value = excluded.value,
                                                             updated_at = excluded.updated_at",
-                (task_type, key, value, jiff::Timestamp::now().to_string()),
-            )?;
+            )?
+            .execute((task_type, key, value, jiff::Timestamp::now().to_string()))?;
             tx.commit()?;
             Ok(KvWrite::Written)
         })
@@ -75,10 +75,8 @@ impl SqliteStore {
         blocking(|| {
             let mut conn = self.writer()?;
             let tx = write_transaction(&mut conn)?;
-            tx.execute(
-                "DELETE FROM kv WHERE task_type = ?1 AND key = ?2",
-                (task_type, key),
-            )?;
+            tx.prepare_cached("DELETE FROM kv WHERE task_type = ?1 AND key = ?2")?
+                .execute((task_type, key))?;
             tx.commit()?;
             Ok(())
         })

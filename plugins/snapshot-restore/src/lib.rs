@@ -21,7 +21,7 @@ use planrt_node_common::durable;
 use planrt_node_common::http::{self, FetchError};
 use planrt_plugin_sdk::{
     Context, DirMode, DirNeed, Info, Needs, Task, TaskError, cancelled, export_task, kv_delete,
-    kv_set, log, progress,
+    kv_get, kv_set, log, progress,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -213,20 +213,38 @@ fn recorded(chain_id: &str) -> Option<(Restored, Option<String>)> {
     has_node_data().then(|| provenance(chain_id)).flatten()
 }
 
-/// Records restore `restore_id` in the kv store, and deletes the record of the restore
-/// whose data it replaced. The data is in place already: a kv failure is logged, never
-/// the attempt's failure.
-fn record_restore(chain_id: &str, restore_id: &str, restored: &Restored, replaced: Option<&str>) {
+/// The chain and restore ID the data dir's provenance file names, whatever the chain (the
+/// restore a new one replaces).
+fn provenance_id() -> Option<(String, String)> {
+    let marker: Value = serde_json::from_str(&std::fs::read_to_string(PROVENANCE).ok()?).ok()?;
+    Some((
+        marker.get("chainId")?.as_str()?.to_owned(),
+        marker.get("restoreId")?.as_str()?.to_owned(),
+    ))
+}
+
+/// Records restore `restore_id` in the kv store (best effort: the data is in place
+/// already, so a kv failure is logged, never the attempt's failure).
+fn record_restore(chain_id: &str, restore_id: &str, restored: &Restored) {
     let recorded = kv_set(
         &record_key(chain_id, restore_id),
         restored.to_json().to_string().as_bytes(),
-    )
-    .and_then(|()| match replaced {
-        Some(old) if old != restore_id => kv_delete(&record_key(chain_id, old)),
-        _ => Ok(()),
-    });
+    );
     if let Err(e) = recorded {
         log!(Warn, "could not record the restore in the kv store: {e:?}");
+    }
+}
+
+/// Deletes the record of the restore whose data was replaced (best effort, on its own:
+/// whether or not the new record could be written).
+fn forget_restore(replaced: Option<(String, String)>, restore_id: &str) {
+    if let Some((chain, old)) = replaced.filter(|(_, old)| old != restore_id)
+        && let Err(e) = kv_delete(&record_key(&chain, &old))
+    {
+        log!(
+            Warn,
+            "could not delete the record of the replaced restore: {e:?}"
+        );
     }
 }
 
@@ -274,10 +292,17 @@ fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
             parse_latest(&text).map_err(TaskError::Permanent)?
         }
     };
-    if let Some((restored, _)) = recorded(&params.chain_id)
+    if let Some((restored, id)) = recorded(&params.chain_id)
         && restored.height == height
         && params.sha256.as_ref().is_none_or(|s| *s == restored.sha256)
     {
+        // The data is in place; its record may be missing (a crash between the swap and
+        // the kv write, a failed write): write it now.
+        if let Some(id) = id
+            && kv_get(&record_key(&params.chain_id, &id)).is_ok_and(|r| r.is_none())
+        {
+            record_restore(&params.chain_id, &id, &restored);
+        }
         log!(
             Info,
             "height {height} of {} is already restored",
@@ -339,7 +364,7 @@ fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
         provenance.to_string().as_bytes(),
     )
     .map_err(io_failure("recording the snapshot's provenance"))?;
-    let replaced = self::provenance(&params.chain_id).and_then(|(_, id)| id);
+    let replaced = provenance_id();
     layout
         .swap_in()
         .map_err(swap_failure("swapping the restored data dir in"))?;
@@ -347,7 +372,8 @@ fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
         height,
         sha256: digest.clone(),
     };
-    record_restore(&params.chain_id, restore_id, &restored, replaced.as_deref());
+    forget_restore(replaced, restore_id);
+    record_restore(&params.chain_id, restore_id, &restored);
     Ok(json!({
         "height": height,
         "restored": true,
