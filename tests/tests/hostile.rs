@@ -1,0 +1,79 @@
+//! Hostile plugins (issue 11, first cases): probes of the sandbox's walls come back
+//! empty-handed and the plan goes on; a stack overflow is a trap and the host stays up.
+
+use planrt_e2e::Scratch;
+
+fn scratch() -> Scratch {
+    let s = Scratch::with_plugins(&["test-hostile", "test-echo"]);
+    std::fs::create_dir(s.path().join("work")).unwrap();
+    std::fs::write(s.path().join("work/mine.txt"), "granted").unwrap();
+    s
+}
+
+const GRANT: &str = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"ro\" }]\n";
+
+#[test]
+fn probes_of_the_sandbox_come_back_empty_handed_and_the_next_task_runs() {
+    let s = scratch();
+    let plan = s.write(
+        "p.toml",
+        &format!(
+            "{GRANT}\
+             [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"read-outside\" }}\n\
+             [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"dotdot\" }}\n\
+             [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"env\" }}\n\
+             [[tasks]]\ntype = \"test-echo\"\n"
+        ),
+    );
+    // The host's own environment has something a plugin must not see.
+    let run = s
+        .command(&["run", plan.to_str().unwrap(), "--output", "json"])
+        .env("PLANRT_TEST_HOST_SECRET", "s3cr3t")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(doc["phase"], "Complete");
+    for index in [0, 1] {
+        let output = &doc["tasks"][index]["output"];
+        assert!(
+            output.get("read").is_none(),
+            "task {index} read it: {output}"
+        );
+        assert!(output["error"].is_string(), "task {index}: {output}");
+    }
+    assert_eq!(doc["tasks"][2]["output"]["vars"], serde_json::json!([]));
+    assert_eq!(doc["tasks"][3]["status"], "Complete");
+}
+
+#[test]
+fn a_stack_overflow_traps_the_attempt_and_the_host_runs_the_next_plan() {
+    let s = scratch();
+    let plan = s.write(
+        "p.toml",
+        &format!(
+            "{GRANT}[defaults]\nmaxRetries = 2\n\
+             [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"recursion\" }}\n"
+        ),
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let attempts = run.json()["tasks"][0]["attempts"].clone();
+    assert_eq!(
+        attempts.as_array().unwrap().len(),
+        1,
+        "a trap is not retried"
+    );
+    assert_eq!(attempts[0]["errorKind"], "trap");
+    // Rust's wasm32 stack is a shadow stack in linear memory: overflowing it runs below
+    // address 0 (out of bounds) before wasm's own call stack is exhausted.
+    let message = attempts[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("out of bounds memory access") || message.contains("call stack exhausted"),
+        "{message}"
+    );
+
+    let next = s.write("next.toml", "[[tasks]]\ntype = \"test-echo\"\n");
+    assert_eq!(s.planrt(&["run", next.to_str().unwrap()]).code, 0);
+}
