@@ -7,6 +7,8 @@ fn scratch() -> Scratch {
     let s = Scratch::with_plugins(&["test-hostile", "test-echo"]);
     std::fs::create_dir(s.path().join("work")).unwrap();
     std::fs::write(s.path().join("work/mine.txt"), "granted").unwrap();
+    // Planted by "a previous task": a link out of the grant, which the host must not follow.
+    std::os::unix::fs::symlink("/etc", s.path().join("work/link")).unwrap();
     s
 }
 
@@ -20,6 +22,7 @@ fn probes_of_the_sandbox_come_back_empty_handed_and_the_next_task_runs() {
         &format!(
             "{GRANT}\
              [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"read-outside\" }}\n\
+             [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"symlink\" }}\n\
              [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"dotdot\" }}\n\
              [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"env\" }}\n\
              [[tasks]]\ntype = \"test-echo\"\n"
@@ -35,7 +38,7 @@ fn probes_of_the_sandbox_come_back_empty_handed_and_the_next_task_runs() {
     assert_eq!(run.status.code(), Some(0), "{stderr}");
     let doc: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(doc["phase"], "Complete");
-    for index in [0, 1] {
+    for index in [0, 1, 2] {
         let output = &doc["tasks"][index]["output"];
         assert!(
             output.get("read").is_none(),
@@ -43,8 +46,8 @@ fn probes_of_the_sandbox_come_back_empty_handed_and_the_next_task_runs() {
         );
         assert!(output["error"].is_string(), "task {index}: {output}");
     }
-    assert_eq!(doc["tasks"][2]["output"]["vars"], serde_json::json!([]));
-    assert_eq!(doc["tasks"][3]["status"], "Complete");
+    assert_eq!(doc["tasks"][3]["output"]["vars"], serde_json::json!([]));
+    assert_eq!(doc["tasks"][4]["status"], "Complete");
 }
 
 #[test]

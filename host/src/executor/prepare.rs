@@ -325,16 +325,20 @@ pub async fn prepare(
             );
         }
     }
+    // Each task with its index, its checked form and its resolved params.
+    let each = || {
+        saved
+            .plan
+            .tasks
+            .iter()
+            .zip(&tasks)
+            .zip(&resolved)
+            .enumerate()
+    };
     // The params schema, checked by the host for every language; on the resolved params
-    // (a `$env` secret is a string where the schema wants one), its messages masked.
-    for (index, ((task, prepared_task), resolved)) in saved
-        .plan
-        .tasks
-        .iter()
-        .zip(&tasks)
-        .zip(&resolved)
-        .enumerate()
-    {
+    // (a `$env` secret is a string where the schema wants one), its messages masked. All
+    // tasks before any `validate`: no plugin code runs for a plan a schema refuses.
+    for (index, ((task, prepared_task), resolved)) in each() {
         if let Err(violations) = prepared_task.plugin.schema().check(&resolved.params) {
             return Err(PrepareError::ParamsSchema {
                 location: location_of(index),
@@ -351,14 +355,7 @@ pub async fn prepare(
         }
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
-    for (index, ((task, prepared_task), resolved)) in saved
-        .plan
-        .tasks
-        .iter()
-        .zip(&tasks)
-        .zip(&resolved)
-        .enumerate()
-    {
+    for (index, ((task, prepared_task), resolved)) in each() {
         let params = serde_json::to_string(&resolved.params).expect("JSON values serialize");
         match prepared_task.plugin.validate(&params, &redactor).await {
             Ok(Ok(())) => {}

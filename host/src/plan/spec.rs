@@ -22,14 +22,6 @@ pub struct Location {
     pub column: usize,
 }
 
-impl Location {
-    /// The location of byte offset `offset` in `source` (one scan: for many offsets of
-    /// one source, build a [`LineIndex`]).
-    pub fn of_offset(source: &str, offset: usize) -> Self {
-        LineIndex::new(source).location(offset)
-    }
-}
-
 /// Where each line of a source starts: locations of many offsets without rescanning the
 /// source for each (a plan of 10 000 tasks has 10 000 of them).
 #[derive(Debug, Clone)]
@@ -880,11 +872,11 @@ backoff = { initial = "1s" }
     #[test]
     fn locations_count_characters() {
         assert_eq!(
-            Location::of_offset("ab\ncé\nx", 6),
+            LineIndex::new("ab\ncé\nx").location(6),
             Location { line: 2, column: 3 }
         );
         assert_eq!(
-            Location::of_offset("abc", 0),
+            LineIndex::new("abc").location(0),
             Location { line: 1, column: 1 }
         );
     }

@@ -46,7 +46,9 @@ impl SqliteStore {
             let mut conn = self.writer()?;
             let tx = write_transaction(&mut conn)?;
             // Keys and bytes of the type, not counting `key`: what it would hold with the
-            // new value is that plus one key and the value's length.
+            // new value is that plus one key and the value's length. A scan of the type's
+            // rows (at most 1024) inside the write: bounded, and kv writes are rare next to
+            // attempts; keep running totals if that ever changes.
             let (others, other_bytes): (i64, i64) = tx
                 .prepare_cached(
                     "SELECT count(*), coalesce(sum(length(value)), 0) FROM kv

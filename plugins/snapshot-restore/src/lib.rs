@@ -148,19 +148,20 @@ struct Hashing<R> {
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // Asked at every read, so a cancel or a shutdown finds the extraction between two
-        // writes, with the grace to stop there (the next attempt discards the staging dir).
-        if cancelled() {
-            return Err(io::Error::other(
-                "stopped: planrt is cancelling this attempt",
-            ));
-        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.read += n as u64;
         if self.read - self.reported >= 1 << 20 || (n == 0 && self.read != self.reported) {
             self.reported = self.read;
             progress(self.read, self.total, "downloading and extracting");
+            // Asked once per MiB read (one host call, like the progress report), so a
+            // cancel or a shutdown finds the extraction between two writes, with the grace
+            // to stop there (the next attempt discards the staging dir).
+            if cancelled() {
+                return Err(io::Error::other(
+                    "stopped: planrt is cancelling this attempt",
+                ));
+            }
         }
         Ok(n)
     }

@@ -1,6 +1,8 @@
 //! Tries what a hostile plugin would, one `attack` per task, and reports what it could
 //! reach as its output (the sandbox must make every probe come back empty-handed):
-//! `read-outside` reads `/etc/passwd` (no preopen holds it), `dotdot` climbs out of the
+//! `read-outside` reads `/etc/passwd` (no preopen holds it), `symlink` reads
+//! `/work/link/passwd` through a link to `/etc` planted in the grant, `dotdot` climbs out
+//! of the
 //! granted `/work` with `..`, `env` lists the environment, `recursion` recurses until the
 //! stack is exhausted (a trap).
 
@@ -14,6 +16,7 @@ use serde_json::{Value, json};
 #[serde(rename_all = "kebab-case")]
 enum Attack {
     ReadOutside,
+    Symlink,
     Dotdot,
     Env,
     Recursion,
@@ -66,6 +69,8 @@ impl Task for Hostile {
     fn run(_context: Context, params: Params) -> Result<Value, TaskError> {
         Ok(match params.attack {
             Attack::ReadOutside => try_read("/etc/passwd"),
+            // Through the granted dir, so the host itself must refuse to follow it.
+            Attack::Symlink => try_read("/work/link/passwd"),
             Attack::Dotdot => try_read("/work/../../../../etc/passwd"),
             Attack::Env => json!({ "vars": std::env::vars().collect::<Vec<_>>() }),
             Attack::Recursion => json!({ "depth": recurse(0) }),
