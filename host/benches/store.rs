@@ -22,7 +22,8 @@ fn one_round(durability: Durability) -> Duration {
     .unwrap();
     let source = "[[tasks]]\ntype = \"bench\"\n".repeat(TASKS);
     let spec = PlanSpec::parse(&source, Path::new("/bench.toml")).unwrap();
-    let mut run = PlanRun::new(PlanId::new_random(), None, &spec.tasks);
+    let mut run = PlanRun::new(PlanId::new_random(), None, &spec.tasks)
+        .expect("a plan without dependsOn is a chain");
     let saved = SavedPlan {
         format_version: SAVED_PLAN_FORMAT_VERSION,
         plan: run.document(),

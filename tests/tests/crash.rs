@@ -1,5 +1,6 @@
 //! Crash harness: seeded, reproducible SIGKILLs of `planrt` at random moments of a plan
-//! — inside attempts, inside backoffs, around commits — each followed at once by
+//! (chains and graphs in turn) — inside attempts, inside backoffs, around commits, with
+//! several attempts in flight — each followed at once by
 //! `resume` (the dead process's claim must not block it). After every plan completes:
 //! IDs unchanged, every completed attempt's effect happened exactly once, history has no
 //! gaps, and the database passes `PRAGMA integrity_check`.
@@ -54,6 +55,42 @@ type = "test-append"
 params = { sleepMs = 10 }
 "#;
 
+/// The same kinds of tasks as a graph: `b` and `c` after `a` in parallel, `d` free beside
+/// them all, `e` after `b` and `c` — several attempts in flight when a kill lands.
+const GRAPH_PLAN: &str = r#"
+[grants]
+dirs = [{ host = "work", guest = "/work", mode = "rw" }]
+[defaults]
+backoff = { initial = "80ms", factor = 2, max = "1s", jitter = true }
+maxParallel = 3
+
+[[tasks]]
+type = "test-append"
+name = "a"
+params = { sleepMs = 60 }
+[[tasks]]
+type = "test-append"
+name = "b"
+dependsOn = ["a"]
+maxRetries = 2
+params = { sleepMs = 30, failures = 1 }
+[[tasks]]
+type = "test-append"
+name = "c"
+dependsOn = ["a"]
+params = { sleepMs = 80 }
+[[tasks]]
+type = "test-append"
+name = "d"
+dependsOn = []
+maxRetries = 3
+params = { sleepMs = 20, failures = 2 }
+[[tasks]]
+type = "test-append"
+dependsOn = ["b", "c"]
+params = { sleepMs = 10 }
+"#;
+
 /// Where a kill landed, read back from the store right after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Landing {
@@ -96,10 +133,10 @@ macro_rules! check {
 
 /// Runs one plan to completion under random kills; returns where each kill landed and
 /// every invariant the plan broke.
-fn one_plan(rng: &mut Rng, max_kills: usize) -> (Vec<Landing>, Vec<String>) {
+fn one_plan(rng: &mut Rng, plan: &str, max_kills: usize) -> (Vec<Landing>, Vec<String>) {
     let s = Scratch::with_plugins(&["test-append"]);
     std::fs::create_dir(s.path().join("work")).unwrap();
-    let (saved, saved_doc) = s.save_plan(PLAN);
+    let (saved, saved_doc) = s.save_plan(plan);
     let plan_id = saved_doc["id"].as_str().unwrap().to_owned();
     let stderr_file = s.path().join("planrt.stderr");
 
@@ -244,6 +281,30 @@ fn check_invariants(s: &Scratch, plan_id: &str, saved: &Value, violations: &mut 
             }
         }
     }
+    // In a graph, no attempt started before every task it depends on had completed.
+    let tasks = doc["tasks"].as_array().unwrap();
+    let time = |v: &Value| v.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    for (index, task) in tasks.iter().enumerate() {
+        for name in task["dependsOn"].as_array().into_iter().flatten() {
+            let Some(dependency) = tasks.iter().find(|t| t["name"] == *name) else {
+                violations.push(format!("task {index} depends on unknown {name}"));
+                continue;
+            };
+            let done = dependency["attempts"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(|a| time(&a["endedAt"]));
+            for attempt in task["attempts"].as_array().unwrap() {
+                let started = time(&attempt["startedAt"]);
+                check!(
+                    violations,
+                    done.is_some() && started >= done,
+                    "task {index} attempt {} started at {started:?}, before {name} completed ({done:?})",
+                    attempt["attempt"]
+                );
+            }
+        }
+    }
     // Every effect belongs to a recorded attempt.
     for (task, attempt) in effects.keys() {
         let known = doc["tasks"].as_array().unwrap().iter().any(|t| {
@@ -297,7 +358,9 @@ fn sigkill_anywhere_then_resume_loses_nothing_and_repeats_nothing() {
     let mut plans = 0;
     while landings.len() < target {
         let per_plan = 1 + rng.below(6) as usize;
-        let (landed, broken) = one_plan(&mut rng, per_plan.min(target - landings.len()));
+        // Chains and graphs in turn.
+        let plan = [PLAN, GRAPH_PLAN][plans % 2];
+        let (landed, broken) = one_plan(&mut rng, plan, per_plan.min(target - landings.len()));
         landings.extend(landed);
         violations.extend(broken);
         plans += 1;

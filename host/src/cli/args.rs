@@ -35,6 +35,11 @@ pub struct GlobalArgs {
     /// loss); `process` survives the process dying (kill -9, OOM), not power loss.
     #[arg(long, global = true, env = "PLANRT_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
+    /// A graph's runnable tasks at once (plans with `dependsOn`), over the plan's
+    /// `maxParallel` [default: the plan's, else the CPU count]
+    #[arg(long, global = true, env = "PLANRT_MAX_PARALLEL", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_parallel: Option<u32>,
 }
 
 /// `--durability`.
@@ -76,8 +81,9 @@ pub enum Command {
     Resume {
         /// The plan ID.
         plan_id: String,
-        /// Restart at task N: it and every later task run again with a fresh retry
-        /// budget, even if complete. Earlier history is kept.
+        /// Restart at task N: it and every task after it (in a graph, every task that
+        /// depends on it, directly or not) run again with a fresh retry budget, even if
+        /// complete. Earlier history is kept.
         #[arg(long, value_name = "N")]
         from: Option<usize>,
         /// Run even if a plugin file changed since the plan was made (re-pins it).

@@ -37,6 +37,7 @@ pub(super) async fn open_service(
         state: settings.open_state_dir()?,
         durability: settings.durability,
         max_concurrent,
+        max_parallel: settings.max_parallel,
     };
     let (service, warnings) = Service::open(config).await?;
     for warning in warnings {

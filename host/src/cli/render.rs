@@ -7,7 +7,8 @@ use std::io::Write as _;
 use jiff::{SignedDuration, Timestamp};
 use tabwriter::TabWriter;
 
-use crate::plan::{Attempt, PlanDocument, PlanRun, TaskId};
+use crate::plan::graph::Links;
+use crate::plan::{Attempt, Graph, PlanDocument, PlanRun, TaskId};
 use crate::runtime::LoadedPlugin;
 use crate::store::PlanSummary;
 
@@ -68,18 +69,48 @@ pub fn plan(doc: &PlanDocument) -> String {
         .map(|n| format!(" ({n})"))
         .unwrap_or_default();
     let _ = writeln!(out, "plan {}{name}: {}", doc.id, doc.phase);
+    let levels = graph_levels(doc);
     let rows = doc.tasks.iter().enumerate().map(|(index, task)| {
-        format!(
-            "{index}\t{}\t{}\t{}\t{}/{}\t{}",
-            task.task_type,
+        let mut row = format!("{index}\t{}", task.task_type);
+        if let Some(levels) = &levels {
+            let name = task.name.as_ref().map_or("-", |n| n.as_str());
+            let after = match task.depends_on.as_deref() {
+                Some(names) if !names.is_empty() => names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => "-".to_owned(),
+            };
+            let _ = write!(row, "\t{name}\t{}\t{after}", levels[index]);
+        }
+        let _ = write!(
+            row,
+            "\t{}\t{}\t{}/{}\t{}",
             task.id,
             task.status,
             task.retry_count,
             task.max_retries,
             task.attempts.len(),
-        )
+        );
+        row
     });
-    out.push_str(&table("#\tTYPE\tTASK ID\tSTATUS\tRETRIES\tATTEMPTS", rows));
+    let header = match levels {
+        Some(_) => "#\tTYPE\tNAME\tLEVEL\tAFTER\tTASK ID\tSTATUS\tRETRIES\tATTEMPTS",
+        None => "#\tTYPE\tTASK ID\tSTATUS\tRETRIES\tATTEMPTS",
+    };
+    out.push_str(&table(header, rows));
+    if let Some(levels) = graph_levels(doc) {
+        let depth = levels.iter().max().map_or(0, |l| l + 1);
+        let widest = (0..depth)
+            .map(|l| levels.iter().filter(|&&x| x == l).count())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "graph: {depth} level(s), up to {widest} task(s) side by side; a task starts once every task in its AFTER is complete"
+        );
+    }
     if let (Some(index), Some(detail)) = (doc.failed_task_index, &doc.failed_task_detail) {
         let _ = writeln!(
             out,
@@ -95,6 +126,17 @@ pub fn plan(doc: &PlanDocument) -> String {
         }
     }
     out
+}
+
+/// Each task's level when the plan is a graph (some task has `dependsOn`), else `None`:
+/// a plan without `dependsOn` runs in file order.
+fn graph_levels(doc: &PlanDocument) -> Option<Vec<usize>> {
+    let links = doc.tasks.iter().map(|t| Links {
+        name: t.name.as_ref(),
+        depends_on: t.depends_on.as_deref(),
+    });
+    let graph = Graph::build(links).ok()?;
+    graph.is_explicit().then(|| graph.levels())
 }
 
 /// One line per plugin.

@@ -22,6 +22,8 @@ pub struct Settings {
     pub durability: Durability,
     /// What stderr is (colour, progress bars).
     pub terminal: Terminal,
+    /// `--max-parallel`: a graph's runnable tasks at once, over the plan's.
+    pub max_parallel: Option<usize>,
 }
 
 impl Settings {
@@ -40,6 +42,7 @@ impl Settings {
             output: args.output,
             durability,
             terminal,
+            max_parallel: args.max_parallel.map(|n| n as usize),
         })
     }
 

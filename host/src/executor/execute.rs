@@ -1,19 +1,26 @@
 //! The attempt loop: ask the plan what may run, record the start, run the attempt in its
 //! sandbox, record the outcome — each transition stored before it is reported.
 
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use jiff::Timestamp;
 
 use super::prepare::PreparedPlan;
-use super::slots::Slots;
+use super::secrets::MissingSecret;
+use super::slots::{Slot, Slots};
 use crate::plan::{
-    ErrorKind, Failure, Phase, PlanRun, Step, Task, TaskEvent, Transition, TransitionError,
+    ErrorKind, Failure, Phase, PlanRun, Task, TaskEvent, Transition, TransitionError,
 };
 use crate::runtime::capability::cancellation::CancelSignal;
 use crate::runtime::capability::kv::{KvAccess, KvBackend};
-use crate::runtime::{AttemptContext, AttemptError, AttemptInputs, AttemptRequest, ProgressSink};
+use crate::runtime::{
+    AttemptContext, AttemptError, AttemptInputs, AttemptReport, AttemptRequest, ProgressSink,
+};
 use crate::store::{StateStore, StoreError};
 
 /// Why execution stopped before the plan finished.
@@ -93,10 +100,28 @@ pub struct Execution<'a> {
     pub slots: &'a Slots,
     /// The plugins' key-value store.
     pub kv: Arc<dyn KvBackend>,
+    /// At most this many of the plan's attempts at once (a graph's `maxParallel`; a plan
+    /// without `dependsOn` runs one task at a time whatever this is).
+    pub max_parallel: usize,
 }
+
+/// What the executor waits for.
+enum Work<'a> {
+    /// A task's turn came (a slot): its attempt may start.
+    Turn(usize, Slot<'a>),
+    /// An attempt ended.
+    Ended(usize, AttemptReport),
+}
+
+/// Attempts in flight and tasks waiting for their turn.
+type InFlight<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = Work<'a>> + Send + 'a>>>;
 
 /// Runs `plan` until it completes or fails, or until `stop` resolves (a signal, a
 /// cancel). `plan` must already be recorded in the store.
+///
+/// Every task the plan says is runnable starts, up to `max_parallel` at once, each
+/// transition recorded before anything else sees it. Once a task has failed for good,
+/// nothing new starts; the attempts in flight end and are recorded.
 pub async fn execute(
     plan: &mut PlanRun,
     execution: Execution<'_>,
@@ -108,75 +133,135 @@ pub async fn execute(
         observer,
         slots,
         kv,
+        max_parallel,
     } = execution;
     let kv = KvAccess(kv);
+    let max_parallel = max_parallel.max(1);
     tokio::pin!(stop);
+    let mut work: InFlight<'_> = FuturesUnordered::new();
+    // What tells each attempt in flight to stop, by task.
+    let mut signals: HashMap<usize, CancelSignal> = HashMap::new();
+    // Tasks waiting for a turn: still pending, so the plan still offers them.
+    let mut claimed: HashSet<usize> = HashSet::new();
     loop {
-        let step = plan.next_step(Timestamp::now());
-        if let Step::Finished(phase) = step {
-            return Ok(RunEnd::Finished(phase));
+        let now = Timestamp::now();
+        let room = max_parallel.saturating_sub(signals.len() + claimed.len());
+        let starting: Vec<usize> = plan
+            .runnable(now)
+            .filter(|index| !claimed.contains(index))
+            .take(room)
+            .collect();
+        for index in starting {
+            claimed.insert(index);
+            work.push(Box::pin(
+                async move { Work::Turn(index, slots.acquire().await) },
+            ));
         }
-        let signal = CancelSignal::new();
-        let done = {
-            let work = async {
-                match step {
-                    Step::WaitUntil(until) => {
-                        let wait = until.duration_since(Timestamp::now());
-                        tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
-                        Ok(())
-                    }
-                    Step::Run(index) => {
-                        let _turn = slots.acquire().await;
-                        // A stop that came while this waited for its turn: nothing starts.
-                        if signal.is_raised() {
-                            return Ok(());
-                        }
-                        let access = (&signal, &kv);
-                        run_attempt(plan, index, prepared, store, observer, access).await
-                    }
-                    Step::Busy | Step::Finished(_) => Err(ExecuteError::Stalled(plan.id())),
+        let wake = plan.next_wake(now);
+        if work.is_empty() {
+            match (plan.phase(), wake) {
+                (Phase::Active, None) => return Err(ExecuteError::Stalled(plan.id())),
+                (Phase::Active, Some(_)) => {}
+                (phase, _) => return Ok(RunEnd::Finished(phase)),
+            }
+        }
+        let sleep = async {
+            match wake {
+                Some(until) => {
+                    let wait = until.duration_since(Timestamp::now());
+                    tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await
                 }
-            };
-            tokio::pin!(work);
-            // A commit is synchronous, so dropping `work` here never splits one.
-            tokio::select! {
-                biased;
-                reason = &mut stop => {
-                    // The running attempt is told (a 0.2.0 plugin sees `cancelled()`) and
-                    // given its grace to end, recorded as the capability concludes;
-                    // past it, the call is dropped and recorded below.
-                    let (kind, why) = reason.attempt_end();
-                    signal.raise(kind, why);
-                    if matches!(step, Step::Run(_)) {
-                        let wait = signal.patience() + STOP_MARGIN;
-                        if let Ok(result) = tokio::time::timeout(wait, &mut work).await {
-                            result?;
-                        }
-                    }
-                    Err(reason)
-                }
-                result = &mut work => Ok(result),
+                None => std::future::pending().await,
             }
         };
-        match done {
-            Ok(result) => result?,
-            Err(reason @ StopReason::Shutdown) => {
-                interrupt_running(plan, store, observer, reason.attempt_end().1)?;
-                // The attempt may have finished the plan during its grace.
+        // A commit is synchronous, so no branch is ever dropped halfway through one.
+        let next = tokio::select! {
+            biased;
+            reason = &mut stop => {
+                return stop_all(plan, reason, work, signals, (prepared, store, observer)).await;
+            }
+            Some(next) = work.next() => next,
+            () = sleep => continue,
+        };
+        match next {
+            Work::Turn(index, slot) => {
+                claimed.remove(&index);
+                // A task failed for good while this one waited: it does not start.
                 if plan.phase() != Phase::Active {
-                    return Ok(RunEnd::Finished(plan.phase()));
+                    continue;
                 }
-                return Ok(RunEnd::Interrupted);
+                let signal = CancelSignal::new();
+                let request =
+                    start_attempt(plan, index, prepared, store, observer, (&signal, &kv))?;
+                signals.insert(index, signal);
+                let task = &prepared.tasks[index];
+                work.push(Box::pin(async move {
+                    let report = match request {
+                        Ok(request) => task.plugin.run(&task.sandbox, request).await,
+                        Err(missing) => AttemptReport {
+                            result: Err(AttemptError::Sandbox(missing.to_string())),
+                            log_tail: None,
+                        },
+                    };
+                    drop(slot);
+                    Work::Ended(index, report)
+                }));
             }
-            Err(reason @ StopReason::Cancel) => {
-                let cancelled = cancel(plan, store, observer, reason.attempt_end().1)?;
-                // The attempt may have ended during its grace: if that finished the plan,
-                // there is nothing left to cancel.
-                if !cancelled && plan.phase() == Phase::Complete {
-                    return Ok(RunEnd::Finished(plan.phase()));
+            Work::Ended(index, report) => {
+                signals.remove(&index);
+                end_attempt(plan, index, report, prepared, store, observer)?;
+            }
+        }
+    }
+}
+
+/// After a stop: every attempt in flight is told (a 0.2.0 plugin sees `cancelled()`) and
+/// given its grace to end, recorded as it ends; past the longest grace, what still runs
+/// is dropped and recorded as the stop says. Nothing new starts.
+async fn stop_all(
+    plan: &mut PlanRun,
+    reason: StopReason,
+    mut work: InFlight<'_>,
+    mut signals: HashMap<usize, CancelSignal>,
+    (prepared, store, observer): (&PreparedPlan, &dyn StateStore, &dyn Observer),
+) -> Result<RunEnd, ExecuteError> {
+    let (kind, why) = reason.attempt_end();
+    for signal in signals.values() {
+        signal.raise(kind, why);
+    }
+    let patience = signals.values().map(CancelSignal::patience).max();
+    if let Some(patience) = patience {
+        let deadline = tokio::time::Instant::now() + patience + STOP_MARGIN;
+        while !signals.is_empty() {
+            match tokio::time::timeout_at(deadline, work.next()).await {
+                Ok(Some(Work::Ended(index, report))) => {
+                    signals.remove(&index);
+                    end_attempt(plan, index, report, prepared, store, observer)?;
                 }
-                return Ok(RunEnd::Cancelled);
+                // A turn that came after the stop: the task never starts.
+                Ok(Some(Work::Turn(..))) => {}
+                Ok(None) | Err(_) => break,
             }
+        }
+    }
+    drop(work);
+    match reason {
+        StopReason::Shutdown => {
+            interrupt_running(plan, store, observer, why)?;
+            // The attempts may have finished the plan during their grace.
+            if plan.phase() != Phase::Active {
+                return Ok(RunEnd::Finished(plan.phase()));
+            }
+            Ok(RunEnd::Interrupted)
+        }
+        StopReason::Cancel => {
+            let cancelled = cancel(plan, store, observer, why)?;
+            // The attempts may have ended during their grace: if that finished the plan,
+            // there is nothing left to cancel.
+            if !cancelled && plan.phase() == Phase::Complete {
+                return Ok(RunEnd::Finished(plan.phase()));
+            }
+            Ok(RunEnd::Cancelled)
         }
     }
 }
@@ -239,14 +324,16 @@ pub fn interrupt_running(
     Ok(())
 }
 
-async fn run_attempt(
+/// Records the start of an attempt of the task at `index` and builds its request (or
+/// the missing secret that fails it).
+fn start_attempt(
     plan: &mut PlanRun,
     index: usize,
     prepared: &PreparedPlan,
     store: &dyn StateStore,
     observer: &dyn Observer,
     (signal, kv): (&CancelSignal, &KvAccess),
-) -> Result<(), ExecuteError> {
+) -> Result<Result<AttemptRequest, MissingSecret>, ExecuteError> {
     let started = Timestamp::now();
     let transition = plan.apply(index, TaskEvent::Start { at: started })?;
     commit(plan, index, transition, store, observer)?;
@@ -257,36 +344,37 @@ async fn run_attempt(
     let deadline = std::time::SystemTime::now() + prepared_task.sandbox.limits().timeout;
     // Secrets are resolved now, into this attempt's request only.
     let redactor = &prepared.redactor;
-    let request = super::secrets::resolve_from_env(task.params()).map(|resolved| AttemptRequest {
-        context: AttemptContext {
-            plan_id: plan.id().to_string(),
-            task_id: task.id().to_string(),
-            task_type: task.task_type().to_string(),
-            plan_index: index as u32,
-            attempt,
-            max_retries: task.policy().max_retries,
-            deadline_unix_ms: deadline
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        },
-        params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
-        inputs: AttemptInputs::new(redactor.clone(), observer.progress_sink(task))
-            .with(signal.clone())
-            .with(kv.clone()),
-    });
-    let report = match request {
-        Ok(request) => {
-            prepared_task
-                .plugin
-                .run(&prepared_task.sandbox, request)
-                .await
-        }
-        Err(missing) => crate::runtime::AttemptReport {
-            result: Err(AttemptError::Sandbox(missing.to_string())),
-            log_tail: None,
-        },
-    };
+    Ok(
+        super::secrets::resolve_from_env(task.params()).map(|resolved| AttemptRequest {
+            context: AttemptContext {
+                plan_id: plan.id().to_string(),
+                task_id: task.id().to_string(),
+                task_type: task.task_type().to_string(),
+                plan_index: index as u32,
+                attempt,
+                max_retries: task.policy().max_retries,
+                deadline_unix_ms: deadline
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            },
+            params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
+            inputs: AttemptInputs::new(redactor.clone(), observer.progress_sink(task))
+                .with(signal.clone())
+                .with(kv.clone()),
+        }),
+    )
+}
 
+/// Records how an attempt of the task at `index` ended.
+fn end_attempt(
+    plan: &mut PlanRun,
+    index: usize,
+    report: AttemptReport,
+    prepared: &PreparedPlan,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<(), ExecuteError> {
+    let redactor = &prepared.redactor;
     let at = Timestamp::now();
     // What the plugin said is masked before it is stored or reported (its log tail is
     // masked by the runtime).

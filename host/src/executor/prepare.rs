@@ -202,7 +202,8 @@ pub fn resolve_spec(
                 })?;
         plugins.insert(task.task_type.clone(), pin(plugin));
     }
-    let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks);
+    let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks)
+        .map_err(crate::plan::SavedPlanError::from)?;
     Ok(SavedPlan {
         format_version: SAVED_PLAN_FORMAT_VERSION,
         plan: run.document(),

@@ -10,8 +10,9 @@ use serde_json::Value;
 pub enum ResumeFrom {
     /// Where the plan stopped: a failed task gets its next attempt.
     WhereItStopped,
-    /// Restart at this task: it and every later task go back to pending with a fresh
-    /// retry budget, even if complete.
+    /// Restart at this task: it and every task after it (in a graph: every task that
+    /// depends on it, directly or not) go back to pending with a fresh retry budget, even
+    /// if complete.
     Task(usize),
 }
 
@@ -88,7 +89,10 @@ pub fn reopen(
         "the host stopped or crashed during this attempt",
     )?;
     let events: Vec<(usize, TaskEvent)> = match from {
-        ResumeFrom::Task(first) => (first..tasks)
+        ResumeFrom::Task(first) => plan
+            .graph()
+            .downstream(first)
+            .into_iter()
             .map(|i| {
                 let params = new_params
                     .as_ref()

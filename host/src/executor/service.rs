@@ -186,6 +186,9 @@ pub struct ServiceConfig {
     pub durability: Durability,
     /// At most this many attempts at once across all plans (`None`: no limit).
     pub max_concurrent: Option<usize>,
+    /// A graph's runnable tasks at once, over the plan's `maxParallel` (`None`: the
+    /// plan's, else the CPU count).
+    pub max_parallel: Option<usize>,
 }
 
 /// What one run or resume ended with.
@@ -685,6 +688,7 @@ impl Service {
             observer,
             slots: &self.slots,
             kv: Arc::new(super::kv::StoreKv(store.clone())),
+            max_parallel: self.max_parallel(&prepared),
         };
         match execute(&mut plan, execution, stop).await {
             Ok(RunEnd::Finished(Phase::Active)) => Err(ServiceError::AfterWorkStarted {
@@ -694,6 +698,15 @@ impl Service {
             Ok(end) => Ok(Finished { plan, end }),
             Err(error) => Err(ServiceError::AfterWorkStarted { plan: id, error }),
         }
+    }
+
+    /// How many of a plan's tasks may run at once: the operator's `--max-parallel`, else
+    /// the plan's `maxParallel`, else the CPU count.
+    fn max_parallel(&self, prepared: &PreparedPlan) -> usize {
+        self.config
+            .max_parallel
+            .or(prepared.saved.defaults.max_parallel.map(|n| n as usize))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
     }
 
     /// Claims, records and runs a prepared plan until it completes or fails, or `stop`

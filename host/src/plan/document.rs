@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::graph::TaskName;
 use super::ids::{PlanId, TaskId, TaskType};
 use super::policy::{Backoff, LimitOverrides};
 use super::run::{Phase, PlanRun};
@@ -41,6 +42,12 @@ pub struct TaskDocument {
     pub task_type: TaskType,
     /// Task ID.
     pub id: TaskId,
+    /// Its name in the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<TaskName>,
+    /// The names of the tasks it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<TaskName>>,
     /// Status.
     pub status: TaskStatus,
     /// Params.
@@ -115,6 +122,8 @@ impl Task {
         TaskDocument {
             task_type: self.task_type().clone(),
             id: self.id(),
+            name: self.name().cloned(),
+            depends_on: self.depends_on().map(<[_]>::to_vec),
             status: self.status(),
             params: self.params().clone(),
             output: self.output().cloned(),

@@ -4,6 +4,7 @@
 
 pub mod document;
 pub mod error_kind;
+pub mod graph;
 pub mod http_allow;
 pub mod ids;
 pub mod policy;
@@ -16,6 +17,7 @@ pub mod units;
 
 pub use document::{FailedTaskDetail, PlanDocument, TaskDocument};
 pub use error_kind::{Disposition, ErrorKind};
+pub use graph::{Graph, GraphError, TaskName};
 pub use http_allow::HttpAllow;
 pub use ids::{PlanId, TaskId, TaskType};
 pub use policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};

@@ -115,6 +115,10 @@ pub struct PlanDefaults {
     /// Per-attempt limits.
     #[serde(flatten)]
     pub limits: LimitOverrides,
+    /// A graph's runnable tasks at once (unset: the CPU count, or the CLI's
+    /// `--max-parallel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
 }
 
 impl PlanDefaults {

@@ -3,6 +3,10 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use super::graph::{Graph, GraphError};
 use super::ids::PlanId;
 use super::spec::TaskSpec;
 use super::task::{Task, TaskEvent, TaskStatus, Transition, TransitionError};
@@ -49,23 +53,138 @@ pub enum Step {
     Run(usize),
     /// Nothing may start before this time (a stored backoff).
     WaitUntil(Timestamp),
-    /// An attempt is in flight and nothing else is ready.
+    /// Attempts are in flight and nothing else is ready (or, with a task failed for
+    /// good, the attempts still in flight must end before the plan is finished).
     Busy,
     /// Nothing more will run: the plan is complete or failed.
     Finished(Phase),
 }
 
-/// A plan and the state of its tasks.
+/// A plan and the state of its tasks, with the order they run in and what is ready.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRun {
     id: PlanId,
     name: Option<String>,
     tasks: Vec<Task>,
+    graph: Graph,
+    schedule: Schedule,
+}
+
+/// What the scheduler keeps up to date at each transition, so that no step scans the
+/// plan: its cost is O(log n + the task's edges), whatever the plan's size.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Schedule {
+    /// Per task, how many tasks it waits for are not complete.
+    unmet: Vec<u32>,
+    /// Pending tasks whose dependencies are all complete, by (end of their stored
+    /// backoff, index): those without a backoff first, in plan order.
+    ready: BTreeSet<(Option<Timestamp>, usize)>,
+    running: usize,
+    complete: usize,
+    failed: BTreeSet<usize>,
+}
+
+impl Schedule {
+    fn of(tasks: &[Task], graph: &Graph) -> Self {
+        let mut schedule = Schedule {
+            unmet: vec![0; tasks.len()],
+            ..Schedule::default()
+        };
+        for task in tasks {
+            let index = task.index();
+            schedule.unmet[index] = graph
+                .dependencies(index)
+                .filter(|&d| tasks[d].status() != TaskStatus::Complete)
+                .count() as u32;
+        }
+        for task in tasks {
+            schedule.enter(task);
+        }
+        schedule
+    }
+
+    /// Counts `task` in its status.
+    fn enter(&mut self, task: &Task) {
+        let index = task.index();
+        match task.status() {
+            TaskStatus::Pending if self.unmet[index] == 0 => {
+                self.ready.insert((task.next_attempt_at(), index));
+            }
+            TaskStatus::Pending => {}
+            TaskStatus::Running => self.running += 1,
+            TaskStatus::Complete => self.complete += 1,
+            TaskStatus::Failed => {
+                self.failed.insert(index);
+            }
+        }
+    }
+
+    /// Stops counting a task that was `status` with `next_attempt_at`.
+    fn leave(&mut self, index: usize, (status, next_attempt_at): (TaskStatus, Option<Timestamp>)) {
+        match status {
+            TaskStatus::Pending => {
+                self.ready.remove(&(next_attempt_at, index));
+            }
+            TaskStatus::Running => self.running -= 1,
+            TaskStatus::Complete => self.complete -= 1,
+            TaskStatus::Failed => {
+                self.failed.remove(&index);
+            }
+        }
+    }
+
+    /// Brings the schedule up to date after the task at `index`, which was `before`,
+    /// changed.
+    fn update(
+        &mut self,
+        tasks: &[Task],
+        graph: &Graph,
+        index: usize,
+        before: (TaskStatus, Option<Timestamp>),
+    ) {
+        self.leave(index, before);
+        self.enter(&tasks[index]);
+        let was_complete = before.0 == TaskStatus::Complete;
+        let is_complete = tasks[index].status() == TaskStatus::Complete;
+        if was_complete == is_complete {
+            return;
+        }
+        for dependent in graph.dependents(index) {
+            let task = &tasks[dependent];
+            let key = (task.next_attempt_at(), dependent);
+            let pending = task.status() == TaskStatus::Pending;
+            if is_complete {
+                self.unmet[dependent] -= 1;
+                if self.unmet[dependent] == 0 && pending {
+                    self.ready.insert(key);
+                }
+            } else {
+                if self.unmet[dependent] == 0 && pending {
+                    self.ready.remove(&key);
+                }
+                self.unmet[dependent] += 1;
+            }
+        }
+    }
+}
+
+/// The first task that failed among `failed` (index, when its failure was recorded):
+/// the earliest failure, then the lowest index; a failure without a time (a task
+/// cancelled before it started) after those with one. The one rule for full plans and
+/// stored summaries alike.
+pub fn first_failure(
+    failed: impl IntoIterator<Item = (usize, Option<Timestamp>)>,
+) -> Option<usize> {
+    failed
+        .into_iter()
+        .min_by_key(|&(index, at)| (at.is_none(), at, index))
+        .map(|(index, _)| index)
 }
 
 impl PlanRun {
-    /// A new plan: every task pending, task IDs derived from `id`.
-    pub fn new(id: PlanId, name: Option<String>, tasks: &[TaskSpec]) -> Self {
+    /// A new plan: every task pending, task IDs derived from `id`. `tasks` come from a
+    /// parsed plan, whose graph was checked.
+    pub fn new(id: PlanId, name: Option<String>, tasks: &[TaskSpec]) -> Result<Self, GraphError> {
         let tasks = tasks
             .iter()
             .enumerate()
@@ -78,24 +197,40 @@ impl PlanRun {
                     spec.policy,
                     spec.limits,
                 )
+                .with_links(spec.name.clone(), spec.depends_on.clone())
             })
             .collect();
-        Self { id, name, tasks }
+        Self::from_tasks(id, name, tasks)
     }
 
     /// The plan of one task submitted on its own (the task API): the plan has the task's
     /// ID, so the task's ID also names its plan in `status` and `history`.
     pub fn single(task: Task) -> Self {
+        let graph = Graph::chain(1);
+        let tasks = vec![task];
         Self {
-            id: PlanId::from(task.id().as_uuid()),
+            id: PlanId::from(tasks[0].id().as_uuid()),
             name: None,
-            tasks: vec![task],
+            schedule: Schedule::of(&tasks, &graph),
+            graph,
+            tasks,
         }
     }
 
-    /// Rebuilds a plan from stored tasks (in plan order).
-    pub fn from_tasks(id: PlanId, name: Option<String>, tasks: Vec<Task>) -> Self {
-        Self { id, name, tasks }
+    /// Rebuilds a plan from its tasks (in plan order), checking their graph.
+    pub fn from_tasks(
+        id: PlanId,
+        name: Option<String>,
+        tasks: Vec<Task>,
+    ) -> Result<Self, GraphError> {
+        let graph = Graph::build(tasks.iter().map(Task::links))?;
+        Ok(Self {
+            id,
+            name,
+            schedule: Schedule::of(&tasks, &graph),
+            graph,
+            tasks,
+        })
     }
 
     /// The plan ID.
@@ -114,69 +249,95 @@ impl PlanRun {
     pub fn task(&self, index: usize) -> Option<&Task> {
         self.tasks.get(index)
     }
+    /// The order the tasks run in.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
 
     /// `Failed` if a task failed, `Complete` if all completed, else `Active`.
     pub fn phase(&self) -> Phase {
-        let complete = self
-            .tasks
-            .iter()
-            .filter(|t| t.status() == TaskStatus::Complete)
-            .count();
-        Phase::of(self.tasks.len(), complete, self.failed_task_index())
+        Phase::of(
+            self.tasks.len(),
+            self.schedule.complete,
+            self.failed_task_index(),
+        )
     }
 
-    /// The first failed task.
+    /// The first task that failed (see [`first_failure`]).
     pub fn failed_task_index(&self) -> Option<usize> {
-        self.tasks
-            .iter()
-            .position(|t| t.status() == TaskStatus::Failed)
+        first_failure(self.schedule.failed.iter().map(|&index| {
+            let at = self.tasks[index].last_attempt().and_then(|a| a.ended_at);
+            (index, at)
+        }))
     }
 
-    /// The first task before `index` that is not complete: tasks run in plan order, so
-    /// each depends on the ones before it (explicit `dependsOn` will refine this).
-    fn blocking_task(&self, index: usize) -> Option<usize> {
-        self.tasks[..index]
-            .iter()
-            .position(|t| t.status() != TaskStatus::Complete)
+    /// Tasks whose attempt is in flight.
+    pub fn running(&self) -> usize {
+        self.schedule.running
     }
 
-    /// Applies `event` to the task at `index`, checking the plan-level guards.
+    /// Applies `event` to the task at `index`, checking the plan-level guards: a task
+    /// starts only once every task it waits for is complete.
     pub fn apply(&mut self, index: usize, event: TaskEvent) -> Result<Transition, TransitionError> {
-        if index >= self.tasks.len() {
+        let Some(task) = self.tasks.get(index) else {
             return Err(TransitionError::NoSuchTask(index));
-        }
-        let blocked_by = self.blocking_task(index);
-        self.tasks[index].apply_in_order(event, blocked_by)
+        };
+        let before = (task.status(), task.next_attempt_at());
+        let blocked_by = match self.schedule.unmet[index] {
+            0 => None,
+            _ => self
+                .graph
+                .dependencies(index)
+                .find(|&d| self.tasks[d].status() != TaskStatus::Complete),
+        };
+        let transition = self.tasks[index].apply_in_order(event, blocked_by)?;
+        self.schedule
+            .update(&self.tasks, &self.graph, index, before);
+        Ok(transition)
     }
 
-    /// What may happen next at time `now`.
+    /// The tasks that may start at `now`, in the order they should: those without a
+    /// backoff in plan order, then those whose backoff has passed. Empty unless the
+    /// plan is active.
+    pub fn runnable(&self, now: Timestamp) -> impl Iterator<Item = usize> + '_ {
+        let active = self.phase() == Phase::Active;
+        self.schedule
+            .ready
+            .iter()
+            .take_while(move |(until, _)| active && until.is_none_or(|until| until <= now))
+            .map(|&(_, index)| index)
+    }
+
+    /// When the next stored backoff ends, if a ready task waits for one past `now`.
+    pub fn next_wake(&self, now: Timestamp) -> Option<Timestamp> {
+        // Keys sort tasks without a backoff first, then by the backoff's end.
+        let after_now = (Bound::Excluded((Some(now), usize::MAX)), Bound::Unbounded);
+        self.schedule
+            .ready
+            .range(after_now)
+            .next()
+            .and_then(|&(until, _)| until)
+    }
+
+    /// What may happen next at time `now`: one step of [`PlanRun::runnable`], for a
+    /// caller that starts one task at a time.
     pub fn next_step(&self, now: Timestamp) -> Step {
         let phase = self.phase();
         if phase != Phase::Active {
-            return Step::Finished(phase);
+            return match self.schedule.running {
+                0 => Step::Finished(phase),
+                _ => Step::Busy,
+            };
         }
-        let mut earliest_wait: Option<Timestamp> = None;
-        let mut busy = false;
-        for task in &self.tasks {
-            match task.status() {
-                TaskStatus::Running => busy = true,
-                TaskStatus::Pending if self.blocking_task(task.index()).is_none() => {
-                    match task.next_attempt_at() {
-                        Some(until) if until > now => {
-                            earliest_wait = Some(earliest_wait.map_or(until, |w| w.min(until)));
-                        }
-                        _ => return Step::Run(task.index()),
-                    }
-                }
-                _ => {}
-            }
+        if let Some(index) = self.runnable(now).next() {
+            return Step::Run(index);
         }
-        match (busy, earliest_wait) {
-            (true, _) => Step::Busy,
-            (false, Some(until)) => Step::WaitUntil(until),
-            // Active with nothing pending and nothing running cannot happen: a plan with
-            // no failed task and an incomplete one has a pending or running task.
-            (false, None) => Step::Busy,
+        match self.next_wake(now) {
+            Some(until) => Step::WaitUntil(until),
+            // Active with nothing ready, nothing waiting and nothing running cannot
+            // happen: the graph has no cycle, so some incomplete task has every task it
+            // waits for complete.
+            None => Step::Busy,
         }
     }
 }
@@ -208,12 +369,14 @@ mod tests {
         let specs: Vec<TaskSpec> = (0..n)
             .map(|i| TaskSpec {
                 task_type: TaskType::new(format!("type-{i}")).unwrap(),
+                name: None,
+                depends_on: None,
                 params: serde_json::json!({ "i": i }),
                 policy,
                 limits: Default::default(),
             })
             .collect();
-        PlanRun::new(PlanId::new_random(), Some("p".into()), &specs)
+        PlanRun::new(PlanId::new_random(), Some("p".into()), &specs).unwrap()
     }
 
     fn succeed(plan: &mut PlanRun, index: usize, at: Timestamp) {
@@ -318,5 +481,180 @@ mod tests {
                 crate::plan::ids::TaskId::derive(plan.id(), task.task_type(), task.index());
             assert_eq!(task.id(), expected);
         }
+    }
+
+    /// A graph: `deps[i]` lists the tasks task `i` waits for (tasks are named `t{i}`).
+    fn graph_plan(deps: &[&[usize]], max_retries: u32) -> PlanRun {
+        let mut plan = plan(deps.len(), max_retries);
+        let name = |i: usize| crate::plan::TaskName::new(format!("t{i}")).unwrap();
+        let tasks = plan
+            .tasks
+            .drain(..)
+            .map(|task| {
+                let index = task.index();
+                let depends_on = deps[index].iter().map(|&d| name(d)).collect();
+                task.with_links(Some(name(index)), Some(depends_on))
+            })
+            .collect();
+        PlanRun::from_tasks(plan.id, None, tasks).unwrap()
+    }
+
+    fn runnable(plan: &PlanRun, now: Timestamp) -> Vec<usize> {
+        plan.runnable(now).collect()
+    }
+
+    #[test]
+    fn a_graph_runs_what_is_ready_together_and_waits_for_dependencies() {
+        // 0 ─┬─ 1 ─┐
+        //    └─ 2 ─┴─ 3
+        let mut plan = graph_plan(&[&[], &[0], &[0], &[1, 2]], 0);
+        assert_eq!(runnable(&plan, t(0)), [0]);
+        succeed(&mut plan, 0, t(1));
+        assert_eq!(runnable(&plan, t(1)), [1, 2]);
+        plan.apply(1, TaskEvent::Start { at: t(2) }).unwrap();
+        plan.apply(2, TaskEvent::Start { at: t(2) }).unwrap();
+        assert_eq!(plan.running(), 2);
+        assert_eq!(plan.next_step(t(2)), Step::Busy);
+        assert_eq!(
+            plan.apply(3, TaskEvent::Start { at: t(2) }),
+            Err(TransitionError::Blocked {
+                index: 3,
+                blocking: 1
+            })
+        );
+        let ok = |at| TaskEvent::Succeed {
+            at,
+            output: serde_json::json!(null),
+            log_tail: None,
+        };
+        plan.apply(2, ok(t(3))).unwrap();
+        assert_eq!(
+            runnable(&plan, t(3)),
+            Vec::<usize>::new(),
+            "3 still waits for 1"
+        );
+        plan.apply(1, ok(t(4))).unwrap();
+        assert_eq!(plan.next_step(t(4)), Step::Run(3));
+        succeed(&mut plan, 3, t(5));
+        assert_eq!(plan.next_step(t(5)), Step::Finished(Phase::Complete));
+    }
+
+    #[test]
+    fn after_a_failure_nothing_starts_and_the_first_failure_is_the_plans() {
+        let mut plan = graph_plan(&[&[], &[], &[], &[0]], 0);
+        assert_eq!(runnable(&plan, t(0)), [0, 1, 2]);
+        for i in 0..3 {
+            plan.apply(i, TaskEvent::Start { at: t(0) }).unwrap();
+        }
+        // Task 2 fails first, then task 1: the plan failed at 2, and waits for 0.
+        plan.apply(2, fail(ErrorKind::Permanent, t(1))).unwrap();
+        assert_eq!(plan.phase(), Phase::Failed);
+        assert_eq!(
+            plan.next_step(t(1)),
+            Step::Busy,
+            "attempts in flight end first"
+        );
+        plan.apply(1, fail(ErrorKind::Permanent, t(2))).unwrap();
+        assert_eq!(plan.failed_task_index(), Some(2));
+        succeed_running(&mut plan, 0, t(3));
+        assert_eq!(
+            runnable(&plan, t(3)),
+            Vec::<usize>::new(),
+            "3 does not start"
+        );
+        assert_eq!(plan.next_step(t(3)), Step::Finished(Phase::Failed));
+        assert_eq!(plan.document().failed_task_index, Some(2));
+    }
+
+    #[test]
+    fn backoffs_are_waited_for_while_other_tasks_run() {
+        let mut plan = graph_plan(&[&[], &[]], 1);
+        plan.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
+        plan.apply(0, fail(ErrorKind::Transient, t(1))).unwrap();
+        assert_eq!(runnable(&plan, t(1)), [1], "0 backs off until t(6)");
+        assert_eq!(plan.next_wake(t(1)), Some(t(6)));
+        plan.apply(1, TaskEvent::Start { at: t(1) }).unwrap();
+        assert_eq!(plan.next_step(t(2)), Step::WaitUntil(t(6)));
+        assert_eq!(runnable(&plan, t(6)), [0]);
+        assert_eq!(plan.next_wake(t(6)), None);
+    }
+
+    #[test]
+    fn first_failure_orders_by_time_then_index() {
+        assert_eq!(first_failure([]), None);
+        assert_eq!(first_failure([(3, Some(t(2))), (1, Some(t(5)))]), Some(3));
+        assert_eq!(first_failure([(3, Some(t(2))), (1, Some(t(2)))]), Some(1));
+        assert_eq!(first_failure([(0, None), (4, Some(t(9)))]), Some(4));
+    }
+
+    fn succeed_running(plan: &mut PlanRun, index: usize, at: Timestamp) {
+        let ok = TaskEvent::Succeed {
+            at,
+            output: serde_json::Value::Null,
+            log_tail: None,
+        };
+        plan.apply(index, ok).unwrap();
+    }
+
+    /// xorshift64*: small, seeded, reproducible.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn the_schedule_kept_step_by_step_equals_the_one_recomputed() {
+        // Random graphs, random legal events: after each, what the scheduler kept must
+        // be what a full recount of the tasks gives.
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut applied = 0;
+        for _ in 0..40 {
+            let n = 2 + rng.below(10);
+            let deps: Vec<Vec<usize>> = (0..n)
+                .map(|i| (0..i).filter(|_| rng.below(3) == 0).collect())
+                .collect();
+            let deps: Vec<&[usize]> = deps.iter().map(Vec::as_slice).collect();
+            let mut plan = graph_plan(&deps, 1);
+            for step in 0..200 {
+                let index = rng.below(n);
+                let at = t(step);
+                let event = match rng.below(6) {
+                    0 | 1 => TaskEvent::Start { at },
+                    2 => TaskEvent::Succeed {
+                        at,
+                        output: serde_json::Value::Null,
+                        log_tail: None,
+                    },
+                    3 => fail(
+                        [ErrorKind::Transient, ErrorKind::Permanent][rng.below(2)],
+                        at,
+                    ),
+                    4 => TaskEvent::Reset { params: None },
+                    _ => TaskEvent::Resubmit { params: None },
+                };
+                if plan.apply(index, event).is_ok() {
+                    applied += 1;
+                }
+                assert_eq!(
+                    plan.schedule,
+                    Schedule::of(&plan.tasks, &plan.graph),
+                    "after step {step}"
+                );
+                if let Step::Run(i) = plan.next_step(at) {
+                    assert!(
+                        plan.graph
+                            .dependencies(i)
+                            .all(|d| { plan.tasks[d].status() == TaskStatus::Complete })
+                    );
+                }
+            }
+        }
+        assert!(applied > 2000, "the events exercised the table: {applied}");
     }
 }

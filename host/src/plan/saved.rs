@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::document::PlanDocument;
+use super::graph::GraphError;
 use super::ids::{PlanId, TaskId, TaskType};
 use super::policy::{PlanDefaults, RetryPolicy};
 use super::run::PlanRun;
@@ -84,6 +85,9 @@ pub enum SavedPlanError {
         /// Its status.
         status: TaskStatus,
     },
+    /// Names or `dependsOn` that do not make a graph.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
     /// A task type without a pinned plugin.
     #[error("task {index} has type `{task_type}` but the saved plan pins no plugin for it")]
     UnpinnedType {
@@ -169,19 +173,22 @@ impl SavedPlan {
                     task_type: doc.task_type.clone(),
                 });
             }
-            tasks.push(Task::new(
-                plan_id,
-                index,
-                doc.task_type.clone(),
-                doc.params.clone(),
-                RetryPolicy {
-                    max_retries: doc.max_retries,
-                    backoff: doc.backoff,
-                },
-                doc.limits,
-            ));
+            tasks.push(
+                Task::new(
+                    plan_id,
+                    index,
+                    doc.task_type.clone(),
+                    doc.params.clone(),
+                    RetryPolicy {
+                        max_retries: doc.max_retries,
+                        backoff: doc.backoff,
+                    },
+                    doc.limits,
+                )
+                .with_links(doc.name.clone(), doc.depends_on.clone()),
+            );
         }
-        Ok(PlanRun::from_tasks(plan_id, self.plan.name.clone(), tasks))
+        Ok(PlanRun::from_tasks(plan_id, self.plan.name.clone(), tasks)?)
     }
 }
 
@@ -199,7 +206,7 @@ mod tests {
             Path::new("/p.toml"),
         )
         .unwrap();
-        let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks);
+        let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks).unwrap();
         let pin = PluginPin {
             file: "/plugins/echo.wasm".into(),
             sha256: "ab".into(),
@@ -231,6 +238,30 @@ mod tests {
         assert_eq!(back, saved);
         let run = back.to_plan_run().unwrap();
         assert_eq!(run.document(), saved.plan);
+    }
+
+    #[test]
+    fn a_graph_survives_the_round_trip_and_an_edited_cycle_is_refused() {
+        let mut saved = saved();
+        let names = ["first", "second"].map(|n| crate::plan::TaskName::new(n).unwrap());
+        saved.plan.tasks[0].name = Some(names[0].clone());
+        saved.plan.tasks[1].name = Some(names[1].clone());
+        saved.plan.tasks[1].depends_on = Some(vec![names[0].clone()]);
+        let json = serde_json::to_value(&saved).unwrap();
+        assert_eq!(json["tasks"][1]["dependsOn"], serde_json::json!(["first"]));
+        assert!(json["tasks"][0].get("dependsOn").is_none());
+        let run = serde_json::from_value::<SavedPlan>(json)
+            .unwrap()
+            .to_plan_run()
+            .unwrap();
+        assert!(run.graph().is_explicit());
+        assert_eq!(run.document(), saved.plan);
+
+        saved.plan.tasks[0].depends_on = Some(vec![names[1].clone()]);
+        assert!(matches!(
+            saved.to_plan_run(),
+            Err(SavedPlanError::Graph(GraphError::Cycle { .. }))
+        ));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use toml::Spanned;
 
+use super::graph::{Graph, Links, TaskName};
 use super::http_allow::HttpAllow;
 use super::ids::TaskType;
 use super::policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
@@ -118,6 +119,11 @@ pub struct Grants {
 pub struct TaskSpec {
     /// The task type, resolved to a plugin at run time.
     pub task_type: TaskType,
+    /// Its name, the target of other tasks' `dependsOn`.
+    pub name: Option<TaskName>,
+    /// The names of the tasks it waits for, if it says (`dependsOn = []`: none, and the
+    /// plan is a graph).
+    pub depends_on: Option<Vec<TaskName>>,
     /// Params (a JSON object).
     pub params: Value,
     /// Retry policy after defaults.
@@ -159,7 +165,7 @@ struct RawPolicy {
     timeout: Option<Spanned<String>>,
     memory_limit: Option<Spanned<String>>,
     max_output: Option<Spanned<String>>,
-    max_parallel: Option<Spanned<toml::Value>>,
+    max_parallel: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -197,8 +203,8 @@ struct RawTask {
     timeout: Option<Spanned<String>>,
     memory_limit: Option<Spanned<String>>,
     max_output: Option<Spanned<String>>,
-    name: Option<Spanned<toml::Value>>,
-    depends_on: Option<Spanned<toml::Value>>,
+    name: Option<Spanned<String>>,
+    depends_on: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Reads plan files, turning byte spans into located errors.
@@ -216,16 +222,10 @@ impl Reader<'_> {
         }
     }
 
-    fn refuse_unsupported<T>(
-        &self,
-        key: &str,
-        value: &Option<Spanned<T>>,
-    ) -> Result<(), SpecError> {
+    /// Refuses a key that has no meaning where it is written (never ignored).
+    fn refuse<T>(&self, value: &Option<Spanned<T>>, why: &str) -> Result<(), SpecError> {
         match value {
-            Some(value) => Err(self.error(
-                value.span(),
-                format!("`{key}` is not supported yet by this version of planrt"),
-            )),
+            Some(value) => Err(self.error(value.span(), why)),
             None => Ok(()),
         }
     }
@@ -340,12 +340,22 @@ impl Reader<'_> {
         let Some(raw) = raw else {
             return Ok(defaults);
         };
-        self.refuse_unsupported("maxParallel", &raw.max_parallel)?;
+        let max_parallel = raw
+            .max_parallel
+            .map(|m| match m.get_ref() {
+                1..=MAX_PARALLEL => Ok(*m.get_ref() as u32),
+                _ => Err(self.error(
+                    m.span(),
+                    format!("`maxParallel` must be from 1 to {MAX_PARALLEL}"),
+                )),
+            })
+            .transpose()?;
         let retry = self.policy(defaults.retry(), raw.max_retries, raw.backoff)?;
         Ok(PlanDefaults {
             max_retries: retry.max_retries,
             backoff: retry.backoff,
             limits: self.limits(raw.timeout, raw.memory_limit, raw.max_output)?,
+            max_parallel,
         })
     }
 
@@ -375,13 +385,29 @@ impl Reader<'_> {
         Ok(grants)
     }
 
-    fn task(
-        &self,
-        raw: RawTask,
-        defaults: &PlanDefaults,
-    ) -> Result<(TaskSpec, Location), SpecError> {
-        self.refuse_unsupported("name", &raw.name)?;
-        self.refuse_unsupported("dependsOn", &raw.depends_on)?;
+    fn task(&self, raw: RawTask, defaults: &PlanDefaults) -> Result<ParsedTask, SpecError> {
+        let name_span = raw.name_span();
+        let name = raw
+            .name
+            .map(|n| {
+                TaskName::new(n.get_ref().as_str()).map_err(|e| self.error(n.span(), e.to_string()))
+            })
+            .transpose()?;
+        let (depends_on, depends_on_span) = match raw.depends_on {
+            Some(list) => {
+                let span = list.span();
+                let names = list
+                    .into_inner()
+                    .into_iter()
+                    .map(|n| {
+                        TaskName::new(n.get_ref().as_str())
+                            .map_err(|e| self.error(n.span(), e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Some(names), Some(span))
+            }
+            None => (None, None),
+        };
         let limits = self
             .limits(raw.timeout, raw.memory_limit, raw.max_output)?
             .or(defaults.limits);
@@ -398,15 +424,53 @@ impl Reader<'_> {
         };
         let policy = self.policy(defaults.retry(), raw.max_retries, raw.backoff)?;
         let location = self.lines.location(type_span.start);
-        Ok((
-            TaskSpec {
+        // Graph errors point at `dependsOn`, else at the name, else at the type.
+        let graph_span = depends_on_span.or(name_span).unwrap_or(type_span);
+        Ok(ParsedTask {
+            spec: TaskSpec {
                 task_type,
+                name,
+                depends_on,
                 params,
                 policy,
                 limits,
             },
             location,
-        ))
+            graph_span,
+        })
+    }
+
+    /// Checks the tasks' names and `dependsOn` as a whole, reporting at the task at fault.
+    fn graph(&self, tasks: &[ParsedTask]) -> Result<(), SpecError> {
+        Graph::build(tasks.iter().map(|t| t.spec.links()))
+            .map(drop)
+            .map_err(|e| self.error(tasks[e.task_index()].graph_span.clone(), e.to_string()))
+    }
+}
+
+/// The most `maxParallel` may be: far beyond any machine's useful parallelism.
+pub const MAX_PARALLEL: i64 = 4096;
+
+/// A task as read, with where to point at it.
+struct ParsedTask {
+    spec: TaskSpec,
+    location: Location,
+    graph_span: Range<usize>,
+}
+
+impl RawTask {
+    fn name_span(&self) -> Option<Range<usize>> {
+        self.name.as_ref().map(Spanned::span)
+    }
+}
+
+impl TaskSpec {
+    /// Its name and `dependsOn`, for the plan's graph.
+    pub fn links(&self) -> Links<'_> {
+        Links {
+            name: self.name.as_ref(),
+            depends_on: self.depends_on.as_deref(),
+        }
     }
 }
 
@@ -429,13 +493,12 @@ impl PlanSpec {
         if raw_tasks.is_empty() {
             return Err(reader.error(source.len()..source.len(), "the plan has no [[tasks]]"));
         }
-        let mut tasks = Vec::with_capacity(raw_tasks.len());
-        let mut task_locations = Vec::with_capacity(raw_tasks.len());
-        for raw_task in raw_tasks {
-            let (task, location) = reader.task(raw_task, &defaults)?;
-            tasks.push(task);
-            task_locations.push(location);
-        }
+        let parsed = raw_tasks
+            .into_iter()
+            .map(|raw_task| reader.task(raw_task, &defaults))
+            .collect::<Result<Vec<_>, _>>()?;
+        reader.graph(&parsed)?;
+        let (tasks, task_locations) = parsed.into_iter().map(|t| (t.spec, t.location)).unzip();
         Ok(PlanSpec {
             name: raw.name,
             defaults,
@@ -504,6 +567,12 @@ impl TaskSettings {
                 ));
             }
             secrets.push(name.into_inner());
+        }
+        if let Some(defaults) = &raw.defaults {
+            reader.refuse(
+                &defaults.max_parallel,
+                "`maxParallel` applies to a plan's graph, not to tasks submitted on their own",
+            )?;
         }
         Ok(Self {
             defaults: reader.defaults(raw.defaults)?,
@@ -717,22 +786,67 @@ backoff = { initial = "1s" }
     }
 
     #[test]
-    fn later_keys_are_refused_not_ignored() {
+    fn names_and_depends_on_make_a_graph() {
+        let spec = parse(
+            "[defaults]\nmaxParallel = 3\n\
+             [[tasks]]\ntype = \"a\"\nname = \"restore\"\n\
+             [[tasks]]\ntype = \"b\"\nname = \"patch\"\ndependsOn = [\"restore\"]\n\
+             [[tasks]]\ntype = \"c\"\ndependsOn = [\"restore\", \"patch\"]\n",
+        )
+        .unwrap();
+        assert_eq!(spec.defaults.max_parallel, Some(3));
+        assert_eq!(spec.tasks[0].name.as_ref().unwrap().as_str(), "restore");
+        assert_eq!(spec.tasks[0].depends_on, None);
+        let names: Vec<&str> = spec.tasks[2]
+            .depends_on
+            .iter()
+            .flatten()
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(names, ["restore", "patch"]);
+        assert_eq!(spec.tasks[2].name, None);
+    }
+
+    #[test]
+    fn bad_graphs_are_refused_where_they_are_written() {
+        let (line, column, message) = error_at(
+            "[[tasks]]\ntype = \"e\"\nname = \"a\"\n[[tasks]]\ntype = \"e\"\ndependsOn = [\"zz\"]\n",
+        );
+        assert_eq!((line, column), (6, 13));
+        assert!(message.contains("task 1 depends on `zz`"), "{message}");
+        let (line, _, message) = error_at(
+            "[[tasks]]\ntype = \"e\"\nname = \"a\"\n[[tasks]]\ntype = \"e\"\nname = \"a\"\n",
+        );
+        assert_eq!(line, 6);
+        assert!(
+            message.contains("tasks 0 and 1 are both named `a`"),
+            "{message}"
+        );
+        let (line, _, message) = error_at(
+            "[[tasks]]\ntype = \"e\"\nname = \"a\"\ndependsOn = [\"b\"]\n\
+             [[tasks]]\ntype = \"e\"\nname = \"b\"\ndependsOn = [\"a\"]\n",
+        );
+        assert_eq!(line, 4);
+        assert!(
+            message.contains("cycle: `a` (task 0) → `b` (task 1) → `a` (task 0)"),
+            "{message}"
+        );
+        let (line, column, message) = error_at("[[tasks]]\ntype = \"e\"\nname = \"Bad\"\n");
+        assert_eq!((line, column), (3, 8));
+        assert!(message.contains("task name `Bad` must match"), "{message}");
         let (line, _, message) = error_at("[[tasks]]\ntype = \"e\"\ndependsOn = [0]\n");
         assert_eq!(line, 3);
-        assert!(
-            message.contains("`dependsOn` is not supported yet"),
-            "{message}"
-        );
-        let (line, _, message) = error_at("[[tasks]]\ntype = \"e\"\nname = \"x\"\n");
-        assert_eq!(line, 3);
-        assert!(message.contains("`name` is not supported yet"), "{message}");
-        let (line, _, message) = error_at("[defaults]\nmaxParallel = 4\n[[tasks]]\ntype = \"e\"\n");
-        assert_eq!(line, 2);
-        assert!(
-            message.contains("`maxParallel` is not supported yet"),
-            "{message}"
-        );
+        assert!(message.contains("invalid type"), "{message}");
+        for bad in ["0", "5000", "-1"] {
+            let (line, _, message) = error_at(&format!(
+                "[defaults]\nmaxParallel = {bad}\n[[tasks]]\ntype = \"e\"\n"
+            ));
+            assert_eq!(line, 2);
+            assert!(
+                message.contains("`maxParallel` must be from 1 to 4096"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

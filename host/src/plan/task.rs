@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error_kind::{Disposition, ErrorKind};
+use super::graph::{Links, TaskName};
 use super::ids::{PlanId, TaskId, TaskType};
 use super::policy::{LimitOverrides, RetryPolicy};
 
@@ -215,12 +216,12 @@ pub enum TransitionError {
         /// When it may start.
         until: Timestamp,
     },
-    /// A start while an earlier task is not complete.
+    /// A start while a task it waits for is not complete.
     #[error("task {index} may not start before task {blocking} is complete")]
     Blocked {
         /// The task's position.
         index: usize,
-        /// The first incomplete task before it.
+        /// The first incomplete task it waits for.
         blocking: usize,
     },
     /// No task at that position.
@@ -234,6 +235,8 @@ pub struct Task {
     index: usize,
     task_type: TaskType,
     id: TaskId,
+    name: Option<TaskName>,
+    depends_on: Option<Vec<TaskName>>,
     params: Value,
     policy: RetryPolicy,
     limits: LimitOverrides,
@@ -254,6 +257,10 @@ pub struct TaskRecord {
     pub task_type: TaskType,
     /// The task ID.
     pub id: TaskId,
+    /// Its name in the plan, if it has one.
+    pub name: Option<TaskName>,
+    /// The names of the tasks it waits for, if it says.
+    pub depends_on: Option<Vec<TaskName>>,
     /// Params as JSON.
     pub params: Value,
     /// Retry policy.
@@ -289,6 +296,8 @@ impl Task {
             index,
             task_type,
             id,
+            name: None,
+            depends_on: None,
             params,
             policy,
             limits,
@@ -314,6 +323,8 @@ impl Task {
             index: 0,
             task_type,
             id,
+            name: None,
+            depends_on: None,
             params,
             policy,
             limits,
@@ -385,6 +396,8 @@ impl Task {
             index: parts.index,
             task_type: parts.task_type,
             id: parts.id,
+            name: parts.name,
+            depends_on: parts.depends_on,
             params: parts.params,
             policy: parts.policy,
             limits: parts.limits,
@@ -408,6 +421,29 @@ impl Task {
     /// The task ID.
     pub fn id(&self) -> TaskId {
         self.id
+    }
+    /// Its name in the plan, if it has one.
+    pub fn name(&self) -> Option<&TaskName> {
+        self.name.as_ref()
+    }
+    /// The names of the tasks it waits for, if it says (in a plan where no task says, each
+    /// waits for the task before it).
+    pub fn depends_on(&self) -> Option<&[TaskName]> {
+        self.depends_on.as_deref()
+    }
+    /// Its name and `dependsOn`, for the plan's graph.
+    pub fn links(&self) -> Links<'_> {
+        Links {
+            name: self.name.as_ref(),
+            depends_on: self.depends_on.as_deref(),
+        }
+    }
+    /// The new task with a name and the names of the tasks it waits for: set once, when
+    /// the plan is made.
+    pub fn with_links(mut self, name: Option<TaskName>, depends_on: Option<Vec<TaskName>>) -> Self {
+        self.name = name;
+        self.depends_on = depends_on;
+        self
     }
     /// Params as JSON.
     pub fn params(&self) -> &Value {
@@ -1365,6 +1401,8 @@ mod tests {
             index: task.index(),
             task_type: task.task_type().clone(),
             id: task.id(),
+            name: task.name().cloned(),
+            depends_on: task.depends_on().map(<[_]>::to_vec),
             params: task.params().clone(),
             policy: *task.policy(),
             limits: *task.limits(),

@@ -9,7 +9,8 @@ use rusqlite::{Connection, Row, Transaction, params};
 
 use super::StoreError;
 use crate::plan::{
-    Attempt, AttemptOutcome, ErrorKind, PlanId, RetryPolicy, Task, TaskRecord, TaskStatus, TaskType,
+    Attempt, AttemptOutcome, ErrorKind, PlanId, RetryPolicy, Task, TaskName, TaskRecord,
+    TaskStatus, TaskType,
 };
 
 pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -49,8 +50,8 @@ pub(super) fn insert_task(
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO tasks (plan_id, idx, id, type, status, params, max_retries, backoff, retry_count,
-                            next_attempt_at, output, error, limits)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                            next_attempt_at, output, error, limits, name, depends_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         plan.to_string(),
@@ -66,6 +67,8 @@ pub(super) fn insert_task(
         task.output().map(json),
         task.error(),
         json(task.limits()),
+        task.name().map(|n| n.as_str()),
+        task.depends_on().map(|names| json(&names)),
     ])?;
     Ok(())
 }
@@ -133,7 +136,7 @@ pub(super) fn load_tasks(conn: &Connection, plan: PlanId) -> Result<Vec<Task>, S
     let mut attempts = load_attempts(conn, plan)?;
     let mut stmt = conn.prepare_cached(
         "SELECT idx, id, type, status, params, max_retries, backoff, retry_count,
-                next_attempt_at, output, error, limits
+                next_attempt_at, output, error, limits, name, depends_on
          FROM tasks WHERE plan_id = ?1 ORDER BY idx",
     )?;
     let mut rows = stmt.query([plan.to_string()])?;
@@ -157,6 +160,13 @@ fn task_record(
         index,
         task_type: TaskType::new(text("type")?).map_err(backend)?,
         id: text("id")?.parse().map_err(backend)?,
+        name: maybe("name")?
+            .map(TaskName::new)
+            .transpose()
+            .map_err(backend)?,
+        depends_on: maybe("depends_on")?
+            .map(|d| from_json(&d, "dependsOn"))
+            .transpose()?,
         params: from_json(&text("params")?, "params")?,
         policy: RetryPolicy {
             max_retries: row.get("max_retries")?,

@@ -101,6 +101,9 @@ const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 7: graphs: a task's name and the names it waits for (`dependsOn`, a JSON array;
+    // NULL when the task does not say, as in every plan before).
+    Migration::AddColumns(&[("tasks", "name", "TEXT"), ("tasks", "depends_on", "TEXT")]),
 ];
 
 /// One schema step.

@@ -305,7 +305,8 @@ impl SqliteStore {
             return Ok(None);
         };
         let resolution: Resolution = from_json(&resolved, "plan resolution")?;
-        let run = PlanRun::from_tasks(plan, name, rows::load_tasks(&conn, plan)?);
+        let run = PlanRun::from_tasks(plan, name, rows::load_tasks(&conn, plan)?)
+            .map_err(|e| backend(format!("stored plan {plan} is not a valid graph: {e}")))?;
         Ok(Some((SavedPlan::of(resolution, run.document()), run)))
     }
 
@@ -317,7 +318,8 @@ impl SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT p.id, p.name, p.created_at, count(t.idx),
                     coalesce(sum(t.status = ?2), 0),
-                    min(CASE WHEN t.status = ?3 THEN t.idx END)
+                    min(CASE WHEN t.status = ?3 THEN t.idx END),
+                    coalesce(sum(t.status = ?3), 0)
              FROM plans p LEFT JOIN tasks t ON t.plan_id = p.id
              GROUP BY p.id ORDER BY p.rowid DESC LIMIT ?1",
         )?;
@@ -334,15 +336,21 @@ impl SqliteStore {
                 r.get::<_, i64>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, Option<i64>>(5)?,
+                r.get::<_, i64>(6)?,
             ))
         })?;
         let mut summaries = Vec::new();
         for row in rows {
-            let (id, name, created_at, tasks, complete, failed) = row?;
+            let (id, name, created_at, tasks, complete, failed, failed_count) = row?;
             let (tasks, complete) = (tasks as usize, complete as usize);
-            let failed_task_index = failed.map(|i| i as usize);
+            let id: PlanId = id.parse().map_err(backend)?;
+            // Tasks of a graph fail side by side: the first to fail is the plan's.
+            let failed_task_index = match failed_count {
+                0 | 1 => failed.map(|i| i as usize),
+                _ => first_failed_task(&conn, id)?,
+            };
             summaries.push(PlanSummary {
-                id: id.parse().map_err(backend)?,
+                id,
                 name,
                 created_at: rows::timestamp(&created_at)?,
                 phase: Phase::of(tasks, complete, failed_task_index),
@@ -382,6 +390,28 @@ impl SqliteStore {
     }
 }
 
+/// The first task of `plan` that failed, by when its last attempt ended (see
+/// [`crate::plan::run::first_failure`]): read only for plans with several failed tasks.
+fn first_failed_task(conn: &Connection, plan: PlanId) -> Result<Option<usize>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.idx,
+                (SELECT a.ended_at FROM attempts a WHERE a.plan_id = t.plan_id AND a.task_idx = t.idx
+                 ORDER BY a.attempt DESC LIMIT 1)
+         FROM tasks t WHERE t.plan_id = ?1 AND t.status = ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![plan.to_string(), rows::status_name(TaskStatus::Failed)],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+    )?;
+    let mut failed = Vec::new();
+    for row in rows {
+        let (index, ended_at) = row?;
+        let ended_at = ended_at.map(|t| rows::timestamp(&t)).transpose()?;
+        failed.push((index as usize, ended_at));
+    }
+    Ok(crate::plan::run::first_failure(failed))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -418,7 +448,7 @@ mod tests {
             Path::new("/p.toml"),
         )
         .unwrap();
-        let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks);
+        let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks).unwrap();
         (spec, run)
     }
 
@@ -485,6 +515,52 @@ mod tests {
         assert!(store.load_plan(PlanId::new_random()).unwrap().is_none());
     }
 
+    /// Runs a plan of `tasks` tasks to completion as the executor does (ask what may
+    /// run, record the start, record the end) and counts the SQL statements executed.
+    fn statements_to_run(tasks: usize) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let text = "[[tasks]]\ntype = \"a\"\n".repeat(tasks);
+        let spec = PlanSpec::parse(&text, Path::new("/p.toml")).unwrap();
+        let mut run = PlanRun::new(PlanId::new_random(), None, &spec.tasks).unwrap();
+        store
+            .create_plan(&resolution(&spec), &run, Origin::Cli)
+            .unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        store
+            .writer
+            .lock()
+            .trace_v2(
+                rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+                Some(move |_: rusqlite::trace::TraceEvent<'_>| {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }),
+            )
+            .unwrap();
+        while let crate::plan::Step::Run(index) = run.next_step(t(0)) {
+            run.apply(index, TaskEvent::Start { at: t(0) }).unwrap();
+            store.record_task(run.id(), &run.tasks()[index]).unwrap();
+            let done = TaskEvent::Succeed {
+                at: t(1),
+                output: serde_json::json!(null),
+                log_tail: None,
+            };
+            run.apply(index, done).unwrap();
+            store.record_task(run.id(), &run.tasks()[index]).unwrap();
+        }
+        assert_eq!(run.phase(), Phase::Complete);
+        count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn running_a_plan_costs_the_same_statements_per_task_whatever_its_size() {
+        let small = statements_to_run(10);
+        let large = statements_to_run(2000);
+        assert!(small > 0, "the trace counted nothing");
+        assert_eq!(large, small * 200, "small: {small}, large: {large}");
+    }
+
     #[test]
     fn the_plan_list_agrees_with_the_full_plans() {
         let dir = tempfile::tempdir().unwrap();
@@ -542,6 +618,45 @@ mod tests {
         assert_eq!((list[1].complete, list[1].failed_task_index), (1, Some(1)));
         assert_eq!(list[0].phase, Phase::Active, "newest first");
         assert_eq!(store.list_plans(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_graph_whose_tasks_failed_side_by_side_is_listed_failed_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let text = "[[tasks]]\ntype = \"a\"\ndependsOn = []\n".repeat(3);
+        let spec = PlanSpec::parse(&text, Path::new("/p.toml")).unwrap();
+        let mut run = PlanRun::new(PlanId::new_random(), None, &spec.tasks).unwrap();
+        store
+            .create_plan(&resolution(&spec), &run, Origin::Cli)
+            .unwrap();
+        for index in 0..3 {
+            run.apply(index, TaskEvent::Start { at: t(0) }).unwrap();
+        }
+        // Task 2 fails first, then task 0 (fractions of seconds, which text does not sort).
+        let at = |ms: i64| Timestamp::from_millisecond(1_700_000_000_000 + ms).unwrap();
+        for (index, ended) in [(2, at(1500)), (0, at(1501)), (1, at(10_000))] {
+            let failure = Failure {
+                kind: ErrorKind::Permanent,
+                message: "no".into(),
+                backtrace: None,
+                log_tail: None,
+            };
+            let event = TaskEvent::Fail {
+                at: ended,
+                failure,
+                jitter_sample: 0.0,
+            };
+            run.apply(index, event).unwrap();
+            store.record_task(run.id(), &run.tasks()[index]).unwrap();
+        }
+        assert_eq!(run.failed_task_index(), Some(2));
+        let (_, loaded) = store.load_plan(run.id()).unwrap().unwrap();
+        assert_eq!(loaded, run);
+        assert!(loaded.graph().is_explicit(), "dependsOn is stored");
+        let list = store.list_plans(10).unwrap();
+        assert_eq!(list[0].failed_task_index, Some(2));
+        assert_eq!(list[0].phase, Phase::Failed);
     }
 
     #[test]

@@ -243,7 +243,7 @@ mod tests {
     fn add_plan(store: &SqliteStore, task_type: &str, tasks: usize, origin: Origin) -> PlanRun {
         let text = format!("[[tasks]]\ntype = \"{task_type}\"\n").repeat(tasks);
         let spec = PlanSpec::parse(&text, Path::new("/p.toml")).unwrap();
-        let run = PlanRun::new(PlanId::new_random(), None, &spec.tasks);
+        let run = PlanRun::new(PlanId::new_random(), None, &spec.tasks).unwrap();
         let resolution = Resolution {
             format_version: SAVED_PLAN_FORMAT_VERSION,
             defaults: spec.defaults,
