@@ -47,10 +47,18 @@ fn unknown_key() {
 }
 
 #[test]
-fn keys_of_later_versions_are_refused_not_ignored() {
+fn bad_names_and_depends_on_are_located() {
     let s = Scratch::with_plugins(&["test-echo"]);
     let run = refused(&s, &format!("{ECHO}dependsOn = [0]\n"));
-    assert_mentions(&run, &["p.toml:3:13", "`dependsOn` is not supported yet"]);
+    assert_mentions(
+        &run,
+        &[
+            "p.toml:3:14",
+            "invalid type: integer `0`, expected a string",
+        ],
+    );
+    let run = refused(&s, &format!("{ECHO}name = \"Fetch\"\n"));
+    assert_mentions(&run, &["p.toml:3:8", "task name `Fetch` must match"]);
 }
 
 #[test]

@@ -73,12 +73,12 @@ type = "test-append"
 name = "b"
 dependsOn = ["a"]
 maxRetries = 2
-params = { sleepMs = 30, failures = 1 }
+params = { sleepMs = 100, failures = 1 }
 [[tasks]]
 type = "test-append"
 name = "c"
 dependsOn = ["a"]
-params = { sleepMs = 80 }
+params = { sleepMs = 150 }
 [[tasks]]
 type = "test-append"
 name = "d"
@@ -95,6 +95,8 @@ params = { sleepMs = 10 }
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Landing {
     BeforePlanRecorded,
+    /// Two or more attempts of a graph in flight.
+    InsideParallelAttempts,
     InsideAttempt,
     InsideBackoff,
     BetweenTransitions,
@@ -108,7 +110,10 @@ fn landing(s: &Scratch, plan_id: &str) -> Landing {
     let doc = status.json();
     let tasks = doc["tasks"].as_array().unwrap();
     let now = jiff::Timestamp::now();
-    if tasks.iter().any(|t| t["status"] == "Running") {
+    let running = tasks.iter().filter(|t| t["status"] == "Running").count();
+    if running >= 2 {
+        Landing::InsideParallelAttempts
+    } else if running == 1 {
         Landing::InsideAttempt
     } else if tasks.iter().any(|t| {
         t["nextAttemptAt"]
@@ -367,10 +372,12 @@ fn sigkill_anywhere_then_resume_loses_nothing_and_repeats_nothing() {
     }
     let count = |l: Landing| landings.iter().filter(|x| **x == l).count();
     eprintln!(
-        "crash harness (seed {seed}): {} kill points over {plans} plans: {} inside attempts, {} inside backoffs, \
+        "crash harness (seed {seed}): {} kill points over {plans} plans (chains and graphs in turn): \
+         {} inside one attempt, {} with attempts side by side, {} inside backoffs, \
          {} between transitions (around commits), {} before the plan was recorded; {} violations",
         landings.len(),
         count(Landing::InsideAttempt),
+        count(Landing::InsideParallelAttempts),
         count(Landing::InsideBackoff),
         count(Landing::BetweenTransitions),
         count(Landing::BeforePlanRecorded),
@@ -392,5 +399,9 @@ fn sigkill_anywhere_then_resume_loses_nothing_and_repeats_nothing() {
     assert!(
         count(Landing::InsideBackoff) > 0,
         "no kill landed inside a backoff"
+    );
+    assert!(
+        count(Landing::InsideParallelAttempts) > 0,
+        "no kill landed with attempts of a graph side by side"
     );
 }

@@ -348,3 +348,62 @@ fn resume_from_a_task_reruns_it_and_what_depends_on_it_only() {
         "c re-ran after b"
     );
 }
+
+#[test]
+fn sigterm_with_attempts_side_by_side_interrupts_them_all_and_exits_130() {
+    let s = scratch();
+    let plan = format!(
+        "{GRANT}[defaults]\nmaxParallel = 4\n{}{}{}",
+        task("a", Some(&[]), "waitFor = \"go\""),
+        task("b", Some(&[]), "waitFor = \"go\""),
+        task("c", Some(&["a"]), "sleepMs = 10"),
+    );
+    let (saved, saved_doc) = s.save_plan(&plan);
+    let plan_id = saved_doc["id"].as_str().unwrap().to_owned();
+    let child = s.spawn(&["run", saved.to_str().unwrap(), "--output", "json"]);
+    wait_for(&s, &plan_id, |d| {
+        d["tasks"][0]["status"] == "Running" && d["tasks"][1]["status"] == "Running"
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
+    assert_eq!(doc["phase"], "Active", "resumable");
+    for index in 0..2 {
+        assert_eq!(doc["tasks"][index]["status"], "Pending");
+        assert_eq!(
+            doc["tasks"][index]["attempts"][0]["errorKind"],
+            "interrupted"
+        );
+    }
+    assert_eq!(doc["tasks"][2]["attempts"], serde_json::json!([]));
+    std::fs::write(s.path().join("work/go"), "").unwrap();
+    let resumed = s.planrt(&["resume", &plan_id, "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+}
+
+#[test]
+fn resume_from_a_task_that_leaves_a_failure_elsewhere_is_refused() {
+    let s = scratch();
+    // `bad` fails; `--from 0` would rerun `a` and leave `bad` failed: refused, exit 2.
+    let plan = format!(
+        "{GRANT}{}[[tasks]]\ntype = \"test-permanent\"\nname = \"bad\"\ndependsOn = []\n",
+        task("a", Some(&[]), "sleepMs = 10"),
+    );
+    let (code, doc, stderr) = run_json(&s, &plan, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let plan_id = doc["id"].as_str().unwrap();
+    let run = s.planrt(&["resume", plan_id, "--from", "0"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("task(s) 1 of plan") && run.stderr.contains("do not depend on task 0"),
+        "{}",
+        run.stderr
+    );
+    let after = s.planrt(&["status", plan_id, "--output", "json"]).json();
+    assert_eq!(after["tasks"], doc["tasks"], "nothing was changed");
+}

@@ -539,3 +539,78 @@ fn an_unfinished_task_waits_out_a_passing_problem_at_start_instead_of_failing() 
     assert_eq!(done["attempts"][0]["errorKind"], "interrupted", "{done}");
     assert_eq!(effects(&s), [format!("{id} 2")]);
 }
+
+#[test]
+fn a_graph_over_http_runs_side_by_side_is_cancelled_whole_and_a_crash_leaves_nothing_running() {
+    let s = scratch();
+    let server = serve(&s);
+
+    // A cycle is bad input, naming the tasks.
+    let cycle = plan(
+        &s,
+        json!([
+            {"type": "test-echo", "name": "a", "dependsOn": ["b"]},
+            {"type": "test-echo", "name": "b", "dependsOn": ["a"]},
+        ]),
+    );
+    let refused = server.post("/v0/plans", &cycle);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("`a` (task 0) → `b` (task 1)"),
+        "{}",
+        refused.body
+    );
+
+    // Two spinning tasks side by side; DELETE cancels both in flight.
+    let spinning = plan(
+        &s,
+        json!([
+            {"type": "test-spin", "name": "x", "dependsOn": []},
+            {"type": "test-spin", "name": "y", "dependsOn": []},
+            {"type": "test-echo", "dependsOn": ["x", "y"]},
+        ]),
+    );
+    let created = server.post("/v0/plans", &spinning);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let read = server.get(&format!("/v0/plans/{id}")).json();
+    assert_eq!(read["tasks"][2]["dependsOn"], json!(["x", "y"]));
+    let both_running =
+        |p: &Value| p["tasks"][0]["status"] == "Running" && p["tasks"][1]["status"] == "Running";
+    wait_plan(&server, &id, both_running);
+    assert_eq!(server.delete(&format!("/v0/plans/{id}")).status, 204);
+    let cancelled = wait_plan(&server, &id, phase_is("Failed"));
+    for index in 0..2 {
+        let attempts = cancelled["tasks"][index]["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0]["errorKind"], "cancelled", "task {index}");
+    }
+    assert_eq!(cancelled["tasks"][2]["attempts"], json!([]));
+
+    // A task fails for good while another spins; the server dies with that attempt in
+    // flight. The next server records it interrupted (nothing else would).
+    let failing = plan(
+        &s,
+        json!([
+            {"type": "test-spin", "name": "spin", "dependsOn": []},
+            {"type": "test-append", "dependsOn": [], "params": {"failures": 1}},
+        ]),
+    );
+    let created = server.post("/v0/plans", &failing);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let stranded = wait_plan(&server, &id, |p| {
+        p["phase"] == "Failed" && p["tasks"][0]["status"] == "Running"
+    });
+    assert_eq!(stranded["failedTaskIndex"], 1);
+    server.kill_9();
+    let server = serve(&s);
+    let recorded = wait_plan(&server, &id, |p| p["tasks"][0]["status"] != "Running");
+    let attempt = &recorded["tasks"][0]["attempts"][0];
+    assert_eq!(attempt["errorKind"], "interrupted", "{recorded}");
+    assert_eq!(recorded["phase"], "Failed");
+    assert_eq!(
+        recorded["failedTaskIndex"], 1,
+        "the first failure stays the plan's"
+    );
+}

@@ -95,17 +95,22 @@ pub fn plan(doc: &PlanDocument) -> String {
         );
         row
     });
-    let header = match levels {
+    let header = match &levels {
         Some(_) => "#\tTYPE\tNAME\tLEVEL\tAFTER\tTASK ID\tSTATUS\tRETRIES\tATTEMPTS",
         None => "#\tTYPE\tTASK ID\tSTATUS\tRETRIES\tATTEMPTS",
     };
     out.push_str(&table(header, rows));
-    if let Some(levels) = graph_levels(doc) {
-        let depth = levels.iter().max().map_or(0, |l| l + 1);
-        let widest = (0..depth)
-            .map(|l| levels.iter().filter(|&&x| x == l).count())
-            .max()
-            .unwrap_or(0);
+    if let Some(levels) = &levels {
+        // Tasks per level, in one pass.
+        let mut per_level: Vec<usize> = Vec::new();
+        for &level in levels {
+            if per_level.len() <= level {
+                per_level.resize(level + 1, 0);
+            }
+            per_level[level] += 1;
+        }
+        let depth = per_level.len();
+        let widest = per_level.iter().copied().max().unwrap_or(0);
         let _ = writeln!(
             out,
             "graph: {depth} level(s), up to {widest} task(s) side by side; a task starts once every task in its AFTER is complete"

@@ -1,7 +1,7 @@
 //! The attempt loop: ask the plan what may run, record the start, run the attempt in its
 //! sandbox, record the outcome — each transition stored before it is reported.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use jiff::Timestamp;
+use tokio::task::JoinSet;
 
 use super::prepare::PreparedPlan;
 use super::secrets::MissingSecret;
@@ -105,22 +106,50 @@ pub struct Execution<'a> {
     pub max_parallel: usize,
 }
 
-/// What the executor waits for.
-enum Work<'a> {
-    /// A task's turn came (a slot): its attempt may start.
-    Turn(usize, Slot<'a>),
-    /// An attempt ended.
-    Ended(usize, AttemptReport),
+/// The attempts in flight, each a tokio task of its own (so a plan's guests run on
+/// every worker thread), with what tells each to stop.
+struct InFlight {
+    attempts: JoinSet<(usize, AttemptReport)>,
+    signals: HashMap<usize, CancelSignal>,
 }
 
-/// Attempts in flight and tasks waiting for their turn.
-type InFlight<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = Work<'a>> + Send + 'a>>>;
+impl InFlight {
+    fn len(&self) -> usize {
+        self.signals.len()
+    }
+
+    /// The next attempt to end. A panic in an attempt's task is a bug: it is raised here.
+    async fn next(&mut self) -> Option<(usize, AttemptReport)> {
+        let joined = self.attempts.join_next().await?;
+        let (index, report) = match joined {
+            Ok(ended) => ended,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Tasks are aborted only when the set is dropped.
+            Err(error) => unreachable!("an attempt's task ended without a result: {error}"),
+        };
+        self.signals.remove(&index);
+        Some((index, report))
+    }
+}
+
+/// Turns asked for and not yet given (a turn is not tied to a task: the task is chosen
+/// when the turn comes, from what is runnable then).
+type Turns = FuturesUnordered<Pin<Box<dyn Future<Output = Slot> + Send>>>;
+
+/// What woke the executor.
+enum Wake {
+    Stop(StopReason),
+    Turn(Slot),
+    Ended(usize, AttemptReport),
+    Backoff,
+}
 
 /// Runs `plan` until it completes or fails, or until `stop` resolves (a signal, a
 /// cancel). `plan` must already be recorded in the store.
 ///
-/// Every task the plan says is runnable starts, up to `max_parallel` at once, each
-/// transition recorded before anything else sees it. Once a task has failed for good,
+/// Every task the plan says is runnable starts, up to `max_parallel` at once, each with a
+/// turn from `slots` and each in a tokio task of its own; every transition is recorded
+/// before anything else sees it, by this loop alone. Once a task has failed for good,
 /// nothing new starts; the attempts in flight end and are recorded.
 pub async fn execute(
     plan: &mut PlanRun,
@@ -138,27 +167,27 @@ pub async fn execute(
     let kv = KvAccess(kv);
     let max_parallel = max_parallel.max(1);
     tokio::pin!(stop);
-    let mut work: InFlight<'_> = FuturesUnordered::new();
-    // What tells each attempt in flight to stop, by task.
-    let mut signals: HashMap<usize, CancelSignal> = HashMap::new();
-    // Tasks waiting for a turn: still pending, so the plan still offers them.
-    let mut claimed: HashSet<usize> = HashSet::new();
+    let mut in_flight = InFlight {
+        attempts: JoinSet::new(),
+        signals: HashMap::new(),
+    };
+    let mut turns: Turns = FuturesUnordered::new();
     loop {
         let now = Timestamp::now();
-        let room = max_parallel.saturating_sub(signals.len() + claimed.len());
-        let starting: Vec<usize> = plan
-            .runnable(now)
-            .filter(|index| !claimed.contains(index))
-            .take(room)
-            .collect();
-        for index in starting {
-            claimed.insert(index);
-            work.push(Box::pin(
-                async move { Work::Turn(index, slots.acquire().await) },
-            ));
+        if plan.phase() == Phase::Active {
+            // As many turns as tasks that could use one now.
+            let room = max_parallel.saturating_sub(in_flight.len());
+            let wanted = plan.runnable(now).take(room).count();
+            while turns.len() < wanted {
+                let slots = slots.clone();
+                turns.push(Box::pin(async move { slots.acquire().await }));
+            }
+        } else {
+            // Nothing new starts: give up the places in the queue.
+            turns.clear();
         }
         let wake = plan.next_wake(now);
-        if work.is_empty() {
+        if in_flight.len() == 0 && turns.is_empty() {
             match (plan.phase(), wake) {
                 (Phase::Active, None) => return Err(ExecuteError::Stalled(plan.id())),
                 (Phase::Active, Some(_)) => {}
@@ -175,44 +204,75 @@ pub async fn execute(
             }
         };
         // A commit is synchronous, so no branch is ever dropped halfway through one.
-        let next = tokio::select! {
+        let woke = tokio::select! {
             biased;
-            reason = &mut stop => {
-                return stop_all(plan, reason, work, signals, (prepared, store, observer)).await;
-            }
-            Some(next) = work.next() => next,
-            () = sleep => continue,
+            reason = &mut stop => Wake::Stop(reason),
+            Some((index, report)) = in_flight.next() => Wake::Ended(index, report),
+            Some(slot) = turns.next() => Wake::Turn(slot),
+            () = sleep => Wake::Backoff,
         };
-        match next {
-            Work::Turn(index, slot) => {
-                claimed.remove(&index);
-                // A task failed for good while this one waited: it does not start.
-                if plan.phase() != Phase::Active {
-                    continue;
+        let result = match woke {
+            Wake::Stop(reason) => {
+                drop(turns);
+                return stop_all(plan, reason, in_flight, (prepared, store, observer)).await;
+            }
+            Wake::Backoff => Ok(()),
+            Wake::Ended(index, report) => {
+                end_attempt(plan, index, report, prepared, store, observer)
+            }
+            Wake::Turn(slot) => {
+                let now = Timestamp::now();
+                let task = plan.runnable(now).next();
+                match task {
+                    // Room is checked again: turns asked for earlier may outnumber it now.
+                    Some(index) if in_flight.len() < max_parallel => {
+                        let started = (prepared, store, observer);
+                        start(plan, (index, now), slot, started, &kv, &mut in_flight)
+                    }
+                    // Nothing to run with it (a failure, a backoff): the turn goes back.
+                    _ => Ok(()),
                 }
-                let signal = CancelSignal::new();
-                let request =
-                    start_attempt(plan, index, prepared, store, observer, (&signal, &kv))?;
-                signals.insert(index, signal);
-                let task = &prepared.tasks[index];
-                work.push(Box::pin(async move {
-                    let report = match request {
-                        Ok(request) => task.plugin.run(&task.sandbox, request).await,
-                        Err(missing) => AttemptReport {
-                            result: Err(AttemptError::Sandbox(missing.to_string())),
-                            log_tail: None,
-                        },
-                    };
-                    drop(slot);
-                    Work::Ended(index, report)
-                }));
             }
-            Work::Ended(index, report) => {
-                signals.remove(&index);
-                end_attempt(plan, index, report, prepared, store, observer)?;
+        };
+        if let Err(error) = result {
+            // Nothing more can be recorded: the attempts in flight are told and dropped
+            // (their rows stay `running`; `resume` records them interrupted).
+            for signal in in_flight.signals.values() {
+                signal.raise(
+                    ErrorKind::Interrupted,
+                    "planrt stopped after an internal error",
+                );
             }
+            return Err(error);
         }
     }
+}
+
+/// Starts an attempt of the task at `index` in a task of its own, holding `slot`.
+fn start(
+    plan: &mut PlanRun,
+    (index, now): (usize, Timestamp),
+    slot: Slot,
+    (prepared, store, observer): (&PreparedPlan, &dyn StateStore, &dyn Observer),
+    kv: &KvAccess,
+    in_flight: &mut InFlight,
+) -> Result<(), ExecuteError> {
+    let signal = CancelSignal::new();
+    let request = start_attempt(plan, index, now, prepared, store, observer, (&signal, kv))?;
+    in_flight.signals.insert(index, signal);
+    let task = prepared.tasks[index].clone();
+    in_flight.attempts.spawn(async move {
+        let report = match request {
+            Ok(request) => task.plugin.run(&task.sandbox, request).await,
+            Err(missing) => AttemptReport {
+                result: Err(AttemptError::Sandbox(missing.to_string())),
+                log_tail: None,
+            },
+        };
+        drop(slot);
+        (index, report)
+    });
+    Ok(())
 }
 
 /// After a stop: every attempt in flight is told (a 0.2.0 plugin sees `cancelled()`) and
@@ -221,30 +281,24 @@ pub async fn execute(
 async fn stop_all(
     plan: &mut PlanRun,
     reason: StopReason,
-    mut work: InFlight<'_>,
-    mut signals: HashMap<usize, CancelSignal>,
+    mut in_flight: InFlight,
     (prepared, store, observer): (&PreparedPlan, &dyn StateStore, &dyn Observer),
 ) -> Result<RunEnd, ExecuteError> {
     let (kind, why) = reason.attempt_end();
-    for signal in signals.values() {
+    for signal in in_flight.signals.values() {
         signal.raise(kind, why);
     }
-    let patience = signals.values().map(CancelSignal::patience).max();
+    let patience = in_flight.signals.values().map(CancelSignal::patience).max();
     if let Some(patience) = patience {
         let deadline = tokio::time::Instant::now() + patience + STOP_MARGIN;
-        while !signals.is_empty() {
-            match tokio::time::timeout_at(deadline, work.next()).await {
-                Ok(Some(Work::Ended(index, report))) => {
-                    signals.remove(&index);
-                    end_attempt(plan, index, report, prepared, store, observer)?;
-                }
-                // A turn that came after the stop: the task never starts.
-                Ok(Some(Work::Turn(..))) => {}
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some((index, report))) =
+            tokio::time::timeout_at(deadline, in_flight.next()).await
+        {
+            end_attempt(plan, index, report, prepared, store, observer)?;
         }
     }
-    drop(work);
+    // Dropping the set aborts what still runs.
+    drop(in_flight);
     match reason {
         StopReason::Shutdown => {
             interrupt_running(plan, store, observer, why)?;
@@ -268,58 +322,72 @@ async fn stop_all(
 
 /// Stops a plan for good until an operator runs it again: every running attempt is
 /// recorded `cancelled`; if none runs, the task that would run next is failed before it
-/// starts. Returns whether anything was cancelled (not for a finished plan).
+/// starts. All in one commit. Returns whether anything was cancelled (not for a finished
+/// plan).
 pub fn cancel(
     plan: &mut PlanRun,
     store: &dyn StateStore,
     observer: &dyn Observer,
     reason: &str,
 ) -> Result<bool, ExecuteError> {
-    let statuses = |status| {
-        plan.tasks()
-            .iter()
-            .filter(move |t| t.status() == status)
-            .map(|t| t.index())
-    };
-    let mut targets: Vec<usize> = statuses(crate::plan::TaskStatus::Running).collect();
-    if targets.is_empty() && plan.phase() == Phase::Active {
-        targets.extend(statuses(crate::plan::TaskStatus::Pending).take(1));
+    let mut targets = plan.running_tasks();
+    if targets.is_empty()
+        && plan.phase() == Phase::Active
+        && let Some(next) = plan.next_ready()
+    {
+        targets.push(next);
     }
-    for &index in &targets {
-        let event = TaskEvent::Cancel {
-            at: Timestamp::now(),
-            reason: reason.to_owned(),
-        };
-        let transition = plan.apply(index, event)?;
-        commit(plan, index, transition, store, observer)?;
-    }
+    let at = Timestamp::now();
+    let events = targets.iter().map(|&index| {
+        let reason = reason.to_owned();
+        (index, TaskEvent::Cancel { at, reason })
+    });
+    apply_and_commit(plan, events.collect(), store, observer)?;
     Ok(!targets.is_empty())
 }
 
 /// Records every running task's attempt `interrupted` (it re-runs without using retry
-/// budget): after a stop signal, or on resume after a crash.
+/// budget), in one commit: after a stop signal, or on resume after a crash.
 pub fn interrupt_running(
     plan: &mut PlanRun,
     store: &dyn StateStore,
     observer: &dyn Observer,
     why: &str,
 ) -> Result<(), ExecuteError> {
-    let running: Vec<usize> = plan
-        .tasks()
-        .iter()
-        .filter(|t| t.status() == crate::plan::TaskStatus::Running)
-        .map(|t| t.index())
+    let at = Timestamp::now();
+    let events = plan
+        .running_tasks()
+        .into_iter()
+        .map(|index| {
+            let event = fail(at, ErrorKind::Interrupted, why.to_owned(), None, None);
+            (index, event)
+        })
         .collect();
-    for index in running {
-        let event = fail(
-            Timestamp::now(),
-            ErrorKind::Interrupted,
-            why.to_owned(),
-            None,
-            None,
-        );
-        let transition = plan.apply(index, event)?;
-        commit(plan, index, transition, store, observer)?;
+    apply_and_commit(plan, events, store, observer)
+}
+
+/// Applies `events` in order, then stores every changed task in one transaction, then
+/// reports the transitions: an operator action or a stop is recorded whole or not at all.
+pub(super) fn apply_and_commit(
+    plan: &mut PlanRun,
+    events: Vec<(usize, TaskEvent)>,
+    store: &dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<(), ExecuteError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut transitions = Vec::with_capacity(events.len());
+    for (index, event) in events {
+        transitions.push((index, plan.apply(index, event)?));
+    }
+    let tasks: Vec<&Task> = transitions
+        .iter()
+        .map(|&(index, _)| &plan.tasks()[index])
+        .collect();
+    store.record_tasks(plan.id(), &tasks)?;
+    for (index, transition) in transitions {
+        observer.transition(plan, &plan.tasks()[index], transition);
     }
     Ok(())
 }
@@ -329,12 +397,12 @@ pub fn interrupt_running(
 fn start_attempt(
     plan: &mut PlanRun,
     index: usize,
+    started: Timestamp,
     prepared: &PreparedPlan,
     store: &dyn StateStore,
     observer: &dyn Observer,
     (signal, kv): (&CancelSignal, &KvAccess),
 ) -> Result<Result<AttemptRequest, MissingSecret>, ExecuteError> {
-    let started = Timestamp::now();
     let transition = plan.apply(index, TaskEvent::Start { at: started })?;
     commit(plan, index, transition, store, observer)?;
 

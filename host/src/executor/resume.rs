@@ -1,6 +1,6 @@
 //! Operator actions on a stored plan before it runs again (`planrt resume`).
 
-use super::execute::{ExecuteError, Observer, commit, interrupt_running};
+use super::execute::{ExecuteError, Observer, apply_and_commit, interrupt_running};
 use crate::plan::{PlanRun, TaskEvent, TaskStatus};
 use crate::store::StateStore;
 use serde_json::Value;
@@ -42,6 +42,20 @@ pub enum ResumeError {
         /// Its status.
         status: TaskStatus,
     },
+    /// `--from N` would leave a failed task as it is (it is not N and does not depend on
+    /// it): the plan would stay failed and nothing would run.
+    #[error(
+        "task(s) {} of plan {plan} failed and do not depend on task {from}: `--from {from}` would leave the plan failed; resume without --from, or from one of them",
+        failed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    FailedElsewhere {
+        /// The plan.
+        plan: crate::plan::PlanId,
+        /// The index asked for.
+        from: usize,
+        /// The failed tasks outside what `--from` resets.
+        failed: Vec<usize>,
+    },
     /// Recording failed.
     #[error(transparent)]
     Execute(#[from] ExecuteError),
@@ -68,6 +82,27 @@ pub fn reopen(
             from: first,
         });
     }
+    let reset = match from {
+        ResumeFrom::Task(first) => plan.graph().downstream(first),
+        ResumeFrom::WhereItStopped => Vec::new(),
+    };
+    if let ResumeFrom::Task(first) = from {
+        let failed: Vec<usize> = plan
+            .tasks()
+            .iter()
+            .filter(|t| {
+                t.status() == TaskStatus::Failed && reset.binary_search(&t.index()).is_err()
+            })
+            .map(|t| t.index())
+            .collect();
+        if !failed.is_empty() {
+            return Err(ResumeError::FailedElsewhere {
+                plan: plan.id(),
+                from: first,
+                failed,
+            });
+        }
+    }
     if let Some((index, _)) = &new_params {
         let status = plan.task(*index).map(|t| t.status());
         let applies = match from {
@@ -89,9 +124,7 @@ pub fn reopen(
         "the host stopped or crashed during this attempt",
     )?;
     let events: Vec<(usize, TaskEvent)> = match from {
-        ResumeFrom::Task(first) => plan
-            .graph()
-            .downstream(first)
+        ResumeFrom::Task(_) => reset
             .into_iter()
             .map(|i| {
                 let params = new_params
@@ -114,9 +147,6 @@ pub fn reopen(
             })
             .collect(),
     };
-    for (index, event) in events {
-        let transition = plan.apply(index, event).map_err(ExecuteError::from)?;
-        commit(plan, index, transition, store, observer)?;
-    }
+    apply_and_commit(plan, events, store, observer)?;
     Ok(())
 }

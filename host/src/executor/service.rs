@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
-use super::execute::{ExecuteError, Execution, Observer, RunEnd, StopReason, cancel, execute};
+use super::execute::{
+    ExecuteError, Execution, Observer, RunEnd, StopReason, cancel, execute, interrupt_running,
+};
 use super::prepare::{PluginChange, PrepareError, PreparedPlan, pin, prepare, resolve_spec};
 use super::resume::{ResumeError, ResumeFrom, reopen};
 use super::slots::Slots;
@@ -755,6 +757,26 @@ impl Service {
         let _claim = PlanClaim::acquire(&self.config.state, plan_id)?;
         let (_, mut plan) = self.stored(&store, plan_id)?;
         cancel(&mut plan, &*store, observer, reason).map_err(|error| {
+            ServiceError::AfterWorkStarted {
+                plan: plan_id,
+                error,
+            }
+        })
+    }
+
+    /// Records `interrupted` the attempts left running in a stored plan this process is
+    /// not running (a failed graph whose host died while other attempts ran): claims it
+    /// first.
+    pub fn interrupt_idle(
+        &self,
+        plan_id: PlanId,
+        observer: &dyn Observer,
+    ) -> Result<(), ServiceError> {
+        let store = self.store()?;
+        let _claim = PlanClaim::acquire(&self.config.state, plan_id)?;
+        let (_, mut plan) = self.stored(&store, plan_id)?;
+        let why = "the host stopped or crashed during this attempt";
+        interrupt_running(&mut plan, &*store, observer, why).map_err(|error| {
             ServiceError::AfterWorkStarted {
                 plan: plan_id,
                 error,

@@ -2,16 +2,20 @@
 //! --max-concurrent`), and how many are running or waiting for a turn — the figures
 //! `/v0/metrics` reports.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Turns to run an attempt.
+/// Turns to run an attempt. Cheap to clone: clones share the limit and the gauges.
+#[derive(Debug, Clone)]
+pub struct Slots(Arc<Shared>);
+
 #[derive(Debug)]
-pub struct Slots {
-    limit: Option<Semaphore>,
-    waiting: AtomicUsize,
-    running: AtomicUsize,
+struct Shared {
+    limit: Option<Arc<Semaphore>>,
+    waiting: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
 }
 
 impl Slots {
@@ -22,64 +26,64 @@ impl Slots {
 
     /// At most `max` attempts at once (at least one).
     pub fn limited(max: usize) -> Self {
-        Self::new(Some(Semaphore::new(max.max(1))))
+        Self::new(Some(Arc::new(Semaphore::new(max.max(1)))))
     }
 
-    fn new(limit: Option<Semaphore>) -> Self {
-        Self {
+    fn new(limit: Option<Arc<Semaphore>>) -> Self {
+        Self(Arc::new(Shared {
             limit,
-            waiting: AtomicUsize::new(0),
-            running: AtomicUsize::new(0),
-        }
+            waiting: Arc::default(),
+            running: Arc::default(),
+        }))
     }
 
-    /// Waits for a turn; the turn ends when the returned slot is dropped. Dropping this
-    /// future while it waits (a stop) gives up its place.
-    pub async fn acquire(&self) -> Slot<'_> {
-        let permit = match &self.limit {
+    /// Waits for a turn; the turn ends when the returned slot is dropped (it may move to
+    /// another task). Dropping this future while it waits (a stop) gives up its place.
+    pub async fn acquire(&self) -> Slot {
+        let permit = match &self.0.limit {
             Some(semaphore) => {
-                let _waiting = Count::up(&self.waiting);
+                let _waiting = Count::up(&self.0.waiting);
                 // The semaphore is never closed, so `acquire` only ever returns a permit.
-                semaphore.acquire().await.ok()
+                semaphore.clone().acquire_owned().await.ok()
             }
             None => None,
         };
         Slot {
             _permit: permit,
-            _running: Count::up(&self.running),
+            _running: Count::up(&self.0.running),
         }
     }
 
     /// Attempts running now.
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Relaxed)
+        self.0.running.load(Ordering::Relaxed)
     }
 
     /// Attempts ready to start but waiting for a turn.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.0.waiting.load(Ordering::Relaxed)
     }
 }
 
 /// One attempt's turn.
 #[derive(Debug)]
-pub struct Slot<'a> {
-    _permit: Option<SemaphorePermit<'a>>,
-    _running: Count<'a>,
+pub struct Slot {
+    _permit: Option<OwnedSemaphorePermit>,
+    _running: Count,
 }
 
 /// One in a gauge, for as long as it lives.
 #[derive(Debug)]
-struct Count<'a>(&'a AtomicUsize);
+struct Count(Arc<AtomicUsize>);
 
-impl<'a> Count<'a> {
-    fn up(gauge: &'a AtomicUsize) -> Self {
+impl Count {
+    fn up(gauge: &Arc<AtomicUsize>) -> Self {
         gauge.fetch_add(1, Ordering::Relaxed);
-        Self(gauge)
+        Self(gauge.clone())
     }
 }
 
-impl Drop for Count<'_> {
+impl Drop for Count {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -129,7 +133,7 @@ mod tests {
         assert_eq!(slots.running(), 0);
     }
 
-    async fn take_turns(slots: &Slots, n: usize) -> Vec<Slot<'_>> {
+    async fn take_turns(slots: &Slots, n: usize) -> Vec<Slot> {
         let mut turns = Vec::new();
         for _ in 0..n {
             turns.push(slots.acquire().await);

@@ -242,6 +242,18 @@ impl Supervisor {
     /// directory not mounted yet, a secret not set).
     pub async fn rehydrate(self: &Arc<Self>, within: &Grants) -> Result<usize, ServiceError> {
         let store = self.service.store()?;
+        let stranded = store
+            .failed_plans_with_running_attempts(crate::store::Origin::Api)
+            .map_err(|error| self.service.store_error(error))?;
+        for id in stranded {
+            let _lock = self.lock_plan(id).await;
+            if self.is_running(id) {
+                continue;
+            }
+            if let Err(error) = self.service.interrupt_idle(id, self.observer.as_ref()) {
+                tracing::warn!(plan = %id, "plan {id}: attempts left running not recorded: {error}");
+            }
+        }
         let plans = store
             .active_plans(crate::store::Origin::Api)
             .map_err(|error| self.service.store_error(error))?;

@@ -70,6 +70,24 @@ pub struct PlanRun {
     schedule: Schedule,
 }
 
+/// Counts the scheduler's elementary steps (ready-set changes, dependents visited, tasks
+/// offered): what the linearity test measures.
+#[cfg(test)]
+mod work {
+    thread_local!(static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+    pub fn add(n: u64) {
+        STEPS.with(|s| s.set(s.get() + n));
+    }
+    pub fn take() -> u64 {
+        STEPS.with(|s| s.replace(0))
+    }
+}
+#[cfg(not(test))]
+mod work {
+    #[inline(always)]
+    pub fn add(_: u64) {}
+}
+
 /// What the scheduler keeps up to date at each transition, so that no step scans the
 /// plan: its cost is O(log n + the task's edges), whatever the plan's size.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -108,6 +126,7 @@ impl Schedule {
         let index = task.index();
         match task.status() {
             TaskStatus::Pending if self.unmet[index] == 0 => {
+                work::add(1);
                 self.ready.insert((task.next_attempt_at(), index));
             }
             TaskStatus::Pending => {}
@@ -123,6 +142,7 @@ impl Schedule {
     fn leave(&mut self, index: usize, (status, next_attempt_at): (TaskStatus, Option<Timestamp>)) {
         match status {
             TaskStatus::Pending => {
+                work::add(1);
                 self.ready.remove(&(next_attempt_at, index));
             }
             TaskStatus::Running => self.running -= 1,
@@ -150,6 +170,7 @@ impl Schedule {
             return;
         }
         for dependent in graph.dependents(index) {
+            work::add(1);
             let task = &tasks[dependent];
             let key = (task.next_attempt_at(), dependent);
             let pending = task.status() == TaskStatus::Pending;
@@ -168,10 +189,11 @@ impl Schedule {
     }
 }
 
-/// The first task that failed among `failed` (index, when its failure was recorded):
-/// the earliest failure, then the lowest index; a failure without a time (a task
-/// cancelled before it started) after those with one. The one rule for full plans and
-/// stored summaries alike.
+/// The first task that failed among `failed` (index, when its last attempt ended): the
+/// earliest, then the lowest index; a task without an ended attempt after those with one.
+/// The one rule for full plans and stored summaries alike. (A task cancelled before its
+/// next attempt carries its previous attempt's end; such a cancel happens only when
+/// nothing runs and nothing has failed, so it is the plan's only failure.)
 pub fn first_failure(
     failed: impl IntoIterator<Item = (usize, Option<Timestamp>)>,
 ) -> Option<usize> {
@@ -217,12 +239,19 @@ impl PlanRun {
         }
     }
 
-    /// Rebuilds a plan from its tasks (in plan order), checking their graph.
+    /// Rebuilds a plan from its tasks (in plan order: task `i` at index `i`), checking
+    /// their graph.
     pub fn from_tasks(
         id: PlanId,
         name: Option<String>,
         tasks: Vec<Task>,
     ) -> Result<Self, GraphError> {
+        if let Some((position, task)) = tasks.iter().enumerate().find(|(i, t)| t.index() != *i) {
+            return Err(GraphError::OutOfOrder {
+                position,
+                index: task.index(),
+            });
+        }
         let graph = Graph::build(tasks.iter().map(Task::links))?;
         Ok(Self {
             id,
@@ -254,13 +283,10 @@ impl PlanRun {
         &self.graph
     }
 
-    /// `Failed` if a task failed, `Complete` if all completed, else `Active`.
+    /// `Failed` if a task failed, `Complete` if all completed, else `Active`: O(1).
     pub fn phase(&self) -> Phase {
-        Phase::of(
-            self.tasks.len(),
-            self.schedule.complete,
-            self.failed_task_index(),
-        )
+        let failed = self.schedule.failed.first().copied();
+        Phase::of(self.tasks.len(), self.schedule.complete, failed)
     }
 
     /// The first task that failed (see [`first_failure`]).
@@ -271,9 +297,35 @@ impl PlanRun {
         }))
     }
 
-    /// Tasks whose attempt is in flight.
+    /// How many tasks have an attempt in flight.
     pub fn running(&self) -> usize {
         self.schedule.running
+    }
+
+    /// The tasks with an attempt in flight, in plan order (a scan: for stops and
+    /// operator actions, not for steps).
+    pub fn running_tasks(&self) -> Vec<usize> {
+        self.tasks
+            .iter()
+            .filter(|t| t.status() == TaskStatus::Running)
+            .map(Task::index)
+            .collect()
+    }
+
+    /// The task that would start next once its backoff (if any) has passed: the first
+    /// ready task, else (nothing ready: a plan whose tasks wait on running ones) the first
+    /// pending one.
+    pub fn next_ready(&self) -> Option<usize> {
+        self.schedule
+            .ready
+            .first()
+            .map(|&(_, index)| index)
+            .or_else(|| {
+                self.tasks
+                    .iter()
+                    .find(|t| t.status() == TaskStatus::Pending)
+                    .map(Task::index)
+            })
     }
 
     /// Applies `event` to the task at `index`, checking the plan-level guards: a task
@@ -305,7 +357,10 @@ impl PlanRun {
             .ready
             .iter()
             .take_while(move |(until, _)| active && until.is_none_or(|until| until <= now))
-            .map(|&(_, index)| index)
+            .map(|&(_, index)| {
+                work::add(1);
+                index
+            })
     }
 
     /// When the next stored backoff ends, if a ready task waits for one past `now`.
@@ -656,5 +711,59 @@ mod tests {
             }
         }
         assert!(applied > 2000, "the events exercised the table: {applied}");
+    }
+
+    /// Runs a plan to completion as the executor does (up to 8 at once) and returns the
+    /// scheduler's steps.
+    fn scheduler_steps(mut plan: PlanRun) -> u64 {
+        work::take();
+        loop {
+            let batch: Vec<usize> = plan.runnable(t(0)).take(8).collect();
+            if batch.is_empty() {
+                break;
+            }
+            for &index in &batch {
+                plan.apply(index, TaskEvent::Start { at: t(0) }).unwrap();
+            }
+            for &index in &batch {
+                succeed_running(&mut plan, index, t(1));
+            }
+            assert!(plan.next_wake(t(1)).is_none());
+        }
+        assert_eq!(plan.phase(), Phase::Complete);
+        work::take()
+    }
+
+    /// A chain of `n` tasks, and a graph of `n` tasks each waiting for one of 4 roots.
+    fn chain_and_fan(n: usize) -> (PlanRun, PlanRun) {
+        let fan: Vec<Vec<usize>> = (0..n)
+            .map(|i| if i < 4 { vec![] } else { vec![i % 4] })
+            .collect();
+        let fan: Vec<&[usize]> = fan.iter().map(Vec::as_slice).collect();
+        (plan(n, 0), graph_plan(&fan, 0))
+    }
+
+    #[test]
+    fn the_scheduler_does_the_same_work_per_task_whatever_the_plan_size() {
+        let steps = |n| {
+            let (chain, fan) = chain_and_fan(n);
+            (scheduler_steps(chain), scheduler_steps(fan))
+        };
+        let (s100, s1k, s10k) = (steps(100), steps(1_000), steps(10_000));
+        // Linear, a·n + b, exactly: each further 9 000 tasks cost 10 × each further 900.
+        for (name, small, mid, large) in [
+            ("chain", s100.0, s1k.0, s10k.0),
+            ("fan", s100.1, s1k.1, s10k.1),
+        ] {
+            assert_eq!(
+                large - mid,
+                10 * (mid - small),
+                "{name}: {small} {mid} {large}"
+            );
+            assert!(
+                large <= 6 * 10_000,
+                "{name}: {large} steps for 10 000 tasks"
+            );
+        }
     }
 }

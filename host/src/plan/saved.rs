@@ -15,8 +15,13 @@ use super::run::PlanRun;
 use super::spec::Grants;
 use super::task::{Task, TaskStatus};
 
-/// The `formatVersion` this planrt writes and reads.
-pub const SAVED_PLAN_FORMAT_VERSION: u32 = 1;
+/// The `formatVersion` this planrt writes: 2 added task `name` and `dependsOn` and
+/// `defaults.maxParallel` (a planrt that reads only 1 would run a graph as a chain, so it
+/// must refuse the file).
+pub const SAVED_PLAN_FORMAT_VERSION: u32 = 2;
+
+/// The oldest `formatVersion` this planrt reads (1: plans without graphs).
+pub const OLDEST_SAVED_PLAN_FORMAT_VERSION: u32 = 1;
 
 /// The plugin a saved plan was made with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +58,7 @@ pub struct SavedPlan {
 pub enum SavedPlanError {
     /// Written by another planrt.
     #[error(
-        "saved plan format {found} is not supported (this planrt reads format {SAVED_PLAN_FORMAT_VERSION})"
+        "saved plan format {found} is not supported (this planrt reads formats {OLDEST_SAVED_PLAN_FORMAT_VERSION} to {SAVED_PLAN_FORMAT_VERSION})"
     )]
     FormatVersion {
         /// The version in the file.
@@ -85,6 +90,9 @@ pub enum SavedPlanError {
         /// Its status.
         status: TaskStatus,
     },
+    /// `defaults.maxParallel` out of range.
+    #[error("`defaults.maxParallel` is {0}: it must be from 1 to {max}", max = super::spec::MAX_PARALLEL)]
+    MaxParallel(u32),
     /// Names or `dependsOn` that do not make a graph.
     #[error(transparent)]
     Graph(#[from] GraphError),
@@ -137,10 +145,17 @@ impl SavedPlan {
 
     /// Checks that the document is a fresh plan this planrt can run, and builds it.
     pub fn to_plan_run(&self) -> Result<PlanRun, SavedPlanError> {
-        if self.format_version != SAVED_PLAN_FORMAT_VERSION {
+        if !(OLDEST_SAVED_PLAN_FORMAT_VERSION..=SAVED_PLAN_FORMAT_VERSION)
+            .contains(&self.format_version)
+        {
             return Err(SavedPlanError::FormatVersion {
                 found: self.format_version,
             });
+        }
+        if let Some(max) = self.defaults.max_parallel
+            && !(1..=super::spec::MAX_PARALLEL).contains(&i64::from(max))
+        {
+            return Err(SavedPlanError::MaxParallel(max));
         }
         let plan_id = self.plan.id;
         let mut tasks = Vec::with_capacity(self.plan.tasks.len());
@@ -225,7 +240,7 @@ mod tests {
     fn saved_plan_round_trips_through_json_with_the_same_ids() {
         let saved = saved();
         let json = serde_json::to_value(&saved).unwrap();
-        assert_eq!(json["formatVersion"], 1);
+        assert_eq!(json["formatVersion"], 2);
         assert_eq!(json["phase"], "Active");
         assert_eq!(json["tasks"][0]["type"], "echo");
         assert_eq!(json["tasks"][0]["status"], "Pending");
@@ -279,6 +294,17 @@ mod tests {
             saved.to_plan_run(),
             Err(SavedPlanError::NotFresh { index: 1, .. })
         ));
+
+        let mut saved = self::saved();
+        saved.defaults.max_parallel = Some(0);
+        assert_eq!(saved.to_plan_run(), Err(SavedPlanError::MaxParallel(0)));
+
+        let mut saved = self::saved();
+        saved.format_version = 1;
+        assert!(
+            saved.to_plan_run().is_ok(),
+            "format 1 (no graphs) is still read"
+        );
 
         let mut saved = self::saved();
         saved.format_version = 9;

@@ -104,6 +104,10 @@ pub trait StateStore: Send + Sync {
     /// newest attempt (attempts are append-only: an ended one never changes).
     fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError>;
 
+    /// Records several tasks' states after one operator action or stop, in one
+    /// transaction: all of them, or none.
+    fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError>;
+
     /// The plan as last recorded: what it was resolved with, and its tasks.
     fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError>;
 

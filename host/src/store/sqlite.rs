@@ -231,10 +231,16 @@ impl StateStore for SqliteStore {
     }
 
     fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
+        self.record_tasks(plan, &[task])
+    }
+
+    fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
         blocking(|| {
             let mut conn = self.writer()?;
             let tx = write_transaction(&mut conn)?;
-            rows::update_task(&tx, plan, task)?;
+            for task in tasks {
+                rows::update_task(&tx, plan, task)?;
+            }
             tx.commit()?;
             Ok(())
         })

@@ -137,6 +137,34 @@ impl SqliteStore {
         })
     }
 
+    /// Failed plans of `origin` with attempts still recorded running: a graph whose task
+    /// failed while others ran, when the host died before they ended. Nothing runs them
+    /// again; their attempts must be recorded `interrupted`.
+    pub fn failed_plans_with_running_attempts(
+        &self,
+        origin: Origin,
+    ) -> Result<Vec<PlanId>, StoreError> {
+        blocking(|| {
+            let conn = self.read_conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT p.id FROM plans p JOIN tasks t ON t.plan_id = p.id
+                 WHERE p.origin = ?3
+                 GROUP BY p.id
+                 HAVING sum(t.status = ?1) > 0 AND sum(t.status = ?2) > 0
+                 ORDER BY p.rowid",
+            )?;
+            let ids = stmt.query_map(
+                params![
+                    status_name(TaskStatus::Failed),
+                    status_name(TaskStatus::Running),
+                    <&str>::from(origin),
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            ids.map(|id| id?.parse().map_err(backend)).collect()
+        })
+    }
+
     /// Removes a plan from the task API's views (or brings it back).
     pub fn set_removed(&self, plan: PlanId, removed: bool) -> Result<(), StoreError> {
         let now = jiff::Timestamp::now().to_string();
