@@ -37,7 +37,7 @@ fn main() -> Result<()> {
             );
             eprintln!("  demo     build what it needs and run the example plan");
             eprintln!(
-                "  bench    snapshot-restore throughput against a native extractor [--size-mib N]"
+                "  bench    per-task overhead, plan sizes, a wide graph, start, snapshot-restore: each against a native baseline [--only SUITE] [--quick]"
             );
             eprintln!("  test     build plugins, then fmt, clippy and every test");
             std::process::exit(2);
@@ -355,5 +355,14 @@ fn test(root: &Path) -> Result<()> {
         "--",
         "--nocapture",
     ]))?;
+    // Benchmarks are not tests: a quick run on the debug build only checks that every
+    // suite executes (their figures come from `cargo xtask bench` on a release build).
+    let debug_planrt = root.join("target/debug/planrt");
+    let smoke = [
+        "--quick",
+        "--planrt",
+        debug_planrt.to_str().context("a UTF-8 path")?,
+    ];
+    bench::bench(root, &smoke.map(str::to_owned))?;
     Ok(())
 }

@@ -834,7 +834,7 @@ mod tests {
         };
         let stored = resolved(&store);
         assert!(stored.get("tasks").is_none(), "{stored}");
-        assert_eq!(stored["formatVersion"], 1);
+        assert_eq!(stored["formatVersion"], SAVED_PLAN_FORMAT_VERSION);
         run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
         store.record_task(run.id(), &run.tasks()[0]).unwrap();
         let (loaded, _) = store.load_plan(run.id()).unwrap().unwrap();

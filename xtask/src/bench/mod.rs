@@ -1,5 +1,9 @@
-//! `cargo xtask bench [--size-mib N] [--perf]`: snapshot-restore against a native extractor of the
-//! same bytes from the same server, in the same run.
+//! `cargo xtask bench [--only SUITE]… [--quick] [--size-mib N] [--perf] [--planrt BIN]`:
+//! each figure measured against its native baseline in the same run. Suites:
+//! `overhead`, `plans`, `graph`, `start` ([`tasks`]) and `snapshot` (below).
+//!
+//! The snapshot suite: snapshot-restore against a native extractor of the same bytes from
+//! the same server, in the same run.
 //!
 //! It generates a `.tar.gz` of N MiB of data (64 files, half random, half compressible),
 //! serves it on 127.0.0.1, then runs, each in a child process whose peak RSS is measured:
@@ -18,6 +22,8 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::run;
 
+mod tasks;
+
 const CHAIN: &str = "bench-chain";
 const HEIGHT: u64 = 100;
 const FILES: usize = 64;
@@ -27,6 +33,9 @@ struct Measured {
     wall: Duration,
     peak_rss_kib: u64,
 }
+
+/// The suites, in the order they run.
+const SUITES: &[&str] = &["overhead", "plans", "graph", "start", "snapshot"];
 
 /// Runs `program args` under `xtask rss-of` (whose only child it is, so the peak RSS of
 /// the wrapper's children is the program's), measuring wall time and peak RSS.
@@ -87,43 +96,105 @@ fn as_strs(strings: &[String]) -> Vec<&str> {
     strings.iter().map(String::as_str).collect()
 }
 
-/// `cargo xtask bench [--size-mib N] [--perf]` (`--perf`: one more planrt run under `perf
-/// record`, its profile left in `target/bench`).
+/// `cargo xtask bench [--only SUITE]… [--quick] [--size-mib N] [--perf] [--planrt BIN]`:
+/// every suite unless `--only` picks some; `--quick`: small sizes (a smoke run, as CI
+/// does); `--perf`: one more snapshot run under `perf record`, its profile left in
+/// `target/bench`; `--planrt BIN`: measure that binary (say, an older build) instead of
+/// building this one.
 pub fn bench(root: &Path, args: &[String]) -> Result<()> {
-    let usage = "usage: cargo xtask bench [--size-mib N] [--perf]";
-    let mut size_mib: usize = 128;
+    let usage = format!(
+        "usage: cargo xtask bench [--only {}]… [--quick] [--size-mib N] [--perf] [--planrt BIN]",
+        SUITES.join("|")
+    );
+    let mut size_mib: Option<usize> = None;
     let mut perf = false;
+    let mut quick = false;
+    let mut only: Vec<String> = Vec::new();
+    let mut given_planrt: Option<PathBuf> = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--size-mib" => {
-                size_mib = args
-                    .next()
-                    .context(usage)?
-                    .parse()
-                    .context("--size-mib takes a number")?
+                size_mib = Some(
+                    args.next()
+                        .context(usage.clone())?
+                        .parse()
+                        .context("--size-mib takes a number")?,
+                )
             }
             "--perf" => perf = true,
+            "--quick" => quick = true,
+            "--only" => {
+                let suite = args.next().context(usage.clone())?;
+                ensure!(SUITES.contains(&suite.as_str()), "{usage}");
+                only.push(suite.clone());
+            }
+            "--planrt" => given_planrt = Some(PathBuf::from(args.next().context(usage.clone())?)),
             _ => bail!(usage),
         }
     }
-    let size = size_mib << 20;
+    let size_mib = size_mib.unwrap_or(if quick { 8 } else { 128 });
     crate::build_plugins(root)?;
-    run(crate::host_cargo()
-        .current_dir(root)
-        .args(["build", "--release", "--package", "planrt"]))?;
-    let planrt = root.join("target/release/planrt");
+    let planrt = match given_planrt {
+        Some(planrt) => std::path::absolute(planrt)?,
+        None => {
+            run(crate::host_cargo().current_dir(root).args([
+                "build",
+                "--release",
+                "--package",
+                "planrt",
+            ]))?;
+            root.join("target/release/planrt")
+        }
+    };
+    let work = root.join("target/bench");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let setup = tasks::Setup {
+        planrt: &planrt,
+        work: work.clone(),
+        plugins: &root.join("target/plugins"),
+        test_plugins: &root.join("target/test-plugins"),
+        quick,
+    };
+    println!(
+        "# cargo xtask bench{}: {}, {} CPU(s)",
+        if quick { " --quick" } else { "" },
+        planrt.display(),
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    let chosen = |suite: &str| only.is_empty() || only.iter().any(|o| o == suite);
+    if chosen("overhead") {
+        tasks::overhead(&setup)?;
+    }
+    if chosen("plans") {
+        tasks::plans(&setup)?;
+    }
+    if chosen("graph") {
+        tasks::graph(&setup)?;
+    }
+    if chosen("start") {
+        tasks::start(&setup)?;
+    }
+    if chosen("snapshot") {
+        snapshot(root, &planrt, &work, size_mib, perf)?;
+    }
+    Ok(())
+}
 
+/// The snapshot suite: a generated archive of `size_mib` MiB served on 127.0.0.1,
+/// restored by the native extractor and by planrt.
+fn snapshot(root: &Path, planrt: &Path, work: &Path, size_mib: usize, perf: bool) -> Result<()> {
+    let size = size_mib << 20;
     eprintln!("xtask: generating a {size_mib} MiB archive");
     let archive = archive(size);
     let archive_len = archive.len();
     let server = planrt_fixtures::snapshot_server(CHAIN, HEIGHT, vec![(HEIGHT, archive)]);
     let url = format!("{}/{CHAIN}/{HEIGHT}.tar.gz", server.url());
 
-    let work = root.join("target/bench");
-    if work.exists() {
-        std::fs::remove_dir_all(&work)?;
-    }
+    let work = work.join("snapshot");
     let plugins = work.join("plugins");
     std::fs::create_dir_all(&plugins)?;
     std::fs::copy(
@@ -171,7 +242,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
 
     // Warm-up: compiles the plugin into the cache (and warms the page cache).
     fresh_home("warm-up")?;
-    measure(&planrt, &as_strs(&planrt_args("warm-up")), &work)?;
+    measure(planrt, &as_strs(&planrt_args("warm-up")), &work)?;
 
     let native_out = work.join("native");
     let native = measure(
@@ -180,7 +251,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         &work,
     )?;
     fresh_home("measured")?;
-    let planrt_measured = measure(&planrt, &as_strs(&planrt_args("measured")), &work)?;
+    let planrt_measured = measure(planrt, &as_strs(&planrt_args("measured")), &work)?;
     if perf {
         // A separate run under `perf record` (its overhead stays out of the figures).
         fresh_home("profiled")?;
@@ -200,7 +271,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let mib = size as f64 / f64::from(1 << 20);
     let rate = |m: &Measured| mib / m.wall.as_secs_f64();
     println!(
-        "\nsnapshot-restore bench: {size_mib} MiB of data in {FILES} files, archive {:.1} MiB, served from {}",
+        "\n### snapshot-restore: {size_mib} MiB of data in {FILES} files, archive {:.1} MiB, served from {}",
         archive_len as f64 / f64::from(1 << 20),
         server.addr
     );
