@@ -106,26 +106,57 @@ pub struct Execution<'a> {
     pub max_parallel: usize,
 }
 
-/// The attempts in flight, each a tokio task of its own (so a plan's guests run on
-/// every worker thread), with what tells each to stop.
+/// One attempt, from its request to its report.
+type AttemptFuture = Pin<Box<dyn Future<Output = (usize, AttemptReport)> + Send>>;
+
+/// Where the attempts run.
+enum Attempts {
+    /// Each in a tokio task of its own, so a graph's guests run on every worker thread.
+    Spawned(JoinSet<(usize, AttemptReport)>),
+    /// On the executor's own thread: a plan that runs one attempt at a time (a chain, or
+    /// `maxParallel = 1`) gains nothing from another thread but two handoffs per task.
+    Inline(FuturesUnordered<AttemptFuture>),
+}
+
+/// The attempts in flight, with what tells each to stop.
 struct InFlight {
-    attempts: JoinSet<(usize, AttemptReport)>,
+    attempts: Attempts,
     signals: HashMap<usize, CancelSignal>,
 }
 
 impl InFlight {
+    fn new(one_at_a_time: bool) -> Self {
+        let attempts = match one_at_a_time {
+            true => Attempts::Inline(FuturesUnordered::new()),
+            false => Attempts::Spawned(JoinSet::new()),
+        };
+        Self {
+            attempts,
+            signals: HashMap::new(),
+        }
+    }
+
     fn len(&self) -> usize {
         self.signals.len()
     }
 
+    fn push(&mut self, attempt: AttemptFuture) {
+        match &mut self.attempts {
+            Attempts::Spawned(set) => drop(set.spawn(attempt)),
+            Attempts::Inline(inline) => inline.push(attempt),
+        }
+    }
+
     /// The next attempt to end. A panic in an attempt's task is a bug: it is raised here.
     async fn next(&mut self) -> Option<(usize, AttemptReport)> {
-        let joined = self.attempts.join_next().await?;
-        let (index, report) = match joined {
-            Ok(ended) => ended,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            // Tasks are aborted only when the set is dropped.
-            Err(error) => unreachable!("an attempt's task ended without a result: {error}"),
+        let (index, report) = match &mut self.attempts {
+            Attempts::Spawned(set) => match set.join_next().await? {
+                Ok(ended) => ended,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                // Tasks are aborted only when the set is dropped.
+                Err(error) => unreachable!("an attempt's task ended without a result: {error}"),
+            },
+            Attempts::Inline(inline) => inline.next().await?,
         };
         self.signals.remove(&index);
         Some((index, report))
@@ -167,10 +198,7 @@ pub async fn execute(
     let kv = KvAccess(kv);
     let max_parallel = max_parallel.max(1);
     tokio::pin!(stop);
-    let mut in_flight = InFlight {
-        attempts: JoinSet::new(),
-        signals: HashMap::new(),
-    };
+    let mut in_flight = InFlight::new(!plan.graph().is_explicit() || max_parallel == 1);
     let mut turns: Turns = FuturesUnordered::new();
     loop {
         let now = Timestamp::now();
@@ -261,7 +289,7 @@ fn start(
     let request = start_attempt(plan, index, now, prepared, store, observer, (&signal, kv))?;
     in_flight.signals.insert(index, signal);
     let task = prepared.tasks[index].clone();
-    in_flight.attempts.spawn(async move {
+    in_flight.push(Box::pin(async move {
         let report = match request {
             Ok(request) => task.plugin.run(&task.sandbox, request).await,
             Err(missing) => AttemptReport {
@@ -271,7 +299,7 @@ fn start(
         };
         drop(slot);
         (index, report)
-    });
+    }));
     Ok(())
 }
 
@@ -297,7 +325,7 @@ async fn stop_all(
             end_attempt(plan, index, report, prepared, store, observer)?;
         }
     }
-    // Dropping the set aborts what still runs.
+    // Dropping the attempts aborts (or drops) what still runs.
     drop(in_flight);
     match reason {
         StopReason::Shutdown => {
