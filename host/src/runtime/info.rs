@@ -6,7 +6,7 @@ use super::wit::WitVersion;
 use super::wit::latest::types::{self as wit, DirMode};
 
 /// A directory a plugin needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DirNeed {
     /// Guest path, e.g. `/home`.
     pub guest_path: String,
@@ -14,8 +14,8 @@ pub struct DirNeed {
     pub writable: bool,
 }
 
-/// What `describe` said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `describe` said (kept in the plugin index between runs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PluginInfo {
     /// Task type name (validated by the registry).
     pub task_type: String,

@@ -13,6 +13,7 @@ pub mod guest_log;
 pub mod info;
 pub mod params_schema;
 pub mod plugin;
+pub mod plugin_index;
 pub mod registry;
 pub mod state;
 pub mod wit;
@@ -67,9 +68,8 @@ pub enum RuntimeError {
 /// The engine, linker, capabilities and compiled cache every plugin runs on.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<AttemptState>,
+    source: std::sync::Arc<plugin::ComponentSource>,
     capabilities: Capabilities,
-    cache: CompiledCache,
     _ticker: engine::EpochTicker,
 }
 
@@ -92,9 +92,8 @@ impl Runtime {
         let ticker = engine::EpochTicker::start(&engine);
         Ok(Self {
             engine,
-            linker,
+            source: std::sync::Arc::new(plugin::ComponentSource { cache, linker }),
             capabilities,
-            cache,
             _ticker: ticker,
         })
     }

@@ -2,17 +2,24 @@
 //! attempt of `run`. Each call runs in a fresh store (see [`super::call`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 use tracing::Instrument;
 use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
 
+use super::cache::CompiledCache;
 use super::call::{CallSite, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
 use super::error::{AttemptError, cap_message};
 use super::info::PluginInfo;
 use super::params_schema::ParamsSchema;
-use super::wit::PluginPre;
+use super::plugin_index::IndexEntry;
+use super::state::AttemptState;
 use super::wit::latest::types as wit;
+use super::wit::{PluginPre, WitVersion};
 use crate::plan::{Grants, LimitOverrides, Redactor};
 
 /// Context fields, re-exported for callers that build a request.
@@ -55,8 +62,64 @@ pub struct LoadedPlugin {
     file: PathBuf,
     sha256: String,
     engine: Engine,
-    pre: PluginPre,
+    /// Linked once: at load when the file was read, else when a call first needs it.
+    pre: OnceCell<PluginPre>,
+    source: Arc<ComponentSource>,
     capabilities: Capabilities,
+}
+
+/// Where components come from: the compiled cache, linked with the host's linker.
+pub struct ComponentSource {
+    /// The compiled cache.
+    pub cache: CompiledCache,
+    /// The linker every version's bindings are added to.
+    pub linker: Linker<AttemptState>,
+}
+
+impl ComponentSource {
+    /// Links `component` with the bindings of the contract version it targets. A version
+    /// this host does not serve is refused naming both, not with a link error about some
+    /// import.
+    pub fn link(&self, engine: &Engine, component: &Component) -> Result<PluginPre, String> {
+        let version = WitVersion::of_component(component, engine).map_err(|e| e.to_string())?;
+        self.linker
+            .instantiate_pre(component)
+            .and_then(|pre| PluginPre::new(version, pre))
+            .map_err(|e| {
+                format!(
+                    "does not implement planrt:task@{version} as this host provides it: {}",
+                    e.root_cause()
+                )
+            })
+    }
+
+    /// The linked component of `file`, whose sha256 was `sha256` when it was indexed:
+    /// from the compiled cache, else compiled from the file if it still has that
+    /// sha256.
+    fn load_indexed(
+        &self,
+        engine: &Engine,
+        file: &Path,
+        sha256: &str,
+    ) -> Result<PluginPre, String> {
+        let component = match self.cache.load_cached(engine, sha256) {
+            Some(component) => component,
+            None => {
+                let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+                let found = hex::encode(Sha256::digest(&wasm));
+                if found != sha256 {
+                    return Err(format!(
+                        "the file changed since it was loaded (sha256 {found}, loaded as {sha256})"
+                    ));
+                }
+                self.cache
+                    .load(engine, &wasm, sha256)
+                    .map_err(|e| format!("not a valid component: {}", e.root_cause()))?
+                    .0
+            }
+        };
+        self.link(engine, &component)
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -72,7 +135,7 @@ impl LoadedPlugin {
     /// Instantiates once to read `describe()`, with no grants.
     pub(super) async fn describe(
         engine: &Engine,
-        pre: PluginPre,
+        (pre, source): (PluginPre, Arc<ComponentSource>),
         capabilities: Capabilities,
         file: PathBuf,
         sha256: String,
@@ -97,8 +160,64 @@ impl LoadedPlugin {
             file,
             sha256,
             engine: engine.clone(),
-            pre,
+            pre: OnceCell::new_with(Some(pre)),
+            source,
             capabilities,
+        })
+    }
+
+    /// A plugin whose file is unchanged since the index recorded it: what it said about
+    /// itself comes from the index; its component is loaded when a call first needs it.
+    pub(super) fn indexed(
+        engine: &Engine,
+        source: Arc<ComponentSource>,
+        capabilities: Capabilities,
+        file: PathBuf,
+        entry: IndexEntry,
+    ) -> Result<Self, String> {
+        let schema = ParamsSchema::compile(&entry.info.params_schema)?;
+        Ok(Self {
+            info: entry.info,
+            schema,
+            file,
+            sha256: entry.sha256,
+            engine: engine.clone(),
+            pre: OnceCell::new(),
+            source,
+            capabilities,
+        })
+    }
+
+    /// What the index keeps of this plugin.
+    pub(super) fn index_entry(&self, stamp: super::plugin_index::FileStamp) -> IndexEntry {
+        IndexEntry {
+            stamp,
+            sha256: self.sha256.clone(),
+            info: self.info.clone(),
+        }
+    }
+
+    /// The linked component, loaded now if this is its first call.
+    async fn site(&self) -> Result<CallSite<'_>, AttemptError> {
+        let pre = self
+            .pre
+            .get_or_try_init(|| async {
+                crate::blocking::blocking(|| {
+                    self.source
+                        .load_indexed(&self.engine, &self.file, &self.sha256)
+                })
+            })
+            .await
+            .map_err(|reason| {
+                AttemptError::Sandbox(format!(
+                    "plugin {} cannot be loaded: {reason}",
+                    self.file.display()
+                ))
+            })?;
+        Ok(CallSite {
+            engine: &self.engine,
+            pre,
+            capabilities: &self.capabilities,
         })
     }
 
@@ -117,14 +236,6 @@ impl LoadedPlugin {
     /// sha256 of the component file, hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
-    }
-
-    fn site(&self) -> CallSite<'_> {
-        CallSite {
-            engine: &self.engine,
-            pre: &self.pre,
-            capabilities: &self.capabilities,
-        }
     }
 
     /// The sandbox of a task of this plugin's type: what it declares ∩ what `grants`
@@ -146,8 +257,9 @@ impl LoadedPlugin {
     ) -> Result<Result<(), String>, AttemptError> {
         let params = params.to_owned();
         let inputs = AttemptInputs::new(redactor.clone(), None);
+        let site = self.site().await?;
         let (result, _) = call(
-            self.site(),
+            site,
             &Sandbox::default(),
             &inputs,
             async move |bindings, store| bindings.call_validate(store, &params).await,
@@ -170,12 +282,18 @@ impl LoadedPlugin {
             index = context.plan_index,
             attempt = context.attempt,
         );
-        let (result, log) = call(
-            self.site(),
-            sandbox,
-            &inputs,
-            async move |bindings, store| bindings.call_run(store, &context, &params).await,
-        )
+        let site = match self.site().await {
+            Ok(site) => site,
+            Err(error) => {
+                return AttemptReport {
+                    result: Err(error),
+                    log_tail: None,
+                };
+            }
+        };
+        let (result, log) = call(site, sandbox, &inputs, async move |bindings, store| {
+            bindings.call_run(store, &context, &params).await
+        })
         .instrument(span)
         .await;
         AttemptReport {

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::capability::{Capabilities, Refusal};
 use super::plugin::LoadedPlugin;
-use super::wit::{PluginPre, WitVersion};
+use super::plugin_index::{FileStamp, PluginIndex};
 use super::{Runtime, RuntimeError};
 use crate::plan::TaskType;
 
@@ -92,8 +92,10 @@ impl Runtime {
             capabilities: self.capabilities.clone(),
         };
         let mut warnings = Vec::new();
+        let mut index = PluginIndex::read(&self.source.cache);
+        index.retain(&files);
         for file in files {
-            match self.load_plugin(&file).await {
+            match self.load_plugin(&file, &mut index).await {
                 Ok(plugin) => {
                     let task_type = TaskType::new(plugin.info().task_type.clone())
                         .expect("checked by load_plugin");
@@ -110,37 +112,49 @@ impl Runtime {
                 Err(reason) => warnings.push(LoadWarning { file, reason }),
             }
         }
+        crate::blocking::blocking(|| index.save(&self.source.cache));
         Ok((registry, warnings))
     }
 
-    async fn load_plugin(&self, file: &Path) -> Result<LoadedPlugin, String> {
+    /// Loads one plugin file: from the index when the file is unchanged since it was
+    /// indexed (nothing read or compiled now), else read, hashed, compiled (or taken
+    /// from the compiled cache), linked and asked `describe()`, and indexed.
+    async fn load_plugin(
+        &self,
+        file: &Path,
+        index: &mut PluginIndex,
+    ) -> Result<LoadedPlugin, String> {
+        let stamp = std::fs::metadata(file)
+            .map(|m| FileStamp::of(&m))
+            .map_err(|e| format!("cannot read: {e}"))?;
+        if let Some(entry) = index.get(file, stamp) {
+            let indexed = LoadedPlugin::indexed(
+                &self.engine,
+                self.source.clone(),
+                self.capabilities.clone(),
+                file.to_owned(),
+                entry.clone(),
+            );
+            match indexed {
+                Ok(plugin) => return Ok(plugin),
+                Err(e) => tracing::debug!(file = %file.display(), "index entry not used: {e}"),
+            }
+        }
         // Reading, hashing and compiling block: the tokio worker is handed off meanwhile.
         let (component, sha256) = crate::blocking::blocking(|| {
             let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
             let sha256 = hex::encode(Sha256::digest(&wasm));
             let (component, _) = self
+                .source
                 .cache
                 .load(&self.engine, &wasm, &sha256)
                 .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
             Ok::<_, String>((component, sha256))
         })?;
-        // The contract version first: a component of a version this host does not serve
-        // is refused naming both, not with a link error about some import.
-        let version =
-            WitVersion::of_component(&component, &self.engine).map_err(|e| e.to_string())?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(|pre| PluginPre::new(version, pre))
-            .map_err(|e| {
-                format!(
-                    "does not implement planrt:task@{version} as this host provides it: {}",
-                    e.root_cause()
-                )
-            })?;
+        let pre = self.source.link(&self.engine, &component)?;
         let plugin = LoadedPlugin::describe(
             &self.engine,
-            pre,
+            (pre, self.source.clone()),
             self.capabilities.clone(),
             file.to_owned(),
             sha256,
@@ -162,6 +176,7 @@ impl Runtime {
                 ));
             }
         }
+        index.insert(file.to_owned(), plugin.index_entry(stamp));
         Ok(plugin)
     }
 }

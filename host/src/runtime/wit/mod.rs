@@ -20,11 +20,15 @@ use latest::types::{Context, Info, TaskError};
 pub const PACKAGE: &str = "planrt:task";
 
 /// A version of the `planrt:task` contract this host serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum WitVersion {
     /// The first release: describe, validate, run; log and progress.
+    #[serde(rename = "0.1.0")]
     V0_1_0,
     /// Adds the per-task-type `kv` store and `cancellation`.
+    #[serde(rename = "0.2.0")]
     V0_2_0,
 }
 
