@@ -27,9 +27,16 @@ fn run(s: &Scratch, task_type: &str) -> serde_json::Value {
     run.json()
 }
 
+/// A file is indexed only once it has been still for 3 s (a rewrite within one timestamp
+/// tick would not show): the files just copied must settle first.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+}
+
 #[test]
 fn an_unchanged_plugin_is_loaded_only_when_a_task_of_its_type_runs() {
     let s = Scratch::with_plugins(&["test-echo", "test-noop"]);
+    settle();
     run(&s, "test-echo");
     let all = compiled(&s);
     assert_eq!(
@@ -69,5 +76,27 @@ fn a_changed_plugin_file_is_loaded_again_in_full() {
     let after = s.planrt(&["plugins", "--output", "json"]).json();
     let sha = |doc: &serde_json::Value| doc[0]["sha256"].clone();
     assert_ne!(sha(&before), sha(&after), "{before} {after}");
+    assert_eq!(run(&s, "test-echo")["phase"], "Complete");
+}
+
+#[test]
+fn a_plugin_file_whose_name_is_not_utf8_is_a_warning_not_a_crash() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let odd = s
+        .plugins()
+        .join(std::ffi::OsStr::from_bytes(b"noop-\xff.wasm"));
+    std::fs::copy(planrt_e2e::plugin_file("test-noop"), &odd).unwrap();
+    settle();
+    for _ in 0..2 {
+        let listed = s.planrt(&["plugins"]);
+        assert_eq!(listed.code, 0, "{}", listed.stderr);
+        assert!(
+            listed.stderr.contains("its path is not UTF-8"),
+            "{}",
+            listed.stderr
+        );
+        assert!(!listed.stdout.contains("test-noop"), "{}", listed.stdout);
+    }
     assert_eq!(run(&s, "test-echo")["phase"], "Complete");
 }

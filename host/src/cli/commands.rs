@@ -38,6 +38,9 @@ pub(super) async fn open_service(
         durability: settings.durability,
         max_concurrent,
         max_parallel: settings.max_parallel,
+        // Only a server bounds concurrency; it also keeps its plugins for hours, so it
+        // loads them all at once rather than as plans first use them.
+        load_every_plugin: max_concurrent.is_some(),
     };
     let (service, warnings) = Service::open(config).await?;
     for warning in warnings {

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use tokio::task::JoinSet;
 
@@ -147,19 +147,51 @@ impl InFlight {
         }
     }
 
+    /// The attempts that have ended already, without waiting for the others.
+    fn ended(&mut self) -> Vec<(usize, AttemptReport)> {
+        let mut ended = Vec::new();
+        loop {
+            let next = match &mut self.attempts {
+                Attempts::Spawned(set) => set.try_join_next().map(unwrap_joined),
+                Attempts::Inline(inline) => inline.next().now_or_never().flatten(),
+            };
+            let Some((index, report)) = next else {
+                return ended;
+            };
+            self.signals.remove(&index);
+            ended.push((index, report));
+        }
+    }
+
+    /// Stops what still runs and waits until it has: no attempt outlives its executor
+    /// (a spawned one may be inside a blocking host call that an abort cannot cut).
+    async fn shut_down(self) {
+        match self.attempts {
+            Attempts::Spawned(mut set) => set.shutdown().await,
+            Attempts::Inline(inline) => drop(inline),
+        }
+    }
+
     /// The next attempt to end. A panic in an attempt's task is a bug: it is raised here.
     async fn next(&mut self) -> Option<(usize, AttemptReport)> {
         let (index, report) = match &mut self.attempts {
-            Attempts::Spawned(set) => match set.join_next().await? {
-                Ok(ended) => ended,
-                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                // Tasks are aborted only when the set is dropped.
-                Err(error) => unreachable!("an attempt's task ended without a result: {error}"),
-            },
+            Attempts::Spawned(set) => unwrap_joined(set.join_next().await?),
             Attempts::Inline(inline) => inline.next().await?,
         };
         self.signals.remove(&index);
         Some((index, report))
+    }
+}
+
+/// An attempt's task's result; a panic in it (a bug) is raised here.
+fn unwrap_joined(
+    joined: Result<(usize, AttemptReport), tokio::task::JoinError>,
+) -> (usize, AttemptReport) {
+    match joined {
+        Ok(ended) => ended,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Tasks are aborted only by `shut_down`, which takes the set.
+        Err(error) => unreachable!("an attempt's task ended without a result: {error}"),
     }
 }
 
@@ -179,7 +211,8 @@ enum Wake {
 /// cancel). `plan` must already be recorded in the store.
 ///
 /// Every task the plan says is runnable starts, up to `max_parallel` at once, each with a
-/// turn from `slots` and each in a tokio task of its own; every transition is recorded
+/// turn from `slots` (a graph's each in a tokio task of its own, a chain's on this
+/// thread); every transition is recorded
 /// before anything else sees it, by this loop alone. Once a task has failed for good,
 /// nothing new starts; the attempts in flight end and are recorded.
 pub async fn execute(
@@ -276,7 +309,7 @@ pub async fn execute(
     }
 }
 
-/// Starts an attempt of the task at `index` in a task of its own, holding `slot`.
+/// Starts an attempt of the task at `index`, holding `slot`.
 fn start(
     plan: &mut PlanRun,
     (index, now): (usize, Timestamp),
@@ -325,8 +358,12 @@ async fn stop_all(
             end_attempt(plan, index, report, prepared, store, observer)?;
         }
     }
-    // Dropping the attempts aborts (or drops) what still runs.
-    drop(in_flight);
+    // Attempts that ended at the deadline are recorded as they ended; the others are
+    // stopped (and waited for) before anything is recorded for them.
+    for (index, report) in in_flight.ended() {
+        end_attempt(plan, index, report, prepared, store, observer)?;
+    }
+    in_flight.shut_down().await;
     match reason {
         StopReason::Shutdown => {
             interrupt_running(plan, store, observer, why)?;

@@ -95,6 +95,17 @@ pub enum PrepareError {
         /// What happened.
         error: AttemptError,
     },
+    /// A plugin the plan uses cannot be loaded (its file unreadable, or changed since
+    /// the plugin dir was read).
+    #[error("task {index} (`{task_type}`): {error}")]
+    PluginLoad {
+        /// The first task of that type.
+        index: usize,
+        /// Task type.
+        task_type: TaskType,
+        /// What happened.
+        error: AttemptError,
+    },
     /// A `$env` secret whose variable is not set.
     #[error("task {index} (`{task_type}`): {missing}")]
     MissingSecret {
@@ -299,6 +310,22 @@ pub async fn prepare(
             plugin: plugin.clone(),
             sandbox,
         });
+    }
+    // Every plugin the plan uses is loaded now (one taken from the plugin index is not
+    // yet): one that cannot be is bad input, before anything runs.
+    let mut loaded = std::collections::HashSet::new();
+    for (index, (task, prepared)) in saved.plan.tasks.iter().zip(&tasks).enumerate() {
+        if loaded.insert(&task.task_type) {
+            prepared
+                .plugin
+                .ensure_loaded()
+                .await
+                .map_err(|error| PrepareError::PluginLoad {
+                    index,
+                    task_type: task.task_type.clone(),
+                    error,
+                })?;
+        }
     }
     // Every secret is resolved before any plugin code runs, so all of them are masked in
     // whatever any plugin says.

@@ -191,6 +191,10 @@ pub struct ServiceConfig {
     /// A graph's runnable tasks at once, over the plan's `maxParallel` (`None`: the
     /// plan's, else the CPU count).
     pub max_parallel: Option<usize>,
+    /// Load every plugin's component at start and at each reload (a server), rather than
+    /// when a plan first uses it (a command, which should not pay for plugins it does
+    /// not use).
+    pub load_every_plugin: bool,
 }
 
 /// What one run or resume ended with.
@@ -327,7 +331,10 @@ impl Service {
             &config.state.subdir("compiled")?,
             config.state.cache_key()?,
         )?;
-        let (registry, warnings) = runtime.load_plugins(&config.plugin_dir).await?;
+        let (mut registry, mut warnings) = runtime.load_plugins(&config.plugin_dir).await?;
+        if config.load_every_plugin {
+            warnings.extend(registry.load_all().await);
+        }
         let slots = match config.max_concurrent {
             Some(max) => Slots::limited(max),
             None => Slots::unlimited(),
@@ -359,7 +366,11 @@ impl Service {
     /// one type) the loaded plugins stay.
     pub async fn reload_plugins(&self) -> Result<Reloaded, ServiceError> {
         let before = self.registry();
-        let (mut registry, warnings) = self.runtime.load_plugins(&self.config.plugin_dir).await?;
+        let (mut registry, mut warnings) =
+            self.runtime.load_plugins(&self.config.plugin_dir).await?;
+        if self.config.load_every_plugin {
+            warnings.extend(registry.load_all().await);
+        }
         let mut kept = Vec::new();
         for warning in &warnings {
             let previous = before.iter().find(|(_, p)| p.file() == warning.file);

@@ -27,6 +27,13 @@ const HEADER_LEN: usize = MAGIC.len() + MAC_LEN;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// What a record's MAC binds instead of a component's sha256: a prefix no hex digest
+/// has, and the name's length, so a record never authenticates as a component (nor one
+/// record as another).
+fn record_label(name: &str) -> String {
+    format!("record:{}:{name}", name.len())
+}
+
 /// Where a component came from this time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -148,35 +155,18 @@ impl CompiledCache {
         Ok((component, outcome))
     }
 
-    /// The compiled component `sha256` if an authenticated entry holds it: nothing is
-    /// compiled and the component file is not read (a plugin loaded lazily through the
-    /// plugin index).
-    pub fn load_cached(&self, engine: &Engine, sha256: &str) -> Option<Component> {
-        let path = self.entry_path(sha256);
-        let entry = std::fs::read(&path).ok()?;
-        let payload = self.authenticated_payload(&entry, sha256)?;
-        // SAFETY: as in `load`: the MAC proves `store` wrote this entry, for this engine
-        // and this component.
-        match unsafe { Component::deserialize(engine, payload) } {
-            Ok(component) => Some(component),
-            Err(e) => {
-                tracing::warn!(entry = %path.display(), "compiled cache entry rejected: {e}");
-                None
-            }
-        }
-    }
-
     /// A small record the host keeps beside the compiled components (the plugin index),
     /// named `name` — not a sha256, so it never stands for a component — if it
     /// authenticates.
     pub fn read_record(&self, name: &str) -> Option<Vec<u8>> {
         let entry = std::fs::read(self.record_path(name)).ok()?;
-        self.authenticated_payload(&entry, name).map(<[u8]>::to_vec)
+        self.authenticated_payload(&entry, &record_label(name))
+            .map(<[u8]>::to_vec)
     }
 
     /// Writes the record `name` (atomically, authenticated, private to this user).
     pub fn write_record(&self, name: &str, payload: &[u8]) -> std::io::Result<()> {
-        self.store(&self.record_path(name), name, payload)
+        self.store(&self.record_path(name), &record_label(name), payload)
     }
 
     fn record_path(&self, name: &str) -> PathBuf {

@@ -33,6 +33,15 @@ pub enum AttemptError {
         /// Guest frames, innermost first.
         backtrace: Option<String>,
     },
+    /// The plugin's component could not be loaded when its first call needed it (its
+    /// file unreadable, or changed since planrt read the plugin dir).
+    #[error("plugin {} cannot be loaded: {reason}", file.display())]
+    PluginLoad {
+        /// The component file.
+        file: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The call ran past its timeout.
     #[error("timed out after the {} timeout", crate::plan::units::format_duration(*limit))]
     Timeout {
@@ -104,6 +113,8 @@ impl AttemptError {
             // The host could not build the sandbox (a granted dir vanished, a secret's
             // variable unset): retrying will not help until an operator fixes the host.
             AttemptError::Sandbox(_) => ErrorKind::Permanent,
+            // The operator must put the plugin back (or run again after replacing it).
+            AttemptError::PluginLoad { .. } => ErrorKind::Permanent,
         }
     }
 
@@ -139,7 +150,8 @@ impl AttemptError {
             },
             other @ (Self::Timeout { .. }
             | Self::MemoryLimit { .. }
-            | Self::OutputTooLarge { .. }) => other,
+            | Self::OutputTooLarge { .. }
+            | Self::PluginLoad { .. }) => other,
         }
     }
 

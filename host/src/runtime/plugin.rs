@@ -93,31 +93,26 @@ impl ComponentSource {
             })
     }
 
-    /// The linked component of `file`, whose sha256 was `sha256` when it was indexed:
-    /// from the compiled cache, else compiled from the file if it still has that
-    /// sha256.
+    /// The linked component of `file`, which had the sha256 `sha256` when it was
+    /// indexed: read and hashed now (the component linked is the one of these bytes),
+    /// then taken from the compiled cache or compiled.
     fn load_indexed(
         &self,
         engine: &Engine,
         file: &Path,
         sha256: &str,
     ) -> Result<PluginPre, String> {
-        let component = match self.cache.load_cached(engine, sha256) {
-            Some(component) => component,
-            None => {
-                let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-                let found = hex::encode(Sha256::digest(&wasm));
-                if found != sha256 {
-                    return Err(format!(
-                        "the file changed since it was loaded (sha256 {found}, loaded as {sha256})"
-                    ));
-                }
-                self.cache
-                    .load(engine, &wasm, sha256)
-                    .map_err(|e| format!("not a valid component: {}", e.root_cause()))?
-                    .0
-            }
-        };
+        let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+        let found = hex::encode(Sha256::digest(&wasm));
+        if found != sha256 {
+            return Err(format!(
+                "the file changed since planrt started (sha256 {found}, loaded as {sha256}); run again to use the new file"
+            ));
+        }
+        let (component, _) = self
+            .cache
+            .load(engine, &wasm, sha256)
+            .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
         self.link(engine, &component)
     }
 }
@@ -197,23 +192,34 @@ impl LoadedPlugin {
         }
     }
 
-    /// The linked component, loaded now if this is its first call.
-    async fn site(&self) -> Result<CallSite<'_>, AttemptError> {
-        let pre = self
-            .pre
+    /// Loads the component now if it is not yet (a plugin taken from the index): `plan`,
+    /// `run` and `serve` load every plugin a plan uses before anything runs, so a plugin
+    /// that cannot be loaded is bad input then, not a failed attempt later.
+    pub async fn ensure_loaded(&self) -> Result<(), AttemptError> {
+        self.pre().await.map(drop)
+    }
+
+    async fn pre(&self) -> Result<&PluginPre, AttemptError> {
+        self.pre
             .get_or_try_init(|| async {
-                crate::blocking::blocking(|| {
-                    self.source
-                        .load_indexed(&self.engine, &self.file, &self.sha256)
-                })
+                let (source, engine) = (self.source.clone(), self.engine.clone());
+                let (file, sha256) = (self.file.clone(), self.sha256.clone());
+                // Off the async workers, and not blocking this task's other branches
+                // (a stop) meanwhile.
+                tokio::task::spawn_blocking(move || source.load_indexed(&engine, &file, &sha256))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("loading stopped: {e}")))
             })
             .await
-            .map_err(|reason| {
-                AttemptError::Sandbox(format!(
-                    "plugin {} cannot be loaded: {reason}",
-                    self.file.display()
-                ))
-            })?;
+            .map_err(|reason| AttemptError::PluginLoad {
+                file: self.file.clone(),
+                reason,
+            })
+    }
+
+    /// The linked component, loaded now if this is its first call.
+    async fn site(&self) -> Result<CallSite<'_>, AttemptError> {
+        let pre = self.pre().await?;
         Ok(CallSite {
             engine: &self.engine,
             pre,

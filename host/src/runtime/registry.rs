@@ -7,8 +7,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::capability::{Capabilities, Refusal};
+use super::info::PluginInfo;
 use super::plugin::LoadedPlugin;
-use super::plugin_index::{FileStamp, PluginIndex};
+use super::plugin_index::{FileStamp, PluginIndex, now_ns};
 use super::{Runtime, RuntimeError};
 use crate::plan::TaskType;
 
@@ -62,6 +63,28 @@ impl Registry {
         true
     }
 
+    /// Loads every plugin's component now (those taken from the plugin index are not
+    /// yet): for a server, which keeps its plugins for hours and must not meet a file
+    /// that changed under an unloaded one. A plugin that cannot be loaded leaves the
+    /// registry, as a warning.
+    pub async fn load_all(&mut self) -> Vec<LoadWarning> {
+        let mut warnings = Vec::new();
+        let mut failed = Vec::new();
+        for (task_type, plugin) in &self.plugins {
+            if let Err(error) = plugin.ensure_loaded().await {
+                warnings.push(LoadWarning {
+                    file: plugin.file().to_owned(),
+                    reason: error.to_string(),
+                });
+                failed.push(task_type.clone());
+            }
+        }
+        for task_type in failed {
+            self.plugins.remove(&task_type);
+        }
+        warnings
+    }
+
     /// Checks a plan's grants with every capability (at plan time, once per plan).
     pub fn check_grants(&self, grants: &crate::plan::Grants) -> Result<(), Refusal> {
         self.capabilities.check_grants(grants)
@@ -92,13 +115,31 @@ impl Runtime {
             capabilities: self.capabilities.clone(),
         };
         let mut warnings = Vec::new();
-        let mut index = PluginIndex::read(&self.source.cache);
-        index.retain(&files);
-        for file in files {
-            match self.load_plugin(&file, &mut index).await {
+        let canonical = std::fs::canonicalize(dir).map_err(unreadable)?;
+        let mut index = PluginIndex::read(&self.source.cache, &canonical);
+        let names: Vec<&str> = files
+            .iter()
+            .filter_map(|f| f.file_name().and_then(|n| n.to_str()))
+            .collect();
+        index.retain(&names);
+        for file in &files {
+            // A plan pins its plugins by path, in JSON: the path must be text.
+            if file.to_str().is_none() {
+                warnings.push(LoadWarning {
+                    file: file.clone(),
+                    reason: "its path is not UTF-8: rename it".into(),
+                });
+                continue;
+            }
+            let loaded = self.load_plugin(file, &mut index).await.and_then(|plugin| {
+                check_info(plugin.info())?;
+                Ok(plugin)
+            });
+            match loaded {
                 Ok(plugin) => {
                     let task_type = TaskType::new(plugin.info().task_type.clone())
-                        .expect("checked by load_plugin");
+                        .expect("checked by check_info");
+                    let file = file.clone();
                     if let Some(first) = registry.plugins.get(&task_type) {
                         return Err(RuntimeError::DuplicateTaskType {
                             task_type: task_type.to_string(),
@@ -109,7 +150,10 @@ impl Runtime {
                     tracing::debug!(file = %file.display(), %task_type, "plugin loaded");
                     registry.plugins.insert(task_type, Arc::new(plugin));
                 }
-                Err(reason) => warnings.push(LoadWarning { file, reason }),
+                Err(reason) => warnings.push(LoadWarning {
+                    file: file.clone(),
+                    reason,
+                }),
             }
         }
         crate::blocking::blocking(|| index.save(&self.source.cache));
@@ -127,7 +171,8 @@ impl Runtime {
         let stamp = std::fs::metadata(file)
             .map(|m| FileStamp::of(&m))
             .map_err(|e| format!("cannot read: {e}"))?;
-        if let Some(entry) = index.get(file, stamp) {
+        let name = file.file_name().and_then(|n| n.to_str());
+        if let Some(entry) = name.and_then(|name| index.get(name, stamp)) {
             let indexed = LoadedPlugin::indexed(
                 &self.engine,
                 self.source.clone(),
@@ -161,22 +206,31 @@ impl Runtime {
         )
         .await
         .map_err(|e| e.to_string())?;
-        TaskType::new(plugin.info().task_type.clone())
-            .map_err(|e| format!("describe() returned a bad task type: {e}"))?;
-        for need in &plugin.info().dirs {
-            let path = Path::new(&need.guest_path);
-            if !path.is_absolute()
-                || path
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(format!(
-                    "describe() declares a bad guest path `{}`",
-                    need.guest_path
-                ));
-            }
+        check_info(plugin.info())?;
+        if let Some(name) = name {
+            index.insert(name, plugin.index_entry(stamp), now_ns());
         }
-        index.insert(file.to_owned(), plugin.index_entry(stamp));
         Ok(plugin)
     }
+}
+
+/// What the host requires of a plugin's `describe()`, checked on every load (through the
+/// index too): a valid task type, absolute guest paths without `..`.
+fn check_info(info: &PluginInfo) -> Result<(), String> {
+    TaskType::new(info.task_type.clone())
+        .map_err(|e| format!("describe() returned a bad task type: {e}"))?;
+    for need in &info.dirs {
+        let path = Path::new(&need.guest_path);
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "describe() declares a bad guest path `{}`",
+                need.guest_path
+            ));
+        }
+    }
+    Ok(())
 }

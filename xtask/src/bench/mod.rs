@@ -38,7 +38,9 @@ struct Measured {
 const SUITES: &[&str] = &["overhead", "plans", "graph", "start", "snapshot"];
 
 /// Runs `program args` under `xtask rss-of` (whose only child it is, so the peak RSS of
-/// the wrapper's children is the program's), measuring wall time and peak RSS.
+/// the wrapper's children is the program's), which times it from spawn to exit (the
+/// wrapper's own start is not counted) and takes its peak RSS; the program's stdout is
+/// discarded (what `planrt run` prints is part of its work, not of the measurement).
 fn measure(program: &Path, args: &[&str], dir: &Path) -> Result<Measured> {
     let mut command = Command::new(std::env::current_exe().context("the xtask binary")?);
     command
@@ -47,11 +49,9 @@ fn measure(program: &Path, args: &[&str], dir: &Path) -> Result<Measured> {
         .args(args)
         .current_dir(dir)
         .env("RUST_LOG", "warn");
-    let started = Instant::now();
     let out = command
         .output()
         .with_context(|| format!("cannot start {command:?}"))?;
-    let wall = started.elapsed();
     ensure!(
         out.status.success(),
         "{command:?} failed with {}: {}",
@@ -59,12 +59,18 @@ fn measure(program: &Path, args: &[&str], dir: &Path) -> Result<Measured> {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let peak_rss_kib = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("peak_rss_kib="))
-        .context("rss-of printed no peak RSS")?
-        .parse()?;
-    Ok(Measured { wall, peak_rss_kib })
+    let figure = |name: &str| -> Result<u64> {
+        let prefix = format!("{name}=");
+        Ok(stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .with_context(|| format!("rss-of printed no {name}"))?
+            .parse()?)
+    };
+    Ok(Measured {
+        wall: Duration::from_nanos(figure("wall_ns")?),
+        peak_rss_kib: figure("peak_rss_kib")?,
+    })
 }
 
 /// The archive: `size` bytes of data in [`FILES`] files under `data/`, every other file
@@ -295,15 +301,22 @@ fn snapshot(root: &Path, planrt: &Path, work: &Path, size_mib: usize, perf: bool
     Ok(())
 }
 
-/// `xtask rss-of -- CMD ARGS`: runs CMD as this process's only child and prints
-/// `peak_rss_kib=N`, the child's peak RSS (`getrusage` of the children).
+/// `xtask rss-of -- CMD ARGS`: runs CMD as this process's only child, its stdout
+/// discarded, and prints `wall_ns=N` (spawn to exit) and `peak_rss_kib=N`, the child's
+/// peak RSS (`getrusage` of the children).
 pub fn rss_of(args: &[String]) -> Result<()> {
     let [dashdash, program, rest @ ..] = args else {
         bail!("usage: xtask rss-of -- CMD [ARGS]");
     };
     ensure!(dashdash == "--", "usage: xtask rss-of -- CMD [ARGS]");
-    let status = Command::new(program).args(rest).status()?;
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(rest)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    let wall = started.elapsed();
     ensure!(status.success(), "{program} failed with {status}");
+    println!("wall_ns={}", wall.as_nanos());
     // SAFETY: getrusage only writes the struct it is given.
     let usage = unsafe {
         let mut usage = std::mem::zeroed::<libc::rusage>();
