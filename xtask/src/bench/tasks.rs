@@ -238,6 +238,9 @@ pub fn start(setup: &Setup) -> Result<()> {
     let dir = setup.dir("start")?;
     let plugins = setup.plugin_dir("start-plugins", true)?;
     let count = std::fs::read_dir(&plugins)?.count();
+    // Installed plugins have been on disk for a while: planrt indexes a file only once it
+    // has been still for 3 s (a rewrite within one timestamp tick would not show).
+    std::thread::sleep(Duration::from_millis(3200));
     let plan = noop_plan(&dir, "one", 1, 0, None)?;
     let state = dir.join("state");
     let cold = setup.run(&plan, &plugins, &state, "process")?;
