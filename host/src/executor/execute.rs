@@ -163,13 +163,38 @@ impl InFlight {
         }
     }
 
-    /// Stops what still runs and waits until it has: no attempt outlives its executor
-    /// (a spawned one may be inside a blocking host call that an abort cannot cut).
-    async fn shut_down(self) {
+    /// Aborts what still runs and collects, for at most `patience`, the attempts that
+    /// end meanwhile (one may finish in the instant before its abort lands: its report
+    /// counts). An attempt inside a blocking host call ends when the call returns; work
+    /// a guest handed to tokio's blocking pool runs on to its end regardless.
+    async fn abort(self, patience: Duration) -> Vec<(usize, AttemptReport)> {
+        let mut ended = Vec::new();
         match self.attempts {
-            Attempts::Spawned(mut set) => set.shutdown().await,
+            Attempts::Spawned(mut set) => {
+                set.abort_all();
+                let deadline = tokio::time::Instant::now() + patience;
+                loop {
+                    match tokio::time::timeout_at(deadline, set.join_next()).await {
+                        Ok(Some(Ok(report))) => ended.push(report),
+                        Ok(Some(Err(error))) if error.is_panic() => {
+                            std::panic::resume_unwind(error.into_panic())
+                        }
+                        Ok(Some(Err(_aborted))) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            tracing::warn!(
+                                "{} attempt(s) still inside a host call after the stop",
+                                set.len()
+                            );
+                            set.detach_all();
+                            break;
+                        }
+                    }
+                }
+            }
             Attempts::Inline(inline) => drop(inline),
         }
+        ended
     }
 
     /// The next attempt to end. A panic in an attempt's task is a bug: it is raised here.
@@ -358,12 +383,13 @@ async fn stop_all(
             end_attempt(plan, index, report, prepared, store, observer)?;
         }
     }
-    // Attempts that ended at the deadline are recorded as they ended; the others are
-    // stopped (and waited for) before anything is recorded for them.
-    for (index, report) in in_flight.ended() {
+    // Attempts that ended by the deadline, or in the instant before their abort, are
+    // recorded as they ended; the others, once aborted, as the stop says.
+    let mut ended = in_flight.ended();
+    ended.extend(in_flight.abort(STOP_MARGIN).await);
+    for (index, report) in ended {
         end_attempt(plan, index, report, prepared, store, observer)?;
     }
-    in_flight.shut_down().await;
     match reason {
         StopReason::Shutdown => {
             interrupt_running(plan, store, observer, why)?;

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 use wasmtime::Engine;
@@ -16,7 +15,6 @@ use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskReque
 use super::error::{AttemptError, cap_message};
 use super::info::PluginInfo;
 use super::params_schema::ParamsSchema;
-use super::plugin_index::IndexEntry;
 use super::state::AttemptState;
 use super::wit::latest::types as wit;
 use super::wit::{PluginPre, WitVersion};
@@ -62,8 +60,12 @@ pub struct LoadedPlugin {
     file: PathBuf,
     sha256: String,
     engine: Engine,
-    /// Linked once: at load when the file was read, else when a call first needs it.
+    /// Linked once: at load when the plugin was described, else when a call first needs
+    /// it.
     pre: OnceCell<PluginPre>,
+    /// The bytes hashed at load, until they are linked: what is linked is always what
+    /// was hashed, whatever happens to the file since.
+    unlinked: std::sync::Mutex<Option<Arc<[u8]>>>,
     source: Arc<ComponentSource>,
     capabilities: Capabilities,
 }
@@ -91,29 +93,6 @@ impl ComponentSource {
                     e.root_cause()
                 )
             })
-    }
-
-    /// The linked component of `file`, which had the sha256 `sha256` when it was
-    /// indexed: read and hashed now (the component linked is the one of these bytes),
-    /// then taken from the compiled cache or compiled.
-    fn load_indexed(
-        &self,
-        engine: &Engine,
-        file: &Path,
-        sha256: &str,
-    ) -> Result<PluginPre, String> {
-        let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-        let found = hex::encode(Sha256::digest(&wasm));
-        if found != sha256 {
-            return Err(format!(
-                "the file changed since planrt started (sha256 {found}, loaded as {sha256}); run again to use the new file"
-            ));
-        }
-        let (component, _) = self
-            .cache
-            .load(engine, &wasm, sha256)
-            .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
-        self.link(engine, &component)
     }
 }
 
@@ -156,45 +135,38 @@ impl LoadedPlugin {
             sha256,
             engine: engine.clone(),
             pre: OnceCell::new_with(Some(pre)),
+            unlinked: std::sync::Mutex::new(None),
             source,
             capabilities,
         })
     }
 
-    /// A plugin whose file is unchanged since the index recorded it: what it said about
-    /// itself comes from the index; its component is loaded when a call first needs it.
+    /// A plugin whose component (`wasm`, of sha256 `sha256`) the index knows: what it
+    /// said about itself comes from the index; it is linked when a call first needs it.
     pub(super) fn indexed(
         engine: &Engine,
         source: Arc<ComponentSource>,
         capabilities: Capabilities,
-        file: PathBuf,
-        entry: IndexEntry,
+        (file, sha256, wasm): (PathBuf, String, Arc<[u8]>),
+        info: PluginInfo,
     ) -> Result<Self, String> {
-        let schema = ParamsSchema::compile(&entry.info.params_schema)?;
+        let schema = ParamsSchema::compile(&info.params_schema)?;
         Ok(Self {
-            info: entry.info,
+            info,
             schema,
             file,
-            sha256: entry.sha256,
+            sha256,
             engine: engine.clone(),
             pre: OnceCell::new(),
+            unlinked: std::sync::Mutex::new(Some(wasm)),
             source,
             capabilities,
         })
     }
 
-    /// What the index keeps of this plugin.
-    pub(super) fn index_entry(&self, stamp: super::plugin_index::FileStamp) -> IndexEntry {
-        IndexEntry {
-            stamp,
-            sha256: self.sha256.clone(),
-            info: self.info.clone(),
-        }
-    }
-
-    /// Loads the component now if it is not yet (a plugin taken from the index): `plan`,
+    /// Links the component now if it is not yet (a plugin taken from the index): `plan`,
     /// `run` and `serve` load every plugin a plan uses before anything runs, so a plugin
-    /// that cannot be loaded is bad input then, not a failed attempt later.
+    /// that cannot be linked is bad input then, not a failed attempt later.
     pub async fn ensure_loaded(&self) -> Result<(), AttemptError> {
         self.pre().await.map(drop)
     }
@@ -203,12 +175,29 @@ impl LoadedPlugin {
         self.pre
             .get_or_try_init(|| async {
                 let (source, engine) = (self.source.clone(), self.engine.clone());
-                let (file, sha256) = (self.file.clone(), self.sha256.clone());
+                let sha256 = self.sha256.clone();
+                let wasm = self
+                    .unlinked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .ok_or_else(|| "its bytes are gone".to_owned())?;
                 // Off the async workers, and not blocking this task's other branches
                 // (a stop) meanwhile.
-                tokio::task::spawn_blocking(move || source.load_indexed(&engine, &file, &sha256))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("loading stopped: {e}")))
+                let linked = tokio::task::spawn_blocking(move || {
+                    let (component, _) = source
+                        .cache
+                        .load(&engine, &wasm, &sha256)
+                        .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
+                    source.link(&engine, &component)
+                })
+                .await
+                .unwrap_or_else(|e| match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => Err(format!("linking stopped: {e}")),
+                })?;
+                *self.unlinked.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(linked)
             })
             .await
             .map_err(|reason| AttemptError::PluginLoad {

@@ -1,167 +1,102 @@
-//! The plugin index: what each plugin file said about itself the last time it was
-//! loaded, keyed by the file's identity on disk (device, inode, size, modification and
-//! change times) and kept, authenticated, beside the compiled cache. A file whose
-//! identity is unchanged is not read, hashed or compiled at start: its plugin is loaded
-//! when a task of its type first needs it (`planrt run` of a plan that uses one plugin
-//! of many loads one).
+//! The plugin index: what a component said about itself in `describe()`, by the sha256
+//! of its bytes, kept beside the compiled cache. A start still reads and hashes every
+//! plugin file (a few milliseconds for the shipped set), but a file whose sha256 is in
+//! the index is not compiled, linked or described: its plugin is linked when a plan first
+//! uses it, from the bytes hashed at start (`planrt run` of a plan that uses one plugin
+//! of many links one).
 //!
-//! The change time cannot be set by a process (unlike the modification time), and a
-//! write or rename updates it — to the kernel's clock tick (or, on some file systems, a
-//! second or two): a rewrite within the same tick as the hashing would not show. So a
-//! file is indexed only once it has been still for [`SETTLED`] (git's "racily clean"
-//! rule), and a plugin loaded through the index is hashed again when it is first used:
-//! the component run is always the one of the bytes hashed then.
-//!
-//! The index is a record of the compiled cache, one per plugin directory and planrt
-//! version: it carries the cache's MAC, so a planted or edited index is ignored (and
-//! rebuilt), never trusted.
+//! Keyed by content, the index cannot mistake a changed file for the one it knew, what
+//! ever its times say. It is a record of the compiled cache, one per planrt version (what
+//! an entry says was checked by the planrt that wrote it), under the cache's MAC: a
+//! planted or edited index is ignored (and rebuilt), never trusted.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::cache::CompiledCache;
 use super::info::PluginInfo;
 
-/// How long a file must have been unchanged before its stamp is trusted to change with
-/// its content (well above any file system's timestamp granularity).
-pub const SETTLED: Duration = Duration::from_secs(3);
+/// Entries kept beyond those of the files just loaded (other plugin dirs, older
+/// versions of a file): enough for several dirs, bounded.
+const KEEP_OTHERS: usize = 256;
 
-/// A file's identity on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl FileStamp {
-    /// The stamp of `metadata`.
-    pub fn of(metadata: &std::fs::Metadata) -> Self {
-        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-        Self {
-            dev: metadata.dev(),
-            ino: metadata.ino(),
-            size: metadata.size(),
-            mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
-            ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
-        }
-    }
-}
-
-/// What the index keeps of one plugin file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndexEntry {
-    /// The file's identity when it was loaded.
-    pub stamp: FileStamp,
-    /// sha256 of its bytes then (the compiled cache's key for it).
-    pub sha256: String,
-    /// What its `describe()` said.
-    pub info: PluginInfo,
-}
-
-impl FileStamp {
-    /// Whether the file had been unchanged for [`SETTLED`] at `now_ns` (nanoseconds since
-    /// the epoch): only then can a later change be told from its stamp.
-    pub fn settled_at(&self, now_ns: i128) -> bool {
-        let last_change = self.mtime_ns.max(self.ctime_ns);
-        now_ns - last_change >= SETTLED.as_nanos() as i128
-    }
-}
-
-/// The index of one plugin directory's files, by file name (a non-UTF-8 name is not
-/// indexed: its file is loaded in full every time).
+/// What `describe()` said, by component sha256.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct PluginIndex {
-    entries: BTreeMap<String, IndexEntry>,
+    entries: BTreeMap<String, PluginInfo>,
     #[serde(skip)]
-    record: String,
+    seen: BTreeSet<String>,
     #[serde(skip)]
     changed: bool,
 }
 
 impl PluginIndex {
-    /// The index of the plugin directory `dir` (canonical) kept in `cache`; empty if
-    /// there is none or it does not authenticate. Each planrt version keeps its own: what
-    /// an index says was checked by the planrt that wrote it.
-    pub fn read(cache: &CompiledCache, dir: &Path) -> Self {
-        let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-        let record = format!(
-            "plugin-index-{}-{}",
-            env!("CARGO_PKG_VERSION"),
-            hex::encode(&digest[..12])
-        );
-        let mut index: Self = cache
-            .read_record(&record)
+    /// The index kept in `cache`; empty if there is none or it does not authenticate.
+    pub fn read(cache: &CompiledCache) -> Self {
+        cache
+            .read_record(&record_name())
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        index.record = record;
-        index
+            .unwrap_or_default()
     }
 
-    /// The entry of the file `name` if it still has the identity `stamp`.
-    pub fn get(&self, name: &str, stamp: FileStamp) -> Option<&IndexEntry> {
-        self.entries.get(name).filter(|entry| entry.stamp == stamp)
+    /// What the component `sha256` said, if it was indexed.
+    pub fn get(&mut self, sha256: &str) -> Option<&PluginInfo> {
+        self.seen.insert(sha256.to_owned());
+        self.entries.get(sha256)
     }
 
-    /// Records what the file `name` was when it was loaded, if it had settled by
-    /// `now_ns` (else a change within the same timestamp tick could go unseen).
-    pub fn insert(&mut self, name: &str, entry: IndexEntry, now_ns: i128) {
-        if !entry.stamp.settled_at(now_ns) {
-            self.changed |= self.entries.remove(name).is_some();
-            return;
-        }
-        if self.entries.get(name) != Some(&entry) {
-            self.entries.insert(name.to_owned(), entry);
+    /// Records what the component `sha256` said.
+    pub fn insert(&mut self, sha256: &str, info: &PluginInfo) {
+        self.seen.insert(sha256.to_owned());
+        if self.entries.get(sha256) != Some(info) {
+            self.entries.insert(sha256.to_owned(), info.clone());
             self.changed = true;
         }
     }
 
-    /// Keeps only the entries of `names` (files removed from the directory are dropped).
-    pub fn retain(&mut self, names: &[&str]) {
-        let before = self.entries.len();
-        self.entries
-            .retain(|name, _| names.contains(&name.as_str()));
-        self.changed |= self.entries.len() != before;
-    }
-
-    /// Writes the index back if it changed. A failure only costs the next start its
-    /// speed: it is logged.
-    pub fn save(&self, cache: &CompiledCache) {
+    /// Writes the index back if it changed (keeping at most [`KEEP_OTHERS`] entries not
+    /// seen in this load). A failure only costs the next start its speed: it is logged.
+    pub fn save(mut self, cache: &CompiledCache) {
+        let others = self.entries.len() - self.seen.len().min(self.entries.len());
+        if others > KEEP_OTHERS {
+            let mut drop = others - KEEP_OTHERS;
+            let seen = &self.seen;
+            self.entries.retain(|sha, _| {
+                let keep = seen.contains(sha) || drop == 0;
+                drop -= usize::from(!keep);
+                keep
+            });
+            self.changed = true;
+        }
         if !self.changed {
             return;
         }
-        let written = serde_json::to_vec(self)
+        let written = serde_json::to_vec(&self)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| cache.write_record(&self.record, &bytes));
+            .and_then(|bytes| cache.write_record(&record_name(), &bytes));
         if let Err(e) = written {
             tracing::warn!("could not write the plugin index: {e}");
         }
     }
 }
 
-/// Nanoseconds since the epoch, now.
-pub fn now_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
+/// The record's name: one index per planrt version.
+fn record_name() -> String {
+    format!("plugin-index-{}", env!("CARGO_PKG_VERSION"))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::runtime::info::DirNeed;
     use crate::runtime::wit::WitVersion;
 
-    fn info() -> PluginInfo {
+    fn info(task_type: &str) -> PluginInfo {
         PluginInfo {
-            task_type: "echo".into(),
+            task_type: task_type.into(),
             version: "1.0.0".into(),
             description: "d".into(),
             params_schema: "{}".into(),
@@ -181,83 +116,34 @@ mod tests {
         CompiledCache::open(dir, &engine, [key; 32]).unwrap()
     }
 
-    /// A time well after every stamp here: the files have settled.
-    fn later() -> i128 {
-        now_ns() + 2 * SETTLED.as_nanos() as i128
-    }
-
     #[test]
-    fn an_entry_holds_while_the_file_is_untouched_and_survives_a_restart() {
+    fn entries_survive_a_restart_by_content() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("echo.wasm");
-        std::fs::write(&file, b"one").unwrap();
-        let stamp = FileStamp::of(&std::fs::metadata(&file).unwrap());
-        let cache = cache(&dir.path().join("compiled"), 7);
-        let mut index = PluginIndex::read(&cache, dir.path());
-        assert!(index.get("echo.wasm", stamp).is_none());
-        let entry = IndexEntry {
-            stamp,
-            sha256: "ab".into(),
-            info: info(),
-        };
-        // Just written: not settled, not indexed.
-        index.insert("echo.wasm", entry.clone(), now_ns());
-        assert!(
-            index.get("echo.wasm", stamp).is_none(),
-            "a fresh file is not indexed"
-        );
-        index.insert("echo.wasm", entry.clone(), later());
+        let cache = cache(dir.path(), 7);
+        let mut index = PluginIndex::read(&cache);
+        assert!(index.get("aa").is_none());
+        index.insert("aa", &info("echo"));
         index.save(&cache);
-        let again = PluginIndex::read(&cache, dir.path());
-        assert_eq!(again.get("echo.wasm", stamp), Some(&entry));
-        let other_dir = PluginIndex::read(&cache, &dir.path().join("elsewhere"));
+        let mut again = PluginIndex::read(&cache);
+        assert_eq!(again.get("aa"), Some(&info("echo")));
         assert!(
-            other_dir.get("echo.wasm", stamp).is_none(),
-            "one index per directory"
-        );
-
-        // Rewritten with the same size and its modification time put back: the change
-        // time still moved.
-        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&file, b"two").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        let restamped = FileStamp::of(&std::fs::metadata(&file).unwrap());
-        assert_eq!(restamped.mtime_ns, stamp.mtime_ns);
-        assert!(
-            again.get("echo.wasm", restamped).is_none(),
-            "a changed file is not trusted"
+            again.get("bb").is_none(),
+            "another content is another entry"
         );
     }
 
     #[test]
     fn an_index_planted_or_edited_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("compiled");
-        let file = dir.path().join("echo.wasm");
-        std::fs::write(&file, b"one").unwrap();
-        let stamp = FileStamp::of(&std::fs::metadata(&file).unwrap());
-        let planted = cache(&root, 1);
-        let mut index = PluginIndex::read(&planted, dir.path());
-        let entry = IndexEntry {
-            stamp,
-            sha256: "ab".into(),
-            info: info(),
-        };
-        index.insert("echo.wasm", entry, later());
+        let planted = cache(dir.path(), 1);
+        let mut index = PluginIndex::read(&planted);
+        index.insert("aa", &info("echo"));
         index.save(&planted);
-        let read = PluginIndex::read(&planted, dir.path());
-        assert!(read.get("echo.wasm", stamp).is_some());
+        assert!(PluginIndex::read(&planted).get("aa").is_some());
         // Another key: the record does not authenticate.
-        let other_key = PluginIndex::read(&cache(&root, 2), dir.path());
-        assert!(other_key.get("echo.wasm", stamp).is_none());
+        assert!(PluginIndex::read(&cache(dir.path(), 2)).get("aa").is_none());
         // The same key, a byte changed.
-        let path = std::fs::read_dir(&root)
+        let path = std::fs::read_dir(dir.path())
             .unwrap()
             .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
             .map(|e| e.unwrap().path())
@@ -267,33 +153,25 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        assert!(
-            PluginIndex::read(&planted, dir.path())
-                .get("echo.wasm", stamp)
-                .is_none()
-        );
+        assert!(PluginIndex::read(&planted).get("aa").is_none());
     }
 
     #[test]
-    fn removed_files_leave_the_index() {
-        let mut index = PluginIndex::default();
-        let stamp = FileStamp {
-            dev: 1,
-            ino: 2,
-            size: 3,
-            mtime_ns: 4,
-            ctime_ns: 5,
-        };
-        for name in ["a.wasm", "b.wasm"] {
-            let entry = IndexEntry {
-                stamp,
-                sha256: "ab".into(),
-                info: info(),
-            };
-            index.insert(name, entry, later());
+    fn entries_not_seen_are_kept_up_to_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path(), 7);
+        let mut index = PluginIndex::read(&cache);
+        for i in 0..KEEP_OTHERS + 10 {
+            index.insert(&format!("{i:04}"), &info("echo"));
         }
-        index.retain(&["b.wasm"]);
-        assert!(index.get("a.wasm", stamp).is_none());
-        assert!(index.get("b.wasm", stamp).is_some());
+        index.save(&cache);
+        // A load that sees one file: the others stay, at most KEEP_OTHERS of them.
+        let mut next = PluginIndex::read(&cache);
+        assert!(next.get("0005").is_some());
+        next.insert("new", &info("echo"));
+        next.save(&cache);
+        let mut last = PluginIndex::read(&cache);
+        assert_eq!(last.entries.len(), KEEP_OTHERS + 2);
+        assert!(last.get("0005").is_some() && last.get("new").is_some());
     }
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::capability::{Capabilities, Refusal};
 use super::info::PluginInfo;
 use super::plugin::LoadedPlugin;
-use super::plugin_index::{FileStamp, PluginIndex, now_ns};
+use super::plugin_index::PluginIndex;
 use super::{Runtime, RuntimeError};
 use crate::plan::TaskType;
 
@@ -115,19 +115,17 @@ impl Runtime {
             capabilities: self.capabilities.clone(),
         };
         let mut warnings = Vec::new();
-        let canonical = std::fs::canonicalize(dir).map_err(unreadable)?;
-        let mut index = PluginIndex::read(&self.source.cache, &canonical);
-        let names: Vec<&str> = files
-            .iter()
-            .filter_map(|f| f.file_name().and_then(|n| n.to_str()))
-            .collect();
-        index.retain(&names);
+        let mut index = PluginIndex::read(&self.source.cache);
         for file in &files {
             // A plan pins its plugins by path, in JSON: the path must be text.
             if file.to_str().is_none() {
+                let reason = match dir.to_str() {
+                    Some(_) => "its file name is not UTF-8: rename it",
+                    None => "the plugin dir's path is not UTF-8: move the plugins",
+                };
                 warnings.push(LoadWarning {
                     file: file.clone(),
-                    reason: "its path is not UTF-8: rename it".into(),
+                    reason: reason.into(),
                 });
                 continue;
             }
@@ -160,41 +158,40 @@ impl Runtime {
         Ok((registry, warnings))
     }
 
-    /// Loads one plugin file: from the index when the file is unchanged since it was
-    /// indexed (nothing read or compiled now), else read, hashed, compiled (or taken
-    /// from the compiled cache), linked and asked `describe()`, and indexed.
+    /// Loads one plugin file: read and hashed; when the index knows that sha256, what it
+    /// said comes from there and it is linked when first used (from these bytes), else it
+    /// is compiled (or taken from the compiled cache), linked, asked `describe()` and
+    /// indexed.
     async fn load_plugin(
         &self,
         file: &Path,
         index: &mut PluginIndex,
     ) -> Result<LoadedPlugin, String> {
-        let stamp = std::fs::metadata(file)
-            .map(|m| FileStamp::of(&m))
-            .map_err(|e| format!("cannot read: {e}"))?;
-        let name = file.file_name().and_then(|n| n.to_str());
-        if let Some(entry) = name.and_then(|name| index.get(name, stamp)) {
+        // Reading, hashing and compiling block: the tokio worker is handed off meanwhile.
+        let (wasm, sha256) = crate::blocking::blocking(|| {
+            let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+            let sha256 = hex::encode(Sha256::digest(&wasm));
+            Ok::<_, String>((Arc::<[u8]>::from(wasm), sha256))
+        })?;
+        if let Some(info) = index.get(&sha256) {
             let indexed = LoadedPlugin::indexed(
                 &self.engine,
                 self.source.clone(),
                 self.capabilities.clone(),
-                file.to_owned(),
-                entry.clone(),
+                (file.to_owned(), sha256.clone(), wasm.clone()),
+                info.clone(),
             );
             match indexed {
                 Ok(plugin) => return Ok(plugin),
                 Err(e) => tracing::debug!(file = %file.display(), "index entry not used: {e}"),
             }
         }
-        // Reading, hashing and compiling block: the tokio worker is handed off meanwhile.
-        let (component, sha256) = crate::blocking::blocking(|| {
-            let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-            let sha256 = hex::encode(Sha256::digest(&wasm));
-            let (component, _) = self
-                .source
+        let component = crate::blocking::blocking(|| {
+            self.source
                 .cache
                 .load(&self.engine, &wasm, &sha256)
-                .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
-            Ok::<_, String>((component, sha256))
+                .map(|(component, _)| component)
+                .map_err(|e| format!("not a valid component: {}", e.root_cause()))
         })?;
         let pre = self.source.link(&self.engine, &component)?;
         let plugin = LoadedPlugin::describe(
@@ -207,9 +204,7 @@ impl Runtime {
         .await
         .map_err(|e| e.to_string())?;
         check_info(plugin.info())?;
-        if let Some(name) = name {
-            index.insert(name, plugin.index_entry(stamp), now_ns());
-        }
+        index.insert(plugin.sha256(), plugin.info());
         Ok(plugin)
     }
 }
