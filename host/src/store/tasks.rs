@@ -116,25 +116,11 @@ impl SqliteStore {
     /// Plans of `origin` that still have work, oldest first: no task failed, and some
     /// task not complete.
     pub fn active_plans(&self, origin: Origin) -> Result<Vec<PlanId>, StoreError> {
-        blocking(|| {
-            let conn = self.read_conn();
-            let mut stmt = conn.prepare_cached(
-                "SELECT p.id FROM plans p JOIN tasks t ON t.plan_id = p.id
-                 WHERE p.origin = ?3
-                 GROUP BY p.id
-                 HAVING sum(t.status = ?1) = 0 AND sum(t.status <> ?2) > 0
-                 ORDER BY p.rowid",
-            )?;
-            let ids = stmt.query_map(
-                params![
-                    status_name(TaskStatus::Failed),
-                    status_name(TaskStatus::Complete),
-                    <&str>::from(origin),
-                ],
-                |r| r.get::<_, String>(0),
-            )?;
-            ids.map(|id| id?.parse().map_err(backend)).collect()
-        })
+        self.plans_having(
+            origin,
+            "sum(t.status = ?1) = 0 AND sum(t.status <> ?2) > 0",
+            [TaskStatus::Failed, TaskStatus::Complete],
+        )
     }
 
     /// Failed plans of `origin` with attempts still recorded running: a graph whose task
@@ -144,19 +130,34 @@ impl SqliteStore {
         &self,
         origin: Origin,
     ) -> Result<Vec<PlanId>, StoreError> {
+        self.plans_having(
+            origin,
+            "sum(t.status = ?1) > 0 AND sum(t.status = ?2) > 0",
+            [TaskStatus::Failed, TaskStatus::Running],
+        )
+    }
+
+    /// Plans of `origin`, oldest first, whose tasks meet `having` (an SQL condition on
+    /// the plan's tasks `t`, with `?1` and `?2` the two `statuses`).
+    fn plans_having(
+        &self,
+        origin: Origin,
+        having: &'static str,
+        statuses: [TaskStatus; 2],
+    ) -> Result<Vec<PlanId>, StoreError> {
         blocking(|| {
             let conn = self.read_conn();
-            let mut stmt = conn.prepare_cached(
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT p.id FROM plans p JOIN tasks t ON t.plan_id = p.id
                  WHERE p.origin = ?3
                  GROUP BY p.id
-                 HAVING sum(t.status = ?1) > 0 AND sum(t.status = ?2) > 0
-                 ORDER BY p.rowid",
-            )?;
+                 HAVING {having}
+                 ORDER BY p.rowid"
+            ))?;
             let ids = stmt.query_map(
                 params![
-                    status_name(TaskStatus::Failed),
-                    status_name(TaskStatus::Running),
+                    status_name(statuses[0]),
+                    status_name(statuses[1]),
                     <&str>::from(origin),
                 ],
                 |r| r.get::<_, String>(0),

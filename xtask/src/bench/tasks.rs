@@ -54,6 +54,17 @@ impl Setup<'_> {
         Ok(dir)
     }
 
+    /// A scratch dir `name`, a plugin dir with `test-noop`, and a state dir whose compiled
+    /// cache is warm (one run done).
+    fn warm(&self, name: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+        let dir = self.dir(name)?;
+        let plugins = self.plugin_dir(&format!("{name}-plugins"), false)?;
+        let state = dir.join("state");
+        let one = noop_plan(&dir, "warm", 1, 0, None)?;
+        self.run(&one, &plugins, &state, "process")?;
+        Ok((dir, plugins, state))
+    }
+
     /// `planrt run PLAN` with its own state dir, measured (wall, peak RSS).
     fn run(&self, plan: &Path, plugins: &Path, state: &Path, durability: &str) -> Result<Measured> {
         measure(
@@ -170,15 +181,7 @@ pub fn plans(setup: &Setup) -> Result<()> {
     } else {
         &[1000, 10_000, 100_000]
     };
-    let dir = setup.dir("plans")?;
-    let plugins = setup.plugin_dir("plans-plugins", false)?;
-    let state = dir.join("state");
-    setup.run(
-        &noop_plan(&dir, "warm", 1, 0, None)?,
-        &plugins,
-        &state,
-        "process",
-    )?;
+    let (dir, plugins, state) = setup.warm("plans")?;
     println!("\n### Plans of no-op tasks (`--durability process`, warm cache)\n");
     println!("| tasks | wall | per task | peak RSS |");
     println!("|---|---|---|---|");
@@ -200,15 +203,7 @@ pub fn plans(setup: &Setup) -> Result<()> {
 pub fn graph(setup: &Setup) -> Result<()> {
     let (width, depth) = if setup.quick { (8, 2) } else { (64, 4) };
     let sleep = 100;
-    let dir = setup.dir("graph")?;
-    let plugins = setup.plugin_dir("graph-plugins", false)?;
-    let state = dir.join("state");
-    setup.run(
-        &noop_plan(&dir, "warm", 1, 0, None)?,
-        &plugins,
-        &state,
-        "process",
-    )?;
+    let (dir, plugins, state) = setup.warm("graph")?;
     let plan = noop_plan(&dir, "graph", width * depth, sleep, Some(width))?;
     let m = setup.run(&plan, &plugins, &state, "process")?;
     let ideal = Duration::from_millis(sleep * depth as u64);
