@@ -79,7 +79,10 @@ pub enum ServiceError {
     #[error(transparent)]
     StateDir(#[from] StateDirError),
     /// The store cannot be used (before any work).
-    #[error("cannot use the state directory {}: {error}", dir.display())]
+    #[error(
+        "cannot use the state database {}: {error}",
+        dir.join(crate::store::sqlite::DATABASE_FILE).display()
+    )]
     Store {
         /// The state dir.
         dir: PathBuf,

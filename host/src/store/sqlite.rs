@@ -77,6 +77,13 @@ impl SqliteStore {
     /// its `-wal` and `-shm` files the database's mode.
     pub fn open(state_dir: &StateDir, durability: Durability) -> Result<Self, StoreError> {
         let path = state_dir.path().join(DATABASE_FILE);
+        // SQLite would say only "unable to open database file".
+        if let Err(errno) = rustix::fs::access(state_dir.path(), rustix::fs::Access::WRITE_OK) {
+            return Err(backend(format!(
+                "the state directory cannot be written ({}): planrt records every transition there",
+                std::io::Error::from(errno)
+            )));
+        }
         for file in [DATABASE_FILE, WAL_FILE, "planrt.db-shm"] {
             state_dir::make_private(&state_dir.path().join(file))?;
         }

@@ -1,0 +1,293 @@
+//! Faults around planrt (issue 11): a full disk under the state dir, a damaged state
+//! database, a damaged compiled-cache entry, a plugin file deleted mid-run, the plugin
+//! dir missing at resume. Each ends with a clear error naming what is wrong and the
+//! documented exit code, and what was committed before the fault is all there after it,
+//! read through SQLite, not the CLI.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use planrt_e2e::Scratch;
+
+/// (status, attempts) of every task of `plan`, straight from the database.
+fn stored(db: &Path, plan: &str) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT t.status, (SELECT count(*) FROM attempts a WHERE a.plan_id = t.plan_id AND a.task_idx = t.idx)
+             FROM tasks t WHERE t.plan_id = ?1 ORDER BY t.idx",
+        )
+        .unwrap();
+    stmt.query_map([plan], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn echo_plan(s: &Scratch, tasks: usize, payload: usize) -> std::path::PathBuf {
+    let filler = "x".repeat(payload);
+    let text = format!("[[tasks]]\ntype = \"test-echo\"\nparams = {{ pad = \"{filler}\" }}\n")
+        .repeat(tasks);
+    s.write("p.toml", &text)
+}
+
+/// A tmpfs of `mib` MiB mounted at `dir` (root only), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, mib: u32) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .is_ok_and(|out| out.status.success());
+        mounted.then(|| Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_state_dir_loses_nothing_committed_and_resume_finishes() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let Some(_tmpfs) = Tmpfs::mount(&s.state(), 24) else {
+        eprintln!("skipped: mounting a small tmpfs needs root (this is what a full disk needs)");
+        return;
+    };
+    // Warm: the compiled cache and the database exist before the disk fills.
+    let warm = echo_plan(&s, 1, 10);
+    assert_eq!(s.planrt(&["run", warm.to_str().unwrap()]).code, 0);
+    // Fill the disk but for a little room.
+    let filler = s.state().join("filler");
+    let free = || {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(s.state())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    // Room for the plan to be recorded, not for its run: each commit adds pages to the
+    // WAL.
+    let room = 512 * 1024;
+    std::fs::write(&filler, vec![1u8; (free() - room) as usize]).unwrap();
+
+    // 200 tasks with 500 bytes of params each (each output echoes them).
+    let plan = echo_plan(&s, TASKS, 500);
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(
+        run.code, 3,
+        "a full disk mid-run is an environment failure: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("full") || run.stderr.contains("No space"),
+        "the error says the disk is full: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+
+    std::fs::remove_file(&filler).unwrap();
+    let db = s.state().join("planrt.db");
+    let list = s.planrt(&["status", "--output", "json"]).json();
+    let plans: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    // The plan was recorded before the disk filled: what was committed is consistent,
+    // and resume finishes it.
+    let id = plans
+        .into_iter()
+        .find(|id| stored(&db, id).len() == TASKS)
+        .expect("the plan was recorded");
+    {
+        let before = stored(&db, &id);
+        let complete_before = before.iter().filter(|(st, _)| st == "Complete").count();
+        for (status, attempts) in &before {
+            match status.as_str() {
+                "Complete" => assert_eq!(*attempts, 1, "{before:?}"),
+                "Pending" => assert!(*attempts <= 1),
+                "Running" => assert_eq!(*attempts, 1),
+                other => panic!("task {other}: {before:?}"),
+            }
+        }
+        let resumed = s.planrt(&["resume", &id]);
+        assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+        let after = stored(&db, &id);
+        assert!(after.iter().all(|(st, _)| st == "Complete"), "{after:?}");
+        for (index, ((status, attempts), (_, attempts_after))) in
+            before.iter().zip(&after).enumerate()
+        {
+            if status == "Complete" {
+                assert_eq!(attempts, attempts_after, "task {index} ran again");
+            }
+        }
+        assert!(complete_before < TASKS, "the disk filled mid-run");
+        eprintln!(
+            "full disk: {complete_before} of {TASKS} tasks were committed complete before it; resume finished the rest"
+        );
+    }
+}
+
+/// Tasks of the full-disk plan.
+const TASKS: usize = 200;
+
+#[test]
+fn a_damaged_state_database_is_named_and_refused_without_a_panic() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let plan = echo_plan(&s, 1, 10);
+    assert_eq!(s.planrt(&["run", plan.to_str().unwrap()]).code, 0);
+    let db = s.state().join("planrt.db");
+    let whole = std::fs::read(&db).unwrap();
+    for damage in ["truncated", "garbage"] {
+        match damage {
+            "truncated" => std::fs::write(&db, &whole[..whole.len().min(4096) / 2]).unwrap(),
+            _ => std::fs::write(&db, b"not a database at all".repeat(300)).unwrap(),
+        }
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(s.state().join(format!("planrt.db{suffix}")));
+        }
+        for args in [vec!["status"], vec!["run", plan.to_str().unwrap()]] {
+            let run = s.planrt(&args);
+            assert_eq!(run.code, 2, "{damage} {args:?}: {}", run.stderr);
+            assert!(
+                run.stderr.contains("planrt.db"),
+                "names the file: {}",
+                run.stderr
+            );
+            assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_damaged_compiled_cache_entry_is_recompiled_and_the_plan_runs() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let plan = echo_plan(&s, 1, 10);
+    assert_eq!(s.planrt(&["run", plan.to_str().unwrap()]).code, 0);
+    let entries: Vec<_> = std::fs::read_dir(s.state().join("compiled"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert!(!entries.is_empty());
+    for entry in &entries {
+        let len = std::fs::metadata(entry).unwrap().len();
+        std::fs::File::options()
+            .write(true)
+            .open(entry)
+            .unwrap()
+            .set_len(len / 3)
+            .unwrap();
+    }
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["phase"], "Complete");
+    assert!(
+        run.stderr.contains("does not authenticate"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_plugin_deleted_mid_run_and_the_plugin_dir_missing_at_resume() {
+    let s = Scratch::with_plugins(&["test-append"]);
+    std::fs::create_dir(s.path().join("work")).unwrap();
+    let plan = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
+                [[tasks]]\ntype = \"test-append\"\nparams = { waitFor = \"go\" }\n\
+                [[tasks]]\ntype = \"test-append\"\n";
+    let (saved, doc) = s.save_plan(plan);
+    let id = doc["id"].as_str().unwrap().to_owned();
+    let child = s.spawn(&["run", saved.to_str().unwrap(), "--output", "json"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = s.planrt(&["status", &id, "--output", "json"]);
+        if status.code == 0 && status.json()["tasks"][0]["status"] == "Running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "task 0 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The file goes while its plugin runs: the run goes on with the plugin it loaded.
+    std::fs::remove_file(s.plugins().join("test-append.wasm")).unwrap();
+    std::fs::write(s.path().join("work/go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let db = s.state().join("planrt.db");
+    assert_eq!(
+        stored(&db, &id),
+        [("Complete".into(), 1), ("Complete".into(), 1)]
+    );
+
+    // A resume with the plugin dir gone is refused naming it; nothing changes.
+    std::fs::remove_dir_all(s.plugins()).unwrap();
+    let resumed = s.planrt(&["resume", &id, "--from", "1"]);
+    assert_eq!(resumed.code, 2, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("plugin directory") && resumed.stderr.contains("does not exist"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(
+        stored(&db, &id),
+        [("Complete".into(), 1), ("Complete".into(), 1)]
+    );
+}
+
+#[test]
+fn a_read_only_state_dir_refuses_work_and_still_shows_what_it_holds() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let Some(_tmpfs) = Tmpfs::mount(&s.state(), 24) else {
+        eprintln!("skipped: a read-only mount needs root (as root, file modes do not stop writes)");
+        return;
+    };
+    let plan = echo_plan(&s, 1, 10);
+    let first = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(s.state())
+        .status()
+        .unwrap();
+    assert!(remount.success());
+
+    let run = s.planrt(&["run", plan.to_str().unwrap()]);
+    assert!(
+        run.code == 2 || run.code == 3,
+        "{}: {}",
+        run.code,
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(s.state().to_str().unwrap()) && run.stderr.contains("Read-only"),
+        "names the state dir and why: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let status = s.planrt(&["status", &id, "--output", "json"]);
+    assert_eq!(status.code, 0, "a reader needs no write: {}", status.stderr);
+    assert_eq!(status.json()["phase"], "Complete");
+}
