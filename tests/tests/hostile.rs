@@ -80,3 +80,48 @@ fn a_stack_overflow_traps_the_attempt_and_the_host_runs_the_next_plan() {
     let next = s.write("next.toml", "[[tasks]]\ntype = \"test-echo\"\n");
     assert_eq!(s.planrt(&["run", next.to_str().unwrap()]).code, 0);
 }
+
+#[test]
+fn a_trap_in_validate_refuses_the_plan_and_the_server_answers_the_next_request() {
+    let s = scratch();
+    let trap = format!(
+        "{GRANT}[[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"trap-in-validate\" }}\n"
+    );
+    let plan = s.write("p.toml", &trap);
+    for command in ["plan", "run"] {
+        let run = s.planrt(&[command, plan.to_str().unwrap(), "--output", "json"]);
+        assert_eq!(run.code, 2, "{command}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
+        assert!(
+            run.stderr
+                .contains("task 0 (`test-hostile`): the plugin's validate() failed")
+                && run.stderr.contains("trapped"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+
+    // Over HTTP: the plan is a 400, nothing is stored, and the next request is served.
+    let grants = s.write(
+        "grants.toml",
+        &format!(
+            "[grants]\ndirs = [{{ host = \"{}\", guest = \"/work\", mode = \"ro\" }}]\n",
+            s.path().join("work").display()
+        ),
+    );
+    let server = s.serve(&["--grants", grants.to_str().unwrap()]);
+    let document = serde_json::json!({
+        "grants": {"dirs": [{"host": s.path().join("work"), "guest": "/work", "mode": "ro"}]},
+        "tasks": [{"type": "test-hostile", "params": {"attack": "trap-in-validate"}}],
+    });
+    let refused = server.post("/v0/plans", &document);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("validate() failed"),
+        "{}",
+        refused.body
+    );
+    let echo = serde_json::json!({"tasks": [{"type": "test-echo"}]});
+    let created = server.post("/v0/plans", &echo);
+    assert_eq!(created.status, 201, "{}", created.body);
+}

@@ -4,7 +4,7 @@
 //! `/work/link/passwd` through a link to `/etc` planted in the grant, `dotdot` climbs out
 //! of the
 //! granted `/work` with `..`, `env` lists the environment, `recursion` recurses until the
-//! stack is exhausted (a trap).
+//! stack is exhausted (a trap), `trap-in-validate` panics in `validate` (at plan time).
 
 use planrt_plugin_sdk::{Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task};
 use schemars::JsonSchema;
@@ -20,6 +20,7 @@ enum Attack {
     Dotdot,
     Env,
     Recursion,
+    TrapInValidate,
 }
 
 /// The params.
@@ -66,6 +67,13 @@ impl Task for Hostile {
         }
     }
 
+    fn validate(params: &Params) -> Result<(), String> {
+        match params.attack {
+            Attack::TrapInValidate => panic!("test-hostile panics in validate on purpose"),
+            _ => Ok(()),
+        }
+    }
+
     fn run(_context: Context, params: Params) -> Result<Value, TaskError> {
         Ok(match params.attack {
             Attack::ReadOutside => try_read("/etc/passwd"),
@@ -74,6 +82,7 @@ impl Task for Hostile {
             Attack::Dotdot => try_read("/work/../../../../etc/passwd"),
             Attack::Env => json!({ "vars": std::env::vars().collect::<Vec<_>>() }),
             Attack::Recursion => json!({ "depth": recurse(0) }),
+            Attack::TrapInValidate => unreachable!("validate refused it"),
         })
     }
 }
