@@ -125,3 +125,51 @@ fn a_trap_in_validate_refuses_the_plan_and_the_server_answers_the_next_request()
     let created = server.post("/v0/plans", &echo);
     assert_eq!(created.status, 201, "{}", created.body);
 }
+
+#[test]
+fn a_trap_in_describe_is_a_load_warning_naming_the_file_and_the_rest_loads() {
+    let s = Scratch::with_plugins(&["test-describe-trap", "test-echo"]);
+    let listed = s.planrt(&["plugins"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stderr.contains("test-describe-trap.wasm")
+            && listed.stderr.contains("describe() failed"),
+        "{}",
+        listed.stderr
+    );
+    assert!(listed.stdout.contains("test-echo"), "{}", listed.stdout);
+    let plan = s.write("p.toml", "[[tasks]]\ntype = \"test-echo\"\n");
+    let run = s.planrt(&["run", plan.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn a_file_that_now_describes_another_task_type_stops_resume_naming_the_type() {
+    let s = Scratch::with_plugins(&["test-permanent", "test-echo"]);
+    let plan = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-echo\"\n[[tasks]]\ntype = \"test-permanent\"\n",
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let id = run.json()["id"].as_str().unwrap().to_owned();
+    // The same file name now holds a plugin of another task type.
+    std::fs::copy(
+        planrt_e2e::plugin_file("test-noop"),
+        s.plugins().join("test-permanent.wasm"),
+    )
+    .unwrap();
+    let resumed = s.planrt(&["resume", &id]);
+    assert_eq!(resumed.code, 2, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("test-permanent"),
+        "names the type that has no plugin now: {}",
+        resumed.stderr
+    );
+    let after = s.planrt(&["status", &id, "--output", "json"]).json();
+    assert_eq!(
+        after["tasks"][1]["attempts"].as_array().unwrap().len(),
+        1,
+        "nothing ran"
+    );
+}
