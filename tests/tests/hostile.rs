@@ -173,3 +173,53 @@ fn a_file_that_now_describes_another_task_type_stops_resume_naming_the_type() {
         "nothing ran"
     );
 }
+
+#[test]
+fn floods_of_log_and_progress_calls_are_capped_and_the_attempt_completes() {
+    let s = Scratch::with_plugins(&["test-chatty"]);
+    let plan = s.write(
+        "flood.toml",
+        "[[tasks]]\ntype = \"test-chatty\"\n\
+         params = { say = \"flood\", stderrLines = 0, logLines = 20000, progressReports = 100000 }\n",
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", &run.stderr[..run.stderr.len().min(2000)]);
+    let doc = run.json();
+    assert_eq!(doc["phase"], "Complete");
+
+    // `log`: every line reaches the host log or is counted as dropped.
+    let logged = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("log ") && l.ends_with(": flood"))
+        .count();
+    let dropped: usize = run
+        .stderr
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" line(s) dropped from the host log")?;
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(
+        logged >= 100 && dropped > 0,
+        "logged {logged}, dropped {dropped}"
+    );
+    assert_eq!(logged + dropped, 20000, "every line is logged or counted");
+
+    // `progress`: 100 000 reports become a few throttled lines, never a flood.
+    let reports = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": flood") && l.contains("report "))
+        .count();
+    assert!(
+        reports <= 50,
+        "{reports} progress lines for 100 000 reports"
+    );
+    // The attempt's log tail stays bounded.
+    let tail = doc["tasks"][0]["attempts"][0]["logTail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(tail.len() <= 64 * 1024, "log tail of {} bytes", tail.len());
+}

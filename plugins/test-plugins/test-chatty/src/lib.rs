@@ -4,7 +4,8 @@
 //!
 //! Params (all optional): `say` (text), `stderrLines` and `logLines` (how many lines of
 //! `say` to write there, default 1), `sleepMs` (a pause after the first progress report,
-//! before the lines), `outputBytes` (padding added to the output), `fail`
+//! before the lines), `progressReports` (progress reports made after the lines, default
+//! 0), `outputBytes` (padding added to the output), `fail`
 //! (`transient` or `permanent`: fail with a message holding `say`), `panic` (bool: panic
 //! with a message holding `say`), `reject` (text: `validate` refuses the params with it).
 
@@ -55,6 +56,10 @@ impl Guest for Chatty {
         drop(stderr);
         for i in 0..count(&params, "logLines", 1) {
             log(Level::Info, &format!("log {i}: {say}"));
+        }
+        let reports = count(&params, "progressReports", 0);
+        for i in 0..reports {
+            progress(i, Some(reports), &format!("report {i}: {say}"));
         }
         progress(1, Some(2), &format!("progress: {say}"));
         if params.get("panic").and_then(Value::as_bool) == Some(true) {
