@@ -121,8 +121,22 @@ fn a_trap_in_validate_refuses_the_plan_and_the_server_answers_the_next_request()
         "{}",
         refused.body
     );
-    let echo = serde_json::json!({"tasks": [{"type": "test-echo"}]});
-    let created = server.post("/v0/plans", &echo);
+    assert!(
+        refused.body.contains("test-hostile"),
+        "names the task: {}",
+        refused.body
+    );
+    assert_eq!(
+        server.get("/v0/plans").json(),
+        serde_json::json!([]),
+        "nothing stored"
+    );
+    // The same plugin, asked something harmless, is served.
+    let harmless = serde_json::json!({
+        "grants": {"dirs": [{"host": s.path().join("work"), "guest": "/work", "mode": "ro"}]},
+        "tasks": [{"type": "test-hostile", "params": {"attack": "env"}}],
+    });
+    let created = server.post("/v0/plans", &harmless);
     assert_eq!(created.status, 201, "{}", created.body);
 }
 
@@ -162,7 +176,9 @@ fn a_file_that_now_describes_another_task_type_stops_resume_naming_the_type() {
     let resumed = s.planrt(&["resume", &id]);
     assert_eq!(resumed.code, 2, "{}", resumed.stderr);
     assert!(
-        resumed.stderr.contains("test-permanent"),
+        resumed
+            .stderr
+            .contains("unknown task type `test-permanent`"),
         "names the type that has no plugin now: {}",
         resumed.stderr
     );
@@ -183,7 +199,8 @@ fn floods_of_log_and_progress_calls_are_capped_and_the_attempt_completes() {
          params = { say = \"flood\", stderrLines = 0, logLines = 20000, progressReports = 100000 }\n",
     );
     let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(run.code, 0, "{}", &run.stderr[..run.stderr.len().min(2000)]);
+    let last_lines: Vec<&str> = run.stderr.lines().rev().take(20).collect();
+    assert_eq!(run.code, 0, "{last_lines:?}");
     let doc = run.json();
     assert_eq!(doc["phase"], "Complete");
 

@@ -416,7 +416,7 @@ impl Service {
         Ok(store)
     }
 
-    /// A store failure before any work, naming the state dir.
+    /// A store failure before any work, naming the state database.
     pub fn store_error(&self, error: StoreError) -> ServiceError {
         ServiceError::Store {
             dir: self.config.state.path().to_owned(),

@@ -77,8 +77,15 @@ impl SqliteStore {
     /// its `-wal` and `-shm` files the database's mode.
     pub fn open(state_dir: &StateDir, durability: Durability) -> Result<Self, StoreError> {
         let path = state_dir.path().join(DATABASE_FILE);
-        // SQLite would say only "unable to open database file".
-        if let Err(errno) = rustix::fs::access(state_dir.path(), rustix::fs::Access::WRITE_OK) {
+        // SQLite would say only "unable to open database file". The effective IDs are
+        // checked, as a write would be.
+        let writable = rustix::fs::accessat(
+            rustix::fs::CWD,
+            state_dir.path(),
+            rustix::fs::Access::WRITE_OK,
+            rustix::fs::AtFlags::EACCESS,
+        );
+        if let Err(errno) = writable {
             return Err(backend(format!(
                 "the state directory cannot be written ({}): planrt records every transition there",
                 std::io::Error::from(errno)
