@@ -190,6 +190,18 @@ impl Scratch {
     }
 }
 
+/// How many plugin lines the host log says it dropped (its "N line(s) dropped from the
+/// host log" notices, summed), in planrt's stderr.
+pub fn dropped_from_host_log(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" line(s) dropped from the host log")?;
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .sum()
+}
+
 /// UUID v5 (RFC 9562 §5.5) of `"{plan}/{type}/{index}"` in the reference controller's
 /// namespace, written out here with SHA-1 so that it shares no code with the host's
 /// (which uses the `uuid` crate), and checked against vectors made by Python's `uuid5`.

@@ -210,14 +210,7 @@ fn floods_of_log_and_progress_calls_are_capped_and_the_attempt_completes() {
         .lines()
         .filter(|l| l.contains("log ") && l.ends_with(": flood"))
         .count();
-    let dropped: usize = run
-        .stderr
-        .lines()
-        .filter_map(|l| {
-            let (before, _) = l.split_once(" line(s) dropped from the host log")?;
-            before.rsplit(' ').next()?.parse::<usize>().ok()
-        })
-        .sum();
+    let dropped = planrt_e2e::dropped_from_host_log(&run.stderr);
     assert!(
         logged >= 100 && dropped > 0,
         "logged {logged}, dropped {dropped}"

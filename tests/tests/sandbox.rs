@@ -249,14 +249,7 @@ fn a_stderr_flood_is_rate_capped_in_the_host_log_saying_how_much_was_dropped() {
         .filter(|l| l.contains(": stderr ") && l.ends_with(": flood"))
         .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
         .collect();
-    let dropped: usize = run
-        .stderr
-        .lines()
-        .filter_map(|l| {
-            let (before, _) = l.split_once(" line(s) dropped from the host log")?;
-            before.rsplit(' ').next()?.parse::<usize>().ok()
-        })
-        .sum();
+    let dropped = planrt_e2e::dropped_from_host_log(&run.stderr);
     assert!(
         echoed.len() >= 100,
         "the first lines reach the log: {}",

@@ -88,12 +88,8 @@ pub fn reopen(
     };
     if let ResumeFrom::Task(first) = from {
         let failed: Vec<usize> = plan
-            .tasks()
-            .iter()
-            .filter(|t| {
-                t.status() == TaskStatus::Failed && reset.binary_search(&t.index()).is_err()
-            })
-            .map(|t| t.index())
+            .failed_tasks()
+            .filter(|index| reset.binary_search(index).is_err())
             .collect();
         if !failed.is_empty() {
             return Err(ResumeError::FailedElsewhere {

@@ -220,7 +220,11 @@ impl Graph {
                 });
             }
         }
-        let dependencies = if explicit {
+        if !explicit {
+            // A chain has no cycle to look for.
+            return Ok(Self::chain(count));
+        }
+        let dependencies = {
             let mut lists = Vec::with_capacity(count);
             // Which task last listed each task: a repeat is found in O(1).
             let mut listed_by = vec![usize::MAX; count];
@@ -245,12 +249,10 @@ impl Graph {
                 lists.push(list);
             }
             Adjacency::from_lists(lists.into_iter())
-        } else {
-            Adjacency::from_lists((0..count).map(|i| i.checked_sub(1)))
         };
         let dependents = dependencies.reversed();
         let graph = Self {
-            explicit,
+            explicit: true,
             dependencies,
             dependents,
         };

@@ -297,6 +297,11 @@ impl PlanRun {
         }))
     }
 
+    /// The failed tasks, in plan order (kept by the scheduler: no scan).
+    pub fn failed_tasks(&self) -> impl Iterator<Item = usize> + '_ {
+        self.schedule.failed.iter().copied()
+    }
+
     /// How many tasks have an attempt in flight.
     pub fn running(&self) -> usize {
         self.schedule.running

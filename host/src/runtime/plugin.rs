@@ -96,6 +96,12 @@ impl ComponentSource {
     }
 }
 
+/// A plugin's component: linked already, or its bytes to link when first needed.
+enum Linking {
+    Done(PluginPre),
+    Later(Arc<[u8]>),
+}
+
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
@@ -127,18 +133,9 @@ impl LoadedPlugin {
         )
         .await;
         let info = PluginInfo::new(info.map_err(DescribeError::Call)?, pre.version());
-        let schema = ParamsSchema::compile(&info.params_schema).map_err(DescribeError::Schema)?;
-        Ok(Self {
-            info,
-            schema,
-            file,
-            sha256,
-            engine: engine.clone(),
-            pre: OnceCell::new_with(Some(pre)),
-            unlinked: std::sync::Mutex::new(None),
-            source,
-            capabilities,
-        })
+        let linked = Linking::Done(pre);
+        Self::assemble(engine, (source, capabilities), (file, sha256), info, linked)
+            .map_err(DescribeError::Schema)
     }
 
     /// A plugin whose component (`wasm`, of sha256 `sha256`) the index knows: what it
@@ -150,15 +147,32 @@ impl LoadedPlugin {
         (file, sha256, wasm): (PathBuf, String, Arc<[u8]>),
         info: PluginInfo,
     ) -> Result<Self, String> {
+        let linked = Linking::Later(wasm);
+        Self::assemble(engine, (source, capabilities), (file, sha256), info, linked)
+    }
+
+    /// A plugin from what it said about itself (its params schema compiled here) and
+    /// how far its component is linked.
+    fn assemble(
+        engine: &Engine,
+        (source, capabilities): (Arc<ComponentSource>, Capabilities),
+        (file, sha256): (PathBuf, String),
+        info: PluginInfo,
+        linking: Linking,
+    ) -> Result<Self, String> {
         let schema = ParamsSchema::compile(&info.params_schema)?;
+        let (pre, unlinked) = match linking {
+            Linking::Done(pre) => (OnceCell::new_with(Some(pre)), None),
+            Linking::Later(wasm) => (OnceCell::new(), Some(wasm)),
+        };
         Ok(Self {
             info,
             schema,
             file,
             sha256,
             engine: engine.clone(),
-            pre: OnceCell::new(),
-            unlinked: std::sync::Mutex::new(Some(wasm)),
+            pre,
+            unlinked: std::sync::Mutex::new(unlinked),
             source,
             capabilities,
         })

@@ -58,7 +58,11 @@ impl PluginIndex {
     /// Writes the index back if it changed (keeping at most [`KEEP_OTHERS`] entries not
     /// seen in this load). A failure only costs the next start its speed: it is logged.
     pub fn save(mut self, cache: &CompiledCache) {
-        let others = self.entries.len() - self.seen.len().min(self.entries.len());
+        let others = self
+            .entries
+            .keys()
+            .filter(|sha| !self.seen.contains(*sha))
+            .count();
         if others > KEEP_OTHERS {
             let mut drop = others - KEEP_OTHERS;
             let seen = &self.seen;
