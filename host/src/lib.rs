@@ -8,7 +8,8 @@
 pub mod blocking;
 pub mod cli;
 pub mod executor;
-pub mod plan;
+/// The plan domain, its own crate (`planrt-plan`) so that it builds without wasmtime.
+pub use planrt_plan as plan;
 pub mod runtime;
 pub mod server;
 pub mod state_dir;

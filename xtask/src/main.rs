@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask plugins | examples | demo | test | bench`.
+//! Project tasks: `cargo xtask plugins | examples | demo | test | bench | fuzz`.
 //!
 //! Plugins are built for wasm32-wasip2 with rustup's target when it is installed, else
 //! with Debian's rustc-web and a from-source std (see `toolchain`), which this module
@@ -6,6 +6,7 @@
 //! through a machine-specific `.cargo/config.toml`.
 
 mod bench;
+mod fuzz;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -27,8 +28,9 @@ fn main() -> Result<()> {
         "examples" => build_examples(&root),
         "demo" => demo(&root),
         "test" => test(&root),
+        "fuzz" => fuzz::fuzz(&root, &fuzz::FuzzOptions::parse(rest)?),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|examples|demo|test|bench>\n");
+            eprintln!("usage: cargo xtask <plugins|examples|demo|test|bench|fuzz>\n");
             eprintln!(
                 "  plugins  build every plugin to target/plugins/ (shipped) and target/test-plugins/"
             );
@@ -38,6 +40,9 @@ fn main() -> Result<()> {
             eprintln!("  demo     build what it needs and run the example plan");
             eprintln!(
                 "  bench    per-task overhead, plan sizes, a wide graph, start, snapshot-restore: each against a native baseline [--only SUITE] [--quick]"
+            );
+            eprintln!(
+                "  fuzz     proptest properties, then every cargo-fuzz target of fuzz/ [--seconds N] [--cases N] [--only TARGET]"
             );
             eprintln!("  test     build plugins, then fmt, clippy and every test");
             std::process::exit(2);
@@ -306,15 +311,18 @@ fn test(root: &Path) -> Result<()> {
     build_plugins(root)?;
     build_examples(root)?;
     let plugins_manifest = root.join("plugins/Cargo.toml");
+    let fuzz_manifest = root.join("fuzz/Cargo.toml");
     let native_target = root.join("target/plugins-native");
     run(host_cargo()
         .current_dir(root)
         .args(["fmt", "--all", "--", "--check"]))?;
-    run(host_cargo()
-        .current_dir(root)
-        .args(["fmt", "--all", "--manifest-path"])
-        .arg(&plugins_manifest)
-        .args(["--", "--check"]))?;
+    for manifest in [&plugins_manifest, &fuzz_manifest] {
+        run(host_cargo()
+            .current_dir(root)
+            .args(["fmt", "--all", "--manifest-path"])
+            .arg(manifest)
+            .args(["--", "--check"]))?;
+    }
     run(host_cargo().current_dir(root).args([
         "clippy",
         "--workspace",
@@ -328,6 +336,17 @@ fn test(root: &Path) -> Result<()> {
         .env("CARGO_TARGET_DIR", &native_target)
         .args(["clippy", "--workspace", "--all-targets", "--manifest-path"])
         .arg(&plugins_manifest)
+        .args(["--", "-D", "warnings"]))?;
+    run(host_cargo()
+        .current_dir(root)
+        .args([
+            "clippy",
+            "--all-targets",
+            "--target-dir",
+            "target",
+            "--manifest-path",
+        ])
+        .arg(&fuzz_manifest)
         .args(["--", "-D", "warnings"]))?;
     run(host_cargo()
         .current_dir(root)
@@ -355,6 +374,15 @@ fn test(root: &Path) -> Result<()> {
         "--",
         "--nocapture",
     ]))?;
+    // The fuzz campaign, bounded: its properties, then 15 s of each cargo-fuzz target.
+    fuzz::fuzz(
+        root,
+        &fuzz::FuzzOptions {
+            seconds: 15,
+            cases: 4096,
+            only: None,
+        },
+    )?;
     // Benchmarks are not tests: a quick run on the debug build only checks that every
     // suite executes (their figures come from `cargo xtask bench` on a release build).
     let debug_planrt = root.join("target/debug/planrt");

@@ -813,7 +813,7 @@ mod tests {
     use strum::VariantArray;
 
     use super::*;
-    use crate::plan::policy::Backoff;
+    use crate::policy::Backoff;
 
     fn t(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).unwrap()
@@ -1056,7 +1056,7 @@ mod tests {
             assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.to_string());
             assert_eq!(<&str>::from(outcome).parse::<AttemptOutcome>(), Ok(outcome));
         }
-        for &phase in crate::plan::Phase::VARIANTS {
+        for &phase in crate::Phase::VARIANTS {
             assert_eq!(serde_json::to_value(phase).unwrap(), phase.to_string());
         }
         assert_eq!(AttemptOutcome::Complete.to_string(), "complete");

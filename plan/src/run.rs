@@ -407,10 +407,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::plan::error_kind::ErrorKind;
-    use crate::plan::ids::TaskType;
-    use crate::plan::policy::{Backoff, RetryPolicy};
-    use crate::plan::task::Failure;
+    use crate::error_kind::ErrorKind;
+    use crate::ids::TaskType;
+    use crate::policy::{Backoff, RetryPolicy};
+    use crate::task::Failure;
 
     fn t(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).unwrap()
@@ -537,8 +537,7 @@ mod tests {
     fn task_ids_follow_plan_id_type_and_index() {
         let plan = plan(2, 0);
         for task in plan.tasks() {
-            let expected =
-                crate::plan::ids::TaskId::derive(plan.id(), task.task_type(), task.index());
+            let expected = crate::ids::TaskId::derive(plan.id(), task.task_type(), task.index());
             assert_eq!(task.id(), expected);
         }
     }
@@ -546,7 +545,7 @@ mod tests {
     /// A graph: `deps[i]` lists the tasks task `i` waits for (tasks are named `t{i}`).
     fn graph_plan(deps: &[&[usize]], max_retries: u32) -> PlanRun {
         let mut plan = plan(deps.len(), max_retries);
-        let name = |i: usize| crate::plan::TaskName::new(format!("t{i}")).unwrap();
+        let name = |i: usize| crate::TaskName::new(format!("t{i}")).unwrap();
         let tasks = plan
             .tasks
             .drain(..)

@@ -1,6 +1,7 @@
 //! The plan domain: specs, identity, the task state machine and retry arithmetic.
 //!
-//! Pure: no I/O and no clock reads. Callers pass the time and random samples in.
+//! Pure: no I/O and no clock reads. Callers pass the time and random samples in. The
+//! `planrt` host re-exports it as `planrt::plan`.
 
 pub mod document;
 pub mod error_kind;

@@ -212,8 +212,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::plan::ids::PlanId;
-    use crate::plan::spec::PlanSpec;
+    use crate::ids::PlanId;
+    use crate::spec::PlanSpec;
 
     fn saved() -> SavedPlan {
         let spec = PlanSpec::parse(
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn a_graph_survives_the_round_trip_and_an_edited_cycle_is_refused() {
         let mut saved = saved();
-        let names = ["first", "second"].map(|n| crate::plan::TaskName::new(n).unwrap());
+        let names = ["first", "second"].map(|n| crate::TaskName::new(n).unwrap());
         saved.plan.tasks[0].name = Some(names[0].clone());
         saved.plan.tasks[1].name = Some(names[1].clone());
         saved.plan.tasks[1].depends_on = Some(vec![names[0].clone()]);
