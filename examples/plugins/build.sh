@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the example task-type plugins written in C, JavaScript and Python into
-# target/examples-build/plugins/{write-file,http-check,render-template}.wasm.
+# target/examples-build/plugins/{write-file,http-check,render-template}.wasm, and the
+# test-only C plugins of tests/plugins/ into target/test-plugins/.
 #
 #   examples/plugins/build.sh [tools|c|js|py|all]      (default: all)
 #
@@ -147,6 +148,24 @@ build_c() {   # write-file
   "$WASM_TOOLS" validate "$OUT/write-file.wasm"
 }
 
+# Test-only plugins in C (tests/plugins/): what Rust cannot express. Into target/test-plugins/.
+build_c_tests() {  # test-table-bomb: grows a table (reference types)
+  local b=$BUILD/src/test-table-bomb out=$ROOT/target/test-plugins
+  rm -rf "$b" && mkdir -p "$b" "$out"
+  "$TOOLS/bin/wit-bindgen" c "$WIT" --world "$WORLD" --out-dir "$b/gen"
+  clang-19 --target=wasm32-wasi -mexec-model=reactor -mreference-types -Os -Wall -Wextra -std=c11 \
+    -I "$b/gen" -o "$b/test-table-bomb.externref.wasm" \
+    "$ROOT/tests/plugins/test-table-bomb/table_bomb.c" "$b/gen/plugin.c" "$b/gen/plugin_component_type.o"
+  # clang-19 can grow only an externref table, and externref needs wasm GC, which the host's
+  # engine leaves off: the same code on a funcref table (null refs only) is the same bomb.
+  "$WASM_TOOLS" print "$b/test-table-bomb.externref.wasm" |
+    sed -e 's/\bexternref\b/funcref/g' -e 's/ref\.null extern\b/ref.null func/g' |
+    "$WASM_TOOLS" parse -o "$b/test-table-bomb.core.wasm"
+  "$WASM_TOOLS" component new "$b/test-table-bomb.core.wasm" \
+    --adapt "wasi_snapshot_preview1=$REACTOR" -o "$out/test-table-bomb.wasm"
+  "$WASM_TOOLS" validate "$out/test-table-bomb.wasm"
+}
+
 build_js() {  # http-check
   local b=$BUILD/src/http-check-js
   rm -rf "$b" && mkdir -p "$b/wit/deps" "$OUT"
@@ -171,10 +190,10 @@ build_py() {  # render-template
 
 case "${1:-all}" in
   tools) t tools ;;
-  c) t tools_apt; t tools_py; t tools_c; t build_c ;;
+  c) t tools_apt; t tools_py; t tools_c; t build_c; t build_c_tests ;;
   js) t tools_py; t tools_js; t build_js ;;
   py) t tools_py; t build_py ;;
-  all) t tools; t build_c; t build_js; t build_py ;;
+  all) t tools; t build_c; t build_c_tests; t build_js; t build_py ;;
   *) echo "usage: $0 [tools|c|js|py|all]" >&2; exit 2 ;;
 esac
 ls -l "$OUT"

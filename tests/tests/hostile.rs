@@ -1,5 +1,6 @@
 //! Hostile plugins (issue 11, first cases): probes of the sandbox's walls come back
-//! empty-handed and the plan goes on; a stack overflow is a trap and the host stays up.
+//! empty-handed and the plan goes on (files, environment, sockets); a stack overflow is a
+//! trap and the host stays up.
 
 use planrt_e2e::Scratch;
 
@@ -48,6 +49,61 @@ fn probes_of_the_sandbox_come_back_empty_handed_and_the_next_task_runs() {
     }
     assert_eq!(doc["tasks"][3]["output"]["vars"], serde_json::json!([]));
     assert_eq!(doc["tasks"][4]["status"], "Complete");
+}
+
+#[test]
+fn sockets_are_refused_to_a_plugin_and_nothing_reaches_the_listener() {
+    let s = scratch();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plan = s.write(
+        "p.toml",
+        &format!(
+            "{GRANT}\
+             [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"sockets\", port = {port} }}\n\
+             [[tasks]]\ntype = \"test-echo\"\n"
+        ),
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    let output = &doc["tasks"][0]["output"];
+    // wasmtime-wasi's default address check refuses every address; planrt never widens it.
+    assert_eq!(output["tcp"]["error"], "access-denied", "{output}");
+    assert_eq!(output["udp"]["error"], "access-denied", "{output}");
+    // Name lookup is off (wasmtime-wasi's default): the resolver fails for good.
+    assert_eq!(
+        output["lookup"]["error"], "permanent-resolver-failure",
+        "{output}"
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the listener was reached: {other:?}"),
+    }
+    assert_eq!(doc["tasks"][1]["status"], "Complete");
+}
+
+#[test]
+fn a_table_growth_bomb_ends_its_attempt_at_the_cap_and_the_next_task_runs() {
+    let s = Scratch::with_plugins(&["test-table-bomb", "test-echo"]);
+    let plan = s.write(
+        "p.toml",
+        "[[tasks]]\ntype = \"test-table-bomb\"\n[[tasks]]\ntype = \"test-echo\"\n",
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let doc = run.json();
+    let attempts = doc["tasks"][0]["attempts"].as_array().unwrap().clone();
+    assert_eq!(attempts.len(), 1, "a limit is not retried: {attempts:?}");
+    assert_eq!(attempts[0]["errorKind"], "memory-limit");
+    assert_eq!(
+        attempts[0]["message"], "exceeded the table limit of 1000000 elements",
+        "{attempts:?}"
+    );
+    // The plan stops at the failure; the host itself is fine and runs the next plan.
+    let next = s.write("next.toml", "[[tasks]]\ntype = \"test-echo\"\n");
+    assert_eq!(s.planrt(&["run", next.to_str().unwrap()]).code, 0);
 }
 
 #[test]

@@ -54,6 +54,13 @@ pub enum AttemptError {
         /// The limit.
         limit: u64,
     },
+    /// The guest tried to grow a table past the most elements a store may hold (tables
+    /// live in host memory, outside the memory limit; the kind is `memory-limit`).
+    #[error("exceeded the table limit of {limit} elements")]
+    TableLimit {
+        /// The limit.
+        limit: usize,
+    },
     /// `run` returned more output than the limit allows.
     #[error(
         "the plugin returned {size} bytes of output, over the maxOutput limit of {}",
@@ -106,7 +113,9 @@ impl AttemptError {
             AttemptError::Plugin { kind, .. } | AttemptError::Capability { kind, .. } => *kind,
             AttemptError::Trap { .. } => ErrorKind::Trap,
             AttemptError::Timeout { .. } => ErrorKind::Timeout,
-            AttemptError::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            AttemptError::MemoryLimit { .. } | AttemptError::TableLimit { .. } => {
+                ErrorKind::MemoryLimit
+            }
             AttemptError::HttpDenied { .. } => ErrorKind::HttpDenied,
             // Retrying returns the same output.
             AttemptError::OutputTooLarge { .. } => ErrorKind::Permanent,
@@ -150,6 +159,7 @@ impl AttemptError {
             },
             other @ (Self::Timeout { .. }
             | Self::MemoryLimit { .. }
+            | Self::TableLimit { .. }
             | Self::OutputTooLarge { .. }
             | Self::PluginLoad { .. }) => other,
         }

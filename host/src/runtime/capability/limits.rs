@@ -6,7 +6,8 @@
 //! the workers and never overrun), and the call harness's tokio timeout, since epochs do
 //! not count time a guest waits on host I/O. Memory is capped over all linear memories
 //! together by a limiter that records a hit, so the failure says `memory-limit` without
-//! reading messages. Output is measured when `run` returns.
+//! reading messages; so is the growth of a table past [`MAX_TABLE_ELEMENTS`] (tables live
+//! in host memory). Output is measured when `run` returns.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
 /// Per-attempt output limit when the plan does not say otherwise.
 pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
-/// Most table elements one store may hold: far above what real guests use.
-const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+/// Most elements one table may hold: far above what real guests use (a Rust or C guest's
+/// function table holds its address-taken functions; JS and Python runtimes a few
+/// thousand), and at most 8 MiB of host memory per table.
+pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 /// Per-call limits (a task's sandbox part).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,13 +112,18 @@ impl Capability for LimitsCapability {
             return Some(timeout);
         }
         if let Some(error) = end.error {
-            if state
-                .part::<MemoryLimiter>()
-                .is_some_and(MemoryLimiter::hit)
-            {
-                return Some(AttemptError::MemoryLimit {
-                    limit: limits.memory,
-                });
+            match state.part::<MemoryLimiter>().and_then(MemoryLimiter::hit) {
+                Some(LimitHit::Memory) => {
+                    return Some(AttemptError::MemoryLimit {
+                        limit: limits.memory,
+                    });
+                }
+                Some(LimitHit::Table) => {
+                    return Some(AttemptError::TableLimit {
+                        limit: MAX_TABLE_ELEMENTS,
+                    });
+                }
+                None => {}
             }
             // An interrupt is ours when our deadline passed (another capability may stop
             // a call too: a cancel).
@@ -132,13 +140,22 @@ impl Capability for LimitsCapability {
     }
 }
 
-/// Caps the memory of all linear memories of one store together, and remembers
-/// whether the cap was hit (a store part).
+/// Which cap a growth ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The memory limit, over all linear memories.
+    Memory,
+    /// [`MAX_TABLE_ELEMENTS`], for one table.
+    Table,
+}
+
+/// Caps the memory of all linear memories of one store together and the elements of each
+/// table, and remembers which cap was hit (a store part).
 #[derive(Debug, Clone)]
 pub struct MemoryLimiter {
     limit: u64,
     used: u64,
-    hit: bool,
+    hit: Option<LimitHit>,
 }
 
 impl MemoryLimiter {
@@ -147,12 +164,12 @@ impl MemoryLimiter {
         Self {
             limit,
             used: 0,
-            hit: false,
+            hit: None,
         }
     }
 
-    /// Whether a growth was refused.
-    pub fn hit(&self) -> bool {
+    /// The cap a refused growth ran into, if one was.
+    pub fn hit(&self) -> Option<LimitHit> {
         self.hit
     }
 }
@@ -166,7 +183,7 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         let next = self.used - current as u64 + desired as u64;
         if next > self.limit {
-            self.hit = true;
+            self.hit = Some(LimitHit::Memory);
             return Err(format_err!(
                 "memory limit of {} reached (growing to {} bytes)",
                 crate::plan::units::format_size(self.limit),
@@ -177,13 +194,21 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
+    /// A table past the cap ends the call (a trap, like memory), rather than `table.grow`
+    /// returning -1 to a guest that may retry forever.
     fn table_growing(
         &mut self,
         _current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = Some(LimitHit::Table);
+            return Err(format_err!(
+                "table limit of {MAX_TABLE_ELEMENTS} elements reached (growing to {desired})"
+            ));
+        }
+        Ok(true)
     }
 }
 
@@ -202,16 +227,35 @@ mod tests {
             limiter.memory_growing(0, 40, None).unwrap(),
             "a second memory fits exactly"
         );
-        assert!(!limiter.hit());
+        assert_eq!(limiter.hit(), None);
         let err = limiter.memory_growing(40, 41, None).unwrap_err();
         assert!(
             err.to_string().contains("memory limit of 100B reached"),
             "{err}"
         );
-        assert!(limiter.hit());
+        assert_eq!(limiter.hit(), Some(LimitHit::Memory));
         assert!(
             limiter.memory_growing(60, 60, None).unwrap(),
             "no growth is fine"
+        );
+    }
+
+    #[test]
+    fn a_table_past_the_cap_is_refused_and_recorded_apart_from_memory() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
+        let err = limiter
+            .table_growing(MAX_TABLE_ELEMENTS, MAX_TABLE_ELEMENTS + 1, None)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("table limit of 1000000 elements reached"),
+            "{err}"
+        );
+        assert_eq!(limiter.hit(), Some(LimitHit::Table));
+        assert!(
+            limiter.memory_growing(0, 100, None).unwrap(),
+            "tables do not count against memory"
         );
     }
 

@@ -4,7 +4,10 @@
 //! `/work/link/passwd` through a link to `/etc` planted in the grant, `dotdot` climbs out
 //! of the
 //! granted `/work` with `..`, `env` lists the environment, `recursion` recurses until the
-//! stack is exhausted (a trap), `trap-in-validate` panics in `validate` (at plan time).
+//! stack is exhausted (a trap), `trap-in-validate` panics in `validate` (at plan time),
+//! `sockets` opens a TCP connection to `127.0.0.1:{port}`, binds a UDP socket and
+//! resolves `localhost` through wasi:sockets (the plugin declares no network need, and
+//! the host grants sockets to nobody).
 
 use planrt_plugin_sdk::{Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task};
 use schemars::JsonSchema;
@@ -19,6 +22,7 @@ enum Attack {
     Symlink,
     Dotdot,
     Env,
+    Sockets,
     Recursion,
     TrapInValidate,
 }
@@ -28,6 +32,9 @@ enum Attack {
 #[serde(deny_unknown_fields)]
 struct Params {
     attack: Attack,
+    /// Where `sockets` connects on 127.0.0.1.
+    #[serde(default)]
+    port: u16,
 }
 
 /// What a read attempt got: the bytes read, or the error.
@@ -36,6 +43,50 @@ fn try_read(path: &str) -> Value {
         Ok(bytes) => json!({ "path": path, "read": bytes.len() }),
         Err(e) => json!({ "path": path, "error": e.to_string() }),
     }
+}
+
+/// What each socket call got: `ok`, or the error code's WIT name.
+#[cfg(target_os = "wasi")]
+fn try_sockets(port: u16) -> Value {
+    use wasip2::sockets::instance_network::instance_network;
+    use wasip2::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    use wasip2::sockets::{ip_name_lookup, tcp_create_socket, udp_create_socket};
+
+    use wasip2::sockets::network::ErrorCode;
+
+    fn outcome<T>(result: Result<T, ErrorCode>) -> Value {
+        match result {
+            Ok(_) => json!("ok"),
+            Err(e) => json!({ "error": e.name() }),
+        }
+    }
+    let network = instance_network();
+    let local = |port| {
+        IpSocketAddress::Ipv4(Ipv4SocketAddress {
+            port,
+            address: (127, 0, 0, 1),
+        })
+    };
+    let tcp = tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4).and_then(|socket| {
+        socket.start_connect(&network, local(port))?;
+        socket.subscribe().block();
+        socket.finish_connect().map(drop)
+    });
+    let udp = udp_create_socket::create_udp_socket(IpAddressFamily::Ipv4).and_then(|socket| {
+        socket.start_bind(&network, local(0))?;
+        socket.subscribe().block();
+        socket.finish_bind()
+    });
+    let lookup = ip_name_lookup::resolve_addresses(&network, "localhost").and_then(|stream| {
+        stream.subscribe().block();
+        stream.resolve_next_address()
+    });
+    json!({ "tcp": outcome(tcp), "udp": outcome(udp), "lookup": outcome(lookup) })
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn try_sockets(_port: u16) -> Value {
+    json!({ "error": "wasi:sockets exists only inside the sandbox" })
 }
 
 #[inline(never)]
@@ -81,6 +132,7 @@ impl Task for Hostile {
             Attack::Symlink => try_read("/work/link/passwd"),
             Attack::Dotdot => try_read("/work/../../../../etc/passwd"),
             Attack::Env => json!({ "vars": std::env::vars().collect::<Vec<_>>() }),
+            Attack::Sockets => try_sockets(params.port),
             Attack::Recursion => json!({ "depth": recurse(0) }),
             Attack::TrapInValidate => unreachable!("validate refused it"),
         })
