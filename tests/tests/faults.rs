@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use planrt_e2e::Scratch;
+use planrt_e2e::{Scratch, plugin_file};
 
 /// (status, attempts) of every task of `plan`, straight from the database.
 fn stored(db: &Path, plan: &str) -> Vec<(String, i64)> {
@@ -263,6 +263,72 @@ fn a_plugin_deleted_mid_run_and_the_plugin_dir_missing_at_resume() {
         stored(&db, &id),
         [("Complete".into(), 1), ("Complete".into(), 1)]
     );
+}
+
+#[test]
+fn a_plugin_replaced_mid_run_changes_nothing_in_the_run_and_stops_the_next_resume() {
+    let s = Scratch::with_plugins(&["test-append"]);
+    std::fs::create_dir(s.path().join("work")).unwrap();
+    let plan = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
+                [[tasks]]\ntype = \"test-append\"\nparams = { waitFor = \"go\" }\n\
+                [[tasks]]\ntype = \"test-append\"\n";
+    let (saved, doc) = s.save_plan(plan);
+    let id = doc["id"].as_str().unwrap().to_owned();
+    let child = s.spawn(&["run", saved.to_str().unwrap(), "--output", "json"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = s.planrt(&["status", &id, "--output", "json"]);
+        if status.code == 0 && status.json()["tasks"][0]["status"] == "Running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "task 0 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another component under the same name (it fails every task, permanently): the run
+    // goes on with the bytes it hashed and pinned, so task 1 still runs test-append.
+    let file = s.plugins().join("test-append.wasm");
+    std::fs::copy(plugin_file("test-permanent"), &file).unwrap();
+    std::fs::write(s.path().join("work/go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = s.state().join("planrt.db");
+    assert_eq!(
+        stored(&db, &id),
+        [("Complete".into(), 1), ("Complete".into(), 1)]
+    );
+    let effects = std::fs::read_to_string(s.path().join("work/effects.log")).unwrap();
+    assert_eq!(effects.lines().count(), 2, "{effects}");
+
+    // The next resume sees what is in the dir now and stops before anything runs: the
+    // type is gone...
+    let resumed = s.planrt(&["resume", &id, "--from", "1"]);
+    assert_eq!(resumed.code, 2, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("unknown task type `test-append`"),
+        "{}",
+        resumed.stderr
+    );
+    // ...or, with test-append back but as other bytes, it differs from the pin.
+    std::fs::copy(plugin_file("test-append"), &file).unwrap();
+    s.change_plugin("test-append");
+    let resumed = s.planrt(&["resume", &id, "--from", "1"]);
+    assert_eq!(resumed.code, 2, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains(file.to_str().unwrap()) && resumed.stderr.contains("changed"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(
+        stored(&db, &id),
+        [("Complete".into(), 1), ("Complete".into(), 1)]
+    );
+    let effects = std::fs::read_to_string(s.path().join("work/effects.log")).unwrap();
+    assert_eq!(effects.lines().count(), 2, "nothing ran again: {effects}");
 }
 
 #[test]
