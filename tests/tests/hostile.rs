@@ -107,6 +107,30 @@ fn a_table_growth_bomb_ends_its_attempt_at_the_cap_and_the_next_task_runs() {
 }
 
 #[test]
+fn validate_reuses_one_instance_and_a_failure_left_by_earlier_calls_is_not_the_tasks() {
+    // Each validate call keeps 96 MiB: one instance serves the first five (480 MiB); the
+    // sixth passes validate's 512 MiB limit there, so it is made again on a fresh
+    // instance, where it succeeds, and that instance serves the rest.
+    let s = scratch();
+    let mut plan = GRANT.to_owned();
+    for _ in 0..8 {
+        plan.push_str(
+            "[[tasks]]\ntype = \"test-hostile\"\nparams = { attack = \"leak-in-validate\" }\n",
+        );
+    }
+    let plan = s.write("p.toml", &plan);
+    let run = s.planrt(&["plan", plan.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let calls: Vec<u32> = run
+        .stderr
+        .lines()
+        .filter_map(|line| line.split("validate call ").nth(1))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(calls, [1, 2, 3, 4, 5, 1, 2, 3], "{}", run.stderr);
+}
+
+#[test]
 fn a_stack_overflow_traps_the_attempt_and_the_host_runs_the_next_plan() {
     let s = scratch();
     let plan = s.write(

@@ -2,7 +2,7 @@
 //! unchanged, each capability accepts the task (declared needs ∩ grants, usable grants,
 //! limits), and every task's params pass its plugin's `validate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -383,9 +383,14 @@ pub async fn prepare(
         }
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
+    // One validator per plugin: its instance serves every task of the type.
+    let mut validators = HashMap::new();
     for (index, ((task, prepared_task), resolved)) in each() {
         let params = serde_json::to_string(&resolved.params).expect("JSON values serialize");
-        match prepared_task.plugin.validate(&params, &redactor).await {
+        let validator = validators
+            .entry(&task.task_type)
+            .or_insert_with(|| prepared_task.plugin.validator(&redactor));
+        match validator.validate(&params).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PrepareError::InvalidParams {

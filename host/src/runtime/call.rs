@@ -51,10 +51,82 @@ pub(super) async fn call<R: CallOutput>(
     inputs: &AttemptInputs,
     f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
 ) -> (Result<R, AttemptError>, Option<GuestLog>) {
-    let (wasi, parts) = match site.capabilities.prepare(sandbox, inputs) {
-        Ok(made) => made,
+    let mut store = match new_store(&site, sandbox, inputs) {
+        Ok(store) => store,
         Err(error) => return (Err(error), None),
     };
+    let pre = site.pre;
+    run_on(&site, sandbox, &mut store, async move |store| {
+        let bindings = pre.instantiate_async(&mut *store).await?;
+        f(&bindings, store).await
+    })
+    .await
+}
+
+/// One instance kept for several calls of an export that is pure by contract
+/// (`validate`): each call after the first is armed afresh (its deadline renewed) and
+/// concluded on its own. The caller drops the session when a call fails, since the
+/// instance may be left in any state.
+pub(super) struct Session {
+    store: Store<AttemptState>,
+    bindings: Option<PluginInstance>,
+    calls: u32,
+}
+
+impl Session {
+    /// A store for the session's calls; the plugin is instantiated by the first call.
+    pub fn open(
+        site: &CallSite<'_>,
+        sandbox: &Sandbox,
+        inputs: &AttemptInputs,
+    ) -> Result<Self, AttemptError> {
+        Ok(Self {
+            store: new_store(site, sandbox, inputs)?,
+            bindings: None,
+            calls: 0,
+        })
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> u32 {
+        self.calls
+    }
+
+    /// Runs `f` on the session's instance.
+    pub async fn call<R: CallOutput>(
+        &mut self,
+        site: &CallSite<'_>,
+        sandbox: &Sandbox,
+        f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
+    ) -> Result<R, AttemptError> {
+        if self.calls > 0 {
+            site.capabilities.rearm(sandbox, &mut self.store);
+            self.store.set_epoch_deadline(1);
+        }
+        self.calls += 1;
+        let Session {
+            store, bindings, ..
+        } = self;
+        let pre = site.pre;
+        let (result, _log) = run_on(site, sandbox, store, async move |store| {
+            if bindings.is_none() {
+                *bindings = Some(pre.instantiate_async(&mut *store).await?);
+            }
+            f(bindings.as_ref().expect("instantiated above"), store).await
+        })
+        .await;
+        result
+    }
+}
+
+/// A store made by the capabilities from `sandbox` and `inputs`, armed, whose epoch
+/// callback stops the guest when a capability says so.
+fn new_store(
+    site: &CallSite<'_>,
+    sandbox: &Sandbox,
+    inputs: &AttemptInputs,
+) -> Result<Store<AttemptState>, AttemptError> {
+    let (wasi, parts) = site.capabilities.prepare(sandbox, inputs)?;
     let mut store = Store::new(site.engine, AttemptState::new(wasi, parts));
     site.capabilities.arm(sandbox, &mut store);
     // At every epoch tick: stop if a capability says so (a deadline, a cancel), else
@@ -68,19 +140,25 @@ pub(super) async fn call<R: CallOutput>(
             UpdateDeadline::Yield(1)
         })
     });
+    Ok(store)
+}
 
-    let work = async {
-        let bindings = site.pre.instantiate_async(&mut store).await?;
-        f(&bindings, &mut store).await
-    };
+/// Runs `work` on `store` under the host's outer timeout and turns its end into a
+/// result: the failure a capability claims, else a trap, else the value.
+async fn run_on<R: CallOutput>(
+    site: &CallSite<'_>,
+    sandbox: &Sandbox,
+    store: &mut Store<AttemptState>,
+    work: impl AsyncFnOnce(&mut Store<AttemptState>) -> wasmtime::Result<R>,
+) -> (Result<R, AttemptError>, Option<GuestLog>) {
     // Epochs do not count time spent waiting on host I/O: the outer timeout covers that.
     let timeout = sandbox.limits().timeout;
-    let (value, error, timed_out) = match tokio::time::timeout(timeout + 2 * EPOCH_TICK, work).await
-    {
-        Err(_elapsed) => (None, None, true),
-        Ok(Ok(value)) => (Some(value), None, false),
-        Ok(Err(error)) => (None, Some(error), false),
-    };
+    let (value, error, timed_out) =
+        match tokio::time::timeout(timeout + 2 * EPOCH_TICK, work(store)).await {
+            Err(_elapsed) => (None, None, true),
+            Ok(Ok(value)) => (Some(value), None, false),
+            Ok(Err(error)) => (None, Some(error), false),
+        };
     let end = CallEnd {
         error: error.as_ref(),
         timed_out,

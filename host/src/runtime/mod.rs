@@ -28,7 +28,7 @@ pub use capability::{AttemptInputs, Capabilities, Limits, ProgressSink, Refusal,
 pub use error::AttemptError;
 pub use info::{DirNeed, PluginInfo};
 pub use params_schema::{ParamsSchema, SchemaViolation};
-pub use plugin::{AttemptContext, AttemptReport, AttemptRequest, LoadedPlugin};
+pub use plugin::{AttemptContext, AttemptReport, AttemptRequest, LoadedPlugin, Validator};
 pub use registry::{LoadWarning, Registry};
 pub use state::AttemptState;
 pub use wit::{VersionError, WitVersion};

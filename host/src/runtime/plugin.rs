@@ -10,7 +10,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::cache::CompiledCache;
-use super::call::{CallSite, call};
+use super::call::{CallSite, Session, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
 use super::error::{AttemptError, cap_message};
 use super::info::PluginInfo;
@@ -257,24 +257,14 @@ impl LoadedPlugin {
         })
     }
 
-    /// Calls `validate(params)` in a fresh sandbox with no grants; what it logs is masked
-    /// with `redactor` (params may hold resolved secrets).
-    pub async fn validate(
-        &self,
-        params: &str,
-        redactor: &Redactor,
-    ) -> Result<Result<(), String>, AttemptError> {
-        let params = params.to_owned();
-        let inputs = AttemptInputs::new(redactor.clone(), None);
-        let site = self.site().await?;
-        let (result, _) = call(
-            site,
-            &Sandbox::default(),
-            &inputs,
-            async move |bindings, store| bindings.call_validate(store, &params).await,
-        )
-        .await;
-        result.map(|answer| answer.map_err(cap_message))
+    /// A validator of params for this plugin, logging through `redactor` (params may hold
+    /// resolved secrets).
+    pub fn validator(&self, redactor: &Redactor) -> Validator<'_> {
+        Validator {
+            plugin: self,
+            inputs: AttemptInputs::new(redactor.clone(), None),
+            session: None,
+        }
     }
 
     /// Runs one attempt in a fresh store set up from the task's `sandbox`.
@@ -308,6 +298,47 @@ impl LoadedPlugin {
         AttemptReport {
             result: result.and_then(|answer| answer.map_err(AttemptError::from)),
             log_tail: log.and_then(|log| log.tail()),
+        }
+    }
+}
+
+/// Calls `validate` for the tasks of one plugin, in a sandbox with no grants, on one kept
+/// instance: `validate` is pure by contract (the WIT says "without side effects"), so a
+/// plan of many tasks instantiates the plugin once rather than once per task. A call that
+/// fails (a trap, a timeout, a limit) drops the instance, which may be left in any state;
+/// if the instance had served earlier calls, the call is made again on a fresh one, so a
+/// failure is always the task's own and never what an earlier call left behind.
+pub struct Validator<'p> {
+    plugin: &'p LoadedPlugin,
+    inputs: AttemptInputs,
+    session: Option<Session>,
+}
+
+impl Validator<'_> {
+    /// The plugin's answer for `params` (`Err(message)`: refused), or why it gave none.
+    pub async fn validate(&mut self, params: &str) -> Result<Result<(), String>, AttemptError> {
+        let site = self.plugin.site().await?;
+        let sandbox = Sandbox::default();
+        loop {
+            let mut session = match self.session.take() {
+                Some(session) => session,
+                None => Session::open(&site, &sandbox, &self.inputs)?,
+            };
+            let fresh = session.calls() == 0;
+            let result = session
+                .call(&site, &sandbox, async |bindings, store| {
+                    bindings.call_validate(store, params).await
+                })
+                .await;
+            match result {
+                Ok(answer) => {
+                    self.session = Some(session);
+                    return Ok(answer.map_err(cap_message));
+                }
+                Err(error) if fresh => return Err(error),
+                // Made again on a fresh instance: this failure may be an earlier call's.
+                Err(_) => continue,
+            }
         }
     }
 }

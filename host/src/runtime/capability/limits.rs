@@ -92,6 +92,12 @@ impl Capability for LimitsCapability {
         store.limiter(|state| state.part_or_insert_with(|| MemoryLimiter::new(u64::MAX)));
     }
 
+    fn rearm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
+        // The memory a kept instance holds stays counted; only the time starts again.
+        let deadline = Deadline(Instant::now() + sandbox.limits().timeout);
+        *store.data_mut().part_or_insert_with(|| deadline) = deadline;
+    }
+
     fn should_stop(&self, state: &AttemptState) -> bool {
         state
             .part::<Deadline>()

@@ -183,6 +183,10 @@ pub trait Capability: Send + Sync + 'static {
     /// For each call, once its store exists: settings that live on the store itself.
     fn arm(&self, _sandbox: &Sandbox, _store: &mut Store<AttemptState>) {}
 
+    /// Before each later call on a kept store (a `validate` session): renews what
+    /// `prepare` set up per call, such as a deadline.
+    fn rearm(&self, _sandbox: &Sandbox, _store: &mut Store<AttemptState>) {}
+
     /// At every epoch tick while the guest runs: whether the call must stop now (it
     /// then ends with `Trap::Interrupt`, which this capability claims in `conclude`).
     fn should_stop(&self, _state: &AttemptState) -> bool {
@@ -290,6 +294,11 @@ impl Capabilities {
     /// Arms one call's store.
     pub(super) fn arm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
         self.all.iter().for_each(|c| c.arm(sandbox, store));
+    }
+
+    /// Renews a kept store's per-call parts before its next call.
+    pub(super) fn rearm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
+        self.all.iter().for_each(|c| c.rearm(sandbox, store));
     }
 
     /// Whether any capability stops the call now.

@@ -5,7 +5,8 @@
 //! of the
 //! granted `/work` with `..`, `env` lists the environment, `recursion` recurses until the
 //! stack is exhausted (a trap), `trap-in-validate` panics in `validate` (at plan time),
-//! `sockets` opens a TCP connection to `127.0.0.1:{port}`, binds a UDP socket and
+//! `leak-in-validate` keeps 96 MiB more on every `validate` call of one instance (and
+//! says on stderr how many calls it has served), `sockets` opens a TCP connection to `127.0.0.1:{port}`, binds a UDP socket and
 //! resolves `localhost` through wasi:sockets (the plugin declares no network need, and
 //! the host grants sockets to nobody).
 
@@ -25,7 +26,11 @@ enum Attack {
     Sockets,
     Recursion,
     TrapInValidate,
+    LeakInValidate,
 }
+
+/// What `leak-in-validate` holds on to, across the calls of one instance.
+static LEAKED: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 /// The params.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -121,6 +126,12 @@ impl Task for Hostile {
     fn validate(params: &Params) -> Result<(), String> {
         match params.attack {
             Attack::TrapInValidate => panic!("test-hostile panics in validate on purpose"),
+            Attack::LeakInValidate => {
+                let mut leaked = LEAKED.lock().unwrap_or_else(|e| e.into_inner());
+                leaked.push(vec![1; 96 << 20]);
+                eprintln!("validate call {} of this instance", leaked.len());
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -135,6 +146,7 @@ impl Task for Hostile {
             Attack::Sockets => try_sockets(params.port),
             Attack::Recursion => json!({ "depth": recurse(0) }),
             Attack::TrapInValidate => unreachable!("validate refused it"),
+            Attack::LeakInValidate => json!({}),
         })
     }
 }
