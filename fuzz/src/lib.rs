@@ -76,21 +76,23 @@ pub fn task_settings(input: &[u8]) {
     }
 }
 
-/// A saved plan as the store keeps it (JSON): refused, or a fresh plan whose task IDs are
-/// the ones its plan ID and types derive.
+/// A saved plan as the store keeps it (JSON): refused with a message, or a fresh plan
+/// that runs to completion and saves back to the same plan.
 pub fn saved_plan(input: &[u8]) {
     let Ok(saved) = serde_json::from_slice::<SavedPlan>(input) else {
         return;
     };
     match saved.to_plan_run() {
         Ok(run) => {
-            for task in run.tasks() {
-                assert_eq!(
-                    task.id(),
-                    planrt_plan::TaskId::derive(run.id(), task.task_type(), task.index()),
-                    "a saved plan's task ID is not the derived one"
-                );
-            }
+            let again = SavedPlan::of(saved.resolution(), run.document());
+            let text = serde_json::to_vec(&again).expect("a saved plan serializes");
+            let reread: SavedPlan = serde_json::from_slice(&text).expect("it reads back");
+            assert_eq!(reread, again, "a saved plan does not read back as written");
+            let rerun = reread
+                .to_plan_run()
+                .expect("a saved plan written back still runs");
+            assert_eq!(rerun.document(), run.document());
+            drive_to_completion(run);
         }
         Err(error) => assert!(!error.to_string().trim().is_empty()),
     }
@@ -99,12 +101,19 @@ pub fn saved_plan(input: &[u8]) {
 /// Every task of an accepted plan runs, each only after its dependencies completed, and
 /// the plan completes: no accepted graph deadlocks or runs a task early.
 fn runs_to_completion(spec: &PlanSpec) {
-    let mut run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks)
+    let run = PlanRun::new(PlanId::new_random(), spec.name.clone(), &spec.tasks)
         .expect("a plan the parser accepted must build");
     assert_eq!(run.tasks().len(), spec.tasks.len());
+    drive_to_completion(run);
+}
+
+/// Succeeds every runnable task, round after round, checking each waited for its
+/// dependencies, until the plan completes.
+fn drive_to_completion(mut run: PlanRun) {
     let now = jiff::Timestamp::UNIX_EPOCH;
+    let tasks = run.tasks().len();
     // A chain needs one round per task; no plan needs more.
-    for _ in 0..=spec.tasks.len() {
+    for _ in 0..=tasks {
         if run.phase() == Phase::Complete {
             return;
         }
@@ -140,8 +149,8 @@ pub fn snapshot_targz(input: &[u8]) {
     extract_and_check(flate2::read::GzDecoder::new(input));
 }
 
-/// Extracts `archive` under `<tmp>/staging` beside a sentinel dir and file, then checks
-/// that nothing but `<tmp>/staging/data/…` was created and the sentinels are untouched.
+/// Extracts `archive` into a [`Home`], then checks that nothing but `staging/data/…` was
+/// created, that every symlink there leads inside it, and that the sentinels are untouched.
 fn extract_and_check(archive: impl std::io::Read) {
     let home = Home::new();
     if let Err(error) = snapshot_restore::archive::extract(archive, &home.staging()) {
@@ -150,60 +159,87 @@ fn extract_and_check(archive: impl std::io::Read) {
     home.assert_only_data_written();
 }
 
-/// A node home for one extraction: `staging/` (the root given to the extractor) and
-/// `config/config.toml`, a sentinel no entry may reach.
+/// A node home for one extraction, two levels below the temporary dir so that an escape
+/// of several `..` lands where it is seen: `top/home/staging/` is the root given to the
+/// extractor, with sentinel files beside it (`top/home/config/config.toml`) and above it
+/// (`top/sentinel`) that no entry may reach.
 struct Home(tempfile::TempDir);
+
+/// The sentinel files, relative to the temporary dir.
+const SENTINELS: [&str; 2] = ["top/home/config/config.toml", "top/sentinel"];
 
 impl Home {
     fn new() -> Self {
         let home = Home(scratch_dir());
-        std::fs::create_dir(home.staging()).unwrap();
-        std::fs::create_dir(home.config()).unwrap();
-        std::fs::write(home.config().join("config.toml"), b"sentinel").unwrap();
+        std::fs::create_dir_all(home.staging()).unwrap();
+        for sentinel in SENTINELS {
+            let path = home.0.path().join(sentinel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"sentinel").unwrap();
+        }
         home
     }
 
     fn staging(&self) -> PathBuf {
-        self.0.path().join("staging")
-    }
-
-    fn config(&self) -> PathBuf {
-        self.0.path().join("config")
+        self.0.path().join("top/home/staging")
     }
 
     fn assert_only_data_written(&self) {
-        let (staging, config) = (self.staging(), self.config());
+        let root = self.0.path();
+        let staging = self.staging();
         let data = staging.join(snapshot_restore::archive::DATA_DIR);
-        let mut found = Vec::new();
-        walk(self.0.path(), &mut found);
-        for path in found {
-            let allowed = path == staging
-                || path == config
-                || path == config.join("config.toml")
-                || path.starts_with(&data);
+        let expected: Vec<PathBuf> = ["top", "top/home", "top/home/config", "top/home/staging"]
+            .iter()
+            .chain(SENTINELS.iter())
+            .map(|p| root.join(p))
+            .collect();
+        for entry in walkdir::WalkDir::new(root).min_depth(1) {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let allowed = expected.iter().any(|p| p == path) || path.starts_with(&data);
             assert!(
                 allowed,
                 "the extractor wrote outside data/: {}",
                 path.display()
             );
+            if entry.path_is_symlink() {
+                assert_link_stays_inside(path, &data);
+            }
         }
-        assert_eq!(
-            std::fs::read(config.join("config.toml")).unwrap(),
-            b"sentinel",
-            "a file outside the root changed"
-        );
+        for sentinel in SENTINELS {
+            assert_eq!(
+                std::fs::read(root.join(sentinel)).unwrap(),
+                b"sentinel",
+                "a file outside the root changed: {sentinel}"
+            );
+        }
     }
 }
 
-/// Every path under `dir`, not following symlinks.
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        let is_dir = entry.file_type().unwrap().is_dir();
-        found.push(path.clone());
-        if is_dir {
-            walk(&path, found);
+/// A symlink left in `data/` must lead inside it on disk: resolved when its target exists,
+/// else (dangling) at least without going up or out as text.
+fn assert_link_stays_inside(link: &Path, data: &Path) {
+    match std::fs::canonicalize(link) {
+        Ok(resolved) => {
+            let data = std::fs::canonicalize(data).unwrap();
+            assert!(
+                resolved.starts_with(&data),
+                "the symlink {} leads out of data/, to {}",
+                link.display(),
+                resolved.display()
+            );
+        }
+        Err(_) => {
+            let target = std::fs::read_link(link).unwrap();
+            assert!(
+                target.components().all(|c| matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )),
+                "the dangling symlink {} points up or out: {}",
+                link.display(),
+                target.display()
+            );
         }
     }
 }
@@ -229,6 +265,7 @@ mod tests {
         let home = Home::new();
         std::fs::create_dir_all(home.staging().join("data/a")).unwrap();
         std::fs::write(home.staging().join("data/a/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("a/f", home.staging().join("data/link")).unwrap();
         home.assert_only_data_written();
     }
 
@@ -242,9 +279,9 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "wrote outside data/")]
-    fn a_file_in_the_sentinel_dir_is_caught() {
+    fn a_file_two_levels_up_is_caught() {
         let home = Home::new();
-        std::fs::write(home.config().join("planted"), b"x").unwrap();
+        std::fs::write(home.0.path().join("top/planted"), b"x").unwrap();
         home.assert_only_data_written();
     }
 
@@ -252,7 +289,26 @@ mod tests {
     #[should_panic(expected = "a file outside the root changed")]
     fn a_changed_sentinel_is_caught() {
         let home = Home::new();
-        std::fs::write(home.config().join("config.toml"), b"changed").unwrap();
+        std::fs::write(home.0.path().join("top/sentinel"), b"changed").unwrap();
+        home.assert_only_data_written();
+    }
+
+    #[test]
+    #[should_panic(expected = "leads out of data/")]
+    fn a_link_inside_data_that_resolves_outside_is_caught() {
+        let home = Home::new();
+        std::fs::create_dir_all(home.staging().join("data/a")).unwrap();
+        std::os::unix::fs::symlink("..", home.staging().join("data/a/up")).unwrap();
+        std::os::unix::fs::symlink("a/up/..", home.staging().join("data/out")).unwrap();
+        home.assert_only_data_written();
+    }
+
+    #[test]
+    #[should_panic(expected = "points up or out")]
+    fn a_dangling_link_going_up_is_caught() {
+        let home = Home::new();
+        std::fs::create_dir_all(home.staging().join("data")).unwrap();
+        std::os::unix::fs::symlink("../../nowhere", home.staging().join("data/l")).unwrap();
         home.assert_only_data_written();
     }
 }

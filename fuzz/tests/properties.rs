@@ -145,6 +145,9 @@ fn hostile_archive() -> impl Strategy<Value = Vec<u8>> {
     const TARGETS: &[&str] = &[
         "a",
         "..",
+        "a/..",
+        "link/..",
+        "link/../..",
         "../config",
         "../../config/config.toml",
         "/etc",

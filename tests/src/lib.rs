@@ -47,7 +47,10 @@ pub fn plugin_file(task_type: &str) -> PathBuf {
             return file;
         }
     }
-    panic!("plugin {task_type} is not built: run `cargo xtask plugins`");
+    panic!(
+        "plugin {task_type} is not built: run `cargo xtask plugins` (Rust plugins) and \
+         `cargo xtask examples` (the C test plugins of tests/plugins)"
+    );
 }
 
 /// A scratch directory with a plugin dir, a state dir and room for plans.

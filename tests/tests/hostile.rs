@@ -131,6 +131,40 @@ fn validate_reuses_one_instance_and_a_failure_left_by_earlier_calls_is_not_the_t
 }
 
 #[test]
+fn an_answer_from_a_kept_validate_instance_is_checked_on_a_fresh_one() {
+    let s = scratch();
+    // Refused on every instance that validated before, accepted on a fresh one: each
+    // refusal is asked again of a fresh instance, and the plan is accepted.
+    let mut plan = GRANT.to_owned();
+    for _ in 0..3 {
+        plan.push_str(
+            "[[tasks]]\ntype = \"test-hostile\"\nparams = { attack = \"refuse-when-reused\" }\n",
+        );
+    }
+    let accepted = s.write("accepted.toml", &plan);
+    let run = s.planrt(&["plan", accepted.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // A trap on the kept instance is asked again of a fresh one, traps there too, and is
+    // reported for the task that trapped: task 1, not task 0.
+    let trap = s.write(
+        "trap.toml",
+        &format!(
+            "{GRANT}[[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"env\" }}\n\
+             [[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"trap-in-validate\" }}\n"
+        ),
+    );
+    let run = s.planrt(&["plan", trap.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("task 1 (`test-hostile`): the plugin's validate() failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_stack_overflow_traps_the_attempt_and_the_host_runs_the_next_plan() {
     let s = scratch();
     let plan = s.write(

@@ -272,7 +272,7 @@ fn generated_and_damaged_bodies_get_a_clear_answer_and_the_server_stays_up() {
     let resumes = fuzz_endpoint(&server, &format!("/v0/plans/{id}/resume"), mostly(resume));
     eprintln!("tasks: {tasks:?}, plans: {plans:?}, resume: {resumes:?}");
     // Both sides were reached: the generators are not all refused, nor all accepted.
-    for (name, counts) in [("tasks", &tasks), ("plans", &plans)] {
+    for (name, counts) in [("tasks", &tasks), ("plans", &plans), ("resume", &resumes)] {
         assert!(
             counts.accepted > 0 && counts.refused > 0,
             "{name}: {counts:?}"

@@ -1,5 +1,6 @@
-//! `cargo xtask fuzz [--seconds N] [--cases N] [--only TARGET]`: the fuzz campaign of
-//! `fuzz/` — its proptest properties (`PROPTEST_CASES` = `--cases`), then every
+//! `cargo xtask fuzz [--seconds N] [--cases N] [--only TARGET] [--seed N]`: the fuzz
+//! campaign of `fuzz/` — its oracles' own tests and its proptest properties
+//! (`PROPTEST_CASES` = `--cases`), then every
 //! `cargo fuzz` target for `--seconds` each, seeded from `seed-corpus` and keeping its
 //! corpus in `target/fuzz-corpus/` between runs. Prints each target's executions and
 //! fails on the first crash, naming the input libFuzzer saved.
@@ -27,6 +28,9 @@ pub struct FuzzOptions {
     pub cases: u64,
     /// One target only.
     pub only: Option<String>,
+    /// Fixed seeds for libFuzzer and proptest (CI: the same inputs on every run, so a
+    /// finding fails the commit that made it, not a later one); `None`: random.
+    pub seed: Option<u64>,
 }
 
 impl FuzzOptions {
@@ -36,6 +40,7 @@ impl FuzzOptions {
             seconds: 60,
             cases: 4096,
             only: None,
+            seed: None,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -44,7 +49,10 @@ impl FuzzOptions {
                 "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
                 "--cases" => options.cases = value()?.parse().context("--cases")?,
                 "--only" => options.only = Some(value()?.clone()),
-                other => bail!("unknown argument {other} (--seconds N, --cases N, --only TARGET)"),
+                "--seed" => options.seed = Some(value()?.parse().context("--seed")?),
+                other => bail!(
+                    "unknown argument {other} (--seconds N, --cases N, --only TARGET, --seed N)"
+                ),
             }
         }
         Ok(options)
@@ -65,12 +73,15 @@ pub fn fuzz(root: &Path, options: &FuzzOptions) -> Result<()> {
     let tools = root.join("target/lang-tools");
     install_cargo_fuzz(&tools)?;
 
-    run(host_cargo()
+    let mut properties = host_cargo();
+    if let Some(seed) = options.seed {
+        properties.env("PROPTEST_RNG_SEED", seed.to_string());
+    }
+    run(properties
         .current_dir(root)
         .env("PROPTEST_CASES", options.cases.to_string())
         .args(["test", "--target-dir", "target", "--manifest-path"])
-        .arg(&manifest)
-        .args(["--test", "properties"]))?;
+        .arg(&manifest))?;
 
     let corpus_root = root.join("target/fuzz-corpus");
     run(host_cargo()
@@ -106,12 +117,7 @@ pub fn fuzz(root: &Path, options: &FuzzOptions) -> Result<()> {
         if options.only.as_ref().is_some_and(|only| only != target) {
             continue;
         }
-        runs.push(fuzz_target(
-            root,
-            &binaries.join(target),
-            target,
-            options.seconds,
-        )?);
+        runs.push(fuzz_target(root, &binaries.join(target), target, options)?);
     }
     if runs.is_empty() {
         bail!(
@@ -158,14 +164,24 @@ fn targets(root: &Path) -> Result<Vec<String>> {
 
 /// Runs one target's binary for `seconds` on its corpus; fails on a crash, a hang or an
 /// oracle's panic, with the log's tail and the saved input.
-fn fuzz_target(root: &Path, binary: &Path, target: &str, seconds: u64) -> Result<TargetRun> {
+fn fuzz_target(
+    root: &Path,
+    binary: &Path,
+    target: &str,
+    options: &FuzzOptions,
+) -> Result<TargetRun> {
+    let seconds = options.seconds;
     let corpus = root.join("target/fuzz-corpus").join(target);
     let artifacts = root.join("target/fuzz-artifacts").join(target);
     let logs = root.join("target/fuzz-logs");
     std::fs::create_dir_all(&artifacts)?;
     std::fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{target}.log"));
+    let log_file = std::fs::File::create(&log)?;
     let mut command = Command::new(binary);
+    if let Some(seed) = options.seed {
+        command.arg(format!("-seed={seed}"));
+    }
     command
         .arg(&corpus)
         .arg(format!("-max_total_time={seconds}"))
@@ -175,8 +191,8 @@ fn fuzz_target(root: &Path, binary: &Path, target: &str, seconds: u64) -> Result
         // Archives need room: the seed snapshot is several KiB.
         .arg("-max_len=65536")
         .arg("-print_final_stats=1")
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::options().append(true).open(&log)?);
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
     eprintln!(
         "xtask: fuzzing {target} for {seconds} s (log: {})",
         log.display()
@@ -191,9 +207,9 @@ fn fuzz_target(root: &Path, binary: &Path, target: &str, seconds: u64) -> Result
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(
-            "fuzz target {target} failed ({status}); the input is under {}:\n{}",
-            artifacts.display(),
-            tail.join("\n")
+            "fuzz target {target} failed ({status}); the log's tail:\n{}\n{}",
+            tail.join("\n"),
+            saved_inputs(&artifacts)
         );
     }
     let executions = text
@@ -207,6 +223,22 @@ fn fuzz_target(root: &Path, binary: &Path, target: &str, seconds: u64) -> Result
         seconds: elapsed,
         corpus: std::fs::read_dir(&corpus)?.count(),
     })
+}
+
+/// The inputs libFuzzer saved under `artifacts`, each named and in hex: a CI machine's
+/// `target/` is gone after the run, the log is what remains.
+fn saved_inputs(artifacts: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(artifacts).into_iter().flatten().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        out += &format!(
+            "saved input {} ({} bytes, hex):\n{}\n",
+            entry.path().display(),
+            bytes.len(),
+            hex::encode(&bytes)
+        );
+    }
+    out
 }
 
 /// Installs cargo-fuzz under `tools` unless the pinned version is there.

@@ -42,7 +42,7 @@ fn main() -> Result<()> {
                 "  bench    per-task overhead, plan sizes, a wide graph, start, snapshot-restore: each against a native baseline [--only SUITE] [--quick]"
             );
             eprintln!(
-                "  fuzz     proptest properties, then every cargo-fuzz target of fuzz/ [--seconds N] [--cases N] [--only TARGET]"
+                "  fuzz     proptest properties, then every cargo-fuzz target of fuzz/ [--seconds N] [--cases N] [--only TARGET] [--seed N]"
             );
             eprintln!("  test     build plugins, then fmt, clippy and every test");
             std::process::exit(2);
@@ -339,13 +339,8 @@ fn test(root: &Path) -> Result<()> {
         .args(["--", "-D", "warnings"]))?;
     run(host_cargo()
         .current_dir(root)
-        .args([
-            "clippy",
-            "--all-targets",
-            "--target-dir",
-            "target",
-            "--manifest-path",
-        ])
+        .args(["clippy", "--all-targets", "--features", "libfuzzer"])
+        .args(["--target-dir", "target", "--manifest-path"])
         .arg(&fuzz_manifest)
         .args(["--", "-D", "warnings"]))?;
     run(host_cargo()
@@ -374,13 +369,15 @@ fn test(root: &Path) -> Result<()> {
         "--",
         "--nocapture",
     ]))?;
-    // The fuzz campaign, bounded: its properties, then 15 s of each cargo-fuzz target.
+    // The fuzz campaign, bounded and seeded: its properties, then 15 s of each cargo-fuzz
+    // target (longer campaigns explore: `cargo xtask fuzz`).
     fuzz::fuzz(
         root,
         &fuzz::FuzzOptions {
             seconds: 15,
             cases: 4096,
             only: None,
+            seed: Some(20261127),
         },
     )?;
     // Benchmarks are not tests: a quick run on the debug build only checks that every

@@ -5,8 +5,9 @@
 // when the content differs, so a repeated attempt changes nothing.
 //
 // Memory: arguments of exported functions belong to the callee (freed here); returned strings
-// must be heap memory, which the generated post-return functions free. Every call runs in a
-// fresh instance, so nothing here outlives a call.
+// must be heap memory, which the generated post-return functions free. `run` gets a fresh
+// instance per call; `validate` may be called many times on one instance (everything it
+// allocates is freed here, and it keeps no state between calls).
 
 #include <errno.h>
 #include <fcntl.h>

@@ -383,14 +383,26 @@ pub async fn prepare(
         }
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
-    // One validator per plugin: its instance serves every task of the type.
+    // One validator per plugin: its instance serves every task of the type, and is
+    // dropped after the type's last task (a plan of many types holds few at once).
+    let last_of_type: HashMap<&TaskType, usize> = saved
+        .plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(index, task)| (&task.task_type, index))
+        .collect();
     let mut validators = HashMap::new();
     for (index, ((task, prepared_task), resolved)) in each() {
         let params = serde_json::to_string(&resolved.params).expect("JSON values serialize");
         let validator = validators
             .entry(&task.task_type)
             .or_insert_with(|| prepared_task.plugin.validator(&redactor));
-        match validator.validate(&params).await {
+        let answer = validator.validate(&params).await;
+        if last_of_type.get(&task.task_type) == Some(&index) {
+            validators.remove(&task.task_type);
+        }
+        match answer {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PrepareError::InvalidParams {

@@ -1,6 +1,7 @@
-//! One call into a plugin: a fresh store from the plugin's `InstancePre`, set up and
-//! armed by the capabilities, run under the host's outer timeout, and its end turned
-//! into a result — the failure a capability claims, else a trap, else the value.
+//! Calls into a plugin: a fresh store from the plugin's `InstancePre`, set up and armed by
+//! the capabilities, run under the host's outer timeout, and its end turned into a result
+//! — the failure a capability claims, else a trap, else the value. `describe` and `run`
+//! get a fresh store per call; `validate` a [`Session`] kept across a plan's tasks.
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
@@ -65,8 +66,10 @@ pub(super) async fn call<R: CallOutput>(
 
 /// One instance kept for several calls of an export that is pure by contract
 /// (`validate`): each call after the first is armed afresh (its deadline renewed) and
-/// concluded on its own. The caller drops the session when a call fails, since the
-/// instance may be left in any state.
+/// concluded on its own. A call consumes the session and gives it back only when it
+/// succeeded: after a trap, a timeout or a limit the instance may be in any state, and the
+/// per-call parts a capability does not renew (the HTTP gate's denials, say) are only
+/// known clean after a clean call.
 pub(super) struct Session {
     store: Store<AttemptState>,
     bindings: Option<PluginInstance>,
@@ -87,18 +90,18 @@ impl Session {
         })
     }
 
-    /// Calls made so far.
-    pub fn calls(&self) -> u32 {
-        self.calls
+    /// Whether the session has served a call already.
+    pub fn is_fresh(&self) -> bool {
+        self.calls == 0
     }
 
-    /// Runs `f` on the session's instance.
+    /// Runs `f` on the session's instance; the session comes back with the value.
     pub async fn call<R: CallOutput>(
-        &mut self,
+        mut self,
         site: &CallSite<'_>,
         sandbox: &Sandbox,
         f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
-    ) -> Result<R, AttemptError> {
+    ) -> Result<(R, Session), AttemptError> {
         if self.calls > 0 {
             site.capabilities.rearm(sandbox, &mut self.store);
             self.store.set_epoch_deadline(1);
@@ -106,7 +109,7 @@ impl Session {
         self.calls += 1;
         let Session {
             store, bindings, ..
-        } = self;
+        } = &mut self;
         let pre = site.pre;
         let (result, _log) = run_on(site, sandbox, store, async move |store| {
             if bindings.is_none() {
@@ -115,7 +118,7 @@ impl Session {
             f(bindings.as_ref().expect("instantiated above"), store).await
         })
         .await;
-        result
+        result.map(|value| (value, self))
     }
 }
 

@@ -54,8 +54,8 @@ pub enum AttemptError {
         /// The limit.
         limit: u64,
     },
-    /// The guest tried to grow a table past the most elements a store may hold (tables
-    /// live in host memory, outside the memory limit; the kind is `memory-limit`).
+    /// The guest tried to grow its tables past the most elements a store may hold in all
+    /// (tables live in host memory, outside the memory limit; the kind is `memory-limit`).
     #[error("exceeded the table limit of {limit} elements")]
     TableLimit {
         /// The limit.

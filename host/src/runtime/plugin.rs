@@ -1,5 +1,6 @@
 //! A loaded plugin and its three calls: `describe` (once, at load), `validate` and one
-//! attempt of `run`. Each call runs in a fresh store (see [`super::call`]).
+//! attempt of `run`. `describe` and `run` run in a fresh store per call; `validate` on
+//! one instance kept across a plan's tasks ([`Validator`], see [`super::call`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use super::params_schema::ParamsSchema;
 use super::state::AttemptState;
 use super::wit::latest::types as wit;
 use super::wit::{PluginPre, WitVersion};
-use crate::plan::{Grants, LimitOverrides, Redactor};
+use crate::plan::{ErrorKind, Grants, LimitOverrides, Redactor};
 
 /// Context fields, re-exported for callers that build a request.
 pub use wit::Context as AttemptContext;
@@ -304,10 +305,11 @@ impl LoadedPlugin {
 
 /// Calls `validate` for the tasks of one plugin, in a sandbox with no grants, on one kept
 /// instance: `validate` is pure by contract (the WIT says "without side effects"), so a
-/// plan of many tasks instantiates the plugin once rather than once per task. A call that
-/// fails (a trap, a timeout, a limit) drops the instance, which may be left in any state;
-/// if the instance had served earlier calls, the call is made again on a fresh one, so a
-/// failure is always the task's own and never what an earlier call left behind.
+/// plan of many tasks instantiates the plugin once rather than once per task. An answer
+/// is always the task's own, never what earlier calls left in the instance: a failure
+/// (a trap, a limit) or a refusal on an instance that served earlier calls is asked again
+/// of a fresh instance, whose answer stands. A timeout is not asked again: `validate`'s
+/// time limit bounds a task's validation, not each try.
 pub struct Validator<'p> {
     plugin: &'p LoadedPlugin,
     inputs: AttemptInputs,
@@ -320,25 +322,110 @@ impl Validator<'_> {
         let site = self.plugin.site().await?;
         let sandbox = Sandbox::default();
         loop {
-            let mut session = match self.session.take() {
+            let session = match self.session.take() {
                 Some(session) => session,
                 None => Session::open(&site, &sandbox, &self.inputs)?,
             };
-            let fresh = session.calls() == 0;
+            let fresh = session.is_fresh();
             let result = session
                 .call(&site, &sandbox, async |bindings, store| {
                     bindings.call_validate(store, params).await
                 })
                 .await;
             match result {
-                Ok(answer) => {
+                Ok((Ok(()), session)) => {
                     self.session = Some(session);
-                    return Ok(answer.map_err(cap_message));
+                    return Ok(Ok(()));
                 }
-                Err(error) if fresh => return Err(error),
-                // Made again on a fresh instance: this failure may be an earlier call's.
-                Err(_) => continue,
+                Ok((Err(message), session)) if fresh => {
+                    self.session = Some(session);
+                    return Ok(Err(cap_message(message)));
+                }
+                Err(error) if fresh || error.kind() == ErrorKind::Timeout => return Err(error),
+                // Neither the refusal nor the error is logged: both may quote the params,
+                // secrets resolved; the fresh instance's answer is reported, masked.
+                Ok((Err(_), _)) => {
+                    tracing::debug!(
+                        plugin = %self.plugin.file().display(),
+                        "validate refused on a kept instance; asking a fresh one"
+                    );
+                }
+                Err(error) => {
+                    tracing::debug!(
+                        plugin = %self.plugin.file().display(),
+                        kind = %error.kind(),
+                        "validate failed on a kept instance; asking a fresh one"
+                    );
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runtime::{Limits, Runtime};
+
+    /// test-hostile, loaded from `target/test-plugins` (built by `cargo xtask plugins`).
+    async fn hostile() -> (Runtime, Arc<LoadedPlugin>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        let built =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins/test-hostile.wasm");
+        std::fs::copy(&built, plugins.join("test-hostile.wasm"))
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()));
+        let runtime = Runtime::new(
+            Capabilities::builtin(),
+            &dir.path().join("compiled"),
+            [0; crate::state_dir::CACHE_KEY_LEN],
+        )
+        .unwrap();
+        let (registry, warnings) = runtime.load_plugins(&plugins).await.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let plugin = registry
+            .get(&crate::plan::TaskType::new("test-hostile").unwrap())
+            .unwrap()
+            .clone();
+        (runtime, plugin, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn each_call_of_a_session_has_its_own_deadline() {
+        let (_runtime, plugin, _dir) = hostile().await;
+        let site = plugin.site().await.unwrap();
+        let mut sandbox = Sandbox::default();
+        sandbox.insert(Limits {
+            timeout: Duration::from_millis(500),
+            ..Limits::METADATA
+        });
+        let inputs = AttemptInputs::default();
+        let sleep = |ms: u64| format!(r#"{{"attack": "slow-validate", "ms": {ms}}}"#);
+        let mut session = Session::open(&site, &sandbox, &inputs).unwrap();
+        // Three calls of 300 ms: 900 ms in all, over one call's 500 ms, each within its own.
+        for call in 0..3 {
+            let params = sleep(300);
+            let (answer, kept) = session
+                .call(&site, &sandbox, async |bindings, store| {
+                    bindings.call_validate(store, &params).await
+                })
+                .await
+                .unwrap_or_else(|e| panic!("call {call}: {e}"));
+            assert_eq!(answer, Ok(()));
+            session = kept;
+        }
+        // A call past its own deadline still times out on a kept instance.
+        let params = sleep(2_000);
+        let error = session
+            .call(&site, &sandbox, async |bindings, store| {
+                bindings.call_validate(store, &params).await
+            })
+            .await
+            .err()
+            .expect("a timeout");
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
     }
 }

@@ -1,6 +1,8 @@
 //! Extracting a node snapshot (`data/…` entries, tar) under a root directory, refusing any
 //! entry that would land outside `<root>/data/`: absolute paths, `..`, symlinks or
-//! hardlinks that lead out (even to elsewhere under the root), and writes through links.
+//! hardlinks that lead out (even to elsewhere under the root), symlinks that go up with
+//! `..`, and writes through links. Sparse entries are refused too: a few bytes of header
+//! could declare terabytes of holes to write.
 
 use std::collections::BTreeSet;
 use std::io::{self, Read};
@@ -76,8 +78,12 @@ pub fn checked_entry_path(entry: &str, path: &Path) -> Result<PathBuf, ExtractEr
     Ok(clean)
 }
 
-/// Where a link entry at `entry_path` pointing to `target` (relative to the entry's own
-/// directory) lands, lexically; it must stay inside `data/`.
+/// Checks a symlink entry at `entry_path` pointing to `target` (relative to the entry's
+/// own directory): it must stay inside `data/` and may not go up with `..`. The second
+/// rule is what makes the first hold on disk whatever other links the archive holds, in
+/// any order: a link that never goes up resolves inside its own directory's subtree, even
+/// through other such links, while `a/up -> ..` and then `out -> a/up/..` would look
+/// inside `data/` as text and lead out of it on disk.
 pub fn checked_symlink_target(
     entry: &str,
     entry_path: &Path,
@@ -111,6 +117,15 @@ pub fn checked_symlink_target(
         return Err(hostile(
             entry,
             format!("symlink to {} leads out of data/", target.display()),
+        ));
+    }
+    if target.components().any(|c| c == Component::ParentDir) {
+        return Err(hostile(
+            entry,
+            format!(
+                "symlink to {} goes up with `..`: a snapshot's links may only point down, inside their own directory",
+                target.display()
+            ),
         ));
     }
     Ok(())
@@ -171,7 +186,7 @@ pub fn extract(reader: impl Read, root: &Path) -> Result<Extracted, ExtractError
         );
         match entry.header().entry_type() {
             EntryType::Directory => std::fs::create_dir_all(&target).map_err(io_error(&target))?,
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            EntryType::Regular | EntryType::Continuous => {
                 std::fs::create_dir_all(parent).map_err(io_error(parent))?;
                 // Written in MiB pieces, each one host call (std's writes would be split
                 // into 4 KiB calls by the preview1 layer).
@@ -365,6 +380,40 @@ mod tests {
             &[("data/a/b", EntryType::Symlink, "../../config/config.toml")],
             "data/a/b",
             "leads out of data/",
+        );
+    }
+
+    #[test]
+    fn links_going_up_are_refused_even_when_they_land_inside_data() {
+        // As text `a/up/..` is data/a; on disk, through `up -> ..`, it is the root above
+        // data/. Either order of the two entries must be refused.
+        refused(
+            &[
+                ("data/a/up", EntryType::Symlink, ".."),
+                ("data/out", EntryType::Symlink, "a/up/.."),
+            ],
+            "data/a/up",
+            "goes up with `..`",
+        );
+        refused(
+            &[
+                ("data/out", EntryType::Symlink, "a/up/.."),
+                ("data/a/up", EntryType::Symlink, ".."),
+            ],
+            "data/out",
+            "goes up with `..`",
+        );
+        // Pointing down is fine, through another link too.
+        let (home, result) = extract_into(&[
+            ("data/a/", EntryType::Directory, ""),
+            ("data/a/f", EntryType::Regular, "x"),
+            ("data/down", EntryType::Symlink, "a"),
+            ("data/via", EntryType::Symlink, "down/f"),
+        ]);
+        result.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(home.path().join("staging/data/via")).unwrap(),
+            "x"
         );
     }
 

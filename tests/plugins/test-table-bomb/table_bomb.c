@@ -36,14 +36,22 @@ bool exports_plugin_validate(plugin_string_t *text, plugin_string_t *err) {
     return true;
 }
 
-// The value of `"step":` in the params, or the default.
+// The value of `"step":` in the params (1 to 1,000,000), or the default. The params are
+// not NUL-terminated: the digits are copied out before they are parsed.
 static int step_of(const plugin_string_t *text) {
     static const char key[] = "\"step\":";
-    for (size_t i = 0; i + sizeof key - 1 < text->len; i++) {
-        if (memcmp(text->ptr + i, key, sizeof key - 1) == 0) {
-            int step = atoi((const char *)text->ptr + i + sizeof key - 1);
-            if (step > 0) return step;
+    const size_t key_len = sizeof key - 1;
+    for (size_t i = 0; i + key_len < text->len; i++) {
+        if (memcmp(text->ptr + i, key, key_len) != 0) continue;
+        char digits[8] = {0};
+        size_t n = 0;
+        for (size_t j = i + key_len; j < text->len && n < sizeof digits - 1; j++) {
+            char c = (char)text->ptr[j];
+            if (c < '0' || c > '9') break;
+            digits[n++] = c;
         }
+        long step = strtol(digits, NULL, 10);
+        if (step >= 1 && step <= 1000000) return (int)step;
     }
     return 65536;
 }

@@ -6,8 +6,8 @@
 //! the workers and never overrun), and the call harness's tokio timeout, since epochs do
 //! not count time a guest waits on host I/O. Memory is capped over all linear memories
 //! together by a limiter that records a hit, so the failure says `memory-limit` without
-//! reading messages; so is the growth of a table past [`MAX_TABLE_ELEMENTS`] (tables live
-//! in host memory). Output is measured when `run` returns.
+//! reading messages; so is the growth of tables past [`MAX_TABLE_ELEMENTS`] in all (tables
+//! live in host memory). Output is measured when `run` returns.
 
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
 /// Per-attempt output limit when the plan does not say otherwise.
 pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
-/// Most elements one table may hold: far above what real guests use (a Rust or C guest's
-/// function table holds its address-taken functions; JS and Python runtimes a few
-/// thousand), and at most 8 MiB of host memory per table.
+/// Most table elements one store may hold, over all its tables together: far above what
+/// real guests use (a Rust or C guest's function table holds its address-taken functions;
+/// JS and Python runtimes a few thousand), and at most about 8 MiB of host memory.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 /// Per-call limits (a task's sandbox part).
@@ -80,7 +80,7 @@ impl Capability for LimitsCapability {
 
     fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError> {
         let limits = sandbox.limits();
-        setup.parts.insert(MemoryLimiter::new(limits.memory));
+        setup.parts.insert(StoreLimiter::new(limits.memory));
         setup
             .parts
             .insert(Deadline(Instant::now() + limits.timeout));
@@ -89,7 +89,7 @@ impl Capability for LimitsCapability {
 
     fn arm(&self, _sandbox: &Sandbox, store: &mut Store<AttemptState>) {
         // `prepare` put the limiter in; a store made without it is not limited here.
-        store.limiter(|state| state.part_or_insert_with(|| MemoryLimiter::new(u64::MAX)));
+        store.limiter(|state| state.part_or_insert_with(|| StoreLimiter::new(u64::MAX)));
     }
 
     fn rearm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
@@ -118,7 +118,7 @@ impl Capability for LimitsCapability {
             return Some(timeout);
         }
         if let Some(error) = end.error {
-            match state.part::<MemoryLimiter>().and_then(MemoryLimiter::hit) {
+            match state.part::<StoreLimiter>().and_then(StoreLimiter::hit) {
                 Some(LimitHit::Memory) => {
                     return Some(AttemptError::MemoryLimit {
                         limit: limits.memory,
@@ -151,25 +151,27 @@ impl Capability for LimitsCapability {
 pub enum LimitHit {
     /// The memory limit, over all linear memories.
     Memory,
-    /// [`MAX_TABLE_ELEMENTS`], for one table.
+    /// [`MAX_TABLE_ELEMENTS`], over all tables.
     Table,
 }
 
-/// Caps the memory of all linear memories of one store together and the elements of each
-/// table, and remembers which cap was hit (a store part).
+/// Caps the memory of all linear memories of one store together, and the elements of all
+/// its tables together, and remembers which cap was hit (a store part).
 #[derive(Debug, Clone)]
-pub struct MemoryLimiter {
+pub struct StoreLimiter {
     limit: u64,
     used: u64,
+    table_elements: usize,
     hit: Option<LimitHit>,
 }
 
-impl MemoryLimiter {
+impl StoreLimiter {
     /// A limiter allowing `limit` bytes of linear memory in total.
     pub fn new(limit: u64) -> Self {
         Self {
             limit,
             used: 0,
+            table_elements: 0,
             hit: None,
         }
     }
@@ -180,7 +182,7 @@ impl MemoryLimiter {
     }
 }
 
-impl ResourceLimiter for MemoryLimiter {
+impl ResourceLimiter for StoreLimiter {
     fn memory_growing(
         &mut self,
         current: usize,
@@ -200,20 +202,22 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    /// A table past the cap ends the call (a trap, like memory), rather than `table.grow`
+    /// Tables past the cap end the call (a trap, like memory), rather than `table.grow`
     /// returning -1 to a guest that may retry forever.
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > MAX_TABLE_ELEMENTS {
+        let next = self.table_elements - current + desired;
+        if next > MAX_TABLE_ELEMENTS {
             self.hit = Some(LimitHit::Table);
             return Err(format_err!(
-                "table limit of {MAX_TABLE_ELEMENTS} elements reached (growing to {desired})"
+                "table limit of {MAX_TABLE_ELEMENTS} elements reached (growing to {next} over all tables)"
             ));
         }
+        self.table_elements = next;
         Ok(true)
     }
 }
@@ -227,7 +231,7 @@ mod tests {
 
     #[test]
     fn limiter_sums_memories_and_records_the_hit() {
-        let mut limiter = MemoryLimiter::new(100);
+        let mut limiter = StoreLimiter::new(100);
         assert!(limiter.memory_growing(0, 60, None).unwrap());
         assert!(
             limiter.memory_growing(0, 40, None).unwrap(),
@@ -247,12 +251,16 @@ mod tests {
     }
 
     #[test]
-    fn a_table_past_the_cap_is_refused_and_recorded_apart_from_memory() {
-        let mut limiter = MemoryLimiter::new(100);
-        assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
-        let err = limiter
-            .table_growing(MAX_TABLE_ELEMENTS, MAX_TABLE_ELEMENTS + 1, None)
-            .unwrap_err();
+    fn tables_past_the_cap_together_are_refused_and_recorded_apart_from_memory() {
+        let mut limiter = StoreLimiter::new(100);
+        let half = MAX_TABLE_ELEMENTS / 2;
+        assert!(limiter.table_growing(0, half, None).unwrap());
+        assert!(
+            limiter.table_growing(0, half, None).unwrap(),
+            "a second table fits exactly"
+        );
+        assert_eq!(limiter.hit(), None);
+        let err = limiter.table_growing(half, half + 1, None).unwrap_err();
         assert!(
             err.to_string()
                 .contains("table limit of 1000000 elements reached"),
@@ -324,7 +332,7 @@ mod tests {
         sandbox.insert(limits);
         let state = |hit: bool, deadline_passed: bool| {
             let mut parts = http::Extensions::new();
-            let mut limiter = MemoryLimiter::new(100);
+            let mut limiter = StoreLimiter::new(100);
             if hit {
                 assert!(limiter.memory_growing(0, 200, None).is_err());
             }

@@ -8,7 +8,9 @@
 //!    runs);
 //! 3. `prepare`: for each call, set up its part of the store (a preopen, a gate, a
 //!    limiter…) from the task's sandbox and the caller's inputs; `arm` the store itself
-//!    where it must; `should_stop` is asked at every epoch tick (a deadline, a cancel);
+//!    where it must; `rearm` before each later call on a kept store (`validate`'s
+//!    session: a new deadline — a session is kept only after clean calls, so nothing
+//!    else a call leaves needs renewing); `should_stop` is asked at every epoch tick;
 //! 4. `conclude`: after the call, claim its outcome when the capability caused it (a
 //!    denied request, a limit, a cancel); the lowest [`Capability::rank`] claim wins.
 //!
@@ -377,7 +379,7 @@ mod tests {
             .prepare(&sandbox, &AttemptInputs::default())
             .unwrap();
         assert!(parts.get::<http::HttpGate>().is_some());
-        assert!(parts.get::<limits::MemoryLimiter>().is_some());
+        assert!(parts.get::<limits::StoreLimiter>().is_some());
         assert!(parts.get::<crate::runtime::guest_log::GuestLog>().is_some());
         assert_eq!(
             parts.get::<ProbeCall>(),

@@ -1,14 +1,19 @@
 //! Tries what a hostile plugin would, one `attack` per task, and reports what it could
 //! reach as its output (the sandbox must make every probe come back empty-handed):
-//! `read-outside` reads `/etc/passwd` (no preopen holds it), `symlink` reads
-//! `/work/link/passwd` through a link to `/etc` planted in the grant, `dotdot` climbs out
-//! of the
-//! granted `/work` with `..`, `env` lists the environment, `recursion` recurses until the
-//! stack is exhausted (a trap), `trap-in-validate` panics in `validate` (at plan time),
-//! `leak-in-validate` keeps 96 MiB more on every `validate` call of one instance (and
-//! says on stderr how many calls it has served), `sockets` opens a TCP connection to `127.0.0.1:{port}`, binds a UDP socket and
-//! resolves `localhost` through wasi:sockets (the plugin declares no network need, and
-//! the host grants sockets to nobody).
+//!
+//! - `read-outside` reads `/etc/passwd` (no preopen holds it);
+//! - `symlink` reads `/work/link/passwd` through a link to `/etc` planted in the grant;
+//! - `dotdot` climbs out of the granted `/work` with `..`;
+//! - `env` lists the environment;
+//! - `sockets` opens a TCP connection to `127.0.0.1:{port}`, binds a UDP socket and
+//!   resolves `localhost` through wasi:sockets (the plugin declares no network need, and
+//!   the host grants sockets to nobody);
+//! - `recursion` recurses until the stack is exhausted (a trap);
+//! - `trap-in-validate` panics in `validate` (at plan time);
+//! - `leak-in-validate` keeps 96 MiB more on every `validate` call of one instance, and
+//!   says on stderr how many calls the instance has served;
+//! - `refuse-when-reused` refuses in `validate` on an instance that validated before;
+//! - `slow-validate` sleeps `ms` milliseconds in `validate`.
 
 use planrt_plugin_sdk::{Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task};
 use schemars::JsonSchema;
@@ -27,7 +32,12 @@ enum Attack {
     Recursion,
     TrapInValidate,
     LeakInValidate,
+    RefuseWhenReused,
+    SlowValidate,
 }
+
+/// Whether this instance's `validate` ran before (`refuse-when-reused`).
+static VALIDATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What `leak-in-validate` holds on to, across the calls of one instance.
 static LEAKED: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
@@ -40,6 +50,9 @@ struct Params {
     /// Where `sockets` connects on 127.0.0.1.
     #[serde(default)]
     port: u16,
+    /// How long `slow-validate` sleeps.
+    #[serde(default)]
+    ms: u64,
 }
 
 /// What a read attempt got: the bytes read, or the error.
@@ -132,6 +145,16 @@ impl Task for Hostile {
                 eprintln!("validate call {} of this instance", leaked.len());
                 Ok(())
             }
+            Attack::RefuseWhenReused => {
+                if VALIDATED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    return Err("this instance validated before".into());
+                }
+                Ok(())
+            }
+            Attack::SlowValidate => {
+                std::thread::sleep(std::time::Duration::from_millis(params.ms));
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -146,7 +169,7 @@ impl Task for Hostile {
             Attack::Sockets => try_sockets(params.port),
             Attack::Recursion => json!({ "depth": recurse(0) }),
             Attack::TrapInValidate => unreachable!("validate refused it"),
-            Attack::LeakInValidate => json!({}),
+            Attack::LeakInValidate | Attack::RefuseWhenReused | Attack::SlowValidate => json!({}),
         })
     }
 }
