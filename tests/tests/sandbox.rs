@@ -168,7 +168,7 @@ fn progress_is_plain_lines_on_stderr_when_not_a_terminal_and_never_on_stdout() {
     let run = s.planrt(&["run", path.to_str().unwrap(), "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("task 0 (test-echo): 1/1 echoed"),
+        run.stderr.contains("task 0 (test-echo): 1/1 100% echoed"),
         "{}",
         run.stderr
     );
@@ -209,7 +209,10 @@ fn progress_is_a_bar_on_a_terminal() {
         screen.contains("task 0 (test-append) ="),
         "no bar drawn: {screen}"
     );
-    assert!(screen.contains("/10 sleeping"), "{screen}");
+    assert!(screen.contains("/10 "), "{screen}");
+    assert!(screen.contains("sleeping"), "{screen}");
+    // Ten steps of 40 ms: the bar shows a rate and the time left once 250 ms have passed.
+    assert!(screen.contains("/s ETA "), "no rate or ETA: {screen}");
 }
 
 #[test]
@@ -377,7 +380,7 @@ fn log_lines_and_progress_bars_share_a_terminal_without_tearing() {
         cols,
     );
     assert!(
-        raw.contains("0/2 progress: steady line"),
+        raw.contains("0/2 0% progress: steady line"),
         "no bar drawn: {raw}"
     );
     // Replay what planrt drew on a terminal emulator and read the screen it left: each

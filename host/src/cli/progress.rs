@@ -1,5 +1,7 @@
 //! Plugin progress for people: an `indicatif` bar per running attempt on a terminal,
-//! throttled plain lines on stderr otherwise. Never on stdout.
+//! throttled plain lines on stderr otherwise, never on stdout. Both show the same figures
+//! (a [`Meter`]): done of total in short numbers, the share done, the rate, and the time
+//! left, as cargo and curl show a download.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +14,12 @@ use crate::runtime::ProgressSink;
 
 /// How often plain progress lines may be written per attempt.
 const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a bar's figures are recomputed (its position moves at every report).
+const BAR_TEXT_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest span a rate is measured over: shorter ones are noise.
+const RATE_WINDOW: Duration = Duration::from_millis(250);
+/// Weight of the newest window in the smoothed rate.
+const RATE_SMOOTHING: f64 = 0.3;
 
 /// Makes the progress sink of each attempt.
 #[derive(Clone)]
@@ -38,13 +46,110 @@ impl ProgressMode {
             Self::Bars(bars) => Arc::new(BarSink {
                 label,
                 bars: bars.clone(),
-                bar: Mutex::new(None),
+                state: Mutex::new(BarState::default()),
             }),
             Self::Lines => Arc::new(LineSink {
                 label,
-                last: Mutex::new(None),
+                state: Mutex::new(LineState::default()),
             }),
         }
+    }
+}
+
+/// The rate of one attempt's progress, smoothed over windows of at least
+/// [`RATE_WINDOW`], from the reports it has made.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// The start of the current window: when, and how much was done then.
+    window: Option<(Instant, u64)>,
+    /// Units per second, once a window has closed.
+    rate: Option<f64>,
+}
+
+impl Meter {
+    /// Takes a report of `done` at `now`; returns the rate known so far.
+    pub fn observe(&mut self, now: Instant, done: u64) -> Option<f64> {
+        match self.window {
+            None => self.window = Some((now, done)),
+            Some((since, done_then)) => {
+                let span = now.saturating_duration_since(since);
+                if done < done_then {
+                    // The plugin started over (a new phase): so does the rate.
+                    self.window = Some((now, done));
+                    self.rate = None;
+                } else if span >= RATE_WINDOW {
+                    let latest = (done - done_then) as f64 / span.as_secs_f64();
+                    self.rate = Some(match self.rate {
+                        Some(rate) => rate + RATE_SMOOTHING * (latest - rate),
+                        None => latest,
+                    });
+                    self.window = Some((now, done));
+                }
+            }
+        }
+        self.rate
+    }
+
+    /// The figures of a report: `done/total pct% rate/s ETA t`, as much as is known.
+    pub fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
+        let mut text = match total {
+            Some(total) => {
+                let share = if total == 0 {
+                    100
+                } else {
+                    (u128::from(done.min(total)) * 100 / u128::from(total)) as u64
+                };
+                format!("{}/{} {share}%", short_number(done), short_number(total))
+            }
+            None => short_number(done),
+        };
+        if let Some(rate) = rate.filter(|r| r.is_finite() && *r > 0.0) {
+            text += &format!(" {}/s", short_rate(rate));
+            if let Some(total) = total.filter(|t| *t > done) {
+                let left = Duration::from_secs_f64(((total - done) as f64 / rate).min(1e9));
+                text += &format!(" ETA {}", short_duration(left));
+            }
+        }
+        text
+    }
+}
+
+/// A count as people read it: exact below 10 000, else three digits and a suffix
+/// (`72.1M`).
+pub fn short_number(n: u64) -> String {
+    if n < 10_000 {
+        return n.to_string();
+    }
+    let mut value = n as f64;
+    for suffix in ["k", "M", "G", "T", "P"] {
+        value /= 1000.0;
+        if value < 999.95 {
+            return if value < 99.95 {
+                format!("{value:.1}{suffix}")
+            } else {
+                format!("{value:.0}{suffix}")
+            };
+        }
+    }
+    format!("{:.1}E", value / 1000.0)
+}
+
+/// A rate: one decimal below 10 per second, else as [`short_number`].
+fn short_rate(rate: f64) -> String {
+    if rate < 10.0 {
+        format!("{rate:.1}")
+    } else {
+        short_number(rate.round() as u64)
+    }
+}
+
+/// Time left as `5s`, `2m05s` or `1h02m`.
+pub fn short_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
     }
 }
 
@@ -52,21 +157,32 @@ impl ProgressMode {
 struct BarSink {
     label: String,
     bars: MultiProgress,
-    bar: Mutex<Option<ProgressBar>>,
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    bar: Option<ProgressBar>,
+    meter: Meter,
+    /// When the bar's text was last written.
+    written: Option<Instant>,
 }
 
 impl ProgressSink for BarSink {
     fn progress(&self, done: u64, total: Option<u64>, note: &str) {
-        let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
-        let bar = bar.get_or_insert_with(|| {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let rate = state.meter.observe(now, done);
+        let finished = total.is_some_and(|t| done >= t);
+        let bar = state.bar.get_or_insert_with(|| {
             let bar = self.bars.add(match total {
                 Some(total) => ProgressBar::new(total),
                 None => ProgressBar::no_length(),
             });
             let template = if total.is_some() {
-                "{prefix} {bar:30} {pos}/{len} {wide_msg}"
+                "{prefix} {bar:30} {msg}"
             } else {
-                "{prefix} {spinner} {pos} {wide_msg}"
+                "{prefix} {spinner} {msg}"
             };
             bar.set_style(
                 ProgressStyle::with_template(template)
@@ -80,8 +196,15 @@ impl ProgressSink for BarSink {
             bar.set_length(total);
         }
         bar.set_position(done);
-        bar.set_message(note.to_owned());
-        if total.is_some_and(|t| done >= t) {
+        let stale = state
+            .written
+            .is_none_or(|at| now.duration_since(at) >= BAR_TEXT_INTERVAL);
+        if stale || finished {
+            let bar = state.bar.as_ref().expect("made above");
+            bar.set_message(format!("{} {note}", Meter::figures(done, total, rate)));
+            state.written = Some(now);
+        }
+        if finished && let Some(bar) = &state.bar {
             bar.finish_and_clear();
         }
     }
@@ -89,29 +212,112 @@ impl ProgressSink for BarSink {
 
 impl Drop for BarSink {
     fn drop(&mut self) {
-        if let Some(bar) = self.bar.get_mut().unwrap_or_else(|e| e.into_inner()) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(bar) = &state.bar {
             bar.finish_and_clear();
             self.bars.remove(bar);
         }
     }
 }
 
+/// Plain lines, at most one per [`PLAIN_LINE_INTERVAL`] (and the last one).
 struct LineSink {
     label: String,
-    last: Mutex<Option<Instant>>,
+    state: Mutex<LineState>,
+}
+
+#[derive(Default)]
+struct LineState {
+    meter: Meter,
+    written: Option<Instant>,
 }
 
 impl ProgressSink for LineSink {
     fn progress(&self, done: u64, total: Option<u64>, note: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let rate = state.meter.observe(now, done);
         let finished = total.is_some_and(|t| done >= t);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if !finished && last.is_some_and(|at| at.elapsed() < PLAIN_LINE_INTERVAL) {
+        if !finished
+            && state
+                .written
+                .is_some_and(|at| now.duration_since(at) < PLAIN_LINE_INTERVAL)
+        {
             return;
         }
-        *last = Some(Instant::now());
-        match total {
-            Some(total) => tracing::info!("{}: {done}/{total} {note}", self.label),
-            None => tracing::info!("{}: {done} {note}", self.label),
-        }
+        state.written = Some(now);
+        tracing::info!(
+            "{}: {} {note}",
+            self.label,
+            Meter::figures(done, total, rate)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short_and_exact_while_small() {
+        assert_eq!(short_number(0), "0");
+        assert_eq!(short_number(9_999), "9999");
+        assert_eq!(short_number(10_000), "10.0k");
+        assert_eq!(short_number(72_105_984), "72.1M");
+        assert_eq!(short_number(134_577_435), "135M");
+        assert_eq!(short_number(999_960_000), "1.0G");
+        assert_eq!(short_number(u64::MAX), "18.4E");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(short_duration(Duration::from_secs(125)), "2m05s");
+        assert_eq!(short_duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn the_rate_needs_a_window_and_is_smoothed() {
+        let start = Instant::now();
+        let mut meter = Meter::default();
+        assert_eq!(meter.observe(start, 0), None);
+        assert_eq!(
+            meter.observe(start + Duration::from_millis(100), 50),
+            None,
+            "a window shorter than {RATE_WINDOW:?} gives no rate"
+        );
+        let first = meter
+            .observe(start + Duration::from_secs(1), 1_000)
+            .unwrap();
+        assert!((first - 1_000.0).abs() < 1e-9, "{first}");
+        // The next second goes at 2 000/s: the smoothed rate moves part of the way.
+        let second = meter
+            .observe(start + Duration::from_secs(2), 3_000)
+            .unwrap();
+        assert!((second - 1_300.0).abs() < 1e-9, "{second}");
+        // Going back (a new phase) forgets the rate.
+        assert_eq!(meter.observe(start + Duration::from_secs(3), 10), None);
+    }
+
+    #[test]
+    fn figures_say_what_is_known() {
+        assert_eq!(Meter::figures(1, Some(1), None), "1/1 100%");
+        assert_eq!(Meter::figures(0, Some(2), None), "0/2 0%");
+        assert_eq!(Meter::figures(7, None, None), "7");
+        assert_eq!(Meter::figures(0, Some(0), None), "0/0 100%");
+        assert_eq!(
+            Meter::figures(72_105_984, Some(134_577_435), Some(12_300_000.0)),
+            "72.1M/135M 53% 12.3M/s ETA 5s"
+        );
+        assert_eq!(
+            Meter::figures(3, Some(10), Some(2.5)),
+            "3/10 30% 2.5/s ETA 2s"
+        );
+        assert_eq!(
+            Meter::figures(5, None, Some(2.0)),
+            "5 2.0/s",
+            "no total, no ETA"
+        );
+        assert_eq!(Meter::figures(10, Some(10), Some(2.0)), "10/10 100% 2.0/s");
     }
 }
