@@ -10,7 +10,7 @@ use super::graph::TaskName;
 use super::ids::{PlanId, TaskId, TaskType};
 use super::policy::{Backoff, LimitOverrides};
 use super::run::{Phase, PlanRun};
-use super::task::{Attempt, Task, TaskStatus};
+use super::task::{Attempt, Task, TaskRecord, TaskStatus};
 
 /// A plan as `plan`, `run` and `status` print it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,8 +92,34 @@ pub struct FailedTaskDetail {
 }
 
 impl PlanRun {
+    /// The plan as a JSON document, its tasks' data moved rather than copied: for a
+    /// caller done with the plan (the CLI printing a finished run of 100 000 tasks holds
+    /// one copy of them, not two).
+    pub fn into_document(self) -> PlanDocument {
+        let shell = PlanDocument {
+            tasks: Vec::new(),
+            ..self.document_without_tasks()
+        };
+        PlanDocument {
+            tasks: self
+                .into_tasks()
+                .into_iter()
+                .map(|task| TaskDocument::from(task.into_record()))
+                .collect(),
+            ..shell
+        }
+    }
+
     /// The plan as a JSON document.
     pub fn document(&self) -> PlanDocument {
+        PlanDocument {
+            tasks: self.tasks().iter().map(Task::document).collect(),
+            ..self.document_without_tasks()
+        }
+    }
+
+    /// Everything of [`PlanRun::document`] but the tasks.
+    fn document_without_tasks(&self) -> PlanDocument {
         let failed_task_index = self.failed_task_index();
         let failed_task_detail =
             failed_task_index
@@ -109,9 +135,30 @@ impl PlanRun {
             id: self.id(),
             name: self.name().map(str::to_owned),
             phase: self.phase(),
-            tasks: self.tasks().iter().map(Task::document).collect(),
+            tasks: Vec::new(),
             failed_task_index,
             failed_task_detail,
+        }
+    }
+}
+
+impl From<TaskRecord> for TaskDocument {
+    fn from(task: TaskRecord) -> Self {
+        TaskDocument {
+            task_type: task.task_type,
+            id: task.id,
+            name: task.name,
+            depends_on: task.depends_on,
+            status: task.status,
+            params: task.params,
+            output: task.output,
+            error: task.error,
+            max_retries: task.policy.max_retries,
+            retry_count: task.retry_count,
+            backoff: task.policy.backoff,
+            limits: task.limits,
+            next_attempt_at: task.next_attempt_at,
+            attempts: task.attempts,
         }
     }
 }
@@ -135,5 +182,50 @@ impl Task {
             next_attempt_at: self.next_attempt_at(),
             attempts: self.attempts().to_vec(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{ErrorKind, Failure, PlanSpec, TaskEvent};
+
+    #[test]
+    fn the_moved_document_is_the_copied_one() {
+        let spec = PlanSpec::parse(
+            "name = \"p\"\n\
+             [[tasks]]\ntype = \"a\"\nname = \"first\"\nparams = { x = 1 }\n\
+             [[tasks]]\ntype = \"b\"\ndependsOn = [\"first\"]\nmaxRetries = 0\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap();
+        let mut run = PlanRun::new(PlanId::new_random(), spec.name, &spec.tasks).unwrap();
+        let at = Timestamp::UNIX_EPOCH;
+        run.apply(0, TaskEvent::Start { at }).unwrap();
+        let output = json!({"ok": true});
+        let done = TaskEvent::Succeed {
+            at,
+            output,
+            log_tail: Some("tail".into()),
+        };
+        run.apply(0, done).unwrap();
+        run.apply(1, TaskEvent::Start { at }).unwrap();
+        let failure = Failure {
+            kind: ErrorKind::Permanent,
+            message: "no".into(),
+            backtrace: None,
+            log_tail: None,
+        };
+        let failed = TaskEvent::Fail {
+            at,
+            failure,
+            jitter_sample: 0.0,
+        };
+        run.apply(1, failed).unwrap();
+        let copied = run.document();
+        assert_eq!(copied.failed_task_index, Some(1));
+        assert_eq!(run.into_document(), copied);
     }
 }

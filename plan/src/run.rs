@@ -270,6 +270,12 @@ impl PlanRun {
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
+
+    /// Its tasks, moved out.
+    pub(crate) fn into_tasks(self) -> Vec<Task> {
+        self.tasks
+    }
+
     /// The tasks in plan order.
     pub fn tasks(&self) -> &[Task] {
         &self.tasks

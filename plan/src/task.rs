@@ -282,6 +282,26 @@ pub struct TaskRecord {
 }
 
 impl Task {
+    /// The task's fields, moved out (the inverse of [`Task::restore`]'s input).
+    pub fn into_record(self) -> TaskRecord {
+        TaskRecord {
+            index: self.index,
+            task_type: self.task_type,
+            id: self.id,
+            name: self.name,
+            depends_on: self.depends_on,
+            params: self.params,
+            policy: self.policy,
+            limits: self.limits,
+            status: self.status,
+            retry_count: self.retry_count,
+            next_attempt_at: self.next_attempt_at,
+            output: self.output,
+            error: self.error,
+            attempts: self.attempts,
+        }
+    }
+
     /// A new pending task; its ID is derived from the plan ID, type and index.
     pub fn new(
         plan_id: PlanId,
@@ -530,6 +550,9 @@ impl Task {
         match (effect, event) {
             (Effect::OpenAttempt, TaskEvent::Start { at }) => {
                 self.next_attempt_at = None;
+                // Most tasks have one attempt: room for exactly one more, not the four a
+                // first push reserves (a plan of 100 000 tasks keeps every attempt).
+                self.attempts.reserve_exact(1);
                 self.attempts.push(Attempt {
                     attempt: self.attempts.len() as u32 + 1,
                     started_at: at,

@@ -13,7 +13,7 @@ use crate::executor::{
     Finished, Observer, PluginChange, Reader, ResumeFrom, RunEnd, Service, ServiceConfig,
     StopReason,
 };
-use crate::plan::{Phase, PlanId, PlanRun, Task, TaskStatus, Transition};
+use crate::plan::{Phase, PlanDocument, PlanId, PlanRun, Task, TaskStatus, Transition};
 
 /// How a command ended, when it did not fail on bad input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,18 +58,24 @@ fn parse_plan_id(text: &str) -> anyhow::Result<PlanId> {
         .map_err(|_| anyhow::anyhow!("`{text}` is not a plan ID (a UUID)"))
 }
 
+/// Writes `value` to stdout as pretty JSON, streamed: a document of 100 000 tasks is
+/// never held as one string. A closed stdout (`| head`) is logged, not a panic.
 fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("documents serialize")
-    );
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
+    if let Err(error) = written {
+        tracing::warn!("cannot write the result to stdout: {error}");
+    }
 }
 
-fn print_plan(settings: &Settings, run: &PlanRun) {
-    let doc = run.document();
+fn print_plan(settings: &Settings, doc: &PlanDocument) {
     match settings.output {
-        OutputFormat::Json => print_json(&doc),
-        OutputFormat::Text => print!("{}", render::plan(&doc)),
+        OutputFormat::Json => print_json(doc),
+        OutputFormat::Text => print!("{}", render::plan(doc)),
     }
 }
 
@@ -159,16 +165,18 @@ pub(super) async fn stop_signal() -> StopReason {
 /// Prints a run's final state and says how it ended.
 fn report(settings: &Settings, finished: Finished) -> anyhow::Result<Outcome> {
     let Finished { plan, end } = finished;
-    print_plan(settings, &plan);
+    let id = plan.id();
+    // Moved into the document: one copy of the tasks in memory, not two.
+    print_plan(settings, &plan.into_document());
     Ok(match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
         RunEnd::Finished(Phase::Failed) | RunEnd::Cancelled => Outcome::PlanFailed,
         // The service reports a plan that stopped while active as an error.
         RunEnd::Finished(Phase::Active) => {
-            bail!("internal error: plan {} stopped while active", plan.id())
+            bail!("internal error: plan {id} stopped while active")
         }
         RunEnd::Interrupted => {
-            tracing::warn!("continue with `planrt resume {}`", plan.id());
+            tracing::warn!("continue with `planrt resume {id}`");
             Outcome::Interrupted
         }
     })
@@ -217,7 +225,7 @@ pub async fn resume(
 pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyhow::Result<Outcome> {
     let reader = Reader::open(settings.state_dir_path())?;
     match plan_id {
-        Some(id) => print_plan(settings, &reader.plan(parse_plan_id(id)?)?),
+        Some(id) => print_plan(settings, &reader.plan(parse_plan_id(id)?)?.into_document()),
         None => {
             let plans = reader.list(limit)?;
             match settings.output {

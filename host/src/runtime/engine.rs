@@ -12,6 +12,10 @@ use super::RuntimeError;
 /// How often the epoch advances: the granularity of deadlines and of yields to tokio.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Set to `perfmap` to have guest code named in `perf` profiles (`/tmp/perf-<pid>.map`):
+/// `cargo xtask bench --perf` sets it.
+pub const PROFILER_ENV: &str = "PLANRT_WASM_PROFILER";
+
 /// Builds the engine every plugin runs on.
 pub fn new_engine() -> Result<Engine, RuntimeError> {
     let mut config = Config::new();
@@ -19,6 +23,9 @@ pub fn new_engine() -> Result<Engine, RuntimeError> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .parallel_compilation(true);
+    if std::env::var_os(PROFILER_ENV).is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))
 }
 

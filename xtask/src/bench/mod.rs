@@ -42,12 +42,23 @@ const SUITES: &[&str] = &["overhead", "plans", "graph", "start", "snapshot"];
 /// wrapper's own start is not counted) and takes its peak RSS; the program's stdout is
 /// discarded (what `planrt run` prints is part of its work, not of the measurement).
 fn measure(program: &Path, args: &[&str], dir: &Path) -> Result<Measured> {
+    measure_with_env(program, args, dir, &[])
+}
+
+/// [`measure`], with variables added to the program's environment.
+fn measure_with_env(
+    program: &Path,
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<Measured> {
     let mut command = Command::new(std::env::current_exe().context("the xtask binary")?);
     command
         .args(["rss-of", "--"])
         .arg(program)
         .args(args)
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn");
     let out = command
         .output()
@@ -266,7 +277,9 @@ fn snapshot(root: &Path, planrt: &Path, work: &Path, size_mib: usize, perf: bool
         args.push(planrt.to_str().unwrap());
         let planrt_args = planrt_args("profiled");
         args.extend(as_strs(&planrt_args));
-        measure(Path::new("perf"), &args, &work)?;
+        // planrt names its guests' JIT code for perf (`PLANRT_WASM_PROFILER`).
+        let env = [("PLANRT_WASM_PROFILER", "perfmap")];
+        measure_with_env(Path::new("perf"), &args, &work, &env)?;
         eprintln!(
             "xtask: profile in {}: perf report -i {} --no-children --sort dso,sym",
             data.display(),
