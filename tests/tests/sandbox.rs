@@ -185,7 +185,7 @@ fn progress_is_a_bar_on_a_terminal() {
     std::fs::create_dir(s.path().join("work")).unwrap();
     let path = s.write(
         "p.toml",
-        "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n[[tasks]]\ntype = \"test-append\"\nparams = { sleepMs = 400 }\n",
+        "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n[[tasks]]\ntype = \"test-append\"\nparams = { sleepMs = 1500 }\n",
     );
     // `script` gives planrt a pseudo-terminal and records what it drew.
     let command = format!(
@@ -211,7 +211,8 @@ fn progress_is_a_bar_on_a_terminal() {
     );
     assert!(screen.contains("/10 "), "{screen}");
     assert!(screen.contains("sleeping"), "{screen}");
-    // Ten steps of 40 ms: the bar shows a rate and the time left once 250 ms have passed.
+    // Ten steps of 150 ms: the bar shows a rate and the time left from the third step on
+    // (a rate needs 250 ms), drawn many times even on a loaded machine.
     assert!(screen.contains("/s ETA "), "no rate or ETA: {screen}");
 }
 
