@@ -96,26 +96,20 @@ impl PlanRun {
     /// caller done with the plan (the CLI printing a finished run of 100 000 tasks holds
     /// one copy of them, not two).
     pub fn into_document(self) -> PlanDocument {
-        let shell = PlanDocument {
-            tasks: Vec::new(),
-            ..self.document_without_tasks()
-        };
-        PlanDocument {
-            tasks: self
-                .into_tasks()
-                .into_iter()
-                .map(|task| TaskDocument::from(task.into_record()))
-                .collect(),
-            ..shell
-        }
+        let mut document = self.document_without_tasks();
+        document.tasks = self
+            .into_tasks()
+            .into_iter()
+            .map(|task| TaskDocument::from(task.into_record()))
+            .collect();
+        document
     }
 
     /// The plan as a JSON document.
     pub fn document(&self) -> PlanDocument {
-        PlanDocument {
-            tasks: self.tasks().iter().map(Task::document).collect(),
-            ..self.document_without_tasks()
-        }
+        let mut document = self.document_without_tasks();
+        document.tasks = self.tasks().iter().map(Task::document).collect();
+        document
     }
 
     /// Everything of [`PlanRun::document`] but the tasks.

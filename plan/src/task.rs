@@ -282,7 +282,7 @@ pub struct TaskRecord {
 }
 
 impl Task {
-    /// The task's fields, moved out (the inverse of [`Task::restore`]'s input).
+    /// The task's fields, moved out: what [`Task::restore`] takes back.
     pub fn into_record(self) -> TaskRecord {
         TaskRecord {
             index: self.index,
@@ -550,9 +550,12 @@ impl Task {
         match (effect, event) {
             (Effect::OpenAttempt, TaskEvent::Start { at }) => {
                 self.next_attempt_at = None;
-                // Most tasks have one attempt: room for exactly one more, not the four a
-                // first push reserves (a plan of 100 000 tasks keeps every attempt).
-                self.attempts.reserve_exact(1);
+                // Most tasks have one attempt: room for exactly one, not the four a first
+                // push reserves (a plan of 100 000 tasks keeps every attempt). Later
+                // attempts grow the vector as usual.
+                if self.attempts.capacity() == 0 {
+                    self.attempts.reserve_exact(1);
+                }
                 self.attempts.push(Attempt {
                     attempt: self.attempts.len() as u32 + 1,
                     started_at: at,

@@ -332,6 +332,40 @@ fn a_plugin_replaced_mid_run_changes_nothing_in_the_run_and_stops_the_next_resum
 }
 
 #[test]
+fn stdout_on_a_full_device_is_exit_3_and_a_reader_that_leaves_early_is_not_an_error() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = s.command(&["plugins"]).stdout(full).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the result to stdout: No space left on device"),
+        "{stderr}"
+    );
+    // A pipe whose reader is gone: the plan's JSON of 2 000 tasks does not fit in one
+    // pipe buffer, so planrt meets the closed pipe and still exits 0.
+    let plan = s.write("p.toml", &"[[tasks]]\ntype = \"test-echo\"\n".repeat(2_000));
+    let mut child = s
+        .command(&[
+            "run",
+            plan.to_str().unwrap(),
+            "--output",
+            "json",
+            "--durability",
+            "process",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
 #[ignore = "needs root: remounts a tmpfs read-only (cargo xtask test runs it as root)"]
 fn a_read_only_state_dir_refuses_work_and_still_shows_what_it_holds() {
     let s = Scratch::with_plugins(&["test-echo"]);

@@ -1,4 +1,4 @@
-//! `cargo xtask fuzz [--seconds N] [--cases N] [--only TARGET] [--seed N]`: the fuzz
+//! `cargo xtask fuzz [--seconds N | --runs N] [--cases N] [--only TARGET] [--seed N]`: the fuzz
 //! campaign of `fuzz/` — its oracles' own tests and its proptest properties
 //! (`PROPTEST_CASES` = `--cases`), then every
 //! `cargo fuzz` target for `--seconds` each, seeded from `seed-corpus` and keeping its
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::{host_cargo, run};
 
@@ -24,6 +24,9 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 pub struct FuzzOptions {
     /// Seconds of libFuzzer per target.
     pub seconds: u64,
+    /// Inputs per target instead of a time (CI: with a seed, the same inputs on every
+    /// machine, however fast).
+    pub runs: Option<u64>,
     /// Cases per proptest property.
     pub cases: u64,
     /// One target only.
@@ -34,10 +37,11 @@ pub struct FuzzOptions {
 }
 
 impl FuzzOptions {
-    /// Parses `--seconds N`, `--cases N` and `--only TARGET`.
+    /// Parses `--seconds N`, `--runs N`, `--cases N`, `--only TARGET` and `--seed N`.
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut options = FuzzOptions {
             seconds: 60,
+            runs: None,
             cases: 4096,
             only: None,
             seed: None,
@@ -49,9 +53,18 @@ impl FuzzOptions {
                 "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
                 "--cases" => options.cases = value()?.parse().context("--cases")?,
                 "--only" => options.only = Some(value()?.clone()),
-                "--seed" => options.seed = Some(value()?.parse().context("--seed")?),
+                "--runs" => options.runs = Some(value()?.parse().context("--runs")?),
+                "--seed" => {
+                    let seed: u64 = value()?.parse().context("--seed")?;
+                    // libFuzzer takes 0 as "pick one at random".
+                    ensure!(
+                        seed != 0,
+                        "--seed must not be 0 (libFuzzer reads it as random)"
+                    );
+                    options.seed = Some(seed);
+                }
                 other => bail!(
-                    "unknown argument {other} (--seconds N, --cases N, --only TARGET, --seed N)"
+                    "unknown argument {other} (--seconds N, --runs N, --cases N, --only TARGET, --seed N)"
                 ),
             }
         }
@@ -174,6 +187,10 @@ fn fuzz_target(
     let corpus = root.join("target/fuzz-corpus").join(target);
     let artifacts = root.join("target/fuzz-artifacts").join(target);
     let logs = root.join("target/fuzz-logs");
+    // Only this run's findings: an input saved by an earlier run was reported then.
+    if artifacts.exists() {
+        std::fs::remove_dir_all(&artifacts)?;
+    }
     std::fs::create_dir_all(&artifacts)?;
     std::fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{target}.log"));
@@ -184,7 +201,10 @@ fn fuzz_target(
     }
     command
         .arg(&corpus)
-        .arg(format!("-max_total_time={seconds}"))
+        .arg(match options.runs {
+            Some(runs) => format!("-runs={runs}"),
+            None => format!("-max_total_time={seconds}"),
+        })
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         // One input taking 10 s is a hang, reported like a crash.
         .arg("-timeout=10")

@@ -7,7 +7,7 @@
 // Memory: arguments of exported functions belong to the callee (freed here); returned strings
 // must be heap memory, which the generated post-return functions free. `run` gets a fresh
 // instance per call; `validate` may be called many times on one instance (everything it
-// allocates is freed here, and it keeps no state between calls).
+// allocates is freed here, and it answers from the params alone).
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,6 @@
 //! The commands: each turns settings and arguments into an [`Outcome`].
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -58,24 +59,40 @@ fn parse_plan_id(text: &str) -> anyhow::Result<PlanId> {
         .map_err(|_| anyhow::anyhow!("`{text}` is not a plan ID (a UUID)"))
 }
 
-/// Writes `value` to stdout as pretty JSON, streamed: a document of 100 000 tasks is
-/// never held as one string. A closed stdout (`| head`) is logged, not a panic.
-fn print_json(value: &impl serde::Serialize) {
-    use std::io::Write;
+/// The result could not be written to stdout (the environment's failure: exit 3).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the result to stdout")]
+pub struct StdoutError(#[source] std::io::Error);
+
+/// Runs `write` on a buffered stdout and flushes it. A reader that went away (`| head`)
+/// is not an error; any other failure (a full disk behind a redirect) is a
+/// [`StdoutError`].
+fn write_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writeln!(out))
-        .and_then(|()| out.flush());
-    if let Err(error) = written {
-        tracing::warn!("cannot write the result to stdout: {error}");
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written.map_err(StdoutError)?),
     }
 }
 
-fn print_plan(settings: &Settings, doc: &PlanDocument) {
+/// Writes `value` to stdout as pretty JSON, streamed: a document of 100 000 tasks is
+/// never held as one string.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    write_stdout(|out| {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        writeln!(out)
+    })
+}
+
+/// Writes `text` to stdout.
+fn print_text(text: &str) -> anyhow::Result<()> {
+    write_stdout(|out| out.write_all(text.as_bytes()))
+}
+
+fn print_plan(settings: &Settings, doc: &PlanDocument) -> anyhow::Result<()> {
     match settings.output {
         OutputFormat::Json => print_json(doc),
-        OutputFormat::Text => print!("{}", render::plan(doc)),
+        OutputFormat::Text => print_text(&render::plan(doc)),
     }
 }
 
@@ -91,8 +108,8 @@ pub async fn plan(settings: &Settings, file: &Path, out: Option<&Path>) -> anyho
         tracing::info!(plan = %prepared.saved.plan.id, "saved plan to {}", out.display());
     }
     match settings.output {
-        OutputFormat::Json => print_json(&prepared.saved.plan),
-        OutputFormat::Text => print!("{}", render::plan(&prepared.saved.plan)),
+        OutputFormat::Json => print_json(&prepared.saved.plan)?,
+        OutputFormat::Text => print_text(&render::plan(&prepared.saved.plan))?,
     }
     Ok(Outcome::Success)
 }
@@ -167,7 +184,7 @@ fn report(settings: &Settings, finished: Finished) -> anyhow::Result<Outcome> {
     let Finished { plan, end } = finished;
     let id = plan.id();
     // Moved into the document: one copy of the tasks in memory, not two.
-    print_plan(settings, &plan.into_document());
+    print_plan(settings, &plan.into_document())?;
     Ok(match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
         RunEnd::Finished(Phase::Failed) | RunEnd::Cancelled => Outcome::PlanFailed,
@@ -225,13 +242,13 @@ pub async fn resume(
 pub fn status(settings: &Settings, plan_id: Option<&str>, limit: usize) -> anyhow::Result<Outcome> {
     let reader = Reader::open(settings.state_dir_path())?;
     match plan_id {
-        Some(id) => print_plan(settings, &reader.plan(parse_plan_id(id)?)?.into_document()),
+        Some(id) => print_plan(settings, &reader.plan(parse_plan_id(id)?)?.into_document())?,
         None => {
             let plans = reader.list(limit)?;
             match settings.output {
-                OutputFormat::Json => print_json(&plans),
+                OutputFormat::Json => print_json(&plans)?,
                 OutputFormat::Text => {
-                    print!("{}", render::plan_list(&plans, jiff::Timestamp::now()))
+                    print_text(&render::plan_list(&plans, jiff::Timestamp::now()))?
                 }
             }
         }
@@ -245,8 +262,8 @@ pub fn history(settings: &Settings, plan_id: &str) -> anyhow::Result<Outcome> {
     let plan = Reader::open(settings.state_dir_path())?.plan(id)?;
     let entries = render::history_entries(&plan);
     match settings.output {
-        OutputFormat::Json => print_json(&entries),
-        OutputFormat::Text => print!("{}", render::history(&entries)),
+        OutputFormat::Json => print_json(&entries)?,
+        OutputFormat::Text => print_text(&render::history(&entries))?,
     }
     Ok(Outcome::Success)
 }
@@ -283,9 +300,9 @@ pub async fn plugins(settings: &Settings) -> anyhow::Result<Outcome> {
                     })
                 })
                 .collect();
-            print_json(&list);
+            print_json(&list)?;
         }
-        OutputFormat::Text => print!("{}", render::plugins(registry.iter().map(|(_, p)| &**p))),
+        OutputFormat::Text => print_text(&render::plugins(registry.iter().map(|(_, p)| &**p)))?,
     }
     Ok(Outcome::Success)
 }
@@ -306,16 +323,20 @@ pub fn new_project(
             "taskType": task_type.as_str(),
             "dir": dir,
             "files": files,
-        })),
+        }))?,
         OutputFormat::Text => {
-            println!("wrote a `{task_type}` plugin project in {}:", dir.display());
-            for file in &files {
-                println!("  {}", file.display());
-            }
-            println!(
-                "\nnext: cd {} && ./build.sh && planrt run plan.toml --plugins plugins --state state",
+            let mut text = format!(
+                "wrote a `{task_type}` plugin project in {}:\n",
                 dir.display()
             );
+            for file in &files {
+                text += &format!("  {}\n", file.display());
+            }
+            text += &format!(
+                "\nnext: cd {} && ./build.sh && planrt run plan.toml --plugins plugins --state state\n",
+                dir.display()
+            );
+            print_text(&text)?;
         }
     }
     Ok(Outcome::Success)

@@ -60,8 +60,10 @@ pub fn main() -> ExitCode {
                 .chain()
                 .find_map(|c| c.downcast_ref::<ServiceError>())
                 .map(ServiceError::class);
+            let stdout_failed = e.chain().any(|c| c.is::<commands::StdoutError>());
             ExitCode::from(match class {
                 Some(ErrorClass::Environment) => EXIT_ENVIRONMENT,
+                _ if stdout_failed => EXIT_ENVIRONMENT,
                 _ => EXIT_BAD_INPUT,
             })
         }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
 use super::terminal::Terminal;
 use crate::plan::Task;
@@ -14,12 +14,12 @@ use crate::runtime::ProgressSink;
 
 /// How often plain progress lines may be written per attempt.
 const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(1);
-/// How often a bar's figures are recomputed (its position moves at every report).
-const BAR_TEXT_INTERVAL: Duration = Duration::from_millis(100);
 /// The shortest span a rate is measured over: shorter ones are noise.
 const RATE_WINDOW: Duration = Duration::from_millis(250);
 /// Weight of the newest window in the smoothed rate.
 const RATE_SMOOTHING: f64 = 0.3;
+/// A time left past this is not worth showing.
+const MAX_ETA: Duration = Duration::from_secs(100 * 3600);
 
 /// Makes the progress sink of each attempt.
 #[derive(Clone)]
@@ -46,7 +46,7 @@ impl ProgressMode {
             Self::Bars(bars) => Arc::new(BarSink {
                 label,
                 bars: bars.clone(),
-                state: Mutex::new(BarState::default()),
+                bar: Mutex::new(None),
             }),
             Self::Lines => Arc::new(LineSink {
                 label,
@@ -59,7 +59,7 @@ impl ProgressMode {
 /// The rate of one attempt's progress, smoothed over windows of at least
 /// [`RATE_WINDOW`], from the reports it has made.
 #[derive(Debug, Default)]
-pub struct Meter {
+pub(crate) struct Meter {
     /// The start of the current window: when, and how much was done then.
     window: Option<(Instant, u64)>,
     /// Units per second, once a window has closed.
@@ -68,7 +68,7 @@ pub struct Meter {
 
 impl Meter {
     /// Takes a report of `done` at `now`; returns the rate known so far.
-    pub fn observe(&mut self, now: Instant, done: u64) -> Option<f64> {
+    pub(crate) fn observe(&mut self, now: Instant, done: u64) -> Option<f64> {
         match self.window {
             None => self.window = Some((now, done)),
             Some((since, done_then)) => {
@@ -80,8 +80,9 @@ impl Meter {
                 } else if span >= RATE_WINDOW {
                     let latest = (done - done_then) as f64 / span.as_secs_f64();
                     self.rate = Some(match self.rate {
-                        Some(rate) => rate + RATE_SMOOTHING * (latest - rate),
-                        None => latest,
+                        // A first window without progress is no basis to smooth from.
+                        Some(rate) if rate > 0.0 => rate + RATE_SMOOTHING * (latest - rate),
+                        _ => latest,
                     });
                     self.window = Some((now, done));
                 }
@@ -89,34 +90,37 @@ impl Meter {
         }
         self.rate
     }
+}
 
-    /// The figures of a report: `done/total pct% rate/s ETA t`, as much as is known.
-    pub fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
-        let mut text = match total {
-            Some(total) => {
-                let share = if total == 0 {
-                    100
-                } else {
-                    (u128::from(done.min(total)) * 100 / u128::from(total)) as u64
-                };
-                format!("{}/{} {share}%", short_number(done), short_number(total))
-            }
-            None => short_number(done),
-        };
-        if let Some(rate) = rate.filter(|r| r.is_finite() && *r > 0.0) {
-            text += &format!(" {}/s", short_rate(rate));
-            if let Some(total) = total.filter(|t| *t > done) {
-                let left = Duration::from_secs_f64(((total - done) as f64 / rate).min(1e9));
-                text += &format!(" ETA {}", short_duration(left));
+/// The figures of a report: `done/total pct% rate/s ETA t`, as much as is known (a time
+/// left over 100 hours is not shown).
+pub(crate) fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
+    let mut text = match total {
+        Some(total) => {
+            let share = if total == 0 {
+                100
+            } else {
+                (u128::from(done.min(total)) * 100 / u128::from(total)) as u64
+            };
+            format!("{}/{} {share}%", short_number(done), short_number(total))
+        }
+        None => short_number(done),
+    };
+    if let Some(rate) = rate.filter(|r| r.is_finite() && *r > 0.0) {
+        text += &format!(" {}/s", short_rate(rate));
+        if let Some(total) = total.filter(|t| *t > done) {
+            let left = (total - done) as f64 / rate;
+            if left < MAX_ETA.as_secs_f64() {
+                text += &format!(" ETA {}", short_duration(Duration::from_secs_f64(left)));
             }
         }
-        text
     }
+    text
 }
 
 /// A count as people read it: exact below 10 000, else three digits and a suffix
 /// (`72.1M`).
-pub fn short_number(n: u64) -> String {
+pub(crate) fn short_number(n: u64) -> String {
     if n < 10_000 {
         return n.to_string();
     }
@@ -136,7 +140,7 @@ pub fn short_number(n: u64) -> String {
 
 /// A rate: one decimal below 10 per second, else as [`short_number`].
 fn short_rate(rate: f64) -> String {
-    if rate < 10.0 {
+    if rate < 9.95 {
         format!("{rate:.1}")
     } else {
         short_number(rate.round() as u64)
@@ -144,7 +148,7 @@ fn short_rate(rate: f64) -> String {
 }
 
 /// Time left as `5s`, `2m05s` or `1h02m`.
-pub fn short_duration(duration: Duration) -> String {
+pub(crate) fn short_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     match seconds {
         0..60 => format!("{seconds}s"),
@@ -157,54 +161,47 @@ pub fn short_duration(duration: Duration) -> String {
 struct BarSink {
     label: String,
     bars: MultiProgress,
-    state: Mutex<BarState>,
+    bar: Mutex<Option<ProgressBar>>,
 }
 
-#[derive(Default)]
-struct BarState {
-    bar: Option<ProgressBar>,
-    meter: Meter,
-    /// When the bar's text was last written.
-    written: Option<Instant>,
+impl BarSink {
+    fn new_bar(&self, total: Option<u64>) -> ProgressBar {
+        let bar = self.bars.add(match total {
+            Some(total) => ProgressBar::new(total),
+            None => ProgressBar::no_length(),
+        });
+        let template = if total.is_some() {
+            "{prefix} {bar:30} {figures} {wide_msg}"
+        } else {
+            "{prefix} {spinner} {figures} {wide_msg}"
+        };
+        // Drawn from the bar's state each time: never older than the last report.
+        let style = ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> ")
+            .with_key(
+                "figures",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let rate = Some(state.per_sec()).filter(|_| state.pos() > 0);
+                    let _ = out.write_str(&figures(state.pos(), state.len(), rate));
+                },
+            );
+        bar.set_style(style);
+        bar.set_prefix(self.label.clone());
+        bar
+    }
 }
 
 impl ProgressSink for BarSink {
     fn progress(&self, done: u64, total: Option<u64>, note: &str) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let rate = state.meter.observe(now, done);
-        let finished = total.is_some_and(|t| done >= t);
-        let bar = state.bar.get_or_insert_with(|| {
-            let bar = self.bars.add(match total {
-                Some(total) => ProgressBar::new(total),
-                None => ProgressBar::no_length(),
-            });
-            let template = if total.is_some() {
-                "{prefix} {bar:30} {msg}"
-            } else {
-                "{prefix} {spinner} {msg}"
-            };
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(self.label.clone());
-            bar
-        });
+        let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bar.get_or_insert_with(|| self.new_bar(total));
         if let Some(total) = total {
             bar.set_length(total);
         }
         bar.set_position(done);
-        let stale = state
-            .written
-            .is_none_or(|at| now.duration_since(at) >= BAR_TEXT_INTERVAL);
-        if stale || finished {
-            let bar = state.bar.as_ref().expect("made above");
-            bar.set_message(format!("{} {note}", Meter::figures(done, total, rate)));
-            state.written = Some(now);
-        }
-        if finished && let Some(bar) = &state.bar {
+        bar.set_message(note.to_owned());
+        if total.is_some_and(|t| done >= t) {
             bar.finish_and_clear();
         }
     }
@@ -212,8 +209,7 @@ impl ProgressSink for BarSink {
 
 impl Drop for BarSink {
     fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(bar) = &state.bar {
+        if let Some(bar) = self.bar.get_mut().unwrap_or_else(|e| e.into_inner()) {
             bar.finish_and_clear();
             self.bars.remove(bar);
         }
@@ -230,6 +226,9 @@ struct LineSink {
 struct LineState {
     meter: Meter,
     written: Option<Instant>,
+    /// Whether the report that finished the work was written (it skips the throttle
+    /// once: a plugin reporting done ≥ total over and over gets no flood).
+    finish_written: bool,
 }
 
 impl ProgressSink for LineSink {
@@ -237,8 +236,8 @@ impl ProgressSink for LineSink {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let rate = state.meter.observe(now, done);
-        let finished = total.is_some_and(|t| done >= t);
-        if !finished
+        let first_finish = total.is_some_and(|t| done >= t) && !state.finish_written;
+        if !first_finish
             && state
                 .written
                 .is_some_and(|at| now.duration_since(at) < PLAIN_LINE_INTERVAL)
@@ -246,11 +245,8 @@ impl ProgressSink for LineSink {
             return;
         }
         state.written = Some(now);
-        tracing::info!(
-            "{}: {} {note}",
-            self.label,
-            Meter::figures(done, total, rate)
-        );
+        state.finish_written |= first_finish;
+        tracing::info!("{}: {} {note}", self.label, figures(done, total, rate));
     }
 }
 
@@ -301,23 +297,22 @@ mod tests {
 
     #[test]
     fn figures_say_what_is_known() {
-        assert_eq!(Meter::figures(1, Some(1), None), "1/1 100%");
-        assert_eq!(Meter::figures(0, Some(2), None), "0/2 0%");
-        assert_eq!(Meter::figures(7, None, None), "7");
-        assert_eq!(Meter::figures(0, Some(0), None), "0/0 100%");
+        assert_eq!(figures(1, Some(1), None), "1/1 100%");
+        assert_eq!(figures(0, Some(2), None), "0/2 0%");
+        assert_eq!(figures(7, None, None), "7");
+        assert_eq!(figures(0, Some(0), None), "0/0 100%");
         assert_eq!(
-            Meter::figures(72_105_984, Some(134_577_435), Some(12_300_000.0)),
+            figures(72_105_984, Some(134_577_435), Some(12_300_000.0)),
             "72.1M/135M 53% 12.3M/s ETA 5s"
         );
+        assert_eq!(figures(3, Some(10), Some(2.5)), "3/10 30% 2.5/s ETA 2s");
+        assert_eq!(figures(5, None, Some(2.0)), "5 2.0/s", "no total, no ETA");
+        assert_eq!(figures(10, Some(10), Some(2.0)), "10/10 100% 2.0/s");
+        assert_eq!(figures(9, Some(10), Some(9.96)), "9/10 90% 10/s ETA 0s");
         assert_eq!(
-            Meter::figures(3, Some(10), Some(2.5)),
-            "3/10 30% 2.5/s ETA 2s"
+            figures(0, Some(u64::MAX), Some(1.0)),
+            "0/18.4E 0% 1.0/s",
+            "a time left past 100 hours is not shown"
         );
-        assert_eq!(
-            Meter::figures(5, None, Some(2.0)),
-            "5 2.0/s",
-            "no total, no ETA"
-        );
-        assert_eq!(Meter::figures(10, Some(10), Some(2.0)), "10/10 100% 2.0/s");
     }
 }

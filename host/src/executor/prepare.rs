@@ -384,7 +384,8 @@ pub async fn prepare(
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
     // One validator per plugin: its instance serves every task of the type, and is
-    // dropped after the type's last task (a plan of many types holds few at once).
+    // dropped after the type's last task (a plan of many types, each in one stretch,
+    // holds few at once).
     let last_of_type: HashMap<&TaskType, usize> = saved
         .plan
         .tasks

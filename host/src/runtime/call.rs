@@ -90,11 +90,6 @@ impl Session {
         })
     }
 
-    /// Whether the session has served a call already.
-    pub fn is_fresh(&self) -> bool {
-        self.calls == 0
-    }
-
     /// Runs `f` on the session's instance; the session comes back with the value.
     pub async fn call<R: CallOutput>(
         mut self,

@@ -23,8 +23,15 @@ pub fn new_engine() -> Result<Engine, RuntimeError> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .parallel_compilation(true);
-    if std::env::var_os(PROFILER_ENV).is_some_and(|v| v == "perfmap") {
-        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    match std::env::var_os(PROFILER_ENV) {
+        Some(value) if value == "perfmap" => {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        Some(value) => tracing::warn!(
+            "{PROFILER_ENV}={} is not a profiler planrt knows (perfmap): ignored",
+            value.to_string_lossy()
+        ),
+        None => {}
     }
     Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 use tracing::Instrument;
@@ -12,7 +13,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::cache::CompiledCache;
 use super::call::{CallSite, Session, call};
-use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
+use super::capability::{AttemptInputs, Capabilities, Limits, Refusal, Sandbox, TaskRequest};
 use super::error::{AttemptError, cap_message};
 use super::info::PluginInfo;
 use super::params_schema::ParamsSchema;
@@ -305,69 +306,90 @@ impl LoadedPlugin {
 
 /// Calls `validate` for the tasks of one plugin, in a sandbox with no grants, on one kept
 /// instance: `validate` is pure by contract (the WIT says "without side effects"), so a
-/// plan of many tasks instantiates the plugin once rather than once per task. An answer
-/// is always the task's own, never what earlier calls left in the instance: a failure
-/// (a trap, a limit) or a refusal on an instance that served earlier calls is asked again
-/// of a fresh instance, whose answer stands. A timeout is not asked again: `validate`'s
-/// time limit bounds a task's validation, not each try.
+/// plan of many tasks instantiates the plugin once rather than once per task.
+///
+/// What an instance that served earlier calls answers is trusted only when it accepts: a
+/// refusal, a trap or a limit there is asked again of a fresh instance, whose answer
+/// stands, so a task is never refused for what earlier calls left behind. The fresh try
+/// gets only the time the first left of `validate`'s 30 s, so a task's validation stays
+/// within them; a timeout is therefore not asked again.
 pub struct Validator<'p> {
     plugin: &'p LoadedPlugin,
     inputs: AttemptInputs,
     session: Option<Session>,
 }
 
+/// One try: its answer, and the session if the call was clean.
+type Try = (Result<Result<(), String>, AttemptError>, Option<Session>);
+
 impl Validator<'_> {
     /// The plugin's answer for `params` (`Err(message)`: refused), or why it gave none.
     pub async fn validate(&mut self, params: &str) -> Result<Result<(), String>, AttemptError> {
         let site = self.plugin.site().await?;
-        let sandbox = Sandbox::default();
-        loop {
-            let session = match self.session.take() {
-                Some(session) => session,
-                None => Session::open(&site, &sandbox, &self.inputs)?,
+        let started = Instant::now();
+        let budget = Limits::METADATA.timeout;
+        let kept = self.session.take();
+        let reused = kept.is_some();
+        let (first, session) = try_once(&site, &self.inputs, kept, params, budget).await;
+        let confirm = reused
+            && match &first {
+                Ok(Ok(())) => false,
+                Ok(Err(_)) => true,
+                Err(error) => error.kind() != ErrorKind::Timeout,
             };
-            let fresh = session.is_fresh();
-            let result = session
-                .call(&site, &sandbox, async |bindings, store| {
-                    bindings.call_validate(store, params).await
-                })
-                .await;
-            match result {
-                Ok((Ok(()), session)) => {
-                    self.session = Some(session);
-                    return Ok(Ok(()));
-                }
-                Ok((Err(message), session)) if fresh => {
-                    self.session = Some(session);
-                    return Ok(Err(cap_message(message)));
-                }
-                Err(error) if fresh || error.kind() == ErrorKind::Timeout => return Err(error),
-                // Neither the refusal nor the error is logged: both may quote the params,
-                // secrets resolved; the fresh instance's answer is reported, masked.
-                Ok((Err(_), _)) => {
-                    tracing::debug!(
-                        plugin = %self.plugin.file().display(),
-                        "validate refused on a kept instance; asking a fresh one"
-                    );
-                }
-                Err(error) => {
-                    tracing::debug!(
-                        plugin = %self.plugin.file().display(),
-                        kind = %error.kind(),
-                        "validate failed on a kept instance; asking a fresh one"
-                    );
-                }
-            }
+        let left = budget.saturating_sub(started.elapsed());
+        if !confirm || left.is_zero() {
+            self.session = session;
+            return first.map(|answer| answer.map_err(cap_message));
         }
+        // Neither the refusal nor the error is logged: both may quote the params, secrets
+        // resolved; the fresh instance's answer is reported, masked.
+        tracing::debug!(
+            plugin = %self.plugin.file().display(),
+            "validate did not accept on a kept instance; asking a fresh one"
+        );
+        let (second, session) = try_once(&site, &self.inputs, None, params, left).await;
+        self.session = session;
+        second.map(|answer| answer.map_err(cap_message))
+    }
+}
+
+/// Asks `session` (a fresh one when `None`) to validate `params` within `timeout`. Not a
+/// method: a validator (its kept store is not `Sync`) must not be borrowed across the call.
+async fn try_once(
+    site: &CallSite<'_>,
+    inputs: &AttemptInputs,
+    session: Option<Session>,
+    params: &str,
+    timeout: Duration,
+) -> Try {
+    let mut sandbox = Sandbox::default();
+    sandbox.insert(Limits {
+        timeout,
+        ..Limits::METADATA
+    });
+    let session = match session {
+        Some(session) => session,
+        None => match Session::open(site, &sandbox, inputs) {
+            Ok(session) => session,
+            Err(error) => return (Err(error), None),
+        },
+    };
+    let answer = session
+        .call(site, &sandbox, async |bindings, store| {
+            bindings.call_validate(store, params).await
+        })
+        .await;
+    match answer {
+        Ok((answer, session)) => (Ok(answer), Some(session)),
+        Err(error) => (Err(error), None),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::runtime::{Limits, Runtime};
+    use crate::runtime::Runtime;
 
     /// test-hostile, loaded from `target/test-plugins` (built by `cargo xtask plugins`).
     async fn hostile() -> (Runtime, Arc<LoadedPlugin>, tempfile::TempDir) {
@@ -399,15 +421,15 @@ mod tests {
         let site = plugin.site().await.unwrap();
         let mut sandbox = Sandbox::default();
         sandbox.insert(Limits {
-            timeout: Duration::from_millis(500),
+            timeout: Duration::from_millis(1_000),
             ..Limits::METADATA
         });
         let inputs = AttemptInputs::default();
         let sleep = |ms: u64| format!(r#"{{"attack": "slow-validate", "ms": {ms}}}"#);
         let mut session = Session::open(&site, &sandbox, &inputs).unwrap();
-        // Three calls of 300 ms: 900 ms in all, over one call's 500 ms, each within its own.
+        // Three calls of 600 ms: 1.8 s in all, over one call's 1 s, each within its own.
         for call in 0..3 {
-            let params = sleep(300);
+            let params = sleep(600);
             let (answer, kept) = session
                 .call(&site, &sandbox, async |bindings, store| {
                     bindings.call_validate(store, &params).await
@@ -418,7 +440,7 @@ mod tests {
             session = kept;
         }
         // A call past its own deadline still times out on a kept instance.
-        let params = sleep(2_000);
+        let params = sleep(3_000);
         let error = session
             .call(&site, &sandbox, async |bindings, store| {
                 bindings.call_validate(store, &params).await

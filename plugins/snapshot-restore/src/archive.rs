@@ -418,6 +418,34 @@ mod tests {
     }
 
     #[test]
+    fn sparse_entries_are_refused_before_anything_is_written() {
+        // A GNU sparse header claiming a terabyte, with 4 bytes of data and no holes listed.
+        let mut builder = Builder::new(Vec::new());
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::GNUSparse);
+        header.set_size(4);
+        header.set_mode(0o644);
+        // 4 bytes of data at the end of a terabyte: the rest would be written as holes.
+        let gnu = header.as_gnu_mut().unwrap();
+        gnu.set_real_size(1 << 40);
+        gnu.sparse[0].set_offset((1 << 40) - 4);
+        gnu.sparse[0].set_length(4);
+        builder
+            .append_data(&mut header, "data/holes", &b"data"[..])
+            .unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let result = extract(builder.into_inner().unwrap().as_slice(), home.path());
+        match result {
+            Err(ExtractError::Hostile { entry, reason }) => {
+                assert_eq!(entry, "data/holes");
+                assert!(reason.contains("unsupported entry type"), "{reason}");
+            }
+            other => panic!("a sparse entry was not refused: {other:?}"),
+        }
+        assert!(!home.path().join("data/holes").exists());
+    }
+
+    #[test]
     fn writing_through_a_symlinked_directory_is_refused() {
         refused(
             &[

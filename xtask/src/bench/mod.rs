@@ -58,8 +58,8 @@ fn measure_with_env(
         .arg(program)
         .args(args)
         .current_dir(dir)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
     let out = command
         .output()
         .with_context(|| format!("cannot start {command:?}"))?;

@@ -163,16 +163,23 @@ pub struct StoreLimiter {
     used: u64,
     table_elements: usize,
     hit: Option<LimitHit>,
+    /// The growth last approved, `(current, desired)`, undone if wasmtime then fails it.
+    memory_approved: Option<(u64, u64)>,
+    /// The same for tables.
+    table_approved: Option<(usize, usize)>,
 }
 
 impl StoreLimiter {
-    /// A limiter allowing `limit` bytes of linear memory in total.
+    /// A limiter allowing `limit` bytes of linear memory in total, and
+    /// [`MAX_TABLE_ELEMENTS`] table elements in total.
     pub fn new(limit: u64) -> Self {
         Self {
             limit,
             used: 0,
             table_elements: 0,
             hit: None,
+            memory_approved: None,
+            table_approved: None,
         }
     }
 
@@ -183,13 +190,20 @@ impl StoreLimiter {
 }
 
 impl ResourceLimiter for StoreLimiter {
+    /// Growth past the memory's own maximum is refused without counting (`memory.grow`
+    /// returns -1, as wasm says); growth past the limit over all memories ends the call.
+    /// The sums saturate: a 64-bit memory may ask for any size.
     fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let next = self.used - current as u64 + desired as u64;
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let (current, desired) = (current as u64, desired as u64);
+        let next = self.used.saturating_sub(current).saturating_add(desired);
         if next > self.limit {
             self.hit = Some(LimitHit::Memory);
             return Err(format_err!(
@@ -199,18 +213,34 @@ impl ResourceLimiter for StoreLimiter {
             ));
         }
         self.used = next;
+        self.memory_approved = Some((current, desired));
         Ok(true)
     }
 
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Approved here, refused by wasmtime (the host could not map it): not in use.
+        if let Some((current, desired)) = self.memory_approved.take() {
+            self.used = self.used.saturating_sub(desired).saturating_add(current);
+        }
+        Ok(())
+    }
+
     /// Tables past the cap end the call (a trap, like memory), rather than `table.grow`
-    /// returning -1 to a guest that may retry forever.
+    /// returning -1 to a guest that may retry forever. Growth past a table's own maximum
+    /// is refused without counting; the sums saturate (64-bit tables ask for any size).
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let next = self.table_elements - current + desired;
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let next = self
+            .table_elements
+            .saturating_sub(current)
+            .saturating_add(desired);
         if next > MAX_TABLE_ELEMENTS {
             self.hit = Some(LimitHit::Table);
             return Err(format_err!(
@@ -218,7 +248,18 @@ impl ResourceLimiter for StoreLimiter {
             ));
         }
         self.table_elements = next;
+        self.table_approved = Some((current, desired));
         Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        if let Some((current, desired)) = self.table_approved.take() {
+            self.table_elements = self
+                .table_elements
+                .saturating_sub(desired)
+                .saturating_add(current);
+        }
+        Ok(())
     }
 }
 
@@ -271,6 +312,50 @@ mod tests {
             limiter.memory_growing(0, 100, None).unwrap(),
             "tables do not count against memory"
         );
+    }
+
+    #[test]
+    fn huge_requests_saturate_into_a_hit_instead_of_wrapping() {
+        let mut limiter = StoreLimiter::new(100);
+        assert!(limiter.table_growing(0, 10, None).unwrap());
+        // A 64-bit table growing by -2 elements asks for usize::MAX.
+        assert!(limiter.table_growing(1, usize::MAX, None).is_err());
+        assert_eq!(limiter.hit(), Some(LimitHit::Table));
+        let mut limiter = StoreLimiter::new(100);
+        assert!(limiter.memory_growing(0, 50, None).unwrap());
+        assert!(limiter.memory_growing(10, usize::MAX, None).is_err());
+        assert_eq!(limiter.hit(), Some(LimitHit::Memory));
+    }
+
+    #[test]
+    fn growth_past_its_own_maximum_or_failed_by_wasmtime_is_not_counted() {
+        let mut limiter = StoreLimiter::new(100);
+        assert!(!limiter.memory_growing(0, 80, Some(64)).unwrap());
+        assert!(
+            limiter.memory_growing(0, 100, None).unwrap(),
+            "the refused 80 bytes were not counted"
+        );
+        limiter
+            .memory_grow_failed(format_err!("could not map"))
+            .unwrap();
+        assert!(
+            limiter.memory_growing(0, 100, None).unwrap(),
+            "the failed growth was undone"
+        );
+        assert_eq!(limiter.hit(), None);
+
+        let mut limiter = StoreLimiter::new(100);
+        assert!(
+            !limiter
+                .table_growing(0, MAX_TABLE_ELEMENTS, Some(5))
+                .unwrap()
+        );
+        assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
+        limiter
+            .table_grow_failed(format_err!("could not grow"))
+            .unwrap();
+        assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
+        assert_eq!(limiter.hit(), None);
     }
 
     #[test]
