@@ -213,10 +213,10 @@ fn fuzz_target(
         .arg("-print_final_stats=1")
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
-    eprintln!(
-        "xtask: fuzzing {target} for {seconds} s (log: {})",
-        log.display()
-    );
+    let budget = options
+        .runs
+        .map_or(format!("{seconds} s"), |runs| format!("{runs} inputs"));
+    eprintln!("xtask: fuzzing {target}: {budget} (log: {})", log.display());
     let started = Instant::now();
     let status = command
         .status()
