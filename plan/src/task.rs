@@ -312,22 +312,7 @@ impl Task {
         limits: LimitOverrides,
     ) -> Self {
         let id = TaskId::derive(plan_id, &task_type, index);
-        Self::from_record(TaskRecord {
-            index,
-            task_type,
-            id,
-            name: None,
-            depends_on: None,
-            params,
-            policy,
-            limits,
-            status: TaskStatus::Pending,
-            retry_count: 0,
-            next_attempt_at: None,
-            output: None,
-            error: None,
-            attempts: Vec::new(),
-        })
+        Self::pending(index, id, task_type, params, policy, limits)
     }
 
     /// A new pending task submitted on its own with a caller-chosen ID (the task API):
@@ -339,8 +324,20 @@ impl Task {
         policy: RetryPolicy,
         limits: LimitOverrides,
     ) -> Self {
+        Self::pending(0, id, task_type, params, policy, limits)
+    }
+
+    /// A task that has not run yet.
+    fn pending(
+        index: usize,
+        id: TaskId,
+        task_type: TaskType,
+        params: Value,
+        policy: RetryPolicy,
+        limits: LimitOverrides,
+    ) -> Self {
         Self::from_record(TaskRecord {
-            index: 0,
+            index,
             task_type,
             id,
             name: None,

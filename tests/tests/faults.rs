@@ -220,8 +220,10 @@ fn a_damaged_compiled_cache_entry_is_recompiled_and_the_plan_runs() {
     );
 }
 
-#[test]
-fn a_plugin_deleted_mid_run_and_the_plugin_dir_missing_at_resume() {
+/// A plan of two test-append tasks whose first waits for `work/go`, run in the
+/// background until that task is recorded running: the scratch dir, the plan's ID, and
+/// the running `planrt run`.
+fn running_a_plan_whose_first_task_waits() -> (Scratch, String, std::process::Child) {
     let s = Scratch::with_plugins(&["test-append"]);
     std::fs::create_dir(s.path().join("work")).unwrap();
     let plan = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
@@ -239,6 +241,12 @@ fn a_plugin_deleted_mid_run_and_the_plugin_dir_missing_at_resume() {
         assert!(Instant::now() < deadline, "task 0 never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (s, id, child)
+}
+
+#[test]
+fn a_plugin_deleted_mid_run_and_the_plugin_dir_missing_at_resume() {
+    let (s, id, child) = running_a_plan_whose_first_task_waits();
     // The file goes while its plugin runs: the run goes on with the plugin it loaded.
     std::fs::remove_file(s.plugins().join("test-append.wasm")).unwrap();
     std::fs::write(s.path().join("work/go"), "").unwrap();
@@ -267,23 +275,7 @@ fn a_plugin_deleted_mid_run_and_the_plugin_dir_missing_at_resume() {
 
 #[test]
 fn a_plugin_replaced_mid_run_changes_nothing_in_the_run_and_stops_the_next_resume() {
-    let s = Scratch::with_plugins(&["test-append"]);
-    std::fs::create_dir(s.path().join("work")).unwrap();
-    let plan = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
-                [[tasks]]\ntype = \"test-append\"\nparams = { waitFor = \"go\" }\n\
-                [[tasks]]\ntype = \"test-append\"\n";
-    let (saved, doc) = s.save_plan(plan);
-    let id = doc["id"].as_str().unwrap().to_owned();
-    let child = s.spawn(&["run", saved.to_str().unwrap(), "--output", "json"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = s.planrt(&["status", &id, "--output", "json"]);
-        if status.code == 0 && status.json()["tasks"][0]["status"] == "Running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "task 0 never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (s, id, child) = running_a_plan_whose_first_task_waits();
     // Another component under the same name (it fails every task, permanently): the run
     // goes on with the bytes it hashed and pinned, so task 1 still runs test-append.
     let file = s.plugins().join("test-append.wasm");
