@@ -211,8 +211,8 @@ fn progress_is_a_bar_on_a_terminal() {
     );
     assert!(screen.contains("/10 "), "{screen}");
     assert!(screen.contains("sleeping"), "{screen}");
-    // Ten steps of 150 ms: the bar shows a rate and the time left from the third step on
-    // (a rate needs 250 ms), drawn many times even on a loaded machine.
+    // Ten steps of 150 ms: the bar shows a rate and the time left once 250 ms have
+    // passed, and is drawn many times after that even on a loaded machine.
     assert!(screen.contains("/s ETA "), "no rate or ETA: {screen}");
 }
 

@@ -1,9 +1,9 @@
 //! `cargo xtask fuzz [--seconds N | --runs N] [--cases N] [--only TARGET] [--seed N]`: the fuzz
 //! campaign of `fuzz/` — its oracles' own tests and its proptest properties
-//! (`PROPTEST_CASES` = `--cases`), then every
-//! `cargo fuzz` target for `--seconds` each, seeded from `seed-corpus` and keeping its
-//! corpus in `target/fuzz-corpus/` between runs. Prints each target's executions and
-//! fails on the first crash, naming the input libFuzzer saved.
+//! (`PROPTEST_CASES` = `--cases`), then every `cargo fuzz` target for `--seconds` (or
+//! `--runs` inputs) each, seeded from `seed-corpus` and keeping its corpus in
+//! `target/fuzz-corpus/` between runs. Prints each target's executions and fails on the
+//! first crash, printing the inputs libFuzzer saved.
 //!
 //! libFuzzer's coverage instrumentation works on the stable toolchain; its sanitizers need
 //! nightly, so the targets run with `--sanitizer none` (the code under test is safe Rust:
@@ -20,13 +20,19 @@ use crate::{host_cargo, run};
 /// The cargo-fuzz this campaign installs (under target/lang-tools) when it is missing.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
+/// How long a target runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    /// This many seconds (`-max_total_time`).
+    Seconds(u64),
+    /// This many inputs (`-runs`; with a seed, the same inputs on any machine).
+    Runs(u64),
+}
+
 /// What `cargo xtask fuzz` was asked for.
 pub struct FuzzOptions {
-    /// Seconds of libFuzzer per target.
-    pub seconds: u64,
-    /// Inputs per target instead of a time (CI: with a seed, the same inputs on every
-    /// machine, however fast).
-    pub runs: Option<u64>,
+    /// How long each target runs.
+    pub budget: Budget,
     /// Cases per proptest property.
     pub cases: u64,
     /// One target only.
@@ -37,11 +43,11 @@ pub struct FuzzOptions {
 }
 
 impl FuzzOptions {
-    /// Parses `--seconds N`, `--runs N`, `--cases N`, `--only TARGET` and `--seed N`.
+    /// Parses `--seconds N`, `--runs N` (the last of the two counts), `--cases N`,
+    /// `--only TARGET` and `--seed N`.
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut options = FuzzOptions {
-            seconds: 60,
-            runs: None,
+            budget: Budget::Seconds(60),
             cases: 4096,
             only: None,
             seed: None,
@@ -50,10 +56,12 @@ impl FuzzOptions {
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
             match arg.as_str() {
-                "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
+                "--seconds" => {
+                    options.budget = Budget::Seconds(value()?.parse().context("--seconds")?)
+                }
                 "--cases" => options.cases = value()?.parse().context("--cases")?,
                 "--only" => options.only = Some(value()?.clone()),
-                "--runs" => options.runs = Some(value()?.parse().context("--runs")?),
+                "--runs" => options.budget = Budget::Runs(value()?.parse().context("--runs")?),
                 "--seed" => {
                     let seed: u64 = value()?.parse().context("--seed")?;
                     // libFuzzer takes 0 as "pick one at random".
@@ -183,14 +191,9 @@ fn fuzz_target(
     target: &str,
     options: &FuzzOptions,
 ) -> Result<TargetRun> {
-    let seconds = options.seconds;
     let corpus = root.join("target/fuzz-corpus").join(target);
     let artifacts = root.join("target/fuzz-artifacts").join(target);
     let logs = root.join("target/fuzz-logs");
-    // Only this run's findings: an input saved by an earlier run was reported then.
-    if artifacts.exists() {
-        std::fs::remove_dir_all(&artifacts)?;
-    }
     std::fs::create_dir_all(&artifacts)?;
     std::fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{target}.log"));
@@ -201,9 +204,9 @@ fn fuzz_target(
     }
     command
         .arg(&corpus)
-        .arg(match options.runs {
-            Some(runs) => format!("-runs={runs}"),
-            None => format!("-max_total_time={seconds}"),
+        .arg(match options.budget {
+            Budget::Runs(runs) => format!("-runs={runs}"),
+            Budget::Seconds(seconds) => format!("-max_total_time={seconds}"),
         })
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         // One input taking 10 s is a hang, reported like a crash.
@@ -213,11 +216,13 @@ fn fuzz_target(
         .arg("-print_final_stats=1")
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
-    let budget = options
-        .runs
-        .map_or(format!("{seconds} s"), |runs| format!("{runs} inputs"));
+    let budget = match options.budget {
+        Budget::Runs(runs) => format!("{runs} inputs"),
+        Budget::Seconds(seconds) => format!("{seconds} s"),
+    };
     eprintln!("xtask: fuzzing {target}: {budget} (log: {})", log.display());
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let status = command
         .status()
         .with_context(|| format!("cannot start {}", binary.display()))?;
@@ -229,7 +234,7 @@ fn fuzz_target(
         bail!(
             "fuzz target {target} failed ({status}); the log's tail:\n{}\n{}",
             tail.join("\n"),
-            saved_inputs(&artifacts)
+            saved_inputs(&artifacts, started_at)
         );
     }
     let executions = text
@@ -245,11 +250,16 @@ fn fuzz_target(
     })
 }
 
-/// The inputs libFuzzer saved under `artifacts`, each named and in hex: a CI machine's
-/// `target/` is gone after the run, the log is what remains.
-fn saved_inputs(artifacts: &Path) -> String {
+/// The inputs libFuzzer saved under `artifacts` since `since` (earlier runs' stay, for
+/// whoever reproduces them), each named and in hex: a CI machine's `target/` is gone
+/// after the run, the log is what remains.
+fn saved_inputs(artifacts: &Path, since: std::time::SystemTime) -> String {
     let mut out = String::new();
     for entry in std::fs::read_dir(artifacts).into_iter().flatten().flatten() {
+        let modified = entry.metadata().and_then(|m| m.modified());
+        if modified.is_ok_and(|at| at < since) {
+            continue;
+        }
         let bytes = std::fs::read(entry.path()).unwrap_or_default();
         out += &format!(
             "saved input {} ({} bytes, hex):\n{}\n",

@@ -376,8 +376,7 @@ fn test(root: &Path) -> Result<()> {
     fuzz::fuzz(
         root,
         &fuzz::FuzzOptions {
-            seconds: 15,
-            runs: Some(CI_FUZZ_RUNS),
+            budget: fuzz::Budget::Runs(CI_FUZZ_RUNS),
             cases: 4096,
             only: None,
             seed: Some(20261127),

@@ -68,15 +68,21 @@ pub struct StdoutError(#[source] std::io::Error);
 /// is not an error; any other failure (a full disk behind a redirect) is a
 /// [`StdoutError`].
 fn write_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> anyhow::Result<()> {
+    use std::io::ErrorKind;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match write(&mut out).and_then(|()| out.flush()) {
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        written => Ok(written.map_err(StdoutError)?),
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(()),
+        // serde_json's own refusal, not the device's.
+        Err(error) if error.kind() == ErrorKind::InvalidData => {
+            Err(anyhow::Error::new(error).context("internal error: the result does not serialize"))
+        }
+        Err(error) => Err(StdoutError(error).into()),
     }
 }
 
 /// Writes `value` to stdout as pretty JSON, streamed: a document of 100 000 tasks is
-/// never held as one string.
+/// never held as one string (text output is rendered whole first).
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     write_stdout(|out| {
         serde_json::to_writer_pretty(&mut *out, value)?;
@@ -183,9 +189,7 @@ pub(super) async fn stop_signal() -> StopReason {
 fn report(settings: &Settings, finished: Finished) -> anyhow::Result<Outcome> {
     let Finished { plan, end } = finished;
     let id = plan.id();
-    // Moved into the document: one copy of the tasks in memory, not two.
-    print_plan(settings, &plan.into_document())?;
-    Ok(match end {
+    let outcome = match end {
         RunEnd::Finished(Phase::Complete) => Outcome::Success,
         RunEnd::Finished(Phase::Failed) | RunEnd::Cancelled => Outcome::PlanFailed,
         // The service reports a plan that stopped while active as an error.
@@ -196,7 +200,11 @@ fn report(settings: &Settings, finished: Finished) -> anyhow::Result<Outcome> {
             tracing::warn!("continue with `planrt resume {id}`");
             Outcome::Interrupted
         }
-    })
+    };
+    // Moved into the document: one copy of the tasks in memory, not two. If stdout
+    // cannot take it, that failure is the exit code: the result was not delivered.
+    print_plan(settings, &plan.into_document())?;
+    Ok(outcome)
 }
 
 /// `planrt run PLAN|FILE`.

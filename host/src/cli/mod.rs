@@ -27,7 +27,7 @@ pub const EXIT_PLAN_FAILED: u8 = 1;
 /// Exit code of bad input, usage, unknown IDs, unusable state or plugin dirs.
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code when the environment (the store, the disk) failed after work started; the
-/// plan is left as last recorded, resumable.
+/// plan is left as last recorded, resumable. Also when stdout cannot take the result.
 pub const EXIT_ENVIRONMENT: u8 = 3;
 /// Exit code after SIGINT/SIGTERM (the plan stays resumable).
 pub const EXIT_INTERRUPTED: u8 = 130;

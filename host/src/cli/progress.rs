@@ -182,7 +182,10 @@ impl BarSink {
             .with_key(
                 "figures",
                 |state: &ProgressState, out: &mut dyn std::fmt::Write| {
-                    let rate = Some(state.per_sec()).filter(|_| state.pos() > 0);
+                    // indicatif estimates from the first update on: its first figures are
+                    // noise, so the rate shows once a window has passed, as in lines.
+                    let rate = Some(state.per_sec())
+                        .filter(|_| state.pos() > 0 && state.elapsed() >= RATE_WINDOW);
                     let _ = out.write_str(&figures(state.pos(), state.len(), rate));
                 },
             );
@@ -216,7 +219,8 @@ impl Drop for BarSink {
     }
 }
 
-/// Plain lines, at most one per [`PLAIN_LINE_INTERVAL`] (and the last one).
+/// Plain lines, at most one per [`PLAIN_LINE_INTERVAL`], and the first report that
+/// finishes the work whenever it comes.
 struct LineSink {
     label: String,
     state: Mutex<LineState>,

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 use tracing::Instrument;
@@ -13,7 +12,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::cache::CompiledCache;
 use super::call::{CallSite, Session, call};
-use super::capability::{AttemptInputs, Capabilities, Limits, Refusal, Sandbox, TaskRequest};
+use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
 use super::error::{AttemptError, cap_message};
 use super::info::PluginInfo;
 use super::params_schema::ParamsSchema;
@@ -309,10 +308,10 @@ impl LoadedPlugin {
 /// plan of many tasks instantiates the plugin once rather than once per task.
 ///
 /// What an instance that served earlier calls answers is trusted only when it accepts: a
-/// refusal, a trap or a limit there is asked again of a fresh instance, whose answer
-/// stands, so a task is never refused for what earlier calls left behind. The fresh try
-/// gets only the time the first left of `validate`'s 30 s, so a task's validation stays
-/// within them; a timeout is therefore not asked again.
+/// refusal, a trap or a limit there is asked again of a fresh instance, with the full
+/// 30 s, whose answer stands — so a task is never refused for what earlier calls left
+/// behind. A timeout is not asked again (a task's validation takes at most 30 s on each
+/// of at most two instances; a timeout would take both).
 pub struct Validator<'p> {
     plugin: &'p LoadedPlugin,
     inputs: AttemptInputs,
@@ -326,19 +325,16 @@ impl Validator<'_> {
     /// The plugin's answer for `params` (`Err(message)`: refused), or why it gave none.
     pub async fn validate(&mut self, params: &str) -> Result<Result<(), String>, AttemptError> {
         let site = self.plugin.site().await?;
-        let started = Instant::now();
-        let budget = Limits::METADATA.timeout;
         let kept = self.session.take();
         let reused = kept.is_some();
-        let (first, session) = try_once(&site, &self.inputs, kept, params, budget).await;
+        let (first, session) = try_once(&site, &self.inputs, kept, params).await;
         let confirm = reused
             && match &first {
                 Ok(Ok(())) => false,
                 Ok(Err(_)) => true,
                 Err(error) => error.kind() != ErrorKind::Timeout,
             };
-        let left = budget.saturating_sub(started.elapsed());
-        if !confirm || left.is_zero() {
+        if !confirm {
             self.session = session;
             return first.map(|answer| answer.map_err(cap_message));
         }
@@ -348,26 +344,22 @@ impl Validator<'_> {
             plugin = %self.plugin.file().display(),
             "validate did not accept on a kept instance; asking a fresh one"
         );
-        let (second, session) = try_once(&site, &self.inputs, None, params, left).await;
+        let (second, session) = try_once(&site, &self.inputs, None, params).await;
         self.session = session;
         second.map(|answer| answer.map_err(cap_message))
     }
 }
 
-/// Asks `session` (a fresh one when `None`) to validate `params` within `timeout`. Not a
-/// method: a validator (its kept store is not `Sync`) must not be borrowed across the call.
+/// Asks `session` (a fresh one when `None`) to validate `params`, within `validate`'s
+/// limits. Not a method: a validator (its kept store is not `Sync`) must not be borrowed
+/// across the call.
 async fn try_once(
     site: &CallSite<'_>,
     inputs: &AttemptInputs,
     session: Option<Session>,
     params: &str,
-    timeout: Duration,
 ) -> Try {
-    let mut sandbox = Sandbox::default();
-    sandbox.insert(Limits {
-        timeout,
-        ..Limits::METADATA
-    });
+    let sandbox = Sandbox::default();
     let session = match session {
         Some(session) => session,
         None => match Session::open(site, &sandbox, inputs) {
@@ -388,8 +380,10 @@ async fn try_once(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::runtime::Runtime;
+    use crate::runtime::{Limits, Runtime};
 
     /// test-hostile, loaded from `target/test-plugins` (built by `cargo xtask plugins`).
     async fn hostile() -> (Runtime, Arc<LoadedPlugin>, tempfile::TempDir) {

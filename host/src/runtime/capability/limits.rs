@@ -163,10 +163,6 @@ pub struct StoreLimiter {
     used: u64,
     table_elements: usize,
     hit: Option<LimitHit>,
-    /// The growth last approved, `(current, desired)`, undone if wasmtime then fails it.
-    memory_approved: Option<(u64, u64)>,
-    /// The same for tables.
-    table_approved: Option<(usize, usize)>,
 }
 
 impl StoreLimiter {
@@ -178,8 +174,6 @@ impl StoreLimiter {
             used: 0,
             table_elements: 0,
             hit: None,
-            memory_approved: None,
-            table_approved: None,
         }
     }
 
@@ -192,7 +186,10 @@ impl StoreLimiter {
 impl ResourceLimiter for StoreLimiter {
     /// Growth past the memory's own maximum is refused without counting (`memory.grow`
     /// returns -1, as wasm says); growth past the limit over all memories ends the call.
-    /// The sums saturate: a 64-bit memory may ask for any size.
+    /// The sums saturate: a 64-bit memory may ask for any size. A growth wasmtime fails
+    /// after it was approved here stays counted: the limit is then stricter, never looser
+    /// (wasmtime may also report a failure it never asked about, so there is nothing to
+    /// undo safely).
     fn memory_growing(
         &mut self,
         current: usize,
@@ -207,22 +204,13 @@ impl ResourceLimiter for StoreLimiter {
         if next > self.limit {
             self.hit = Some(LimitHit::Memory);
             return Err(format_err!(
-                "memory limit of {} reached (growing to {} bytes)",
+                "memory limit of {} reached (growing to {})",
                 crate::plan::units::format_size(self.limit),
-                next
+                crate::plan::units::format_size(next)
             ));
         }
         self.used = next;
-        self.memory_approved = Some((current, desired));
         Ok(true)
-    }
-
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        // Approved here, refused by wasmtime (the host could not map it): not in use.
-        if let Some((current, desired)) = self.memory_approved.take() {
-            self.used = self.used.saturating_sub(desired).saturating_add(current);
-        }
-        Ok(())
     }
 
     /// Tables past the cap end the call (a trap, like memory), rather than `table.grow`
@@ -248,18 +236,7 @@ impl ResourceLimiter for StoreLimiter {
             ));
         }
         self.table_elements = next;
-        self.table_approved = Some((current, desired));
         Ok(true)
-    }
-
-    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        if let Some((current, desired)) = self.table_approved.take() {
-            self.table_elements = self
-                .table_elements
-                .saturating_sub(desired)
-                .saturating_add(current);
-        }
-        Ok(())
     }
 }
 
@@ -328,19 +305,12 @@ mod tests {
     }
 
     #[test]
-    fn growth_past_its_own_maximum_or_failed_by_wasmtime_is_not_counted() {
+    fn growth_past_its_own_maximum_is_refused_without_counting() {
         let mut limiter = StoreLimiter::new(100);
         assert!(!limiter.memory_growing(0, 80, Some(64)).unwrap());
         assert!(
             limiter.memory_growing(0, 100, None).unwrap(),
             "the refused 80 bytes were not counted"
-        );
-        limiter
-            .memory_grow_failed(format_err!("could not map"))
-            .unwrap();
-        assert!(
-            limiter.memory_growing(0, 100, None).unwrap(),
-            "the failed growth was undone"
         );
         assert_eq!(limiter.hit(), None);
 
@@ -351,11 +321,17 @@ mod tests {
                 .unwrap()
         );
         assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
-        limiter
-            .table_grow_failed(format_err!("could not grow"))
-            .unwrap();
-        assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
         assert_eq!(limiter.hit(), None);
+    }
+
+    #[test]
+    fn a_failure_wasmtime_reports_never_loosens_the_limit() {
+        // wasmtime may report a failed growth it never asked about (an overflowing
+        // `table.grow`): the counted elements stay.
+        let mut limiter = StoreLimiter::new(100);
+        assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
+        limiter.table_grow_failed(format_err!("overflow")).unwrap();
+        assert!(limiter.table_growing(0, 1, None).is_err());
     }
 
     #[test]
