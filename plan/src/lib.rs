@@ -23,7 +23,7 @@ pub use http_allow::HttpAllow;
 pub use ids::{PlanId, TaskId, TaskType};
 pub use policy::{Backoff, LimitOverrides, PlanDefaults, RetryPolicy};
 pub use redact::Redactor;
-pub use run::{Phase, PlanRun, Step};
+pub use run::{Phase, PlanRun};
 pub use saved::{PluginPin, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan, SavedPlanError};
 pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSettings, TaskSpec};
 pub use task::{

@@ -46,7 +46,10 @@ impl Phase {
     }
 }
 
-/// What the executor should do next.
+/// What a caller starting one task at a time would do next: [`PlanRun::next_step`]'s
+/// answer, the scheduler's state summed up for this crate's tests (the executor asks
+/// [`PlanRun::runnable`] and [`PlanRun::next_wake`]).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Start an attempt of the task at this index.
@@ -386,7 +389,8 @@ impl PlanRun {
     }
 
     /// What may happen next at time `now`: one step of [`PlanRun::runnable`], for a
-    /// caller that starts one task at a time.
+    /// caller that starts one task at a time (this crate's tests).
+    #[cfg(test)]
     pub fn next_step(&self, now: Timestamp) -> Step {
         let phase = self.phase();
         if phase != Phase::Active {

@@ -558,7 +558,11 @@ mod tests {
                 }),
             )
             .unwrap();
-        while let crate::plan::Step::Run(index) = run.next_step(t(0)) {
+        loop {
+            // Taken before `apply`: the iterator borrows the plan.
+            let Some(index) = run.runnable(t(0)).next() else {
+                break;
+            };
             run.apply(index, TaskEvent::Start { at: t(0) }).unwrap();
             store.record_task(run.id(), &run.tasks()[index]).unwrap();
             let done = TaskEvent::Succeed {
