@@ -274,3 +274,32 @@ fn every_seed_is_accepted() {
     assert!(home.path().join("data/copy.log").is_file());
     assert!(home.path().join("data/current").is_symlink());
 }
+
+/// The one list of targets ([`planrt_fuzz::seeds::TARGETS`]) is what `fuzz_targets/`
+/// holds, what `Cargo.toml` builds, and what has seeds: a target added in one place only
+/// fails here.
+#[test]
+fn the_target_list_matches_the_binaries_and_the_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(root.join("fuzz_targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut listed: Vec<&str> = planrt_fuzz::seeds::TARGETS.to_vec();
+    listed.sort_unstable();
+    assert_eq!(files, listed);
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    for target in planrt_fuzz::seeds::TARGETS {
+        assert!(
+            manifest.contains(&format!("name = \"{target}\"")),
+            "Cargo.toml has no [[bin]] {target}"
+        );
+        assert!(
+            !planrt_fuzz::seeds::of(target).is_empty(),
+            "{target} has no seeds"
+        );
+    }
+}

@@ -158,24 +158,10 @@ impl From<TaskRecord> for TaskDocument {
 }
 
 impl Task {
-    /// The task as a JSON document.
+    /// The task as a JSON document (its fields copied: [`PlanRun::into_document`] moves
+    /// them instead).
     pub fn document(&self) -> TaskDocument {
-        TaskDocument {
-            task_type: self.task_type().clone(),
-            id: self.id(),
-            name: self.name().cloned(),
-            depends_on: self.depends_on().map(<[_]>::to_vec),
-            status: self.status(),
-            params: self.params().clone(),
-            output: self.output().cloned(),
-            error: self.error().map(str::to_owned),
-            max_retries: self.policy().max_retries,
-            retry_count: self.retry_count(),
-            backoff: self.policy().backoff,
-            limits: *self.limits(),
-            next_attempt_at: self.next_attempt_at(),
-            attempts: self.attempts().to_vec(),
-        }
+        self.clone().into_record().into()
     }
 }
 

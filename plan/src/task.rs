@@ -1420,22 +1420,7 @@ mod tests {
 
     #[test]
     fn a_stored_task_is_restored_only_in_a_state_the_table_reaches() {
-        let record = |task: &Task| TaskRecord {
-            index: task.index(),
-            task_type: task.task_type().clone(),
-            id: task.id(),
-            name: task.name().cloned(),
-            depends_on: task.depends_on().map(<[_]>::to_vec),
-            params: task.params().clone(),
-            policy: *task.policy(),
-            limits: *task.limits(),
-            status: task.status(),
-            retry_count: task.retry_count(),
-            next_attempt_at: task.next_attempt_at(),
-            output: task.output().cloned(),
-            error: task.error().map(str::to_owned),
-            attempts: task.attempts().to_vec(),
-        };
+        let record = |task: &Task| task.clone().into_record();
         for &status in TaskStatus::VARIANTS {
             let task = with_status(status);
             assert_eq!(Task::restore(record(&task)), Ok(task));

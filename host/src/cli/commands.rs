@@ -73,10 +73,6 @@ fn write_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> an
     match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(()),
-        // serde_json's own refusal, not the device's.
-        Err(error) if error.kind() == ErrorKind::InvalidData => {
-            Err(anyhow::Error::new(error).context("internal error: the result does not serialize"))
-        }
         Err(error) => Err(StdoutError(error).into()),
     }
 }
@@ -84,10 +80,24 @@ fn write_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> an
 /// Writes `value` to stdout as pretty JSON, streamed: a document of 100 000 tasks is
 /// never held as one string (text output is rendered whole first).
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut refused = None;
     write_stdout(|out| {
-        serde_json::to_writer_pretty(&mut *out, value)?;
+        if let Err(error) = serde_json::to_writer_pretty(&mut *out, value) {
+            if error.is_io() {
+                return Err(error.into());
+            }
+            // The document's own refusal, not the device's: an internal error.
+            refused = Some(error);
+            return Ok(());
+        }
         writeln!(out)
-    })
+    })?;
+    match refused {
+        Some(error) => {
+            Err(anyhow::Error::new(error).context("internal error: the result does not serialize"))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Writes `text` to stdout.

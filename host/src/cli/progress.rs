@@ -1,7 +1,9 @@
 //! Plugin progress for people: an `indicatif` bar per running attempt on a terminal,
-//! throttled plain lines on stderr otherwise, never on stdout. Both show the same figures
-//! (a [`Meter`]): done of total in short numbers, the share done, the rate, and the time
-//! left, as cargo and curl show a download.
+//! throttled plain lines on stderr otherwise, never on stdout. Both show the same kind of
+//! figures ([`figures`]): done of total in short numbers, the share done, the rate, and
+//! the time left, as cargo and curl show a download. A bar computes them when it is drawn,
+//! from indicatif's own rate estimate; lines from a [`Meter`] smoothed over windows. Both
+//! show a rate only once [`RATE_WINDOW`] has passed.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,7 +61,7 @@ impl ProgressMode {
 /// The rate of one attempt's progress, smoothed over windows of at least
 /// [`RATE_WINDOW`], from the reports it has made.
 #[derive(Debug, Default)]
-pub(crate) struct Meter {
+struct Meter {
     /// The start of the current window: when, and how much was done then.
     window: Option<(Instant, u64)>,
     /// Units per second, once a window has closed.
@@ -68,7 +70,7 @@ pub(crate) struct Meter {
 
 impl Meter {
     /// Takes a report of `done` at `now`; returns the rate known so far.
-    pub(crate) fn observe(&mut self, now: Instant, done: u64) -> Option<f64> {
+    fn observe(&mut self, now: Instant, done: u64) -> Option<f64> {
         match self.window {
             None => self.window = Some((now, done)),
             Some((since, done_then)) => {
@@ -94,7 +96,7 @@ impl Meter {
 
 /// The figures of a report: `done/total pct% rate/s ETA t`, as much as is known (a time
 /// left over 100 hours is not shown).
-pub(crate) fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
+fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
     let mut text = match total {
         Some(total) => {
             let share = if total == 0 {
@@ -111,7 +113,9 @@ pub(crate) fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> Strin
         if let Some(total) = total.filter(|t| *t > done) {
             let left = (total - done) as f64 / rate;
             if left < MAX_ETA.as_secs_f64() {
-                text += &format!(" ETA {}", short_duration(Duration::from_secs_f64(left)));
+                let left = jiff::SignedDuration::try_from(Duration::from_secs_f64(left))
+                    .unwrap_or(jiff::SignedDuration::MAX);
+                text += &format!(" ETA {}", super::render::duration(left));
             }
         }
     }
@@ -120,7 +124,7 @@ pub(crate) fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> Strin
 
 /// A count as people read it: exact below 10 000, else three digits and a suffix
 /// (`72.1M`).
-pub(crate) fn short_number(n: u64) -> String {
+fn short_number(n: u64) -> String {
     if n < 10_000 {
         return n.to_string();
     }
@@ -144,16 +148,6 @@ fn short_rate(rate: f64) -> String {
         format!("{rate:.1}")
     } else {
         short_number(rate.round() as u64)
-    }
-}
-
-/// Time left as `5s`, `2m05s` or `1h02m`.
-pub(crate) fn short_duration(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
-        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
     }
 }
 
@@ -270,13 +264,6 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_short() {
-        assert_eq!(short_duration(Duration::from_secs(5)), "5s");
-        assert_eq!(short_duration(Duration::from_secs(125)), "2m05s");
-        assert_eq!(short_duration(Duration::from_secs(3720)), "1h02m");
-    }
-
-    #[test]
     fn the_rate_needs_a_window_and_is_smoothed() {
         let start = Instant::now();
         let mut meter = Meter::default();
@@ -307,12 +294,12 @@ mod tests {
         assert_eq!(figures(0, Some(0), None), "0/0 100%");
         assert_eq!(
             figures(72_105_984, Some(134_577_435), Some(12_300_000.0)),
-            "72.1M/135M 53% 12.3M/s ETA 5s"
+            "72.1M/135M 53% 12.3M/s ETA 5.1s"
         );
-        assert_eq!(figures(3, Some(10), Some(2.5)), "3/10 30% 2.5/s ETA 2s");
+        assert_eq!(figures(3, Some(10), Some(2.5)), "3/10 30% 2.5/s ETA 2.8s");
         assert_eq!(figures(5, None, Some(2.0)), "5 2.0/s", "no total, no ETA");
         assert_eq!(figures(10, Some(10), Some(2.0)), "10/10 100% 2.0/s");
-        assert_eq!(figures(9, Some(10), Some(9.96)), "9/10 90% 10/s ETA 0s");
+        assert_eq!(figures(9, Some(10), Some(9.96)), "9/10 90% 10/s ETA 100ms");
         assert_eq!(
             figures(0, Some(u64::MAX), Some(1.0)),
             "0/18.4E 0% 1.0/s",

@@ -217,7 +217,7 @@ pub fn resolve_spec(
         .map_err(crate::plan::SavedPlanError::from)?;
     Ok(SavedPlan {
         format_version: SAVED_PLAN_FORMAT_VERSION,
-        plan: run.document(),
+        plan: run.into_document(),
         defaults: spec.defaults,
         grants: spec.grants.clone(),
         plugins,

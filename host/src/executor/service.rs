@@ -603,7 +603,8 @@ impl Service {
         let store = self.store()?;
         // Claim before reading: the state read is then the latest, and no one else moves it.
         let claim = PlanClaim::acquire(&self.config.state, plan_id)?;
-        let (mut saved, mut plan) = self.stored(&store, plan_id)?;
+        let (resolution, mut plan) = self.stored(&store, plan_id)?;
+        let mut saved = SavedPlan::of(resolution, plan.document());
         if how.record == ReopenRecord::Nothing
             && how.within.is_some()
             && plan.phase() != Phase::Active
@@ -799,7 +800,7 @@ impl Service {
     }
 
     /// The plan as last recorded.
-    pub fn load(&self, id: PlanId) -> Result<(SavedPlan, PlanRun), ServiceError> {
+    pub fn load(&self, id: PlanId) -> Result<(Resolution, PlanRun), ServiceError> {
         let store = self.store()?;
         self.stored(&store, id)
     }
@@ -808,7 +809,7 @@ impl Service {
         &self,
         store: &SqliteStore,
         id: PlanId,
-    ) -> Result<(SavedPlan, PlanRun), ServiceError> {
+    ) -> Result<(Resolution, PlanRun), ServiceError> {
         store
             .load_plan(id)
             .map_err(|error| self.store_error(error))?

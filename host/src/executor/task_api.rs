@@ -14,7 +14,7 @@ use super::resume::ResumeFrom;
 use super::service::{Reopen, ReopenRecord, Service, ServiceError};
 use super::supervisor::{RunOutcome, Supervisor};
 use crate::plan::{
-    Phase, PlanId, PlanRun, SavedPlan, Task, TaskId, TaskSettings, TaskStatus, TaskType,
+    Phase, PlanId, PlanRun, Resolution, Task, TaskId, TaskSettings, TaskStatus, TaskType,
 };
 use crate::store::{ClaimError, Origin, TaskCursor, TaskRef};
 
@@ -204,7 +204,7 @@ impl TaskApi {
             .filter(|found| !found.removed)
             .ok_or(RequestError::UnknownTask(id))?;
         self.load(found.plan)?
-            .and_then(|(saved, plan)| view(&saved, &plan, &found))
+            .and_then(|(resolution, plan)| view(&resolution, &plan, &found))
             .ok_or(RequestError::UnknownTask(id))
     }
 
@@ -220,13 +220,13 @@ impl TaskApi {
             .map_err(|error| self.service().store_error(error))?;
         let mut views = Vec::with_capacity(refs.len());
         // A page lists a plan's tasks together: each plan is loaded once.
-        let mut loaded: Option<(PlanId, Option<(SavedPlan, PlanRun)>)> = None;
+        let mut loaded: Option<(PlanId, Option<(Resolution, PlanRun)>)> = None;
         for found in &refs {
             if loaded.as_ref().is_none_or(|(id, _)| *id != found.plan) {
                 loaded = Some((found.plan, self.load(found.plan)?));
             }
-            if let Some((_, Some((saved, plan)))) = &loaded {
-                views.extend(view(saved, plan, found));
+            if let Some((_, Some((resolution, plan)))) = &loaded {
+                views.extend(view(resolution, plan, found));
             }
         }
         Ok((views, next))
@@ -288,7 +288,7 @@ impl TaskApi {
     }
 
     /// The plan, if it is still stored.
-    fn load(&self, id: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, RequestError> {
+    fn load(&self, id: PlanId) -> Result<Option<(Resolution, PlanRun)>, RequestError> {
         match self.service().load(id) {
             Ok(loaded) => Ok(Some(loaded)),
             Err(ServiceError::UnknownPlan { .. }) => Ok(None),
@@ -297,9 +297,9 @@ impl TaskApi {
     }
 }
 
-fn view(saved: &SavedPlan, plan: &PlanRun, found: &TaskRef) -> Option<TaskView> {
+fn view(resolution: &Resolution, plan: &PlanRun, found: &TaskRef) -> Option<TaskView> {
     plan.task(found.index).map(|task| TaskView {
-        plugin_sha256: saved
+        plugin_sha256: resolution
             .plugins
             .get(task.task_type())
             .map(|pin| pin.sha256.clone()),

@@ -72,8 +72,9 @@ pub(super) async fn call<R: CallOutput>(
 /// known clean after a clean call.
 pub(super) struct Session {
     store: Store<AttemptState>,
+    /// Set by the first call; a session comes back only after clean calls, so a kept
+    /// session with an instance has served a call.
     bindings: Option<PluginInstance>,
-    calls: u32,
 }
 
 impl Session {
@@ -86,7 +87,6 @@ impl Session {
         Ok(Self {
             store: new_store(site, sandbox, inputs)?,
             bindings: None,
-            calls: 0,
         })
     }
 
@@ -97,14 +97,11 @@ impl Session {
         sandbox: &Sandbox,
         f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
     ) -> Result<(R, Session), AttemptError> {
-        if self.calls > 0 {
+        if self.bindings.is_some() {
             site.capabilities.rearm(sandbox, &mut self.store);
             self.store.set_epoch_deadline(1);
         }
-        self.calls += 1;
-        let Session {
-            store, bindings, ..
-        } = &mut self;
+        let Session { store, bindings } = &mut self;
         let pre = site.pre;
         let (result, _log) = run_on(site, sandbox, store, async move |store| {
             if bindings.is_none() {

@@ -16,6 +16,8 @@ pub mod plugin;
 pub mod plugin_index;
 pub mod registry;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod wit;
 
 use std::path::{Path, PathBuf};

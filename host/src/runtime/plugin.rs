@@ -383,35 +383,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::runtime::{Limits, Runtime};
-
-    /// test-hostile, loaded from `target/test-plugins` (built by `cargo xtask plugins`).
-    async fn hostile() -> (Runtime, Arc<LoadedPlugin>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir(&plugins).unwrap();
-        let built =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins/test-hostile.wasm");
-        std::fs::copy(&built, plugins.join("test-hostile.wasm"))
-            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()));
-        let runtime = Runtime::new(
-            Capabilities::builtin(),
-            &dir.path().join("compiled"),
-            [0; crate::state_dir::CACHE_KEY_LEN],
-        )
-        .unwrap();
-        let (registry, warnings) = runtime.load_plugins(&plugins).await.unwrap();
-        assert!(warnings.is_empty(), "{warnings:?}");
-        let plugin = registry
-            .get(&crate::plan::TaskType::new("test-hostile").unwrap())
-            .unwrap()
-            .clone();
-        (runtime, plugin, dir)
-    }
+    use crate::runtime::Limits;
 
     #[tokio::test(flavor = "multi_thread")]
     async fn each_call_of_a_session_has_its_own_deadline() {
-        let (_runtime, plugin, _dir) = hostile().await;
+        let (_runtime, plugin, _dir) =
+            crate::runtime::test_support::load_test_plugin("test-hostile", Capabilities::builtin())
+                .await;
         let site = plugin.site().await.unwrap();
         let mut sandbox = Sandbox::default();
         sandbox.insert(Limits {

@@ -78,7 +78,7 @@ pub async fn get(
     let id = plan_id(id)?;
     let plans = app.plans.clone();
     let plan = tokio::task::spawn_blocking(move || plans.get(id)).await??;
-    Ok(Json(plan.document()))
+    Ok(Json(plan.into_document()))
 }
 
 /// `POST /v0/plans/{id}/resume` (`{from?, allowPluginChange?}`, or no body): 202 with

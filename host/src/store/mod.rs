@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskType};
+use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskType};
 
 pub use claim::{ClaimError, PlanClaim};
 pub use kv::KvWrite;
@@ -109,7 +109,7 @@ pub trait StateStore: Send + Sync {
     fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError>;
 
     /// The plan as last recorded: what it was resolved with, and its tasks.
-    fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError>;
+    fn load_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError>;
 
     /// The most recent plans, newest first.
     fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError>;

@@ -10,9 +10,7 @@ use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
 use super::{Durability, Origin, PlanSummary, StateStore, StoreError};
 use crate::blocking::blocking;
-use crate::plan::{
-    Phase, PlanId, PlanRun, PluginPin, Resolution, SavedPlan, Task, TaskStatus, TaskType,
-};
+use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskStatus, TaskType};
 use crate::state_dir::{self, StateDir};
 
 /// How long a statement waits for another connection's lock before failing.
@@ -260,7 +258,7 @@ impl StateStore for SqliteStore {
         })
     }
 
-    fn load_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError> {
+    fn load_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError> {
         blocking(|| self.read_plan(plan))
     }
 
@@ -310,7 +308,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn read_plan(&self, plan: PlanId) -> Result<Option<(SavedPlan, PlanRun)>, StoreError> {
+    fn read_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError> {
         let mut guard = self.read_conn();
         // One read transaction: a consistent snapshot even while another process writes.
         let conn = guard.transaction()?;
@@ -327,7 +325,8 @@ impl SqliteStore {
         let resolution: Resolution = from_json(&resolved, "plan resolution")?;
         let run = PlanRun::from_tasks(plan, name, rows::load_tasks(&conn, plan)?)
             .map_err(|e| backend(format!("stored plan {plan} is not a valid graph: {e}")))?;
-        Ok(Some((SavedPlan::of(resolution, run.document()), run)))
+        // The tasks once, as the plan: a caller that wants a saved plan's document makes it.
+        Ok(Some((resolution, run)))
     }
 
     fn read_plan_list(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
@@ -437,7 +436,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::plan::{ErrorKind, Failure, PlanSpec, SAVED_PLAN_FORMAT_VERSION, TaskEvent};
+    use crate::plan::{
+        ErrorKind, Failure, PlanSpec, SAVED_PLAN_FORMAT_VERSION, SavedPlan, TaskEvent,
+    };
 
     fn state(dir: &tempfile::TempDir) -> StateDir {
         StateDir::open_or_create(dir.path()).unwrap()
@@ -506,9 +507,9 @@ mod tests {
         ] {
             run.apply(0, event).unwrap();
             store.record_task(run.id(), &run.tasks()[0]).unwrap();
-            let (saved, loaded) = store.load_plan(run.id()).unwrap().unwrap();
+            let (resolution, loaded) = store.load_plan(run.id()).unwrap().unwrap();
             assert_eq!(loaded, run);
-            assert_eq!(saved.plan, run.document());
+            assert_eq!(resolution, self::resolution(&spec));
         }
         run.apply(
             0,
@@ -855,13 +856,13 @@ mod tests {
         assert_eq!(stored["formatVersion"], SAVED_PLAN_FORMAT_VERSION);
         run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
         store.record_task(run.id(), &run.tasks()[0]).unwrap();
-        let (loaded, _) = store.load_plan(run.id()).unwrap().unwrap();
+        let (loaded, loaded_run) = store.load_plan(run.id()).unwrap().unwrap();
         assert_eq!(
-            loaded.plan,
+            loaded_run.document(),
             run.document(),
             "the tasks come from their rows"
         );
-        assert_eq!(loaded.resolution(), saved_plan.resolution());
+        assert_eq!(loaded, saved_plan.resolution());
 
         // A database of schema 2 kept the whole saved plan: migration 3 trims it.
         store
@@ -888,7 +889,7 @@ mod tests {
             "{migrated}"
         );
         assert_eq!(
-            store.load_plan(run.id()).unwrap().unwrap().0.resolution(),
+            store.load_plan(run.id()).unwrap().unwrap().0,
             saved_plan.resolution()
         );
     }

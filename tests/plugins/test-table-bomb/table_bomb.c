@@ -2,9 +2,9 @@
 // would to exhaust host memory outside the memory limit. Written in C because clang can
 // declare a table and grow it (`__builtin_wasm_table_grow`, reference types); Rust cannot.
 //
-// Params: `{"step": n}`, elements added per `table.grow` (default 65536). `run` grows until
-// `table.grow` fails and returns `{"grown": elements}` if the host let it fail instead of
-// ending the call; the host ends the call when the table passes its cap.
+// No params. `run` grows by STEP elements until `table.grow` fails, and returns
+// `{"grown": elements}` if the host let it fail instead of ending the call; the host ends
+// the call when its tables pass their cap.
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,9 +16,10 @@
 // A table of host references, empty at start: only `table.grow` can make it larger.
 static __externref_t table[0];
 
-static const char PARAMS_SCHEMA[] =
-    "{\"type\":\"object\",\"properties\":{\"step\":{\"type\":\"integer\",\"minimum\":1}},"
-    "\"additionalProperties\":false}";
+// Elements added per `table.grow`.
+#define STEP 65536
+
+static const char PARAMS_SCHEMA[] = "{\"type\":\"object\",\"additionalProperties\":false}";
 
 void exports_plugin_describe(plugin_info_t *ret) {
     memset(ret, 0, sizeof *ret);
@@ -36,33 +37,12 @@ bool exports_plugin_validate(plugin_string_t *text, plugin_string_t *err) {
     return true;
 }
 
-// The value of `"step":` in the params (1 to 1,000,000), or the default. The params are
-// not NUL-terminated: the digits are copied out before they are parsed.
-static int step_of(const plugin_string_t *text) {
-    static const char key[] = "\"step\":";
-    const size_t key_len = sizeof key - 1;
-    for (size_t i = 0; i + key_len < text->len; i++) {
-        if (memcmp(text->ptr + i, key, key_len) != 0) continue;
-        char digits[8] = {0};
-        size_t n = 0;
-        for (size_t j = i + key_len; j < text->len && n < sizeof digits - 1; j++) {
-            char c = (char)text->ptr[j];
-            if (c < '0' || c > '9') break;
-            digits[n++] = c;
-        }
-        long step = strtol(digits, NULL, 10);
-        if (step >= 1 && step <= 1000000) return (int)step;
-    }
-    return 65536;
-}
-
 bool exports_plugin_run(plugin_context_t *ctx, plugin_string_t *text, plugin_string_t *ret,
                         plugin_task_error_t *err) {
     (void)err;
-    int step = step_of(text);
     plugin_string_free(text);
     plugin_context_free(ctx);
-    while (__builtin_wasm_table_grow(table, __builtin_wasm_ref_null_extern(), step) != -1) {
+    while (__builtin_wasm_table_grow(table, __builtin_wasm_ref_null_extern(), STEP) != -1) {
     }
     char *json = malloc(32);
     if (!json) abort();

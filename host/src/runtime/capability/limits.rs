@@ -327,7 +327,8 @@ mod tests {
     #[test]
     fn a_failure_wasmtime_reports_never_loosens_the_limit() {
         // wasmtime may report a failed growth it never asked about (an overflowing
-        // `table.grow`): the counted elements stay.
+        // `table.grow`): the counted elements stay. (A guard: StoreLimiter keeps
+        // wasmtime's default, which does nothing; an undo added later fails here.)
         let mut limiter = StoreLimiter::new(100);
         assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
         limiter.table_grow_failed(format_err!("overflow")).unwrap();

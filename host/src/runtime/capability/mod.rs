@@ -436,42 +436,16 @@ mod tests {
         );
     }
 
-    /// A built test plugin (`cargo xtask plugins` builds them; `cargo xtask test` does
-    /// before any test runs).
-    fn test_plugin(name: &str) -> std::path::PathBuf {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins");
-        let file = dir.join(format!("{name}.wasm"));
-        assert!(
-            file.exists(),
-            "{} is missing: run `cargo xtask plugins`",
-            file.display()
-        );
-        file
-    }
-
     #[tokio::test(flavor = "multi_thread")]
     async fn a_capability_stops_a_real_call_and_claims_its_outcome() {
         // The probe, registered by one line, stops a guest spinning on the CPU at the
         // first epoch tick: its input, store part, stop condition and claim all take part
         // in a real call.
-        let plugins = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            test_plugin("test-spin"),
-            plugins.path().join("test-spin.wasm"),
-        )
-        .unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        let runtime = crate::runtime::Runtime::new(
+        let (_runtime, plugin, _dir) = crate::runtime::test_support::load_test_plugin(
+            "test-spin",
             Capabilities::builtin().with(Arc::new(Probe)),
-            &cache.path().join("compiled"),
-            [0; crate::state_dir::CACHE_KEY_LEN],
         )
-        .unwrap();
-        let (registry, warnings) = runtime.load_plugins(plugins.path()).await.unwrap();
-        assert!(warnings.is_empty(), "{warnings:?}");
-        let plugin = registry
-            .get(&crate::plan::TaskType::new("test-spin").unwrap())
-            .unwrap();
+        .await;
         let sandbox = plugin
             .sandbox(&Grants::default(), &LimitOverrides::default())
             .unwrap();
