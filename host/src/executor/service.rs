@@ -481,14 +481,20 @@ impl Service {
     ) -> Result<PreparedPlan, ServiceError> {
         self.refuse_own_dirs(&saved.grants)?;
         let registry = self.registry();
-        Ok(prepare(
+        let prepared = prepare(
             saved,
             &registry,
             &self.config.plugin_dir,
             locations,
             plugin_change,
         )
-        .await?)
+        .await?;
+        if !self.config.load_every_plugin {
+            // A command runs this one plan, whose plugins `prepare` linked: the others'
+            // file bytes, kept to link them lazily, are no longer needed.
+            registry.release_unlinked();
+        }
+        Ok(prepared)
     }
 
     /// Refuses a grant that reaches the state dir (its database, its compiled-code cache

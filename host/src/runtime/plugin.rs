@@ -186,6 +186,11 @@ impl LoadedPlugin {
         self.pre().await.map(drop)
     }
 
+    /// Drops the file bytes kept to link the plugin later, if it is not linked yet.
+    pub fn release_unlinked(&self) {
+        *self.unlinked.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     async fn pre(&self) -> Result<&PluginPre, AttemptError> {
         self.pre
             .get_or_try_init(|| async {

@@ -35,6 +35,14 @@ impl Registry {
         self.plugins.get(task_type)
     }
 
+    /// Drops the file bytes every plugin not linked yet keeps for linking: for a caller
+    /// that will link no more (a later use of such a plugin then fails to load).
+    pub fn release_unlinked(&self) {
+        self.plugins
+            .values()
+            .for_each(|plugin| plugin.release_unlinked());
+    }
+
     /// All plugins, by task type.
     pub fn iter(&self) -> impl Iterator<Item = (&TaskType, &Arc<LoadedPlugin>)> {
         self.plugins.iter()
@@ -129,11 +137,7 @@ impl Runtime {
                 });
                 continue;
             }
-            let loaded = self.load_plugin(file, &mut index).await.and_then(|plugin| {
-                check_info(plugin.info())?;
-                Ok(plugin)
-            });
-            match loaded {
+            match self.load_plugin(file, &mut index).await {
                 Ok(plugin) => {
                     let task_type = TaskType::new(plugin.info().task_type.clone())
                         .expect("checked by check_info");
@@ -182,7 +186,11 @@ impl Runtime {
                 info.clone(),
             );
             match indexed {
-                Ok(plugin) => return Ok(plugin),
+                Ok(plugin) => {
+                    // The index holds only checked answers, but the rules may be newer.
+                    check_info(plugin.info())?;
+                    return Ok(plugin);
+                }
                 Err(e) => tracing::debug!(file = %file.display(), "index entry not used: {e}"),
             }
         }
