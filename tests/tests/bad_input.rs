@@ -147,7 +147,7 @@ fn a_broken_plugin_file_is_a_warning_and_a_duplicate_type_an_error() {
     let list = run.json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["taskType"], "test-echo");
-    assert_eq!(list[0]["witVersion"], "0.2.0");
+    assert_eq!(list[0]["witVersion"], "0.3.0");
 
     std::fs::copy(
         s.plugins().join("test-echo.wasm"),

@@ -107,6 +107,34 @@ fn a_table_growth_bomb_ends_its_attempt_at_the_cap_and_the_next_task_runs() {
 }
 
 #[test]
+fn host_side_decoders_past_the_cap_end_the_attempt_as_a_memory_limit() {
+    // Each decoder holds host memory outside the guest's limit: the ninth open at once
+    // ends the call, typed, and the host runs the next task.
+    let s = scratch();
+    let plan = s.write(
+        "p.toml",
+        &format!(
+            "{GRANT}[[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"codec-flood\" }}\n"
+        ),
+    );
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let attempts = run.json()["tasks"][0]["attempts"].clone();
+    assert_eq!(
+        attempts.as_array().unwrap().len(),
+        1,
+        "not retried: {attempts}"
+    );
+    assert_eq!(attempts[0]["errorKind"], "memory-limit", "{attempts}");
+    assert_eq!(
+        attempts[0]["message"], "exceeded the limit of 8 decoders open at once",
+        "{attempts}"
+    );
+    let next = s.write("next.toml", "[[tasks]]\ntype = \"test-echo\"\n");
+    assert_eq!(s.planrt(&["run", next.to_str().unwrap()]).code, 0);
+}
+
+#[test]
 fn validate_reuses_one_instance_and_a_failure_left_by_earlier_calls_is_not_the_tasks() {
     // Each validate call keeps 96 MiB: one instance serves the first five (480 MiB); the
     // sixth passes validate's 512 MiB limit there, so it is made again on a fresh

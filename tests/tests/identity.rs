@@ -60,7 +60,7 @@ fn a_saved_plan_runs_with_its_ids_and_the_plugin_sees_them() {
         serde_json::from_str(&std::fs::read_to_string(&saved_path).unwrap()).unwrap();
     assert_eq!(saved_file["formatVersion"], 2);
     assert_eq!(saved_file["id"], printed["id"]);
-    assert_eq!(saved_file["plugins"]["test-echo"]["witVersion"], "0.2.0");
+    assert_eq!(saved_file["plugins"]["test-echo"]["witVersion"], "0.3.0");
     assert_eq!(
         saved_file["plugins"]["test-echo"]["sha256"]
             .as_str()

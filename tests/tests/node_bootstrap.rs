@@ -51,6 +51,11 @@ fn run(s: &Scratch, plan: &str, code: i32) -> Value {
     run.json()
 }
 
+/// `bytes` as planrt's progress shows them (`48.01 MiB`).
+fn in_mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -337,6 +342,7 @@ fn an_archive_larger_than_the_memory_limit_streams_through() {
         archive.len()
     );
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&archive));
+    let archive_len = archive.len() as u64;
     let server = snapshot_server(CHAIN, 9, vec![(9, archive)]);
     let plan = restore_plan(
         &server.addr.to_string(),
@@ -347,8 +353,23 @@ fn an_archive_larger_than_the_memory_limit_streams_through() {
         &format!("chainId = \"{CHAIN}\""),
         &format!("chainId = \"{CHAIN}\", sha256 = \"{digest}\", targetHeight = 9"),
     );
-    let doc = run(&s, &plan, 0);
+    let path = s.write("plan.toml", &plan);
+    let restore = s.planrt(&["run", path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(restore.code, 0, "{}", restore.stderr);
+    let doc = restore.json();
     assert_eq!(doc["tasks"][0]["output"]["sha256"], digest.as_str());
+    // Progress in bytes (`planrt:task@0.3.0`), shown in binary units.
+    let total = format!("/{}", in_mib(archive_len));
+    assert!(
+        restore
+            .stderr
+            .lines()
+            .any(|l| l.contains("task 0 (snapshot-restore): ")
+                && l.contains(" MiB")
+                && l.contains(&total)),
+        "no progress in MiB of {total}: {}",
+        restore.stderr
+    );
     assert_eq!(
         std::fs::metadata(home.join("data/blockstore.db/big.ldb"))
             .unwrap()

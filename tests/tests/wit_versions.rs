@@ -42,7 +42,7 @@ fn wait_for_key(s: &Scratch, key: &str) -> Vec<u8> {
 
 #[test]
 fn plugins_lists_each_plugins_contract_version() {
-    let s = Scratch::with_plugins(&["test-v010", "test-kv"]);
+    let s = Scratch::with_plugins(&["test-v010", "test-v020", "test-kv"]);
     let run = s.planrt(&["plugins", "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let versions: Vec<(String, String)> = run
@@ -60,8 +60,9 @@ fn plugins_lists_each_plugins_contract_version() {
     assert_eq!(
         versions,
         [
-            ("test-kv".to_owned(), "0.2.0".to_owned()),
-            ("test-v010".to_owned(), "0.1.0".to_owned())
+            ("test-kv".to_owned(), "0.3.0".to_owned()),
+            ("test-v010".to_owned(), "0.1.0".to_owned()),
+            ("test-v020".to_owned(), "0.2.0".to_owned())
         ]
     );
     let text = s.planrt(&["plugins"]);
@@ -77,11 +78,12 @@ fn plugins_lists_each_plugins_contract_version() {
 }
 
 #[test]
-fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_plan_and_kv_persists_across_plans() {
-    let s = Scratch::with_plugins(&["test-v010", "test-kv"]);
+fn plugins_of_every_served_version_run_in_one_plan_and_kv_persists_across_plans() {
+    let s = Scratch::with_plugins(&["test-v010", "test-v020", "test-kv"]);
     let plan = s.write(
         "p.toml",
         "[[tasks]]\ntype = \"test-v010\"\nparams = { hello = \"world\" }\n\
+         [[tasks]]\ntype = \"test-v020\"\nparams = { key = \"shared\" }\n\
          [[tasks]]\ntype = \"test-kv\"\nparams = { key = \"shared\" }\n",
     );
     let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
@@ -89,23 +91,42 @@ fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_plan_and_kv_persists_across_plan
     let doc = run.json();
     assert_eq!(doc["tasks"][0]["output"]["wit"], "0.1.0");
     assert_eq!(doc["tasks"][0]["output"]["params"]["hello"], "world");
-    let kv_task = doc["tasks"][1]["id"].as_str().unwrap();
-    let written = format!("{kv_task} attempt 1");
-    assert_eq!(doc["tasks"][1]["output"]["set"], written.as_str());
     assert!(
         doc["tasks"][0]["attempts"][0]["logTail"]
             .as_str()
             .unwrap()
             .contains("a planrt:task@0.1.0 plugin runs")
     );
+    // 0.2.0: kv (its own type's keys), `cancelled`, and progress without a unit.
+    let v020 = &doc["tasks"][1];
+    assert_eq!(v020["output"]["wit"], "0.2.0");
+    assert_eq!(v020["output"]["found"], serde_json::Value::Null);
+    assert_eq!(v020["output"]["cancelled"], false);
+    assert!(
+        run.stderr.contains("task 1 (test-v020): 2/2 100% done"),
+        "progress without a unit is a plain count: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("task 1 (test-v020): 2/2 100% done"),
+        "progress without a unit is a plain count: {}",
+        run.stderr
+    );
+    assert_eq!(
+        kv_value(&s, "test-v020", "shared").as_deref(),
+        v020["id"].as_str().map(str::as_bytes)
+    );
+    // 0.3.0 (the SDK's): the same key of another type is another value.
+    let kv_task = doc["tasks"][2]["id"].as_str().unwrap();
+    let written = format!("{kv_task} attempt 1");
+    assert_eq!(doc["tasks"][2]["output"]["set"], written.as_str());
 
     // Another plan: a task of the same type sees the key the first one set.
     let again = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(
-        again.json()["tasks"][1]["output"]["found"],
-        written.as_str()
-    );
+    let again = again.json();
+    assert_eq!(again["tasks"][1]["output"]["found"], v020["id"]);
+    assert_eq!(again["tasks"][2]["output"]["found"], written.as_str());
 }
 
 #[test]
@@ -337,7 +358,7 @@ fn components_of_an_unserved_version_of_several_or_of_none_are_refused_saying_so
     );
     for expected in [
         "test-future.wasm",
-        "targets planrt:task@0.9.0, but this host serves planrt:task@0.1.0 to 0.2.0",
+        "targets planrt:task@0.9.0, but this host serves planrt:task@0.1.0 to 0.3.0",
         "test-mixed.wasm",
         "imports planrt:task at several versions (0.1.0, 0.2.0)",
         "test-foreign.wasm",

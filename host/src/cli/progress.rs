@@ -1,18 +1,19 @@
 //! Plugin progress for people: an `indicatif` bar per running attempt on a terminal,
 //! throttled plain lines on stderr otherwise, never on stdout. Both show the same kind of
-//! figures ([`figures`]): done of total in short numbers, the share done, the rate, and
-//! the time left, as cargo and curl show a download. A bar computes them when it is drawn,
+//! figures ([`figures`]): done of total (bytes in KiB, MiB…, other counts in short
+//! numbers), the share done, the rate, and the time left, as cargo and curl show a
+//! download. A bar computes them when it is drawn,
 //! from indicatif's own rate estimate; lines from a [`Meter`] smoothed over windows. Both
 //! show a rate only once [`RATE_WINDOW`] has passed.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
 use super::terminal::Terminal;
 use crate::plan::Task;
-use crate::runtime::ProgressSink;
+use crate::runtime::{ProgressSink, ProgressUnit};
 
 /// How often plain progress lines may be written per attempt.
 const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(1);
@@ -96,7 +97,7 @@ impl Meter {
 
 /// The figures of a report: `done/total pct% rate/s ETA t`, as much as is known (a time
 /// left over 100 hours is not shown).
-fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
+fn figures(done: u64, total: Option<u64>, unit: ProgressUnit, rate: Option<f64>) -> String {
     let mut text = match total {
         Some(total) => {
             let share = if total == 0 {
@@ -104,12 +105,20 @@ fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
             } else {
                 (u128::from(done.min(total)) * 100 / u128::from(total)) as u64
             };
-            format!("{}/{} {share}%", short_number(done), short_number(total))
+            format!(
+                "{}/{} {share}%",
+                quantity(done, unit),
+                quantity(total, unit)
+            )
         }
-        None => short_number(done),
+        None => quantity(done, unit),
     };
     if let Some(rate) = rate.filter(|r| r.is_finite() && *r > 0.0) {
-        text += &format!(" {}/s", short_rate(rate));
+        let shown = match unit {
+            ProgressUnit::Items => short_rate(rate),
+            ProgressUnit::Bytes => HumanBytes(rate.round() as u64).to_string(),
+        };
+        text += &format!(" {shown}/s");
         if let Some(total) = total.filter(|t| *t > done) {
             let left = (total - done) as f64 / rate;
             if left < MAX_ETA.as_secs_f64() {
@@ -120,6 +129,15 @@ fn figures(done: u64, total: Option<u64>, rate: Option<f64>) -> String {
         }
     }
     text
+}
+
+/// `n` of `unit` as people read it: bytes in binary units (`68.77 MiB`), other counts as
+/// [`short_number`].
+fn quantity(n: u64, unit: ProgressUnit) -> String {
+    match unit {
+        ProgressUnit::Items => short_number(n),
+        ProgressUnit::Bytes => HumanBytes(n).to_string(),
+    }
 }
 
 /// A count as people read it: exact below 10 000, else three digits and a suffix
@@ -155,44 +173,54 @@ fn short_rate(rate: f64) -> String {
 struct BarSink {
     label: String,
     bars: MultiProgress,
-    bar: Mutex<Option<ProgressBar>>,
+    /// The bar, and the unit its style shows.
+    bar: Mutex<Option<(ProgressBar, ProgressUnit)>>,
 }
 
 impl BarSink {
-    fn new_bar(&self, total: Option<u64>) -> ProgressBar {
+    fn new_bar(&self, total: Option<u64>, unit: ProgressUnit) -> (ProgressBar, ProgressUnit) {
         let bar = self.bars.add(match total {
             Some(total) => ProgressBar::new(total),
             None => ProgressBar::no_length(),
         });
-        let template = if total.is_some() {
+        bar.set_style(Self::style(total.is_some(), unit));
+        bar.set_prefix(self.label.clone());
+        (bar, unit)
+    }
+
+    fn style(total_known: bool, unit: ProgressUnit) -> ProgressStyle {
+        let template = if total_known {
             "{prefix} {bar:30} {figures} {wide_msg}"
         } else {
             "{prefix} {spinner} {figures} {wide_msg}"
         };
         // Drawn from the bar's state each time: never older than the last report.
-        let style = ProgressStyle::with_template(template)
+        ProgressStyle::with_template(template)
             .expect("a valid template")
             .progress_chars("=> ")
             .with_key(
                 "figures",
-                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                move |state: &ProgressState, out: &mut dyn std::fmt::Write| {
                     // indicatif estimates from the first update on: its first figures are
                     // noise, so the rate shows once a window has passed, as in lines.
                     let rate = Some(state.per_sec())
                         .filter(|_| state.pos() > 0 && state.elapsed() >= RATE_WINDOW);
-                    let _ = out.write_str(&figures(state.pos(), state.len(), rate));
+                    let _ = out.write_str(&figures(state.pos(), state.len(), unit, rate));
                 },
-            );
-        bar.set_style(style);
-        bar.set_prefix(self.label.clone());
-        bar
+            )
     }
 }
 
 impl ProgressSink for BarSink {
-    fn progress(&self, done: u64, total: Option<u64>, note: &str) {
+    fn progress(&self, done: u64, total: Option<u64>, unit: ProgressUnit, note: &str) {
         let mut bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
-        let bar = bar.get_or_insert_with(|| self.new_bar(total));
+        let (bar, shown) = bar.get_or_insert_with(|| self.new_bar(total, unit));
+        if *shown != unit {
+            // A new phase counting something else: its rate starts over too.
+            bar.set_style(Self::style(total.is_some() || bar.length().is_some(), unit));
+            bar.reset();
+            *shown = unit;
+        }
         if let Some(total) = total {
             bar.set_length(total);
         }
@@ -206,7 +234,7 @@ impl ProgressSink for BarSink {
 
 impl Drop for BarSink {
     fn drop(&mut self) {
-        if let Some(bar) = self.bar.get_mut().unwrap_or_else(|e| e.into_inner()) {
+        if let Some((bar, _)) = self.bar.get_mut().unwrap_or_else(|e| e.into_inner()) {
             bar.finish_and_clear();
             self.bars.remove(bar);
         }
@@ -223,6 +251,8 @@ struct LineSink {
 #[derive(Default)]
 struct LineState {
     meter: Meter,
+    /// The unit the meter measures.
+    unit: ProgressUnit,
     written: Option<Instant>,
     /// Whether the report that finished the work was written (it skips the throttle
     /// once: a plugin reporting done ≥ total over and over gets no flood).
@@ -230,9 +260,14 @@ struct LineState {
 }
 
 impl ProgressSink for LineSink {
-    fn progress(&self, done: u64, total: Option<u64>, note: &str) {
+    fn progress(&self, done: u64, total: Option<u64>, unit: ProgressUnit, note: &str) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        if state.unit != unit {
+            // A new phase counting something else: its rate starts over.
+            state.meter = Meter::default();
+            state.unit = unit;
+        }
         let rate = state.meter.observe(now, done);
         let first_finish = total.is_some_and(|t| done >= t) && !state.finish_written;
         if !first_finish
@@ -244,7 +279,11 @@ impl ProgressSink for LineSink {
         }
         state.written = Some(now);
         state.finish_written |= first_finish;
-        tracing::info!("{}: {} {note}", self.label, figures(done, total, rate));
+        tracing::info!(
+            "{}: {} {note}",
+            self.label,
+            figures(done, total, unit, rate)
+        );
     }
 }
 
@@ -286,22 +325,47 @@ mod tests {
         assert_eq!(meter.observe(start + Duration::from_secs(3), 10), None);
     }
 
+    use ProgressUnit::{Bytes, Items};
+
+    #[test]
+    fn bytes_are_shown_in_binary_units() {
+        assert_eq!(
+            figures(72_105_984, Some(134_577_435), Bytes, Some(12_582_912.0)),
+            "68.77 MiB/128.34 MiB 53% 12.00 MiB/s ETA 5.0s"
+        );
+        assert_eq!(figures(512, None, Bytes, None), "512 B");
+        assert_eq!(
+            figures(1 << 30, Some(1 << 30), Bytes, None),
+            "1.00 GiB/1.00 GiB 100%"
+        );
+    }
+
     #[test]
     fn figures_say_what_is_known() {
-        assert_eq!(figures(1, Some(1), None), "1/1 100%");
-        assert_eq!(figures(0, Some(2), None), "0/2 0%");
-        assert_eq!(figures(7, None, None), "7");
-        assert_eq!(figures(0, Some(0), None), "0/0 100%");
+        assert_eq!(figures(1, Some(1), Items, None), "1/1 100%");
+        assert_eq!(figures(0, Some(2), Items, None), "0/2 0%");
+        assert_eq!(figures(7, None, Items, None), "7");
+        assert_eq!(figures(0, Some(0), Items, None), "0/0 100%");
         assert_eq!(
-            figures(72_105_984, Some(134_577_435), Some(12_300_000.0)),
+            figures(72_105_984, Some(134_577_435), Items, Some(12_300_000.0)),
             "72.1M/135M 53% 12.3M/s ETA 5.1s"
         );
-        assert_eq!(figures(3, Some(10), Some(2.5)), "3/10 30% 2.5/s ETA 2.8s");
-        assert_eq!(figures(5, None, Some(2.0)), "5 2.0/s", "no total, no ETA");
-        assert_eq!(figures(10, Some(10), Some(2.0)), "10/10 100% 2.0/s");
-        assert_eq!(figures(9, Some(10), Some(9.96)), "9/10 90% 10/s ETA 100ms");
         assert_eq!(
-            figures(0, Some(u64::MAX), Some(1.0)),
+            figures(3, Some(10), Items, Some(2.5)),
+            "3/10 30% 2.5/s ETA 2.8s"
+        );
+        assert_eq!(
+            figures(5, None, Items, Some(2.0)),
+            "5 2.0/s",
+            "no total, no ETA"
+        );
+        assert_eq!(figures(10, Some(10), Items, Some(2.0)), "10/10 100% 2.0/s");
+        assert_eq!(
+            figures(9, Some(10), Items, Some(9.96)),
+            "9/10 90% 10/s ETA 100ms"
+        );
+        assert_eq!(
+            figures(0, Some(u64::MAX), Items, Some(1.0)),
             "0/18.4E 0% 1.0/s",
             "a time left past 100 hours is not shown"
         );

@@ -1,11 +1,12 @@
-//! Write planrt task types in Rust against the `planrt:task@0.2.0` world.
+//! Write planrt task types in Rust against the `planrt:task@0.3.0` world.
 //!
 //! Implement [`Task`] — typed params (their JSON Schema generated) and typed output — and
 //! export it with [`export_task!`]; see [`typed`]. The raw bindings stay available:
 //! implement [`Guest`] (params and output as JSON text) and export it with
-//! [`export_plugin!`]. Besides `log` and `progress`, 0.2.0 gives a plugin a durable
-//! key-value store of its task type ([`kv_get`], [`kv_set`], [`kv_delete`]) and
-//! [`cancelled`].
+//! [`export_plugin!`]. Besides `log` and `progress` ([`progress_bytes`] for byte counts),
+//! a plugin has a durable key-value store of its task type ([`kv_get`], [`kv_set`],
+//! [`kv_delete`]), [`cancelled`], and hashing and decompression at native speed run by
+//! the host ([`codec`]).
 
 /// The generated bindings (in a module: at the crate root the exported macro clashes
 /// with its own re-export). Generated code: clippy's style lints do not apply.
@@ -13,7 +14,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         pub_export_macro: true,
         export_macro_name: "export_plugin",
         default_bindings_module: "planrt_plugin_sdk::bindings",
@@ -21,11 +22,12 @@ pub mod bindings {
     });
 }
 
-pub use bindings::planrt::task::host::{self, Level};
+pub use bindings::planrt::task::host::{self, Level, Unit};
 pub use bindings::planrt::task::kv::{self, KvError};
 pub use bindings::planrt::task::types::{Context, DirMode, DirNeed, Info, Needs, TaskError};
 pub use bindings::{Guest, export_plugin};
 
+pub mod codec;
 pub mod typed;
 pub use typed::{Task, params_schema, parse_params};
 
@@ -56,9 +58,14 @@ pub fn log(level: Level, message: &str) {
     host::log(level, message);
 }
 
-/// Reports progress of the current attempt.
+/// Reports progress of the current attempt: `done` of `total` things (files, blocks…).
 pub fn progress(done: u64, total: Option<u64>, note: &str) {
-    host::progress(done, total, note);
+    host::progress(done, total, Unit::Items, note);
+}
+
+/// Reports progress of the current attempt in bytes: shown in KiB, MiB… with a rate.
+pub fn progress_bytes(done: u64, total: Option<u64>, note: &str) {
+    host::progress(done, total, Unit::Bytes, note);
 }
 
 /// The value of `key` in this task type's key-value store, if set.

@@ -3,12 +3,13 @@
 //!
 //! Params: `{baseUrl, chainId, targetHeight?, sha256?}`. The archive is
 //! `{baseUrl}/{chainId}/{height}.tar.gz`, the height given or read from
-//! `{baseUrl}/{chainId}/latest.txt`. It is streamed through sha256 and gzip into a staging
+//! `{baseUrl}/{chainId}/latest.txt`. It is streamed through sha256 and gzip (both run by
+//! the host at native speed: `planrt:task@0.3.0`'s `digest` and `compression`) into a staging
 //! directory under `/home` (memory stays bounded whatever its size), every entry checked to
 //! land inside `data/` and synced to disk, then swapped in for `/home/data` (keeping the
 //! validator's `priv_validator_state.json`) in a way every attempt can finish or undo after
 //! a crash ([`swap`]). The restored height is recorded in the task type's kv store
-//! (`planrt:task@0.2.0`) once the data is in place: the same height again, with the data
+//! once the data is in place: the same height again, with the data
 //! dir still there, is a no-op. The snapshot's provenance also lands in the data dir
 //! (`.planrt-snapshot.json`), for `configure-state-sync` and operators.
 
@@ -19,14 +20,14 @@ use std::io::{self, Read};
 
 use planrt_node_common::durable;
 use planrt_node_common::http::{self, FetchError};
+use planrt_plugin_sdk::codec::{DecodeReader, Format, Hasher};
 use planrt_plugin_sdk::{
     Context, DirMode, DirNeed, Info, Needs, Task, TaskError, cancelled, export_task, kv_delete,
-    kv_get, kv_set, log, progress,
+    kv_get, kv_set, log, progress_bytes,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use swap::{Layout, Recovery, SwapError};
 
 const HOME: &str = "/home";
@@ -137,23 +138,21 @@ pub fn parse_latest(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("latest.txt holds `{text}`, not a height"))
 }
 
-/// Passes bytes through while hashing them and reporting progress.
-struct Hashing<R> {
+/// Passes the download through, reporting its progress.
+struct Downloading<R> {
     inner: R,
-    hasher: Sha256,
     read: u64,
     total: Option<u64>,
     reported: u64,
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl<R: Read> Read for Downloading<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
         self.read += n as u64;
         if self.read - self.reported >= 1 << 20 || (n == 0 && self.read != self.reported) {
             self.reported = self.read;
-            progress(self.read, self.total, "downloading and extracting");
+            progress_bytes(self.read, self.total, "downloading and extracting");
             // Asked once per MiB read (one host call, like the progress report), so a
             // cancel or a shutdown finds the extraction between two writes, with the grace
             // to stop there (the next attempt discards the staging dir).
@@ -316,28 +315,28 @@ fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
     log!(Info, "restoring {url}");
     let response = http::get(&url).map_err(|e| fetch_error(&url, e))?;
     let total = response.content_length;
-    let mut hashing = Hashing {
+    let mut download = Downloading {
         inner: response,
-        hasher: Sha256::new(),
         read: 0,
         total,
         reported: 0,
     };
+    let mut hasher = Hasher::sha256();
     layout
         .prepare_staging()
         .map_err(io_failure("creating the staging dir"))?;
     let extracted = {
-        let mut gunzip = flate2::read::GzDecoder::new(&mut hashing);
+        let mut gunzip = DecodeReader::new(hasher.tee(&mut download), Format::Gzip);
         let extracted = archive::extract(&mut gunzip, &layout.staging()).map_err(|e| match e {
             archive::ExtractError::Hostile { .. } => TaskError::Permanent(e.to_string()),
             archive::ExtractError::Io(_) => TaskError::Transient(format!("{url}: {e}")),
         })?;
-        // Read the gzip trailer and anything after the tar end, so the hash covers it all.
+        // Read past the tar end to the end of the download (the decoder checks the gzip
+        // trailer there), so the hash covers it all.
         io::copy(&mut gunzip, &mut io::sink()).map_err(io_failure(&url))?;
         extracted
     };
-    io::copy(&mut hashing, &mut io::sink()).map_err(io_failure(&url))?;
-    let digest = hex::encode(hashing.hasher.finalize());
+    let digest = hex::encode(hasher.finish());
     if let Some(expected) = &params.sha256
         && *expected != digest
     {
@@ -380,7 +379,7 @@ fn restore(params: Params, restore_id: &str) -> Result<Value, TaskError> {
         "restored": true,
         "url": url,
         "sha256": digest,
-        "bytes": hashing.read,
+        "bytes": download.read,
         "files": extracted.files,
     }))
 }

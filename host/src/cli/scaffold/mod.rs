@@ -1,5 +1,5 @@
 //! `planrt new TYPE --lang L [DIR]`: a plugin project that builds and runs as written —
-//! the WIT it targets (a copy of the frozen `wit/v0.2.0`, dependencies included), a
+//! the WIT it targets (a copy of the frozen `wit/v0.3.0`, dependencies included), a
 //! minimal task type, a `build.sh`, a README saying how to build and try it, and a plan
 //! that runs it. The templates are files beside this module, compiled into the binary.
 
@@ -63,36 +63,36 @@ const fn script(path: &'static str, text: &'static str) -> TemplateFile {
 /// The WIT every project targets: the latest frozen version, with its dependencies.
 const WIT: &[TemplateFile] = &[
     file(
-        "wit/v0.2.0/task.wit",
-        include_str!("../../../../wit/v0.2.0/task.wit"),
+        "wit/v0.3.0/task.wit",
+        include_str!("../../../../wit/v0.3.0/task.wit"),
     ),
     file(
-        "wit/v0.2.0/deps/cli.wit",
-        include_str!("../../../../wit/v0.2.0/deps/cli.wit"),
+        "wit/v0.3.0/deps/cli.wit",
+        include_str!("../../../../wit/v0.3.0/deps/cli.wit"),
     ),
     file(
-        "wit/v0.2.0/deps/clocks.wit",
-        include_str!("../../../../wit/v0.2.0/deps/clocks.wit"),
+        "wit/v0.3.0/deps/clocks.wit",
+        include_str!("../../../../wit/v0.3.0/deps/clocks.wit"),
     ),
     file(
-        "wit/v0.2.0/deps/filesystem.wit",
-        include_str!("../../../../wit/v0.2.0/deps/filesystem.wit"),
+        "wit/v0.3.0/deps/filesystem.wit",
+        include_str!("../../../../wit/v0.3.0/deps/filesystem.wit"),
     ),
     file(
-        "wit/v0.2.0/deps/http.wit",
-        include_str!("../../../../wit/v0.2.0/deps/http.wit"),
+        "wit/v0.3.0/deps/http.wit",
+        include_str!("../../../../wit/v0.3.0/deps/http.wit"),
     ),
     file(
-        "wit/v0.2.0/deps/io.wit",
-        include_str!("../../../../wit/v0.2.0/deps/io.wit"),
+        "wit/v0.3.0/deps/io.wit",
+        include_str!("../../../../wit/v0.3.0/deps/io.wit"),
     ),
     file(
-        "wit/v0.2.0/deps/random.wit",
-        include_str!("../../../../wit/v0.2.0/deps/random.wit"),
+        "wit/v0.3.0/deps/random.wit",
+        include_str!("../../../../wit/v0.3.0/deps/random.wit"),
     ),
     file(
-        "wit/v0.2.0/deps/sockets.wit",
-        include_str!("../../../../wit/v0.2.0/deps/sockets.wit"),
+        "wit/v0.3.0/deps/sockets.wit",
+        include_str!("../../../../wit/v0.3.0/deps/sockets.wit"),
     ),
 ];
 
@@ -110,6 +110,10 @@ const RUST: &[TemplateFile] = &[
     file(
         "sdk/src/typed.rs",
         include_str!("../../../../plugins/sdk/src/typed.rs"),
+    ),
+    file(
+        "sdk/src/codec.rs",
+        include_str!("../../../../plugins/sdk/src/codec.rs"),
     ),
     script("build.sh", include_str!("rust/build.sh.tmpl")),
     file("plan.toml", include_str!("rust/plan.toml.tmpl")),
@@ -163,7 +167,7 @@ fn render(path: &str, text: &str, task_type: &TaskType) -> String {
         .replace("__CRATE_NAME__", &task_type.as_str().replace('-', "_"));
     match path {
         // The SDK's bindings: the project's own copy of the WIT.
-        "sdk/src/lib.rs" => text.replace("\"../../wit/v0.2.0\"", "\"../wit/v0.2.0\""),
+        "sdk/src/lib.rs" => text.replace("\"../../wit/v0.3.0\"", "\"../wit/v0.3.0\""),
         _ => text,
     }
 }
@@ -210,13 +214,21 @@ mod tests {
         let out = dir.path().join("demo");
         let task_type = TaskType::new("my-task").unwrap();
         let files = scaffold(&task_type, Lang::Rust, &out).unwrap();
-        assert!(files.contains(&PathBuf::from("wit/v0.2.0/deps/http.wit")));
+        assert!(files.contains(&PathBuf::from("wit/v0.3.0/deps/http.wit")));
         let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
         assert!(read("Cargo.toml").contains("name = \"my-task\""));
         assert!(read("src/lib.rs").contains("\"my-task\""));
         assert!(read("build.sh").contains("release/my_task.wasm"));
-        assert!(read("sdk/src/lib.rs").contains("path: \"../wit/v0.2.0\""));
-        assert!(read("wit/v0.2.0/task.wit").contains("package planrt:task@0.2.0;"));
+        assert!(read("sdk/src/lib.rs").contains("path: \"../wit/v0.3.0\""));
+        assert!(read("wit/v0.3.0/task.wit").contains("package planrt:task@0.3.0;"));
+        // Every module the SDK declares comes with it.
+        for module in read("sdk/src/lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+        {
+            let path = format!("sdk/src/{module}.rs");
+            assert!(files.contains(&PathBuf::from(&path)), "no {path}");
+        }
         for (path, text) in files.iter().map(|p| (p, read(p.to_str().unwrap()))) {
             assert!(
                 !text.contains("__TASK_TYPE__"),
@@ -238,7 +250,7 @@ mod tests {
         for lang in [Lang::Rust, Lang::C, Lang::Js, Lang::Python] {
             let dir = tempfile::tempdir().unwrap();
             let files = scaffold(&task_type, lang, dir.path()).unwrap();
-            for expected in ["wit/v0.2.0/task.wit", "build.sh", "README.md", "plan.toml"] {
+            for expected in ["wit/v0.3.0/task.wit", "build.sh", "README.md", "plan.toml"] {
                 assert!(
                     files.contains(&PathBuf::from(expected)),
                     "{lang:?}: {expected}"

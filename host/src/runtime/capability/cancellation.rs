@@ -18,6 +18,7 @@ use crate::plan::ErrorKind;
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
 use crate::runtime::wit::latest::cancellation;
+use crate::runtime::wit::v0_2_0;
 
 /// How long a call that has asked `cancelled()` has, from the signal, to return.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -93,6 +94,11 @@ impl Capability for Cancellation {
     }
 
     fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        // 0.3.0 kept 0.2.0's interface unchanged: one implementation serves both.
+        v0_2_0::planrt::task::cancellation::add_to_linker::<_, HasSelf<AttemptState>>(
+            linker,
+            |state| state,
+        )?;
         cancellation::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
     }
 
@@ -142,6 +148,12 @@ impl cancellation::Host for AttemptState {
             signal.0.asked.store(true, Ordering::SeqCst);
             signal.is_raised()
         })
+    }
+}
+
+impl v0_2_0::planrt::task::cancellation::Host for AttemptState {
+    fn cancelled(&mut self) -> bool {
+        cancellation::Host::cancelled(self)
     }
 }
 

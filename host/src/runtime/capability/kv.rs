@@ -1,4 +1,4 @@
-//! The per-task-type key-value store of `planrt:task@0.2.0` (interface `kv`): small
+//! The per-task-type key-value store of `planrt:task@0.2.0` and later (interface `kv`): small
 //! durable values a plugin keeps across attempts, crashes and plans — idempotency
 //! markers, cursors — kept by the host in its own state rather than in files of the
 //! directories the plugin writes. The caller hands the store as a [`KvAccess`] input (the
@@ -17,6 +17,7 @@ use super::{AttemptSetup, Capability, Refusal, Sandbox, TaskRequest};
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
 use crate::runtime::wit::latest::kv::{self, KvError};
+use crate::runtime::wit::v0_2_0;
 
 /// Longest key, in bytes.
 pub const MAX_KEY: usize = 256;
@@ -90,6 +91,8 @@ pub struct Kv;
 
 impl Capability for Kv {
     fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
+        // 0.3.0 kept 0.2.0's interface unchanged: one implementation serves both.
+        v0_2_0::planrt::task::kv::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)?;
         kv::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
     }
 
@@ -178,6 +181,20 @@ impl kv::Host for AttemptState {
         call.backend
             .delete(&call.scope, &key)
             .map_err(KvError::Unavailable)
+    }
+}
+
+impl v0_2_0::planrt::task::kv::Host for AttemptState {
+    fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, v0_2_0::kv::KvError> {
+        kv::Host::kv_get(self, key).map_err(Into::into)
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), v0_2_0::kv::KvError> {
+        kv::Host::kv_set(self, key, value).map_err(Into::into)
+    }
+
+    fn kv_delete(&mut self, key: String) -> Result<(), v0_2_0::kv::KvError> {
+        kv::Host::kv_delete(self, key).map_err(Into::into)
     }
 }
 

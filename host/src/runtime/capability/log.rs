@@ -12,12 +12,35 @@ use crate::runtime::error::AttemptError;
 use crate::runtime::guest_log::{GuestLevel, GuestLog};
 use crate::runtime::state::AttemptState;
 use crate::runtime::wit::latest::{host, types};
-use crate::runtime::wit::v0_1_0;
+use crate::runtime::wit::{v0_1_0, v0_2_0};
+
+/// What a progress report counts. Plugins built before `planrt:task@0.3.0` report
+/// without a unit: [`ProgressUnit::Items`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressUnit {
+    /// Things (files, blocks…), or a count of unknown unit.
+    #[default]
+    Items,
+    /// Bytes.
+    Bytes,
+}
+
+impl From<host::Unit> for ProgressUnit {
+    fn from(unit: host::Unit) -> Self {
+        match unit {
+            host::Unit::Items => Self::Items,
+            host::Unit::Bytes => Self::Bytes,
+        }
+    }
+}
 
 /// Receives progress reports of running attempts.
 pub trait ProgressSink: Send + Sync {
-    /// `done` of `total` units, with a short note.
-    fn progress(&self, done: u64, total: Option<u64>, note: &str);
+    /// `done` of `total` (`None`: unknown) counted in `unit`, with a short note.
+    fn progress(&self, done: u64, total: Option<u64>, unit: ProgressUnit, note: &str);
 }
 
 /// Where a call's progress reports go (an input from the caller).
@@ -52,8 +75,11 @@ pub struct Log;
 
 impl Capability for Log {
     fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
-        // Every version's `host` interface: the same functions.
+        // Every version's `host` interface (0.3.0 added a unit to `progress`).
         v0_1_0::planrt::task::host::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| {
+            state
+        })?;
+        v0_2_0::planrt::task::host::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| {
             state
         })?;
         host::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
@@ -95,6 +121,7 @@ impl Capability for Log {
 
 impl types::Host for AttemptState {}
 impl v0_1_0::planrt::task::types::Host for AttemptState {}
+impl v0_2_0::planrt::task::types::Host for AttemptState {}
 
 impl v0_1_0::planrt::task::host::Host for AttemptState {
     fn log(&mut self, level: v0_1_0::planrt::task::host::Level, message: String) {
@@ -102,7 +129,17 @@ impl v0_1_0::planrt::task::host::Host for AttemptState {
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
-        host::Host::progress(self, done, total, note);
+        self.report_progress(done, total, ProgressUnit::Items, note);
+    }
+}
+
+impl v0_2_0::planrt::task::host::Host for AttemptState {
+    fn log(&mut self, level: v0_2_0::planrt::task::host::Level, message: String) {
+        host::Host::log(self, level.into(), message);
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+        self.report_progress(done, total, ProgressUnit::Items, note);
     }
 }
 
@@ -120,15 +157,22 @@ impl host::Host for AttemptState {
         }
     }
 
-    fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+    fn progress(&mut self, done: u64, total: Option<u64>, unit: host::Unit, note: String) {
+        self.report_progress(done, total, unit.into(), note);
+    }
+}
+
+impl AttemptState {
+    /// A progress report of any contract version: masked, logged, handed to the sink.
+    fn report_progress(&self, done: u64, total: Option<u64>, unit: ProgressUnit, note: String) {
         // Without `Log::prepare` nothing was set up to mask the note: it goes nowhere.
         let Some(progress) = self.part::<Progress>() else {
             return;
         };
         let note = progress.redactor.redact_string(note);
-        tracing::debug!(target: "planrt::plugin", done, total, "progress: {note}");
+        tracing::debug!(target: "planrt::plugin", done, total, ?unit, "progress: {note}");
         if let Some(sink) = &progress.sink {
-            sink.progress(done, total, &note);
+            sink.progress(done, total, unit, &note);
         }
     }
 }

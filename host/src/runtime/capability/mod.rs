@@ -21,6 +21,7 @@
 //! per-attempt sandbox come from the same code.
 
 pub mod cancellation;
+pub mod codec;
 pub mod dirs;
 pub mod http;
 pub mod kv;
@@ -42,7 +43,7 @@ use super::state::AttemptState;
 use crate::plan::{Grants, LimitOverrides, Redactor};
 
 pub use limits::Limits;
-pub use log::ProgressSink;
+pub use log::{ProgressSink, ProgressUnit};
 
 /// How soon a capability's claim on a call's outcome ranks (lower first): a
 /// configuration error outranks an operator's stop, which outranks a limit.
@@ -235,6 +236,7 @@ impl Capabilities {
             Arc::new(log::Log),
             Arc::new(kv::Kv),
             Arc::new(cancellation::Cancellation),
+            Arc::new(codec::Codec),
         ])
     }
 

@@ -1,14 +1,15 @@
 //! The contract versions this host serves, each frozen in its own bindings module (as
-//! Zed's extension host keeps one module per released version): `v0_1_0` and `v0_2_0`,
-//! generated from `wit/v0.1.0` and `wit/v0.2.0`. The version a component targets is read
+//! Zed's extension host keeps one module per released version): `v0_1_0`, `v0_2_0` and
+//! `v0_3_0`, generated from `wit/v0.1.0`, `wit/v0.2.0` and `wit/v0.3.0`. The version a component targets is read
 //! from its imports before it is instantiated; it is linked through that version's
 //! bindings, and every call returns the latest version's types, so nothing past this
 //! module knows there is more than one.
 
 pub mod v0_1_0;
 pub mod v0_2_0;
+pub mod v0_3_0;
 
-pub use v0_2_0 as latest;
+pub use v0_3_0 as latest;
 
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Store};
@@ -30,19 +31,23 @@ pub enum WitVersion {
     /// Adds the per-task-type `kv` store and `cancellation`.
     #[serde(rename = "0.2.0")]
     V0_2_0,
+    /// Adds a unit to `progress`, and host-side `digest` and `compression`.
+    #[serde(rename = "0.3.0")]
+    V0_3_0,
 }
 
 impl WitVersion {
     /// Every version served, oldest first.
-    pub const ALL: [WitVersion; 2] = [WitVersion::V0_1_0, WitVersion::V0_2_0];
+    pub const ALL: [WitVersion; 3] = [WitVersion::V0_1_0, WitVersion::V0_2_0, WitVersion::V0_3_0];
     /// The newest version served.
-    pub const LATEST: WitVersion = WitVersion::V0_2_0;
+    pub const LATEST: WitVersion = WitVersion::V0_3_0;
 
-    /// `0.1.0`, `0.2.0`.
+    /// `0.1.0`, `0.2.0`, `0.3.0`.
     pub fn as_str(self) -> &'static str {
         match self {
             WitVersion::V0_1_0 => "0.1.0",
             WitVersion::V0_2_0 => "0.2.0",
+            WitVersion::V0_3_0 => "0.3.0",
         }
     }
 
@@ -117,6 +122,8 @@ pub enum PluginPre {
     V0_1_0(v0_1_0::PluginPre<AttemptState>),
     /// A `planrt:task@0.2.0` plugin.
     V0_2_0(v0_2_0::PluginPre<AttemptState>),
+    /// A `planrt:task@0.3.0` plugin.
+    V0_3_0(v0_3_0::PluginPre<AttemptState>),
 }
 
 impl PluginPre {
@@ -125,6 +132,7 @@ impl PluginPre {
         Ok(match version {
             WitVersion::V0_1_0 => Self::V0_1_0(v0_1_0::PluginPre::new(pre)?),
             WitVersion::V0_2_0 => Self::V0_2_0(v0_2_0::PluginPre::new(pre)?),
+            WitVersion::V0_3_0 => Self::V0_3_0(v0_3_0::PluginPre::new(pre)?),
         })
     }
 
@@ -133,6 +141,7 @@ impl PluginPre {
         match self {
             Self::V0_1_0(_) => WitVersion::V0_1_0,
             Self::V0_2_0(_) => WitVersion::V0_2_0,
+            Self::V0_3_0(_) => WitVersion::V0_3_0,
         }
     }
 
@@ -144,6 +153,7 @@ impl PluginPre {
         Ok(match self {
             Self::V0_1_0(pre) => PluginInstance::V0_1_0(pre.instantiate_async(store).await?),
             Self::V0_2_0(pre) => PluginInstance::V0_2_0(pre.instantiate_async(store).await?),
+            Self::V0_3_0(pre) => PluginInstance::V0_3_0(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -154,6 +164,8 @@ pub enum PluginInstance {
     V0_1_0(v0_1_0::Plugin),
     /// A `planrt:task@0.2.0` instance.
     V0_2_0(v0_2_0::Plugin),
+    /// A `planrt:task@0.3.0` instance.
+    V0_3_0(v0_3_0::Plugin),
 }
 
 impl PluginInstance {
@@ -161,7 +173,8 @@ impl PluginInstance {
     pub async fn call_describe(&self, store: &mut Store<AttemptState>) -> wasmtime::Result<Info> {
         Ok(match self {
             Self::V0_1_0(plugin) => plugin.call_describe(store).await?.into(),
-            Self::V0_2_0(plugin) => plugin.call_describe(store).await?,
+            Self::V0_2_0(plugin) => plugin.call_describe(store).await?.into(),
+            Self::V0_3_0(plugin) => plugin.call_describe(store).await?,
         })
     }
 
@@ -174,6 +187,7 @@ impl PluginInstance {
         match self {
             Self::V0_1_0(plugin) => plugin.call_validate(store, params).await,
             Self::V0_2_0(plugin) => plugin.call_validate(store, params).await,
+            Self::V0_3_0(plugin) => plugin.call_validate(store, params).await,
         }
     }
 
@@ -189,7 +203,11 @@ impl PluginInstance {
                 .call_run(store, &context.into(), params)
                 .await?
                 .map_err(TaskError::from),
-            Self::V0_2_0(plugin) => plugin.call_run(store, context, params).await?,
+            Self::V0_2_0(plugin) => plugin
+                .call_run(store, &context.into(), params)
+                .await?
+                .map_err(TaskError::from),
+            Self::V0_3_0(plugin) => plugin.call_run(store, context, params).await?,
         })
     }
 }

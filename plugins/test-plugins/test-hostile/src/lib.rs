@@ -13,8 +13,11 @@
 //! - `leak-in-validate` keeps 96 MiB more on every `validate` call of one instance, and
 //!   says on stderr how many calls the instance has served;
 //! - `refuse-when-reused` refuses in `validate` on an instance that validated before;
-//! - `slow-validate` sleeps `ms` milliseconds in `validate`.
+//! - `slow-validate` sleeps `ms` milliseconds in `validate`;
+//! - `codec-flood` opens host-side decoders (`planrt:task@0.3.0`) without closing any,
+//!   until the host stops it.
 
+use planrt_plugin_sdk::codec::{DecodeReader, Format};
 use planrt_plugin_sdk::{Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -34,6 +37,7 @@ enum Attack {
     LeakInValidate,
     RefuseWhenReused,
     SlowValidate,
+    CodecFlood,
 }
 
 /// Whether this instance's `validate` ran before (`refuse-when-reused`).
@@ -168,6 +172,14 @@ impl Task for Hostile {
             Attack::Env => json!({ "vars": std::env::vars().collect::<Vec<_>>() }),
             Attack::Sockets => try_sockets(params.port),
             Attack::Recursion => json!({ "depth": recurse(0) }),
+            Attack::CodecFlood => {
+                // Host-side decoders, never dropped: the host must stop this at its cap.
+                let mut held = Vec::new();
+                for _ in 0..1000 {
+                    held.push(DecodeReader::new(std::io::empty(), Format::Gzip));
+                }
+                json!({ "decoders": held.len() })
+            }
             Attack::TrapInValidate => unreachable!("validate refused it"),
             Attack::LeakInValidate | Attack::RefuseWhenReused | Attack::SlowValidate => json!({}),
         })

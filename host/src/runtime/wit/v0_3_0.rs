@@ -1,0 +1,30 @@
+//! Host bindings of `planrt:task@0.3.0` (frozen in `wit/v0.3.0`), the latest version: its
+//! types are the ones the rest of the runtime speaks. It adds a unit to `progress` and
+//! the `digest` and `compression` interfaces to 0.2.0.
+
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    world: "plugin",
+    path: "../wit/v0.3.0",
+    exports: { default: async },
+    imports: {
+        // A call on a handle the guest does not own, or one resource too many, traps.
+        "planrt:task/digest": trappable,
+        "planrt:task/compression": trappable,
+    },
+    require_store_data_send: true,
+    with: {
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
+        "wasi:random": wasmtime_wasi::p2::bindings::random,
+        "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
+        "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "planrt:task/digest.hasher": crate::runtime::capability::codec::Hasher,
+        "planrt:task/compression.decoder": crate::runtime::capability::codec::Decoder,
+    },
+});
+
+pub use self::planrt::task::{cancellation, compression, digest, host, kv, types};
