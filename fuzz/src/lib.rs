@@ -132,6 +132,7 @@ fn drive_to_completion(mut run: PlanRun) {
                 at: now,
                 output: serde_json::Value::Null,
                 log_tail: None,
+                progress: None,
             };
             run.apply(index, done).unwrap();
         }

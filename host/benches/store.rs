@@ -51,6 +51,7 @@ fn one_round(durability: Durability) -> Duration {
                 at: Timestamp::now(),
                 output,
                 log_tail: None,
+                progress: None,
             },
         )
         .unwrap();

@@ -189,6 +189,7 @@ mod tests {
             at,
             output,
             log_tail: Some("tail".into()),
+            progress: None,
         };
         run.apply(0, done).unwrap();
         run.apply(1, TaskEvent::Start { at }).unwrap();
@@ -197,6 +198,7 @@ mod tests {
             message: "no".into(),
             backtrace: None,
             log_tail: None,
+            progress: None,
         };
         let failed = TaskEvent::Fail {
             at,

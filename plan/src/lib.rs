@@ -27,6 +27,6 @@ pub use run::{Phase, PlanRun};
 pub use saved::{PluginPin, Resolution, SAVED_PLAN_FORMAT_VERSION, SavedPlan, SavedPlanError};
 pub use spec::{DirGrant, DirMode, Grants, Location, PlanSpec, SpecError, TaskSettings, TaskSpec};
 pub use task::{
-    Attempt, AttemptOutcome, Failure, RestoreError, Task, TaskEvent, TaskRecord, TaskStatus,
-    Transition, TransitionError,
+    Attempt, AttemptOutcome, Failure, Progress, ProgressUnit, RestoreError, Task, TaskEvent,
+    TaskRecord, TaskStatus, Transition, TransitionError,
 };

@@ -455,6 +455,7 @@ mod tests {
             at,
             output: serde_json::Value::Null,
             log_tail: None,
+            progress: None,
         };
         plan.apply(index, ok).unwrap();
     }
@@ -467,6 +468,7 @@ mod tests {
                 message: "x".into(),
                 backtrace: None,
                 log_tail: None,
+                progress: None,
             },
             jitter_sample: 0.0,
         }
@@ -492,6 +494,7 @@ mod tests {
                 at: t(1),
                 output: serde_json::json!(1),
                 log_tail: None,
+                progress: None,
             },
         )
         .unwrap();
@@ -595,6 +598,7 @@ mod tests {
             at,
             output: serde_json::json!(null),
             log_tail: None,
+            progress: None,
         };
         plan.apply(2, ok(t(3))).unwrap();
         assert_eq!(
@@ -661,6 +665,7 @@ mod tests {
             at,
             output: serde_json::Value::Null,
             log_tail: None,
+            progress: None,
         };
         plan.apply(index, ok).unwrap();
     }
@@ -699,6 +704,7 @@ mod tests {
                         at,
                         output: serde_json::Value::Null,
                         log_tail: None,
+                        progress: None,
                     },
                     3 => fail(
                         [ErrorKind::Transient, ErrorKind::Permanent][rng.below(2)],

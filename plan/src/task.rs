@@ -65,6 +65,33 @@ pub enum AttemptOutcome {
     Failed,
 }
 
+/// What a progress report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressUnit {
+    /// Things (files, blocks…), or a count of no stated unit (plugins built before
+    /// `planrt:task@0.3.0`).
+    #[default]
+    Items,
+    /// Bytes.
+    Bytes,
+}
+
+/// The last progress an attempt reported, kept in its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// How much was done.
+    pub done: u64,
+    /// Of how much, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// What `done` and `total` count.
+    pub unit: ProgressUnit,
+    /// What was happening (secrets masked).
+    pub note: String,
+}
+
 /// One attempt of a task. Attempts are append-only: a retry adds one, never rewrites one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +117,9 @@ pub struct Attempt {
     /// The end of what the plugin logged and wrote to stdout/stderr.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_tail: Option<String>,
+    /// The last progress the plugin reported, recorded when the attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 /// A failed attempt as the executor saw it.
@@ -103,6 +133,8 @@ pub struct Failure {
     pub backtrace: Option<String>,
     /// The end of the attempt's log.
     pub log_tail: Option<String>,
+    /// The last progress the attempt reported.
+    pub progress: Option<Progress>,
 }
 
 /// Something that happens to a task.
@@ -121,6 +153,8 @@ pub enum TaskEvent {
         output: Value,
         /// The end of the attempt's log.
         log_tail: Option<String>,
+        /// The last progress the attempt reported.
+        progress: Option<Progress>,
     },
     /// The running attempt failed.
     Fail {
@@ -152,6 +186,8 @@ pub enum TaskEvent {
         at: Timestamp,
         /// Who or what cancelled it, for people.
         reason: String,
+        /// The last progress the running attempt reported, if one runs and reported.
+        progress: Option<Progress>,
     },
 }
 
@@ -562,6 +598,7 @@ impl Task {
                     message: None,
                     backtrace: None,
                     log_tail: None,
+                    progress: None,
                 });
             }
             (
@@ -570,12 +607,14 @@ impl Task {
                     at,
                     output,
                     log_tail,
+                    progress,
                 },
             ) => {
                 let attempt = self.running_attempt();
                 attempt.ended_at = Some(at);
                 attempt.outcome = AttemptOutcome::Complete;
                 attempt.log_tail = log_tail;
+                attempt.progress = progress;
                 self.output = Some(output);
                 self.error = None;
             }
@@ -598,7 +637,14 @@ impl Task {
                     self.params = params;
                 }
             }
-            (Effect::CancelAttempt, TaskEvent::Cancel { at, reason }) => {
+            (
+                Effect::CancelAttempt,
+                TaskEvent::Cancel {
+                    at,
+                    reason,
+                    progress,
+                },
+            ) => {
                 self.end_failed(
                     at,
                     Failure {
@@ -606,6 +652,7 @@ impl Task {
                         message: reason,
                         backtrace: None,
                         log_tail: None,
+                        progress,
                     },
                 );
             }
@@ -643,6 +690,7 @@ impl Task {
         attempt.message = Some(failure.message.clone());
         attempt.backtrace = failure.backtrace;
         attempt.log_tail = failure.log_tail;
+        attempt.progress = failure.progress;
         self.error = Some(format!("{kind}: {}", failure.message));
     }
 
@@ -870,6 +918,7 @@ mod tests {
                 message: format!("{kind} happened"),
                 backtrace: None,
                 log_tail: Some("tail".into()),
+                progress: None,
             },
             jitter_sample: 0.0,
         }
@@ -888,6 +937,7 @@ mod tests {
                     at: t(1),
                     output: Value::Null,
                     log_tail: None,
+                    progress: None,
                 };
                 task.apply(ok).unwrap();
             }
@@ -928,6 +978,12 @@ mod tests {
             at: t(2),
             output: serde_json::json!({"ok": true}),
             log_tail: Some("done".into()),
+            progress: Some(Progress {
+                done: 3,
+                total: Some(4),
+                unit: ProgressUnit::Bytes,
+                note: "copying".into(),
+            }),
         };
         assert_eq!(task.apply(event).unwrap().to, TaskStatus::Complete);
         assert_eq!(task.output(), Some(&serde_json::json!({"ok": true})));
@@ -935,6 +991,10 @@ mod tests {
         assert_eq!(attempt.outcome, AttemptOutcome::Complete);
         assert_eq!(attempt.ended_at, Some(t(2)));
         assert_eq!(attempt.log_tail.as_deref(), Some("done"));
+        assert_eq!(
+            serde_json::to_value(&attempt.progress).unwrap(),
+            serde_json::json!({"done": 3, "total": 4, "unit": "bytes", "note": "copying"})
+        );
     }
 
     #[test]
@@ -1115,6 +1175,12 @@ mod tests {
                 message: "it broke".into(),
                 backtrace: Some("frame 0".into()),
                 log_tail: Some("last words".into()),
+                progress: Some(Progress {
+                    done: 1,
+                    total: None,
+                    unit: ProgressUnit::Items,
+                    note: "halfway".into(),
+                }),
             },
             jitter_sample: 0.0,
         }
@@ -1134,6 +1200,10 @@ mod tests {
                 attempt.log_tail.as_deref()
             ),
             (Some("it broke"), Some("frame 0"), Some("last words"))
+        );
+        assert_eq!(
+            attempt.progress.as_ref().map(|p| (p.done, p.note.as_str())),
+            Some((1, "halfway"))
         );
         assert_eq!(after.error(), Some(format!("{kind}: it broke").as_str()));
     }
@@ -1167,6 +1237,7 @@ mod tests {
                     at: t(100),
                     output: serde_json::json!({"out": 1}),
                     log_tail: Some("ok".into()),
+                    progress: None,
                 },
                 |_, after| {
                     assert_eq!(after.output(), Some(&serde_json::json!({"out": 1})));
@@ -1281,6 +1352,7 @@ mod tests {
                 TaskEvent::Cancel {
                     at: t(100),
                     reason: "cancelled by DELETE".into(),
+                    progress: None,
                 },
                 |before, after| {
                     let attempt = after.last_attempt().unwrap();
@@ -1309,6 +1381,7 @@ mod tests {
                 TaskEvent::Cancel {
                     at: t(5),
                     reason: "cancelled by DELETE".into(),
+                    progress: None,
                 },
                 |before, after| {
                     assert_eq!(after.attempts(), before.attempts(), "no attempt is made up");
@@ -1373,6 +1446,7 @@ mod tests {
                     at: t(100),
                     output: Value::Null,
                     log_tail: None,
+                    progress: None,
                 },
                 fail(t(100), ErrorKind::Transient),
                 TaskEvent::Resubmit { params: None },
@@ -1380,6 +1454,7 @@ mod tests {
                 TaskEvent::Cancel {
                     at: t(100),
                     reason: "operator".into(),
+                    progress: None,
                 },
             ]
         };
@@ -1445,6 +1520,7 @@ mod tests {
             .apply(TaskEvent::Cancel {
                 at: t(5),
                 reason: "operator".into(),
+                progress: None,
             })
             .unwrap();
         assert_eq!(

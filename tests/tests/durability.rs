@@ -212,7 +212,9 @@ fn status_and_history_after_a_failed_run_then_resume_from() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "a header and one line per attempt: {text}");
     assert!(
-        lines[0].starts_with("STARTED") && lines[0].contains("ERROR"),
+        lines[0].starts_with("STARTED")
+            && lines[0].contains("PROGRESS")
+            && lines[0].contains("ERROR"),
         "{text}"
     );
     assert!(

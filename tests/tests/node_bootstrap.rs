@@ -358,7 +358,12 @@ fn an_archive_larger_than_the_memory_limit_streams_through() {
     assert_eq!(restore.code, 0, "{}", restore.stderr);
     let doc = restore.json();
     assert_eq!(doc["tasks"][0]["output"]["sha256"], digest.as_str());
-    // Progress in bytes (`planrt:task@0.3.0`), shown in binary units.
+    // Progress in bytes (`planrt:task@0.3.0`), shown in binary units and kept in the
+    // attempt's record.
+    let progress = &doc["tasks"][0]["attempts"][0]["progress"];
+    assert_eq!(progress["unit"], "bytes", "{progress}");
+    assert_eq!(progress["done"], archive_len, "{progress}");
+    assert_eq!(progress["total"], archive_len, "{progress}");
     let total = format!("/{}", in_mib(archive_len));
     assert!(
         restore

@@ -173,10 +173,53 @@ fn progress_is_plain_lines_on_stderr_when_not_a_terminal_and_never_on_stdout() {
         run.stderr
     );
     assert!(
-        !run.stdout.contains("echoed"),
+        !run.stdout.contains("100%"),
         "stdout holds only the document"
     );
-    run.json();
+    // Where the note does appear on stdout: in the attempt's record of its last report.
+    assert_eq!(
+        run.json()["tasks"][0]["attempts"][0]["progress"]["note"],
+        "echoed"
+    );
+}
+
+#[test]
+fn an_attempt_dropped_at_a_stop_keeps_the_progress_it_reported() {
+    // Ten sleeps of 2 s, a progress report after each. SIGTERM during the second sleep:
+    // the plugin never asks `cancelled()`, so it has no grace, and it sits in a host call
+    // the epoch cannot interrupt: planrt drops it and records it `interrupted`, with the
+    // report it made before.
+    let s = Scratch::with_plugins(&["test-append"]);
+    std::fs::create_dir(s.path().join("work")).unwrap();
+    let (saved, doc) = s.save_plan(
+        "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
+         [[tasks]]\ntype = \"test-append\"\nparams = { sleepMs = 20000 }\n",
+    );
+    let plan_id = doc["id"].as_str().unwrap().to_owned();
+    let child = s.spawn(&["run", saved.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(s.path().join("spawned.stderr"))
+        .unwrap_or_default()
+        .contains("1/10 10% sleeping")
+    {
+        assert!(std::time::Instant::now() < deadline, "no first report");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
+    let attempt = &doc["tasks"][0]["attempts"][0];
+    assert_eq!(attempt["errorKind"], "interrupted", "{attempt}");
+    assert_eq!(
+        attempt["progress"],
+        serde_json::json!({"done": 1, "total": 10, "unit": "items", "note": "sleeping"}),
+        "{attempt}"
+    );
 }
 
 #[test]

@@ -35,7 +35,10 @@ fn stored_leaks(s: &Scratch) -> Vec<String> {
     for (table, columns) in [
         ("plans", &["resolved", "name"][..]),
         ("tasks", &["params", "output", "error"][..]),
-        ("attempts", &["message", "backtrace", "log_tail"][..]),
+        (
+            "attempts",
+            &["message", "backtrace", "log_tail", "progress"][..],
+        ),
     ] {
         for column in columns {
             let found: i64 = db
@@ -82,6 +85,11 @@ fn the_plugin_gets_the_value_and_its_output_is_masked() {
     assert!(run.stderr.contains("stderr 0: ***"), "{}", run.stderr);
     assert!(run.stderr.contains("log 0: ***"), "{}", run.stderr);
     assert!(run.stderr.contains("progress: ***"), "{}", run.stderr);
+    // The attempt's record keeps its last progress report, masked.
+    assert_eq!(
+        task["attempts"][0]["progress"],
+        serde_json::json!({"done": 1, "total": 2, "unit": "items", "note": "progress: ***"})
+    );
     assert_nowhere(&s, &run);
 }
 
@@ -98,6 +106,8 @@ fn error_messages_are_masked() {
         let doc = run.json();
         let attempt = &doc["tasks"][0]["attempts"][0];
         assert_eq!(attempt["errorKind"], kind);
+        // A failed attempt keeps how far it got.
+        assert_eq!(attempt["progress"]["note"], "progress: ***", "{kind}");
         let message = attempt["message"].as_str().unwrap();
         assert!(message.contains("***"), "{kind}: {message}");
         assert!(

@@ -198,6 +198,8 @@ fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
             .contains("cancelled() returned true: stopping cleanly"),
         "{attempt}"
     );
+    // How far it got, as it said before the stop.
+    assert_eq!(attempt["progress"]["note"], "holding", "{attempt}");
     assert_eq!(doc["phase"], "Active", "resumable");
 }
 

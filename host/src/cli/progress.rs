@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
 use super::terminal::Terminal;
+use crate::plan::ProgressUnit;
 use crate::plan::Task;
-use crate::runtime::{ProgressSink, ProgressUnit};
+use crate::runtime::ProgressSink;
 
 /// How often plain progress lines may be written per attempt.
 const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(1);
@@ -97,7 +98,12 @@ impl Meter {
 
 /// The figures of a report: `done/total pct% rate/s ETA t`, as much as is known (a time
 /// left over 100 hours is not shown).
-fn figures(done: u64, total: Option<u64>, unit: ProgressUnit, rate: Option<f64>) -> String {
+pub(super) fn figures(
+    done: u64,
+    total: Option<u64>,
+    unit: ProgressUnit,
+    rate: Option<f64>,
+) -> String {
     let mut text = match total {
         Some(total) => {
             let share = if total == 0 {

@@ -229,7 +229,8 @@ pub fn history_entries(plan: &PlanRun) -> Vec<HistoryEntry> {
     entries
 }
 
-/// `history` as text: one line per attempt, with how long it took and why it failed.
+/// `history` as text: one line per attempt, with how long it took, the last progress it
+/// reported and why it failed.
 pub fn history(entries: &[HistoryEntry]) -> String {
     if entries.is_empty() {
         return "no attempts yet\n".to_owned();
@@ -245,8 +246,12 @@ pub fn history(entries: &[HistoryEntry]) -> String {
             (Some(kind), None) => kind.to_string(),
             (None, _) => String::new(),
         };
+        let progress = a.progress.as_ref().map_or_else(
+            || "-".to_owned(),
+            |p| super::progress::figures(p.done, p.total, p.unit, None),
+        );
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{took}\t{error}",
+            "{}\t{}\t{}\t{}\t{}\t{took}\t{progress}\t{error}",
             time(a.started_at),
             e.task_index,
             cell(&e.task_type),
@@ -254,7 +259,10 @@ pub fn history(entries: &[HistoryEntry]) -> String {
             a.outcome,
         )
     });
-    table("STARTED\tTASK\tTYPE\tATTEMPT\tOUTCOME\tTOOK\tERROR", rows)
+    table(
+        "STARTED\tTASK\tTYPE\tATTEMPT\tOUTCOME\tTOOK\tPROGRESS\tERROR",
+        rows,
+    )
 }
 
 #[cfg(test)]

@@ -15,12 +15,13 @@ use super::prepare::PreparedPlan;
 use super::secrets::MissingSecret;
 use super::slots::{Slot, Slots};
 use crate::plan::{
-    ErrorKind, Failure, Phase, PlanRun, Task, TaskEvent, Transition, TransitionError,
+    ErrorKind, Failure, Phase, PlanRun, Progress, Task, TaskEvent, Transition, TransitionError,
 };
 use crate::runtime::capability::cancellation::CancelSignal;
 use crate::runtime::capability::kv::{KvAccess, KvBackend};
 use crate::runtime::{
     AttemptContext, AttemptError, AttemptInputs, AttemptReport, AttemptRequest, ProgressSink,
+    ProgressSlot,
 };
 use crate::store::{StateStore, StoreError};
 
@@ -118,10 +119,11 @@ enum Attempts {
     Inline(FuturesUnordered<AttemptFuture>),
 }
 
-/// The attempts in flight, with what tells each to stop.
+/// The attempts in flight, with what tells each to stop and where each keeps its last
+/// progress (read when one is dropped at a stop).
 struct InFlight {
     attempts: Attempts,
-    signals: HashMap<usize, CancelSignal>,
+    signals: HashMap<usize, (CancelSignal, ProgressSlot)>,
 }
 
 impl InFlight {
@@ -323,7 +325,7 @@ pub async fn execute(
         if let Err(error) = result {
             // Nothing more can be recorded: the attempts in flight are told and dropped
             // (their rows stay `running`; `resume` records them interrupted).
-            for signal in in_flight.signals.values() {
+            for (signal, _) in in_flight.signals.values() {
                 signal.raise(
                     ErrorKind::Interrupted,
                     "planrt stopped after an internal error",
@@ -344,8 +346,10 @@ fn start(
     in_flight: &mut InFlight,
 ) -> Result<(), ExecuteError> {
     let signal = CancelSignal::new();
-    let request = start_attempt(plan, index, now, prepared, store, observer, (&signal, kv))?;
-    in_flight.signals.insert(index, signal);
+    let progress = ProgressSlot::new();
+    let handles = (&signal, &progress, kv);
+    let request = start_attempt(plan, index, now, prepared, store, observer, handles)?;
+    in_flight.signals.insert(index, (signal, progress));
     let task = prepared.tasks[index].clone();
     in_flight.push(Box::pin(async move {
         let report = match request {
@@ -353,6 +357,7 @@ fn start(
             Err(missing) => AttemptReport {
                 result: Err(AttemptError::Sandbox(missing.to_string())),
                 log_tail: None,
+                progress: None,
             },
         };
         drop(slot);
@@ -371,10 +376,14 @@ async fn stop_all(
     (prepared, store, observer): (&PreparedPlan, &dyn StateStore, &dyn Observer),
 ) -> Result<RunEnd, ExecuteError> {
     let (kind, why) = reason.attempt_end();
-    for signal in in_flight.signals.values() {
+    for (signal, _) in in_flight.signals.values() {
         signal.raise(kind, why);
     }
-    let patience = in_flight.signals.values().map(CancelSignal::patience).max();
+    let patience = in_flight
+        .signals
+        .values()
+        .map(|(signal, _)| signal.patience())
+        .max();
     if let Some(patience) = patience {
         let deadline = tokio::time::Instant::now() + patience + STOP_MARGIN;
         while let Ok(Some((index, report))) =
@@ -384,7 +393,14 @@ async fn stop_all(
         }
     }
     // Attempts that ended by the deadline, or in the instant before their abort, are
-    // recorded as they ended; the others, once aborted, as the stop says.
+    // recorded as they ended; the others, once aborted, as the stop says, with the last
+    // progress they reported.
+    let slots: HashMap<usize, ProgressSlot> = in_flight
+        .signals
+        .iter()
+        .map(|(index, (_, slot))| (*index, slot.clone()))
+        .collect();
+    let last_progress = |index: usize| slots.get(&index).and_then(ProgressSlot::get);
     let mut ended = in_flight.ended();
     ended.extend(in_flight.abort(STOP_MARGIN).await);
     for (index, report) in ended {
@@ -392,7 +408,7 @@ async fn stop_all(
     }
     match reason {
         StopReason::Shutdown => {
-            interrupt_running(plan, store, observer, why)?;
+            interrupt_running(plan, store, observer, why, &last_progress)?;
             // The attempts may have finished the plan during their grace.
             if plan.phase() != Phase::Active {
                 return Ok(RunEnd::Finished(plan.phase()));
@@ -400,7 +416,7 @@ async fn stop_all(
             Ok(RunEnd::Interrupted)
         }
         StopReason::Cancel => {
-            let cancelled = cancel(plan, store, observer, why)?;
+            let cancelled = cancel(plan, store, observer, why, &last_progress)?;
             // The attempts may have ended during their grace: if that finished the plan,
             // there is nothing left to cancel.
             if !cancelled && plan.phase() == Phase::Complete {
@@ -413,13 +429,14 @@ async fn stop_all(
 
 /// Stops a plan for good until an operator runs it again: every running attempt is
 /// recorded `cancelled`; if none runs, the task that would run next is failed before it
-/// starts. All in one commit. Returns whether anything was cancelled (not for a finished
-/// plan).
+/// starts. All in one commit; each attempt keeps the last progress `last_progress` knows
+/// of its task. Returns whether anything was cancelled (not for a finished plan).
 pub fn cancel(
     plan: &mut PlanRun,
     store: &dyn StateStore,
     observer: &dyn Observer,
     reason: &str,
+    last_progress: &dyn Fn(usize) -> Option<Progress>,
 ) -> Result<bool, ExecuteError> {
     let mut targets = plan.running_tasks();
     if targets.is_empty()
@@ -431,26 +448,44 @@ pub fn cancel(
     let at = Timestamp::now();
     let events = targets.iter().map(|&index| {
         let reason = reason.to_owned();
-        (index, TaskEvent::Cancel { at, reason })
+        let progress = last_progress(index);
+        (
+            index,
+            TaskEvent::Cancel {
+                at,
+                reason,
+                progress,
+            },
+        )
     });
     apply_and_commit(plan, events.collect(), store, observer)?;
     Ok(!targets.is_empty())
 }
 
 /// Records every running task's attempt `interrupted` (it re-runs without using retry
-/// budget), in one commit: after a stop signal, or on resume after a crash.
+/// budget), in one commit: after a stop signal, or on resume after a crash (when
+/// `last_progress` knows nothing: the process that ran them is gone).
 pub fn interrupt_running(
     plan: &mut PlanRun,
     store: &dyn StateStore,
     observer: &dyn Observer,
     why: &str,
+    last_progress: &dyn Fn(usize) -> Option<Progress>,
 ) -> Result<(), ExecuteError> {
     let at = Timestamp::now();
     let events = plan
         .running_tasks()
         .into_iter()
         .map(|index| {
-            let event = fail(at, ErrorKind::Interrupted, why.to_owned(), None, None);
+            let progress = last_progress(index);
+            let event = fail(
+                at,
+                ErrorKind::Interrupted,
+                why.to_owned(),
+                None,
+                None,
+                progress,
+            );
             (index, event)
         })
         .collect();
@@ -492,7 +527,7 @@ fn start_attempt(
     prepared: &PreparedPlan,
     store: &dyn StateStore,
     observer: &dyn Observer,
-    (signal, kv): (&CancelSignal, &KvAccess),
+    (signal, progress, kv): (&CancelSignal, &ProgressSlot, &KvAccess),
 ) -> Result<Result<AttemptRequest, MissingSecret>, ExecuteError> {
     let transition = plan.apply(index, TaskEvent::Start { at: started })?;
     commit(plan, index, transition, store, observer)?;
@@ -519,6 +554,7 @@ fn start_attempt(
             params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
             inputs: AttemptInputs::new(redactor.clone(), observer.progress_sink(task))
                 .with(signal.clone())
+                .with(progress.clone())
                 .with(kv.clone()),
         }),
     )
@@ -543,6 +579,7 @@ fn end_attempt(
                 at,
                 output: redactor.redact_json(output),
                 log_tail: report.log_tail,
+                progress: report.progress,
             },
             Err(e) => fail(
                 at,
@@ -550,6 +587,7 @@ fn end_attempt(
                 format!("the plugin's output is not JSON: {e}"),
                 None,
                 report.log_tail,
+                report.progress,
             ),
         },
         Err(error) => fail(
@@ -558,6 +596,7 @@ fn end_attempt(
             error.to_string(),
             error.backtrace().map(str::to_owned),
             report.log_tail,
+            report.progress,
         ),
     };
     let transition = plan.apply(index, event)?;
@@ -570,6 +609,7 @@ fn fail(
     message: String,
     backtrace: Option<String>,
     log_tail: Option<String>,
+    progress: Option<Progress>,
 ) -> TaskEvent {
     TaskEvent::Fail {
         at,
@@ -578,6 +618,7 @@ fn fail(
             message,
             backtrace,
             log_tail,
+            progress,
         },
         jitter_sample: rand::random::<f64>(),
     }

@@ -118,6 +118,7 @@ pub fn reopen(
         store,
         observer,
         "the host stopped or crashed during this attempt",
+        &|_| None,
     )?;
     let events: Vec<(usize, TaskEvent)> = match from {
         ResumeFrom::Task(_) => reset

@@ -777,7 +777,8 @@ impl Service {
         let store = self.store()?;
         let _claim = PlanClaim::acquire(&self.config.state, plan_id)?;
         let (_, mut plan) = self.stored(&store, plan_id)?;
-        cancel(&mut plan, &*store, observer, reason).map_err(|error| {
+        // No attempt of it runs in this process: none has progress to keep.
+        cancel(&mut plan, &*store, observer, reason, &|_| None).map_err(|error| {
             ServiceError::AfterWorkStarted {
                 plan: plan_id,
                 error,
@@ -797,7 +798,7 @@ impl Service {
         let _claim = PlanClaim::acquire(&self.config.state, plan_id)?;
         let (_, mut plan) = self.stored(&store, plan_id)?;
         let why = "the host stopped or crashed during this attempt";
-        interrupt_running(&mut plan, &*store, observer, why).map_err(|error| {
+        interrupt_running(&mut plan, &*store, observer, why, &|_| None).map_err(|error| {
             ServiceError::AfterWorkStarted {
                 plan: plan_id,
                 error,

@@ -14,6 +14,7 @@ use super::cache::CompiledCache;
 use super::call::{CallSite, Session, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
 use super::error::{AttemptError, cap_message};
+use super::guest_log::GuestLog;
 use super::info::PluginInfo;
 use super::params_schema::ParamsSchema;
 use super::state::AttemptState;
@@ -41,6 +42,8 @@ pub struct AttemptReport {
     pub result: Result<String, AttemptError>,
     /// The end of stdout, stderr and log lines (secrets masked).
     pub log_tail: Option<String>,
+    /// The last progress the plugin reported (secrets masked).
+    pub progress: Option<crate::plan::Progress>,
 }
 
 /// Why a plugin's `describe()` cannot be used.
@@ -293,6 +296,7 @@ impl LoadedPlugin {
                 return AttemptReport {
                     result: Err(error),
                     log_tail: None,
+                    progress: None,
                 };
             }
         };
@@ -303,7 +307,8 @@ impl LoadedPlugin {
         .await;
         AttemptReport {
             result: result.and_then(|answer| answer.map_err(AttemptError::from)),
-            log_tail: log.and_then(|log| log.tail()),
+            log_tail: log.as_ref().and_then(GuestLog::tail),
+            progress: log.as_ref().and_then(GuestLog::last_progress),
         }
     }
 }

@@ -186,6 +186,7 @@ mod tests {
                 at: end,
                 output: serde_json::json!({}),
                 log_tail: None,
+                progress: None,
             })
             .unwrap();
         metrics.transition(&plan, &ok, done);
@@ -195,6 +196,7 @@ mod tests {
             .apply(TaskEvent::Cancel {
                 at: end,
                 reason: "test".into(),
+                progress: None,
             })
             .unwrap();
         metrics.transition(&plan, &cancelled, ended);

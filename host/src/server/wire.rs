@@ -204,6 +204,7 @@ mod tests {
             at,
             output: serde_json::json!({"hash": "ab"}),
             log_tail: None,
+            progress: None,
         })
         .unwrap();
         let json =

@@ -108,12 +108,13 @@ pub(super) fn update_task(
     };
     tx.prepare_cached(
         "INSERT INTO attempts (plan_id, task_idx, attempt, started_at, ended_at, outcome, error_kind,
-                               message, backtrace, log_tail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                               message, backtrace, log_tail, progress)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (plan_id, task_idx, attempt) DO UPDATE SET
             ended_at = excluded.ended_at, outcome = excluded.outcome, error_kind = excluded.error_kind,
-            message = excluded.message, backtrace = excluded.backtrace, log_tail = excluded.log_tail
-         WHERE attempts.outcome = ?11 AND excluded.outcome <> ?11",
+            message = excluded.message, backtrace = excluded.backtrace, log_tail = excluded.log_tail,
+            progress = excluded.progress
+         WHERE attempts.outcome = ?12 AND excluded.outcome <> ?12",
     )?
     .execute(params![
         plan.to_string(),
@@ -126,6 +127,7 @@ pub(super) fn update_task(
         a.message,
         a.backtrace,
         a.log_tail,
+        a.progress.as_ref().map(json),
         <&str>::from(AttemptOutcome::Running),
     ])?;
     Ok(())
@@ -198,7 +200,7 @@ fn load_attempts(
 ) -> Result<HashMap<usize, Vec<Attempt>>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT task_idx, attempt, started_at, ended_at, outcome, error_kind, message, backtrace,
-                log_tail
+                log_tail, progress
          FROM attempts WHERE plan_id = ?1 ORDER BY task_idx, attempt",
     )?;
     let mut rows = stmt.query([plan.to_string()])?;
@@ -220,6 +222,10 @@ fn load_attempts(
             message: row.get("message")?,
             backtrace: row.get("backtrace")?,
             log_tail: row.get("log_tail")?,
+            progress: row
+                .get::<_, Option<String>>("progress")?
+                .map(|text| from_json(&text, "attempt progress"))
+                .transpose()?,
         };
         attempts.entry(index).or_default().push(attempt);
     }

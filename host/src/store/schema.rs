@@ -104,6 +104,9 @@ const MIGRATIONS: &[Migration] = &[
     // 7: graphs: a task's name and the names it waits for (`dependsOn`, a JSON array;
     // NULL when the task does not say, as in every plan before).
     Migration::AddColumns(&[("tasks", "name", "TEXT"), ("tasks", "depends_on", "TEXT")]),
+    // 8: an attempt's last progress report (`{done, total, unit, note}` as JSON), written
+    // with its end.
+    Migration::AddColumns(&[("attempts", "progress", "TEXT")]),
 ];
 
 /// One schema step.

@@ -497,6 +497,12 @@ mod tests {
                 message: "m".into(),
                 backtrace: Some("bt".into()),
                 log_tail: Some("tail".into()),
+                progress: Some(crate::plan::Progress {
+                    done: 7,
+                    total: None,
+                    unit: crate::plan::ProgressUnit::Items,
+                    note: "n".into(),
+                }),
             },
             jitter_sample: 0.5,
         };
@@ -517,6 +523,12 @@ mod tests {
                 at: t(11),
                 output: serde_json::json!({"ok": [1, 2]}),
                 log_tail: None,
+                progress: Some(crate::plan::Progress {
+                    done: 3,
+                    total: Some(3),
+                    unit: crate::plan::ProgressUnit::Bytes,
+                    note: "done".into(),
+                }),
             },
         )
         .unwrap();
@@ -570,6 +582,7 @@ mod tests {
                 at: t(1),
                 output: serde_json::json!(null),
                 log_tail: None,
+                progress: None,
             };
             run.apply(index, done).unwrap();
             store.record_task(run.id(), &run.tasks()[index]).unwrap();
@@ -603,6 +616,7 @@ mod tests {
                     at: t(1),
                     output: serde_json::Value::Null,
                     log_tail: None,
+                    progress: None,
                 },
             )
             .unwrap();
@@ -613,6 +627,7 @@ mod tests {
             message: "no".into(),
             backtrace: None,
             log_tail: None,
+            progress: None,
         };
         failed
             .apply(
@@ -666,6 +681,7 @@ mod tests {
                 message: "no".into(),
                 backtrace: None,
                 log_tail: None,
+                progress: None,
             };
             let event = TaskEvent::Fail {
                 at: ended,
@@ -699,6 +715,7 @@ mod tests {
                 at: t(1),
                 output: serde_json::Value::Null,
                 log_tail: None,
+                progress: None,
             },
         )
         .unwrap();
@@ -877,7 +894,8 @@ mod tests {
             .conn()
             .execute_batch(
                 "ALTER TABLE plans DROP COLUMN origin; ALTER TABLE plans DROP COLUMN submitted_at;
-                 ALTER TABLE plans DROP COLUMN removed_at;",
+                 ALTER TABLE plans DROP COLUMN removed_at; ALTER TABLE tasks DROP COLUMN name;
+                 ALTER TABLE tasks DROP COLUMN depends_on; ALTER TABLE attempts DROP COLUMN progress;",
             )
             .unwrap();
         store.conn().pragma_update(None, "user_version", 2).unwrap();
@@ -888,10 +906,11 @@ mod tests {
             migrated.get("tasks").is_none() && migrated.get("id").is_none(),
             "{migrated}"
         );
-        assert_eq!(
-            store.load_plan(run.id()).unwrap().unwrap().0,
-            saved_plan.resolution()
-        );
+        let (resolution, migrated_run) = store.load_plan(run.id()).unwrap().unwrap();
+        assert_eq!(resolution, saved_plan.resolution());
+        // Its attempt, recorded before attempts had a progress column, loads without one.
+        assert_eq!(migrated_run, run);
+        assert_eq!(migrated_run.tasks()[0].attempts()[0].progress, None);
     }
 
     #[test]

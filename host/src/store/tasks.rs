@@ -292,6 +292,7 @@ mod tests {
                 at,
                 output: serde_json::json!({}),
                 log_tail: None,
+                progress: None,
             },
         )
         .unwrap();
@@ -360,6 +361,7 @@ mod tests {
                 TaskEvent::Cancel {
                     at,
                     reason: "test".into(),
+                    progress: None,
                 },
             )
             .unwrap();

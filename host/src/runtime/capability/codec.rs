@@ -178,16 +178,18 @@ impl Decoder {
         if self.finished {
             return Err(self.fail("`decode` after `finish`".into()));
         }
+        // The input this call may use.
+        let budget = &input[..input.len().min(MAX_DECODE_INPUT)];
         let mut used = 0;
         let mut members = 0;
-        while used < input.len() && used < MAX_DECODE_INPUT && self.pending() < max_output {
-            let rest = &input[used..];
+        while used < budget.len() && self.pending() < max_output {
+            let rest = &budget[used..];
             if self.padding {
                 let zeros = rest.iter().take_while(|b| **b == 0).count();
                 if zeros == 0 {
                     let message = format!(
                         "{} bytes of data after the zero padding that ends the gzip stream",
-                        rest.len()
+                        input.len() - used
                     );
                     return Err(self.fail(message));
                 }
@@ -196,20 +198,20 @@ impl Decoder {
             }
             match self.inflate.write(rest) {
                 Ok(0) => {
-                    // The stream ended with input left (flate2 also says 0 for a stream
-                    // that can go no further, which checking its end then reports).
+                    // The stream ended with input left, or can go no further (flate2
+                    // says 0 for both): checking its end tells which.
+                    if let Err(error) = self.inflate.try_finish() {
+                        let message = format!("corrupt {} data: {error}", self.format_name());
+                        return Err(self.fail(message));
+                    }
                     let Inflate::Gzip(member) = &mut self.inflate else {
                         let message = format!(
                             "{} bytes after the end of the {} stream",
-                            rest.len(),
+                            input.len() - used,
                             self.format_name()
                         );
                         return Err(self.fail(message));
                     };
-                    if let Err(error) = member.try_finish() {
-                        let message = format!("corrupt gzip data: {error}");
-                        return Err(self.fail(message));
-                    }
                     if rest[0] == 0 {
                         // No member starts with 0 (gzip's magic is 1f 8b).
                         self.padding = true;
@@ -633,6 +635,28 @@ mod tests {
         let mut decoder = Decoder::new(compression::Format::Gzip);
         let (used, _) = decoder.decode(&compressed, MAX_OUTPUT).unwrap();
         assert!(used <= MAX_DECODE_INPUT + (32 << 10), "used {used}");
+    }
+
+    #[test]
+    fn input_that_yields_no_output_is_still_used_at_most_a_budget_per_call() {
+        // Empty stored blocks (not final): 5 bytes each, no output at all.
+        let mut blocks: Vec<u8> = [0u8, 0, 0, 0xff, 0xff].repeat((3 << 20) / 5);
+        blocks.extend([1, 0, 0, 0xff, 0xff]);
+        let mut decoder = Decoder::new(compression::Format::Deflate);
+        let (used, output) = decoder.decode(&blocks, MAX_OUTPUT).unwrap();
+        assert!(output.is_empty());
+        assert!(used > 0 && used <= MAX_DECODE_INPUT, "used {used}");
+        assert!(
+            decode_all(compression::Format::Deflate, &blocks, 4 << 20, 1024)
+                .unwrap()
+                .is_empty()
+        );
+
+        let mut padded = gzip(b"x");
+        padded.extend(vec![0; 3 << 20]);
+        let mut decoder = Decoder::new(compression::Format::Gzip);
+        let (used, _) = decoder.decode(&padded, MAX_OUTPUT).unwrap();
+        assert!(used <= MAX_DECODE_INPUT, "padding: used {used}");
     }
 
     #[test]

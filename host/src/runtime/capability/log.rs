@@ -7,26 +7,12 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
-use crate::plan::Redactor;
+use crate::plan::{Progress as ProgressReport, ProgressUnit, Redactor};
 use crate::runtime::error::AttemptError;
-use crate::runtime::guest_log::{GuestLevel, GuestLog};
+use crate::runtime::guest_log::{GuestLevel, GuestLog, ProgressSlot};
 use crate::runtime::state::AttemptState;
 use crate::runtime::wit::latest::{host, types};
 use crate::runtime::wit::{v0_1_0, v0_2_0};
-
-/// What a progress report counts. Plugins built before `planrt:task@0.3.0` report
-/// without a unit: [`ProgressUnit::Items`].
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ProgressUnit {
-    /// Things (files, blocks…), or a count of unknown unit.
-    #[default]
-    Items,
-    /// Bytes.
-    Bytes,
-}
 
 impl From<host::Unit> for ProgressUnit {
     fn from(unit: host::Unit) -> Self {
@@ -96,7 +82,12 @@ impl Capability for Log {
         setup: &mut AttemptSetup<'_>,
     ) -> Result<(), AttemptError> {
         let redactor = setup.inputs.redactor();
-        let log = GuestLog::new(redactor.clone());
+        let slot = setup
+            .inputs
+            .get::<ProgressSlot>()
+            .cloned()
+            .unwrap_or_default();
+        let log = GuestLog::keeping_progress_in(redactor.clone(), slot);
         setup.wasi.stdout(log.stdout()).stderr(log.stderr());
         setup.parts.insert(log);
         setup.parts.insert(Progress {
@@ -173,6 +164,15 @@ impl AttemptState {
         tracing::debug!(target: "planrt::plugin", done, total, ?unit, "progress: {note}");
         if let Some(sink) = &progress.sink {
             sink.progress(done, total, unit, &note);
+        }
+        // The last report goes into the attempt's record.
+        if let Some(log) = self.part::<GuestLog>() {
+            log.record_progress(ProgressReport {
+                done,
+                total,
+                unit,
+                note,
+            });
         }
     }
 }

@@ -43,7 +43,7 @@ use super::state::AttemptState;
 use crate::plan::{Grants, LimitOverrides, Redactor};
 
 pub use limits::Limits;
-pub use log::{ProgressSink, ProgressUnit};
+pub use log::ProgressSink;
 
 /// How soon a capability's claim on a call's outcome ranks (lower first): a
 /// configuration error outranks an operator's stop, which outranks a limit.

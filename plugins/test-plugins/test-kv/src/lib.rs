@@ -9,6 +9,7 @@
 
 use planrt_plugin_sdk::{
     Context, Info, Task, TaskError, cancelled, export_task, kv_delete, kv_get, kv_set, log,
+    progress,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -66,6 +67,7 @@ impl Task for TestKv {
         kv_set(&params.key, value.as_bytes())?;
         log!(Info, "set {} = {value}", params.key);
         if params.hold_first {
+            progress(1, Some(2), "holding");
             while !cancelled() {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
