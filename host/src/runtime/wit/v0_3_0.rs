@@ -11,6 +11,9 @@ wasmtime::component::bindgen!({
     imports: {
         // A call on a handle the guest does not own, or one resource too many, traps.
         "planrt:task/digest": trappable,
+        // Decoding awaits the decoder's own thread.
+        "planrt:task/compression.[method]decoder.decode": async | trappable,
+        "planrt:task/compression.[method]decoder.finish": async | trappable,
         "planrt:task/compression": trappable,
     },
     require_store_data_send: true,

@@ -1,0 +1,342 @@
+//! The host side of `compression.decoder`: an [`Inflater`] on a thread of its own, fed
+//! the guest's input and handing back its output through bounded channels. While the
+//! guest parses and writes what it got (its file writes wait on the blocking pool), the
+//! next megabytes are inflated on another core: decoding, the guest's own work and the
+//! writes overlap instead of taking turns.
+//!
+//! Bounded like the rest of the capability: at most [`INPUT_CHUNKS`] chunks of at most
+//! [`super::MAX_DECODE_INPUT`] bytes wait for the thread, at most [`OUTPUT_CHUNKS`] chunks
+//! of at most [`super::MAX_OUTPUT`] bytes wait for the guest, and the thread stops
+//! inflating while they do (a bomb expands only as fast as its output is taken). The
+//! guest's calls await the thread asynchronously, so a timeout or a cancel still ends
+//! them; dropping the decoder ends the thread after its current step.
+
+use tokio::sync::mpsc;
+
+use super::MAX_OUTPUT;
+use super::inflate::Inflater;
+use crate::runtime::wit::latest::compression;
+
+/// Input chunks that may wait for the decoding thread.
+pub const INPUT_CHUNKS: usize = 4;
+/// Output chunks that may wait for the guest.
+pub const OUTPUT_CHUNKS: usize = 2;
+
+/// What the thread sends: output (never empty), the end of a complete stream (empty), or
+/// the error that stopped it.
+type Message = Result<Vec<u8>, String>;
+
+/// A streaming decoder whose inflating runs on its own thread.
+pub struct Decoder {
+    /// To the thread; closed by `finish`.
+    input: Option<mpsc::Sender<Vec<u8>>>,
+    output: mpsc::Receiver<Message>,
+    /// Output received, `pending[taken..]` not yet returned.
+    pending: Vec<u8>,
+    taken: usize,
+    /// The first error: every later call returns it.
+    failed: Option<String>,
+    /// The stream ended, complete, and all its output was returned.
+    done: bool,
+}
+
+impl Decoder {
+    /// A decoder of `format`, its thread started.
+    pub fn start(format: compression::Format) -> std::io::Result<Self> {
+        let (input_tx, input_rx) = mpsc::channel(INPUT_CHUNKS);
+        let (output_tx, output_rx) = mpsc::channel(OUTPUT_CHUNKS);
+        let inflater = Inflater::new(format);
+        std::thread::Builder::new()
+            .name("planrt-decode".into())
+            .spawn(move || inflate(inflater, input_rx, output_tx))?;
+        Ok(Self {
+            input: Some(input_tx),
+            output: output_rx,
+            pending: Vec::new(),
+            taken: 0,
+            failed: None,
+            done: false,
+        })
+    }
+
+    fn fail(&mut self, message: String) -> String {
+        self.failed = Some(message.clone());
+        message
+    }
+
+    /// Hands the thread up to [`super::MAX_DECODE_INPUT`] bytes of `input` and returns
+    /// how many it took, with at most `max_output` bytes of output. Waits only when it can
+    /// do neither (the thread's input is full and it has no output yet): never returns
+    /// nothing for a non-empty input.
+    pub async fn decode(
+        &mut self,
+        input: &[u8],
+        max_output: usize,
+    ) -> Result<(usize, Vec<u8>), String> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let Some(sender) = self.input.clone() else {
+            return Err(self.fail("`decode` after `finish`".into()));
+        };
+        let chunk = &input[..input.len().min(super::MAX_DECODE_INPUT)];
+        let mut used = 0;
+        if !chunk.is_empty()
+            && let Ok(permit) = sender.try_reserve()
+        {
+            permit.send(chunk.to_vec());
+            used = chunk.len();
+        }
+        if self.taken == self.pending.len() {
+            let message = if used > 0 || chunk.is_empty() {
+                match self.output.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(stopped())),
+                }
+            } else {
+                // Nothing can move until the thread takes input or gives output.
+                let woke = tokio::select! {
+                    permit = sender.reserve() => Woke::Room(permit.ok()),
+                    message = self.output.recv() => Woke::Output(message),
+                };
+                match woke {
+                    Woke::Room(Some(permit)) => {
+                        permit.send(chunk.to_vec());
+                        used = chunk.len();
+                        self.output.try_recv().ok()
+                    }
+                    // The thread stopped: its error is in the output.
+                    Woke::Room(_) => {
+                        Some(self.output.recv().await.unwrap_or_else(|| Err(stopped())))
+                    }
+                    Woke::Output(message) => Some(message.unwrap_or_else(|| Err(stopped()))),
+                }
+            };
+            match message {
+                Some(Ok(output)) => self.take_in(output),
+                Some(Err(error)) => return Err(self.fail(error)),
+                None => {}
+            }
+        }
+        Ok((used, self.take(max_output)))
+    }
+
+    /// Ends the input: the output still to come, at most `max_output` bytes per call;
+    /// empty once the stream is complete, checked, and all of it was returned.
+    pub async fn finish(&mut self, max_output: usize) -> Result<Vec<u8>, String> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        // Closing the input tells the thread the stream ends here.
+        self.input = None;
+        while self.taken == self.pending.len() && !self.done {
+            match self.output.recv().await {
+                Some(Ok(output)) if output.is_empty() => self.done = true,
+                Some(Ok(output)) => self.take_in(output),
+                Some(Err(error)) => return Err(self.fail(error)),
+                None => return Err(self.fail(stopped())),
+            }
+        }
+        Ok(self.take(max_output))
+    }
+
+    fn take_in(&mut self, output: Vec<u8>) {
+        self.pending = output;
+        self.taken = 0;
+    }
+
+    /// Up to `max` bytes of the output received, oldest first.
+    fn take(&mut self, max: usize) -> Vec<u8> {
+        let from = self.taken;
+        let to = from + max.min(self.pending.len() - from);
+        self.taken = to;
+        if from == 0 && to == self.pending.len() {
+            // All of it: handed over without a copy.
+            self.taken = 0;
+            return std::mem::take(&mut self.pending);
+        }
+        self.pending[from..to].to_vec()
+    }
+}
+
+/// What ended a wait in `decode`.
+enum Woke<P> {
+    /// Room for the input (`None`: the thread is gone).
+    Room(Option<P>),
+    /// Output, an error, or the end of the channel.
+    Output(Option<Message>),
+}
+
+fn stopped() -> String {
+    "the decoder stopped unexpectedly".into()
+}
+
+/// The decoding thread: inflates each chunk as it comes, sends its output, and checks the
+/// end of the stream when the input closes. Ends at the first error, or when the
+/// [`Decoder`] is dropped (a send or a receive fails).
+fn inflate(
+    mut inflater: Inflater,
+    mut input: mpsc::Receiver<Vec<u8>>,
+    output: mpsc::Sender<Message>,
+) {
+    let send = |message: Message| output.blocking_send(message).is_ok();
+    while let Some(chunk) = input.blocking_recv() {
+        let mut rest = chunk.as_slice();
+        while !rest.is_empty() {
+            match inflater.decode(rest, MAX_OUTPUT) {
+                Ok((0, decoded)) if decoded.is_empty() => {
+                    send(Err(format!(
+                        "the {} decoder made no progress",
+                        inflater.format_name()
+                    )));
+                    return;
+                }
+                Ok((used, decoded)) => {
+                    rest = &rest[used..];
+                    if !decoded.is_empty() && !send(Ok(decoded)) {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    send(Err(error));
+                    return;
+                }
+            }
+        }
+    }
+    loop {
+        match inflater.finish(MAX_OUTPUT) {
+            Ok(decoded) => {
+                let end = decoded.is_empty();
+                if !send(Ok(decoded)) || end {
+                    return;
+                }
+            }
+            Err(error) => {
+                send(Err(error));
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::inflate::tests::{gzip, sample};
+    use super::*;
+
+    /// Decodes `input` in pieces of `piece` bytes as a guest would, asking `max` bytes
+    /// per call.
+    async fn decode_all(input: &[u8], piece: usize, max: usize) -> Result<Vec<u8>, String> {
+        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
+        let mut out = Vec::new();
+        for chunk in input.chunks(piece) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let (used, output) = decoder.decode(rest, max).await?;
+                assert!(output.len() <= max);
+                assert!(used > 0 || !output.is_empty(), "a call that did nothing");
+                out.extend_from_slice(&output);
+                rest = &rest[used..];
+            }
+        }
+        loop {
+            let output = decoder.finish(max).await?;
+            assert!(output.len() <= max);
+            if output.is_empty() {
+                return Ok(out);
+            }
+            out.extend_from_slice(&output);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_decodes_whole_through_the_thread_in_any_pieces() {
+        let data = sample(5 << 20);
+        let compressed = gzip(&data);
+        for (piece, max) in [(256 << 10, 1 << 20), (4096, 10_000), (1 << 20, 1)] {
+            let out = decode_all(&compressed, piece, max).await.unwrap();
+            assert!(out == data, "piece {piece}, max {max}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_threads_errors_reach_the_guest_and_stay() {
+        let mut corrupt = gzip(&sample(1 << 20));
+        let middle = corrupt.len() / 2;
+        corrupt[middle..middle + 64].fill(0xff);
+        let error = decode_all(&corrupt, 64 << 10, 1 << 20).await.unwrap_err();
+        assert!(error.contains("corrupt gzip"), "{error}");
+
+        let truncated = gzip(&sample(1 << 20));
+        let error = decode_all(&truncated[..truncated.len() - 100], 64 << 10, 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(error.contains("truncated"), "{error}");
+
+        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
+        let first = loop {
+            match decoder.decode(b"not gzip", 1024).await {
+                Ok(_) => tokio::task::yield_now().await,
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(decoder.decode(b"more", 1024).await.unwrap_err(), first);
+        assert_eq!(decoder.finish(1024).await.unwrap_err(), first);
+    }
+
+    #[tokio::test]
+    async fn a_bomb_waits_for_its_output_to_be_taken() {
+        let bomb = gzip(&vec![0; 256 << 20]);
+        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
+        let (used, _) = decoder.decode(&bomb, 4096).await.unwrap();
+        assert_eq!(used, bomb.len(), "the whole bomb is a few hundred KiB");
+        // The thread fills its output channel and waits for the guest.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(decoder.output.len(), OUTPUT_CHUNKS);
+        let mut total = 0;
+        loop {
+            let output = decoder.finish(MAX_OUTPUT).await.unwrap();
+            if output.is_empty() {
+                break;
+            }
+            total += output.len();
+        }
+        assert_eq!(total, 256 << 20);
+    }
+
+    #[tokio::test]
+    async fn decode_after_finish_is_an_error_and_a_dropped_decoder_ends_its_thread() {
+        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
+        let compressed = gzip(b"x");
+        decoder.decode(&compressed, 1024).await.unwrap();
+        let mut out = Vec::new();
+        loop {
+            let output = decoder.finish(1024).await.unwrap();
+            if output.is_empty() {
+                break;
+            }
+            out.extend(output);
+        }
+        assert_eq!(out, b"x");
+        assert!(decoder.decode(b"more", 1024).await.is_err());
+
+        // Mid-stream: dropping the decoder closes both channels; the thread's next send
+        // or receive fails and it returns.
+        let (input_tx, input_rx) = mpsc::channel(INPUT_CHUNKS);
+        let (output_tx, output_rx) = mpsc::channel(OUTPUT_CHUNKS);
+        let thread = std::thread::spawn(move || {
+            inflate(
+                Inflater::new(compression::Format::Gzip),
+                input_rx,
+                output_tx,
+            )
+        });
+        input_tx.send(gzip(&sample(8 << 20))).await.unwrap();
+        drop((input_tx, output_rx));
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+}
