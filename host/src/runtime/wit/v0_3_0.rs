@@ -11,7 +11,9 @@ wasmtime::component::bindgen!({
     imports: {
         // A call on a handle the guest does not own, or one resource too many, traps.
         "planrt:task/digest": trappable,
-        // Decoding awaits the decoder's own thread.
+        // Decoding awaits the decoder's own thread (and a new decoder, the threads of
+        // dropped ones).
+        "planrt:task/compression.[constructor]decoder": async | trappable,
         "planrt:task/compression.[method]decoder.decode": async | trappable,
         "planrt:task/compression.[method]decoder.finish": async | trappable,
         "planrt:task/compression": trappable,

@@ -4,21 +4,29 @@
 //! next megabytes are inflated on another core: decoding, the guest's own work and the
 //! writes overlap instead of taking turns.
 //!
-//! Bounded like the rest of the capability: at most [`INPUT_CHUNKS`] chunks of at most
-//! [`super::MAX_DECODE_INPUT`] bytes wait for the thread, at most [`OUTPUT_CHUNKS`] chunks
-//! of at most [`super::MAX_OUTPUT`] bytes wait for the guest, and the thread stops
-//! inflating while they do (a bomb expands only as fast as its output is taken). The
-//! guest's calls await the thread asynchronously, so a timeout or a cancel still ends
-//! them; dropping the decoder ends the thread after its current step.
+//! Bounded like the rest of the capability:
+//!
+//! - memory: at most [`INPUT_CHUNKS`] chunks of at most [`super::MAX_DECODE_INPUT`] bytes
+//!   wait for the thread, at most [`OUTPUT_CHUNKS`] chunks of at most
+//!   [`super::MAX_OUTPUT`] bytes wait for the guest, and the thread stops inflating while
+//!   they do (a bomb expands only as fast as its output is taken): with the chunk in hand
+//!   on each side and the inflater's buffer, about 8 MiB per decoder;
+//! - threads: a decoder's thread holds one of its store's permits
+//!   ([`super::MAX_DECODERS`]) until it has returned, so a guest that drops decoders and
+//!   makes new ones waits for the old threads rather than piling them up;
+//! - time: the thread checks between steps (each bounded by [`super::inflate`]) whether
+//!   its decoder is gone, and returns; the guest's calls await it asynchronously, so the
+//!   attempt's timeout ends them (a cancel is seen when the call returns, within a step
+//!   or two).
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::MAX_OUTPUT;
 use super::inflate::Inflater;
 use crate::runtime::wit::latest::compression;
 
 /// Input chunks that may wait for the decoding thread.
-pub const INPUT_CHUNKS: usize = 4;
+pub const INPUT_CHUNKS: usize = 2;
 /// Output chunks that may wait for the guest.
 pub const OUTPUT_CHUNKS: usize = 2;
 
@@ -26,10 +34,17 @@ pub const OUTPUT_CHUNKS: usize = 2;
 /// the error that stopped it.
 type Message = Result<Vec<u8>, String>;
 
+/// What the thread is sent: input, or the end of it (`finish`). A closed channel without
+/// an end means the decoder was dropped: the thread returns without finishing.
+enum Input {
+    Chunk(Vec<u8>),
+    End,
+}
+
 /// A streaming decoder whose inflating runs on its own thread.
 pub struct Decoder {
-    /// To the thread; closed by `finish`.
-    input: Option<mpsc::Sender<Vec<u8>>>,
+    /// To the thread; taken by `finish`.
+    input: Option<mpsc::Sender<Input>>,
     output: mpsc::Receiver<Message>,
     /// Output received, `pending[taken..]` not yet returned.
     pending: Vec<u8>,
@@ -41,14 +56,20 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder of `format`, its thread started.
-    pub fn start(format: compression::Format) -> std::io::Result<Self> {
+    /// A decoder of `format`, its thread started holding `permit` until it returns.
+    pub fn start(
+        format: compression::Format,
+        permit: OwnedSemaphorePermit,
+    ) -> std::io::Result<Self> {
         let (input_tx, input_rx) = mpsc::channel(INPUT_CHUNKS);
         let (output_tx, output_rx) = mpsc::channel(OUTPUT_CHUNKS);
         let inflater = Inflater::new(format);
         std::thread::Builder::new()
             .name("planrt-decode".into())
-            .spawn(move || inflate(inflater, input_rx, output_tx))?;
+            .spawn(move || {
+                inflate(inflater, input_rx, output_tx);
+                drop(permit);
+            })?;
         Ok(Self {
             input: Some(input_tx),
             output: output_rx,
@@ -84,7 +105,7 @@ impl Decoder {
         if !chunk.is_empty()
             && let Ok(permit) = sender.try_reserve()
         {
-            permit.send(chunk.to_vec());
+            permit.send(Input::Chunk(chunk.to_vec()));
             used = chunk.len();
         }
         if self.taken == self.pending.len() {
@@ -102,7 +123,7 @@ impl Decoder {
                 };
                 match woke {
                     Woke::Room(Some(permit)) => {
-                        permit.send(chunk.to_vec());
+                        permit.send(Input::Chunk(chunk.to_vec()));
                         used = chunk.len();
                         self.output.try_recv().ok()
                     }
@@ -128,8 +149,11 @@ impl Decoder {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
-        // Closing the input tells the thread the stream ends here.
-        self.input = None;
+        if let Some(sender) = self.input.take() {
+            // The stream ends here. A thread that is gone already left its error in the
+            // output.
+            let _ = sender.send(Input::End).await;
+        }
         while self.taken == self.pending.len() && !self.done {
             match self.output.recv().await {
                 Some(Ok(output)) if output.is_empty() => self.done = true,
@@ -173,17 +197,26 @@ fn stopped() -> String {
 }
 
 /// The decoding thread: inflates each chunk as it comes, sends its output, and checks the
-/// end of the stream when the input closes. Ends at the first error, or when the
-/// [`Decoder`] is dropped (a send or a receive fails).
+/// end of the stream at [`Input::End`]. Ends at the first error, or as soon as it sees
+/// the [`Decoder`] is gone (between steps, or when a send or a receive fails).
 fn inflate(
     mut inflater: Inflater,
-    mut input: mpsc::Receiver<Vec<u8>>,
+    mut input: mpsc::Receiver<Input>,
     output: mpsc::Sender<Message>,
 ) {
     let send = |message: Message| output.blocking_send(message).is_ok();
-    while let Some(chunk) = input.blocking_recv() {
+    loop {
+        let chunk = match input.blocking_recv() {
+            Some(Input::Chunk(chunk)) => chunk,
+            Some(Input::End) => break,
+            // Dropped without `finish`: nobody wants the rest.
+            None => return,
+        };
         let mut rest = chunk.as_slice();
         while !rest.is_empty() {
+            if output.is_closed() {
+                return;
+            }
             match inflater.decode(rest, MAX_OUTPUT) {
                 Ok((0, decoded)) if decoded.is_empty() => {
                     send(Err(format!(
@@ -206,6 +239,9 @@ fn inflate(
         }
     }
     loop {
+        if output.is_closed() {
+            return;
+        }
         match inflater.finish(MAX_OUTPUT) {
             Ok(decoded) => {
                 let end = decoded.is_empty();
@@ -223,13 +259,23 @@ fn inflate(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
     use super::super::inflate::tests::{gzip, sample};
     use super::*;
+
+    fn start(format: compression::Format) -> Decoder {
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        Decoder::start(format, permit).unwrap()
+    }
 
     /// Decodes `input` in pieces of `piece` bytes as a guest would, asking `max` bytes
     /// per call.
     async fn decode_all(input: &[u8], piece: usize, max: usize) -> Result<Vec<u8>, String> {
-        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
+        let mut decoder = start(compression::Format::Gzip);
         let mut out = Vec::new();
         for chunk in input.chunks(piece) {
             let mut rest = chunk;
@@ -245,6 +291,8 @@ mod tests {
             let output = decoder.finish(max).await?;
             assert!(output.len() <= max);
             if output.is_empty() {
+                // Done, and asking again changes nothing.
+                assert_eq!(decoder.finish(max).await?, Vec::<u8>::new());
                 return Ok(out);
             }
             out.extend_from_slice(&output);
@@ -255,10 +303,13 @@ mod tests {
     async fn a_stream_decodes_whole_through_the_thread_in_any_pieces() {
         let data = sample(5 << 20);
         let compressed = gzip(&data);
-        for (piece, max) in [(256 << 10, 1 << 20), (4096, 10_000), (1 << 20, 1)] {
+        for (piece, max) in [(256 << 10, 1 << 20), (4096, 10_000)] {
             let out = decode_all(&compressed, piece, max).await.unwrap();
             assert!(out == data, "piece {piece}, max {max}");
         }
+        let small = sample(50_000);
+        let out = decode_all(&gzip(&small), 1 << 20, 1).await.unwrap();
+        assert!(out == small, "a byte at a time");
     }
 
     #[tokio::test]
@@ -275,7 +326,7 @@ mod tests {
             .unwrap_err();
         assert!(error.contains("truncated"), "{error}");
 
-        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
+        let mut decoder = start(compression::Format::Gzip);
         let first = loop {
             match decoder.decode(b"not gzip", 1024).await {
                 Ok(_) => tokio::task::yield_now().await,
@@ -284,17 +335,29 @@ mod tests {
         };
         assert_eq!(decoder.decode(b"more", 1024).await.unwrap_err(), first);
         assert_eq!(decoder.finish(1024).await.unwrap_err(), first);
+        assert_eq!(decoder.finish(1024).await.unwrap_err(), first);
     }
 
     #[tokio::test]
-    async fn a_bomb_waits_for_its_output_to_be_taken() {
-        let bomb = gzip(&vec![0; 256 << 20]);
-        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
+    async fn a_bomb_is_inflated_only_as_fast_as_its_output_is_taken() {
+        // 64 MiB of zeros, about 64 KiB compressed.
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            std::io::Write::write_all(&mut encoder, &[0; 1 << 20]).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        let mut decoder = start(compression::Format::Gzip);
         let (used, _) = decoder.decode(&bomb, 4096).await.unwrap();
-        assert_eq!(used, bomb.len(), "the whole bomb is a few hundred KiB");
-        // The thread fills its output channel and waits for the guest.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert_eq!(decoder.output.len(), OUTPUT_CHUNKS);
+        assert_eq!(used, bomb.len());
+        // The thread fills its output channel, then waits for the guest.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while decoder.output.len() < OUTPUT_CHUNKS {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the channel never filled"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let mut total = 0;
         loop {
             let output = decoder.finish(MAX_OUTPUT).await.unwrap();
@@ -303,40 +366,35 @@ mod tests {
             }
             total += output.len();
         }
-        assert_eq!(total, 256 << 20);
+        assert_eq!(total, 64 << 20);
     }
 
     #[tokio::test]
-    async fn decode_after_finish_is_an_error_and_a_dropped_decoder_ends_its_thread() {
-        let mut decoder = Decoder::start(compression::Format::Gzip).unwrap();
-        let compressed = gzip(b"x");
-        decoder.decode(&compressed, 1024).await.unwrap();
-        let mut out = Vec::new();
-        loop {
-            let output = decoder.finish(1024).await.unwrap();
-            if output.is_empty() {
-                break;
-            }
-            out.extend(output);
-        }
-        assert_eq!(out, b"x");
+    async fn decode_after_finish_is_an_error() {
+        let mut decoder = start(compression::Format::Gzip);
+        decoder.decode(&gzip(b"x"), 1024).await.unwrap();
+        assert_eq!(decoder.finish(1024).await.unwrap(), b"x");
+        assert_eq!(decoder.finish(1024).await.unwrap(), b"");
         assert!(decoder.decode(b"more", 1024).await.is_err());
+    }
 
-        // Mid-stream: dropping the decoder closes both channels; the thread's next send
-        // or receive fails and it returns.
-        let (input_tx, input_rx) = mpsc::channel(INPUT_CHUNKS);
-        let (output_tx, output_rx) = mpsc::channel(OUTPUT_CHUNKS);
-        let thread = std::thread::spawn(move || {
-            inflate(
-                Inflater::new(compression::Format::Gzip),
-                input_rx,
-                output_tx,
-            )
-        });
-        input_tx.send(gzip(&sample(8 << 20))).await.unwrap();
-        drop((input_tx, output_rx));
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
+    #[tokio::test]
+    async fn a_dropped_decoder_ends_its_thread_without_decoding_what_was_queued() {
+        // Empty members: work without output (a fifth of a second per MiB or more: each a fresh
+        // inflate state), so the thread never finds out from a send.
+        let members = gzip(b"").repeat(200_000);
+        let threads = Arc::new(Semaphore::new(1));
+        let permit = threads.clone().try_acquire_owned().unwrap();
+        let mut decoder = Decoder::start(compression::Format::Gzip, permit).unwrap();
+        let mut handed = 0;
+        for chunk in members.chunks(1 << 20).take(INPUT_CHUNKS + 1) {
+            handed += decoder.decode(chunk, 1024).await.unwrap().0;
+        }
+        assert!(handed > 0);
+        drop(decoder);
+        // Its permit comes back once the thread has returned: after its current step, not
+        // after the megabytes queued.
+        let back = tokio::time::timeout(Duration::from_millis(200), threads.acquire()).await;
+        assert!(back.is_ok(), "the thread outlived its decoder");
     }
 }

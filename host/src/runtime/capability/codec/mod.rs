@@ -13,17 +13,23 @@
 //!   [`decoder::OUTPUT_CHUNKS`] of [`MAX_OUTPUT`] out): about 8 MiB, and a decompression
 //!   bomb only expands as fast as the guest takes its output; a list handed in is at most
 //!   [`MAX_LIST`] bytes;
-//! - time: a decoder inflates on a thread of its own ([`decoder`]), one step of at most
-//!   [`MAX_DECODE_INPUT`] bytes of input, [`MAX_MEMBERS_PER_CALL`] gzip members and
-//!   [`MAX_OUTPUT`] of output at a time; the guest's calls await it asynchronously, so the
-//!   attempt's timeout and a cancel still end them. Hashing is done in the call, at most
-//!   [`MAX_LIST`] bytes per call.
+//! - threads: one per decoder, at most [`MAX_DECODERS`] per store, each counted until it
+//!   has returned;
+//! - time: a decoder's thread inflates in steps of at most [`MAX_DECODE_INPUT`] bytes of
+//!   input, [`MAX_MEMBERS_PER_CALL`] gzip members and [`MAX_OUTPUT`] of output, and stops
+//!   between steps once its decoder is dropped; the guest's calls await it
+//!   asynchronously, so the attempt's timeout ends them. Hashing is done in the call, at
+//!   most [`MAX_LIST`] bytes per call.
 //!
 //! One resource or list too many ends the call as a `memory-limit`, as a table past its
 //! cap does.
 
 mod decoder;
 mod inflate;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use sha2::Digest as _;
 use wasmtime::component::{HasSelf, Linker, Resource};
@@ -44,10 +50,12 @@ pub const MAX_HASHERS: usize = 64;
 pub const MAX_DECODERS: usize = 8;
 /// Most output one `decode` or `finish` returns, whatever the guest asks.
 pub const MAX_OUTPUT: usize = 1 << 20;
-/// Most input one `decode` call uses: with the output cap, it bounds the host's work per
-/// call (a host call cannot be interrupted by the attempt's timeout).
+/// Most input one `decode` call hands the decoder's thread, and one step of the thread
+/// inflates: with the output cap, it bounds the work between two checks of whether the
+/// decoder is still wanted.
 pub const MAX_DECODE_INPUT: usize = 1 << 20;
-/// Most gzip members one `decode` call starts (each is a fresh inflate state).
+/// Most gzip members one step of a decoder's thread starts (each is a fresh inflate
+/// state).
 pub const MAX_MEMBERS_PER_CALL: usize = 64;
 /// Longest list a guest may hand `update` or `decode`: the host copies it out of the
 /// guest's memory, outside the memory limit.
@@ -91,11 +99,25 @@ fn output_cap(asked: u32) -> usize {
 }
 
 /// How many codec resources a call holds, and the one it was refused (a store part).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct CodecCount {
     hashers: usize,
     decoders: usize,
+    /// One permit per decoder thread, held until the thread has returned (it may outlive
+    /// its decoder by a step).
+    threads: Arc<Semaphore>,
     refused: Option<String>,
+}
+
+impl Default for CodecCount {
+    fn default() -> Self {
+        Self {
+            hashers: 0,
+            decoders: 0,
+            threads: Arc::new(Semaphore::new(MAX_DECODERS)),
+            refused: None,
+        }
+    }
 }
 
 /// The codec capability: `digest` and `compression`.
@@ -207,9 +229,15 @@ impl digest::HostHasher for AttemptState {
 impl compression::Host for AttemptState {}
 
 impl compression::HostDecoder for AttemptState {
-    fn new(&mut self, format: compression::Format) -> wasmtime::Result<Resource<Decoder>> {
+    async fn new(&mut self, format: compression::Format) -> wasmtime::Result<Resource<Decoder>> {
         self.admit(|c| &mut c.decoders, MAX_DECODERS, "decoders")?;
-        let decoder = match Decoder::start(format) {
+        // The threads of decoders dropped a moment ago may still be ending their step.
+        let threads = self.codec_count().threads.clone();
+        let permit = threads
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let decoder = match Decoder::start(format, permit) {
             Ok(decoder) => decoder,
             Err(error) => {
                 // Not counted: nothing was made.
@@ -280,19 +308,26 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_store_holds_a_bounded_number_of_codecs_and_a_drop_frees_a_place() {
+    #[tokio::test]
+    async fn a_store_holds_a_bounded_number_of_codecs_and_a_drop_frees_a_place() {
         let mut state = AttemptState::new(WasiCtx::builder().build(), Default::default());
         let mut open = Vec::new();
         for _ in 0..MAX_DECODERS {
             open.push(
-                compression::HostDecoder::new(&mut state, compression::Format::Gzip).unwrap(),
+                compression::HostDecoder::new(&mut state, compression::Format::Gzip)
+                    .await
+                    .unwrap(),
             );
         }
         compression::HostDecoder::drop(&mut state, open.pop().unwrap()).unwrap();
-        open.push(compression::HostDecoder::new(&mut state, compression::Format::Zlib).unwrap());
-        let error =
-            compression::HostDecoder::new(&mut state, compression::Format::Gzip).unwrap_err();
+        open.push(
+            compression::HostDecoder::new(&mut state, compression::Format::Zlib)
+                .await
+                .unwrap(),
+        );
+        let error = compression::HostDecoder::new(&mut state, compression::Format::Gzip)
+            .await
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             format!("exceeded the limit of {MAX_DECODERS} decoders open at once")
