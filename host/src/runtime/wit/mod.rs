@@ -1,9 +1,82 @@
 //! The contract versions this host serves, each frozen in its own bindings module (as
 //! Zed's extension host keeps one module per released version): `v0_1_0`, `v0_2_0` and
-//! `v0_3_0`, generated from `wit/v0.1.0`, `wit/v0.2.0` and `wit/v0.3.0`. The version a component targets is read
-//! from its imports before it is instantiated; it is linked through that version's
-//! bindings, and every call returns the latest version's types, so nothing past this
-//! module knows there is more than one.
+//! `v0_3_0`, generated from `wit/v0.1.0`, `wit/v0.2.0` and `wit/v0.3.0`. The version a
+//! component targets is read from its imports before it is instantiated; it is linked
+//! through that version's bindings, and every call returns the latest version's types,
+//! so nothing past this module knows there is more than one.
+
+/// The conversions between an older version's types and the latest's, the same for every
+/// older version so far (the types the exports use have not changed): invoked inside each
+/// older version's module, where `types`, `host` and `latest` name its own interfaces and
+/// the latest version.
+macro_rules! conversions_to_latest {
+    () => {
+        impl From<types::Info> for latest::types::Info {
+            fn from(info: types::Info) -> Self {
+                Self {
+                    task_type: info.task_type,
+                    version: info.version,
+                    description: info.description,
+                    params_schema: info.params_schema,
+                    needs: latest::types::Needs {
+                        dirs: info
+                            .needs
+                            .dirs
+                            .into_iter()
+                            .map(|need| latest::types::DirNeed {
+                                guest_path: need.guest_path,
+                                mode: match need.mode {
+                                    types::DirMode::Ro => latest::types::DirMode::Ro,
+                                    types::DirMode::Rw => latest::types::DirMode::Rw,
+                                },
+                            })
+                            .collect(),
+                        network: info.needs.network,
+                    },
+                    default_timeout_ms: info.default_timeout_ms,
+                    default_memory_limit: info.default_memory_limit,
+                }
+            }
+        }
+
+        impl From<types::TaskError> for latest::types::TaskError {
+            fn from(error: types::TaskError) -> Self {
+                match error {
+                    types::TaskError::Transient(m) => Self::Transient(m),
+                    types::TaskError::Permanent(m) => Self::Permanent(m),
+                    types::TaskError::InvalidParams(m) => Self::InvalidParams(m),
+                }
+            }
+        }
+
+        impl From<&latest::types::Context> for types::Context {
+            fn from(context: &latest::types::Context) -> Self {
+                Self {
+                    plan_id: context.plan_id.clone(),
+                    task_id: context.task_id.clone(),
+                    task_type: context.task_type.clone(),
+                    plan_index: context.plan_index,
+                    attempt: context.attempt,
+                    max_retries: context.max_retries,
+                    deadline_unix_ms: context.deadline_unix_ms,
+                }
+            }
+        }
+
+        impl From<host::Level> for latest::host::Level {
+            fn from(level: host::Level) -> Self {
+                match level {
+                    host::Level::Trace => Self::Trace,
+                    host::Level::Debug => Self::Debug,
+                    host::Level::Info => Self::Info,
+                    host::Level::Warn => Self::Warn,
+                    host::Level::Error => Self::Error,
+                }
+            }
+        }
+    };
+}
+use conversions_to_latest;
 
 pub mod v0_1_0;
 pub mod v0_2_0;

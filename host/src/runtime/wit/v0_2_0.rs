@@ -24,69 +24,7 @@ wasmtime::component::bindgen!({
 
 pub use self::planrt::task::{cancellation, host, kv, types};
 
-impl From<types::Info> for latest::types::Info {
-    fn from(info: types::Info) -> Self {
-        Self {
-            task_type: info.task_type,
-            version: info.version,
-            description: info.description,
-            params_schema: info.params_schema,
-            needs: latest::types::Needs {
-                dirs: info
-                    .needs
-                    .dirs
-                    .into_iter()
-                    .map(|need| latest::types::DirNeed {
-                        guest_path: need.guest_path,
-                        mode: match need.mode {
-                            types::DirMode::Ro => latest::types::DirMode::Ro,
-                            types::DirMode::Rw => latest::types::DirMode::Rw,
-                        },
-                    })
-                    .collect(),
-                network: info.needs.network,
-            },
-            default_timeout_ms: info.default_timeout_ms,
-            default_memory_limit: info.default_memory_limit,
-        }
-    }
-}
-
-impl From<types::TaskError> for latest::types::TaskError {
-    fn from(error: types::TaskError) -> Self {
-        match error {
-            types::TaskError::Transient(m) => Self::Transient(m),
-            types::TaskError::Permanent(m) => Self::Permanent(m),
-            types::TaskError::InvalidParams(m) => Self::InvalidParams(m),
-        }
-    }
-}
-
-impl From<&latest::types::Context> for types::Context {
-    fn from(context: &latest::types::Context) -> Self {
-        Self {
-            plan_id: context.plan_id.clone(),
-            task_id: context.task_id.clone(),
-            task_type: context.task_type.clone(),
-            plan_index: context.plan_index,
-            attempt: context.attempt,
-            max_retries: context.max_retries,
-            deadline_unix_ms: context.deadline_unix_ms,
-        }
-    }
-}
-
-impl From<host::Level> for latest::host::Level {
-    fn from(level: host::Level) -> Self {
-        match level {
-            host::Level::Trace => Self::Trace,
-            host::Level::Debug => Self::Debug,
-            host::Level::Info => Self::Info,
-            host::Level::Warn => Self::Warn,
-            host::Level::Error => Self::Error,
-        }
-    }
-}
+super::conversions_to_latest!();
 
 impl From<latest::kv::KvError> for kv::KvError {
     fn from(error: latest::kv::KvError) -> Self {
