@@ -116,8 +116,8 @@ fn as_strs(strings: &[String]) -> Vec<&str> {
 /// `cargo xtask bench [--only SUITE]… [--quick] [--size-mib N] [--perf] [--planrt BIN]
 /// [--plugins DIR]`: every suite unless `--only` picks some; `--quick`: small sizes (a
 /// smoke run, as CI does); `--perf`: one more snapshot run under `perf record`, its
-/// profile left in `target/bench`; `--planrt BIN` and `--plugins DIR`: measure that binary
-/// and those shipped plugins (say, older builds) instead of this tree's.
+/// profile left in `target/bench/snapshot`; `--planrt BIN` and `--plugins DIR`: measure
+/// that binary and those shipped plugins (say, older builds) instead of this tree's.
 pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let usage = format!(
         "usage: cargo xtask bench [--only {}]… [--quick] [--size-mib N] [--perf] [--planrt BIN] [--plugins DIR]",

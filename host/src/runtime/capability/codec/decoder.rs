@@ -21,7 +21,6 @@
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::MAX_OUTPUT;
 use super::inflate::Inflater;
 use crate::runtime::wit::latest::compression;
 
@@ -91,7 +90,7 @@ impl Decoder {
     /// nothing for a non-empty input.
     pub async fn decode(
         &mut self,
-        input: &[u8],
+        mut input: Vec<u8>,
         max_output: usize,
     ) -> Result<(usize, Vec<u8>), String> {
         if let Some(error) = &self.failed {
@@ -100,38 +99,42 @@ impl Decoder {
         let Some(sender) = self.input.clone() else {
             return Err(self.fail("`decode` after `finish`".into()));
         };
-        let chunk = &input[..input.len().min(super::MAX_DECODE_INPUT)];
+        input.truncate(super::MAX_DECODE_INPUT);
+        let offered = input.len();
+        let mut chunk = Some(input).filter(|input| !input.is_empty());
         let mut used = 0;
-        if !chunk.is_empty()
+        if chunk.is_some()
             && let Ok(permit) = sender.try_reserve()
         {
-            permit.send(Input::Chunk(chunk.to_vec()));
-            used = chunk.len();
+            permit.send(Input::Chunk(chunk.take().expect("checked above")));
+            used = offered;
         }
         if self.taken == self.pending.len() {
-            let message = if used > 0 || chunk.is_empty() {
-                match self.output.try_recv() {
+            let message = match chunk {
+                // Input taken, or none offered: whatever output is ready, without waiting.
+                None => match self.output.try_recv() {
                     Ok(message) => Some(message),
                     Err(mpsc::error::TryRecvError::Empty) => None,
                     Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(stopped())),
-                }
-            } else {
+                },
                 // Nothing can move until the thread takes input or gives output.
-                let woke = tokio::select! {
-                    permit = sender.reserve() => Woke::Room(permit.ok()),
-                    message = self.output.recv() => Woke::Output(message),
-                };
-                match woke {
-                    Woke::Room(Some(permit)) => {
-                        permit.send(Input::Chunk(chunk.to_vec()));
-                        used = chunk.len();
-                        self.output.try_recv().ok()
+                Some(chunk) => {
+                    let woke = tokio::select! {
+                        permit = sender.reserve() => Woke::Room(permit.ok()),
+                        message = self.output.recv() => Woke::Output(message),
+                    };
+                    match woke {
+                        Woke::Room(Some(permit)) => {
+                            permit.send(Input::Chunk(chunk));
+                            used = offered;
+                            self.output.try_recv().ok()
+                        }
+                        // The thread stopped: its error is in the output.
+                        Woke::Room(None) => {
+                            Some(self.output.recv().await.unwrap_or_else(|| Err(stopped())))
+                        }
+                        Woke::Output(message) => Some(message.unwrap_or_else(|| Err(stopped()))),
                     }
-                    // The thread stopped: its error is in the output.
-                    Woke::Room(_) => {
-                        Some(self.output.recv().await.unwrap_or_else(|| Err(stopped())))
-                    }
-                    Woke::Output(message) => Some(message.unwrap_or_else(|| Err(stopped()))),
                 }
             };
             match message {
@@ -217,7 +220,7 @@ fn inflate(
             if output.is_closed() {
                 return;
             }
-            match inflater.decode(rest, MAX_OUTPUT) {
+            match inflater.step(rest) {
                 Ok((0, decoded)) if decoded.is_empty() => {
                     send(Err(format!(
                         "the {} decoder made no progress",
@@ -242,7 +245,7 @@ fn inflate(
         if output.is_closed() {
             return;
         }
-        match inflater.finish(MAX_OUTPUT) {
+        match inflater.finish() {
             Ok(decoded) => {
                 let end = decoded.is_empty();
                 if !send(Ok(decoded)) || end {
@@ -280,7 +283,7 @@ mod tests {
         for chunk in input.chunks(piece) {
             let mut rest = chunk;
             while !rest.is_empty() {
-                let (used, output) = decoder.decode(rest, max).await?;
+                let (used, output) = decoder.decode(rest.to_vec(), max).await?;
                 assert!(output.len() <= max);
                 assert!(used > 0 || !output.is_empty(), "a call that did nothing");
                 out.extend_from_slice(&output);
@@ -328,18 +331,21 @@ mod tests {
 
         let mut decoder = start(compression::Format::Gzip);
         let first = loop {
-            match decoder.decode(b"not gzip", 1024).await {
+            match decoder.decode(b"not gzip".to_vec(), 1024).await {
                 Ok(_) => tokio::task::yield_now().await,
                 Err(error) => break error,
             }
         };
-        assert_eq!(decoder.decode(b"more", 1024).await.unwrap_err(), first);
+        assert_eq!(
+            decoder.decode(b"more".to_vec(), 1024).await.unwrap_err(),
+            first
+        );
         assert_eq!(decoder.finish(1024).await.unwrap_err(), first);
         assert_eq!(decoder.finish(1024).await.unwrap_err(), first);
     }
 
     #[tokio::test]
-    async fn a_bomb_is_inflated_only_as_fast_as_its_output_is_taken() {
+    async fn a_bomb_arrives_whole_through_small_asks_and_its_thread_waits_for_them() {
         // 64 MiB of zeros, about 64 KiB compressed.
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         for _ in 0..64 {
@@ -347,7 +353,7 @@ mod tests {
         }
         let bomb = encoder.finish().unwrap();
         let mut decoder = start(compression::Format::Gzip);
-        let (used, _) = decoder.decode(&bomb, 4096).await.unwrap();
+        let (used, _) = decoder.decode(bomb.clone(), 4096).await.unwrap();
         assert_eq!(used, bomb.len());
         // The thread fills its output channel, then waits for the guest.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -360,7 +366,7 @@ mod tests {
         }
         let mut total = 0;
         loop {
-            let output = decoder.finish(MAX_OUTPUT).await.unwrap();
+            let output = decoder.finish(super::super::MAX_OUTPUT).await.unwrap();
             if output.is_empty() {
                 break;
             }
@@ -370,12 +376,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_decode_hands_the_thread_at_most_a_step_of_input() {
+        let mut decoder = start(compression::Format::Deflate);
+        // Empty stored blocks: 5 bytes each, no output.
+        let blocks = [0u8, 0, 0, 0xff, 0xff].repeat((3 << 20) / 5);
+        let (used, output) = decoder.decode(blocks, 1024).await.unwrap();
+        assert!(output.is_empty());
+        assert!(
+            used > 0 && used <= super::super::MAX_DECODE_INPUT,
+            "used {used}"
+        );
+    }
+
+    #[tokio::test]
     async fn decode_after_finish_is_an_error() {
         let mut decoder = start(compression::Format::Gzip);
-        decoder.decode(&gzip(b"x"), 1024).await.unwrap();
+        decoder.decode(gzip(b"x"), 1024).await.unwrap();
         assert_eq!(decoder.finish(1024).await.unwrap(), b"x");
         assert_eq!(decoder.finish(1024).await.unwrap(), b"");
-        assert!(decoder.decode(b"more", 1024).await.is_err());
+        assert!(decoder.decode(b"more".to_vec(), 1024).await.is_err());
     }
 
     #[tokio::test]
@@ -388,7 +407,7 @@ mod tests {
         let mut decoder = Decoder::start(compression::Format::Gzip, permit).unwrap();
         let mut handed = 0;
         for chunk in members.chunks(1 << 20).take(INPUT_CHUNKS + 1) {
-            handed += decoder.decode(chunk, 1024).await.unwrap().0;
+            handed += decoder.decode(chunk.to_vec(), 1024).await.unwrap().0;
         }
         assert!(handed > 0);
         drop(decoder);

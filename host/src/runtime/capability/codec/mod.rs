@@ -16,7 +16,7 @@
 //! - threads: one per decoder, at most [`MAX_DECODERS`] per store, each counted until it
 //!   has returned;
 //! - time: a decoder's thread inflates in steps of at most [`MAX_DECODE_INPUT`] bytes of
-//!   input, [`MAX_MEMBERS_PER_CALL`] gzip members and [`MAX_OUTPUT`] of output, and stops
+//!   input, [`MAX_MEMBERS_PER_STEP`] gzip members and [`MAX_OUTPUT`] of output, and stops
 //!   between steps once its decoder is dropped; the guest's calls await it
 //!   asynchronously, so the attempt's timeout ends them. Hashing is done in the call, at
 //!   most [`MAX_LIST`] bytes per call.
@@ -44,9 +44,9 @@ use crate::runtime::wit::latest::{compression, digest};
 
 pub use decoder::Decoder;
 
-/// Most hashers one call may hold at once.
+/// Most hashers one store (an attempt, a `validate` session) may hold at once.
 pub const MAX_HASHERS: usize = 64;
-/// Most decoders one call may hold at once.
+/// Most decoders one store may hold at once (and decoder threads it may have running).
 pub const MAX_DECODERS: usize = 8;
 /// Most output one `decode` or `finish` returns, whatever the guest asks.
 pub const MAX_OUTPUT: usize = 1 << 20;
@@ -56,7 +56,7 @@ pub const MAX_OUTPUT: usize = 1 << 20;
 pub const MAX_DECODE_INPUT: usize = 1 << 20;
 /// Most gzip members one step of a decoder's thread starts (each is a fresh inflate
 /// state).
-pub const MAX_MEMBERS_PER_CALL: usize = 64;
+pub const MAX_MEMBERS_PER_STEP: usize = 64;
 /// Longest list a guest may hand `update` or `decode`: the host copies it out of the
 /// guest's memory, outside the memory limit.
 pub const MAX_LIST: usize = 16 << 20;
@@ -257,7 +257,7 @@ impl compression::HostDecoder for AttemptState {
         self.check_list(input.len(), "decoder.decode")?;
         let decoder = self.ctx().table.get_mut(&decoder)?;
         Ok(decoder
-            .decode(&input, output_cap(max_output))
+            .decode(input, output_cap(max_output))
             .await
             // `used` is at most `input.len()`, which came from a 32-bit guest list.
             .map(|(used, output)| (used as u32, output)))
