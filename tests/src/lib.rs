@@ -5,7 +5,8 @@
 //! and `cargo xtask plugins`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -92,6 +93,22 @@ impl From<Output> for Run {
     }
 }
 
+/// Waits for `child` to exit: its exit code, and what it printed where its streams were
+/// piped (a child of [`Scratch::spawn`] writes stderr to [`Scratch::spawned_stderr`]).
+pub fn finished(child: Child) -> Run {
+    child.wait_with_output().expect("waiting for planrt").into()
+}
+
+/// Sends `signal` (`TERM`, `INT`, …) to `child`, then waits for it as [`finished`] does.
+pub fn signalled(child: Child, signal: &str) -> Run {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(sent.success(), "kill -{signal} failed");
+    finished(child)
+}
+
 impl Scratch {
     /// A scratch dir whose plugin dir holds copies of `task_types`' components.
     pub fn with_plugins(task_types: &[&str]) -> Self {
@@ -151,6 +168,38 @@ impl Scratch {
             .stderr(stderr)
             .spawn()
             .unwrap()
+    }
+
+    /// What the `planrt` of [`Scratch::spawn`] wrote to stderr so far.
+    pub fn spawned_stderr(&self) -> String {
+        std::fs::read_to_string(self.path().join("spawned.stderr")).unwrap_or_default()
+    }
+
+    /// Polls `ready` every 20 ms until it holds; after 30 s panics naming `what`, with
+    /// what the spawned `planrt` said.
+    pub fn wait_until(&self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "waited 30 s for {what}; planrt said:\n{}",
+                self.spawned_stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls `status PLAN --output json` until `ready` holds of the document; returns it.
+    pub fn wait_for_plan(&self, plan_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let mut last = None;
+        self.wait_until(&format!("plan {plan_id}"), || {
+            let run = self.planrt(&["status", plan_id, "--output", "json"]);
+            let doc = (run.code == 0).then(|| run.json());
+            let done = doc.as_ref().is_some_and(&ready);
+            last = doc;
+            done
+        });
+        last.expect("the plan was read")
     }
 
     /// Runs `planrt ARGS --plugins <plugins> --state <state>` to completion.

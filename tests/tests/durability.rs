@@ -1,9 +1,6 @@
 //! Durable state: kill -9 and resume, signals, status and history, resume --from,
 //! stored backoffs, claims and plugin changes.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use planrt_e2e::Scratch;
 use serde_json::Value;
 
@@ -13,28 +10,6 @@ fn scratch() -> Scratch {
     let s = Scratch::with_plugins(&["test-append", "test-flaky", "test-permanent", "test-echo"]);
     std::fs::create_dir(s.path().join("work")).unwrap();
     s
-}
-
-/// Polls `status PLAN --output json` until `ready` holds (or panics after 30 s).
-fn wait_for(s: &Scratch, plan_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let run = s.planrt(&["status", plan_id, "--output", "json"]);
-        if run.code == 0 {
-            let doc = run.json();
-            if ready(&doc) {
-                return doc;
-            }
-        }
-        let spawned = std::fs::read_to_string(s.path().join("spawned.stderr")).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting on plan {plan_id}: {}{}\nspawned: {spawned}",
-            run.stdout,
-            run.stderr
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn saved_plan(s: &Scratch, plan: &str) -> (String, String) {
@@ -73,7 +48,7 @@ fn kill_mid_plan_then_resume(max_retries: u32) {
     let (saved, plan_id) = saved_plan(&s, &plan);
     let mut child = s.spawn(&["run", &saved]);
     // Kill inside task 1's attempt, after task 0 completed.
-    let seen = wait_for(&s, &plan_id, |d| d["tasks"][1]["status"] == "Running");
+    let seen = s.wait_for_plan(&plan_id, |d| d["tasks"][1]["status"] == "Running");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(seen["tasks"][0]["status"], "Complete");
@@ -129,14 +104,9 @@ fn sigterm_records_the_attempt_interrupted_and_exits_130() {
             &format!("{GRANT}[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 5000 }}\n"),
         );
         let child = s.spawn(&["run", &saved, "--output", "json"]);
-        wait_for(&s, &plan_id, |d| d["tasks"][0]["status"] == "Running");
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130), "SIG{signal}");
+        s.wait_for_plan(&plan_id, |d| d["tasks"][0]["status"] == "Running");
+        let out = planrt_e2e::signalled(child, signal);
+        assert_eq!(out.code, 130, "SIG{signal}");
         let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
         assert_eq!(doc["phase"], "Active", "resumable");
         assert_eq!(doc["tasks"][0]["status"], "Pending");
@@ -276,7 +246,7 @@ fn a_stored_backoff_is_honoured_after_a_restart() {
     let plan = "[[tasks]]\ntype = \"test-flaky\"\nmaxRetries = 1\nbackoff = { initial = \"3s\", jitter = false }\nparams = { failures = 1 }\n";
     let (saved, plan_id) = saved_plan(&s, plan);
     let mut child = s.spawn(&["run", &saved]);
-    let doc = wait_for(&s, &plan_id, |d| d["tasks"][0]["retryCount"] == 1);
+    let doc = s.wait_for_plan(&plan_id, |d| d["tasks"][0]["retryCount"] == 1);
     child.kill().unwrap();
     child.wait().unwrap();
     let next: jiff::Timestamp = doc["tasks"][0]["nextAttemptAt"]
@@ -303,7 +273,7 @@ fn a_second_claimant_is_told_and_two_plans_run_side_by_side() {
         &format!("{GRANT}[[tasks]]\ntype = \"test-append\"\nparams = {{ sleepMs = 2000 }}\n"),
     );
     let mut first = s.spawn(&["run", &saved]);
-    wait_for(&s, &plan_id, |d| d["tasks"][0]["status"] == "Running");
+    s.wait_for_plan(&plan_id, |d| d["tasks"][0]["status"] == "Running");
 
     let second = s.planrt(&["resume", &plan_id]);
     assert_eq!(second.code, 2);

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use planrt_e2e::{Scratch, plugin_file};
 
@@ -232,15 +231,7 @@ fn running_a_plan_whose_first_task_waits() -> (Scratch, String, std::process::Ch
     let (saved, doc) = s.save_plan(plan);
     let id = doc["id"].as_str().unwrap().to_owned();
     let child = s.spawn(&["run", saved.to_str().unwrap(), "--output", "json"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = s.planrt(&["status", &id, "--output", "json"]);
-        if status.code == 0 && status.json()["tasks"][0]["status"] == "Running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "task 0 never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_plan(&id, |d| d["tasks"][0]["status"] == "Running");
     (s, id, child)
 }
 
@@ -250,8 +241,12 @@ fn a_plugin_deleted_mid_run_and_the_plugin_dir_missing_at_resume() {
     // The file goes while its plugin runs: the run goes on with the plugin it loaded.
     std::fs::remove_file(s.plugins().join("test-append.wasm")).unwrap();
     std::fs::write(s.path().join("work/go"), "").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        planrt_e2e::finished(child).code,
+        0,
+        "{}",
+        s.spawned_stderr()
+    );
     let db = s.state().join("planrt.db");
     assert_eq!(
         stored(&db, &id),
@@ -281,12 +276,11 @@ fn a_plugin_replaced_mid_run_changes_nothing_in_the_run_and_stops_the_next_resum
     let file = s.plugins().join("test-append.wasm");
     std::fs::copy(plugin_file("test-permanent"), &file).unwrap();
     std::fs::write(s.path().join("work/go"), "").unwrap();
-    let out = child.wait_with_output().unwrap();
     assert_eq!(
-        out.status.code(),
-        Some(0),
+        planrt_e2e::finished(child).code,
+        0,
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        s.spawned_stderr()
     );
     let db = s.state().join("planrt.db");
     assert_eq!(
@@ -348,13 +342,8 @@ fn stdout_on_a_full_device_is_exit_3_and_a_reader_that_leaves_early_is_not_an_er
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = planrt_e2e::finished(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
 #[test]

@@ -2,8 +2,6 @@
 //! `maxParallel`, a task starts only once what it depends on completed, a failure stops
 //! new starts, bad graphs are refused, and kill -9 / resume / `--from` work on graphs.
 
-use std::time::{Duration, Instant};
-
 use jiff::Timestamp;
 use planrt_e2e::Scratch;
 use serde_json::Value;
@@ -260,23 +258,6 @@ fn plan_shows_the_graph_as_levels_and_dependson_per_task() {
     );
 }
 
-/// Polls `status PLAN --output json` until `ready` holds (or panics after 30 s).
-fn wait_for(s: &Scratch, plan_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let run = s.planrt(&["status", plan_id, "--output", "json"]);
-        if run.code == 0 && ready(&run.json()) {
-            return run.json();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting on plan {plan_id}: {}",
-            run.stdout
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn kill_9_during_parallel_attempts_then_resume_runs_every_task_once_more_with_the_same_ids() {
     let s = scratch();
@@ -290,7 +271,7 @@ fn kill_9_during_parallel_attempts_then_resume_runs_every_task_once_more_with_th
     let (saved, saved_doc) = s.save_plan(&plan);
     let plan_id = saved_doc["id"].as_str().unwrap().to_owned();
     let mut child = s.spawn(&["run", saved.to_str().unwrap()]);
-    let seen = wait_for(&s, &plan_id, |d| {
+    let seen = s.wait_for_plan(&plan_id, |d| {
         d["tasks"][0]["status"] == "Running" && d["tasks"][1]["status"] == "Running"
     });
     child.kill().unwrap(); // SIGKILL, with two attempts in flight
@@ -361,16 +342,10 @@ fn sigterm_with_attempts_side_by_side_interrupts_them_all_and_exits_130() {
     let (saved, saved_doc) = s.save_plan(&plan);
     let plan_id = saved_doc["id"].as_str().unwrap().to_owned();
     let child = s.spawn(&["run", saved.to_str().unwrap(), "--output", "json"]);
-    wait_for(&s, &plan_id, |d| {
+    s.wait_for_plan(&plan_id, |d| {
         d["tasks"][0]["status"] == "Running" && d["tasks"][1]["status"] == "Running"
     });
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(planrt_e2e::signalled(child, "TERM").code, 130);
     let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
     assert_eq!(doc["phase"], "Active", "resumable");
     for index in 0..2 {

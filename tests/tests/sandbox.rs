@@ -197,21 +197,10 @@ fn an_attempt_dropped_at_a_stop_keeps_the_progress_it_reported() {
     );
     let plan_id = doc["id"].as_str().unwrap().to_owned();
     let child = s.spawn(&["run", saved.to_str().unwrap()]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(s.path().join("spawned.stderr"))
-        .unwrap_or_default()
-        .contains("1/10 10% sleeping")
-    {
-        assert!(std::time::Instant::now() < deadline, "no first report");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
+    s.wait_until("the first progress report", || {
+        s.spawned_stderr().contains("1/10 10% sleeping")
+    });
+    assert_eq!(planrt_e2e::signalled(child, "TERM").code, 130);
     let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
     let attempt = &doc["tasks"][0]["attempts"][0];
     assert_eq!(attempt["errorKind"], "interrupted", "{attempt}");

@@ -251,12 +251,8 @@ fn several_plans_run_at_once_in_one_fresh_state_dir() {
         })
         .collect();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = planrt_e2e::finished(child);
+        assert_eq!(out.code, 0, "{}", out.stderr);
     }
     let list = s.planrt(&["status", "--output", "json"]).json();
     let plans = list.as_array().unwrap();

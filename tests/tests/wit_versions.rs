@@ -3,7 +3,6 @@
 //! store surviving a `kill -9`; `cancelled()` giving a plugin that asks a clean stop;
 //! and a component of a version outside the range refused, naming both.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use planrt_e2e::Scratch;
@@ -26,18 +25,12 @@ fn kv_value(s: &Scratch, task_type: &str, key: &str) -> Option<Vec<u8>> {
 
 /// Polls until `key` of `test-kv` is committed (or panics after 30 s).
 fn wait_for_key(s: &Scratch, key: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = kv_value(s, "test-kv", key) {
-            return value;
-        }
-        let spawned = std::fs::read_to_string(s.path().join("spawned.stderr")).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline,
-            "`{key}` never committed; planrt said:\n{spawned}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut value = None;
+    s.wait_until(&format!("`{key}` to be committed"), || {
+        value = kv_value(s, "test-kv", key);
+        value.is_some()
+    });
+    value.expect("committed")
 }
 
 #[test]
@@ -157,7 +150,7 @@ fn kv_written_by_an_attempt_killed_with_sigkill_is_read_by_the_next_after_resume
 /// Runs a one-task plan of `test-kv` holding on key `held` with `params` (TOML inline
 /// table entries), sends SIGTERM once the key is committed, and returns planrt's exit
 /// code, how long it took to exit after the signal, and the plan's status document.
-fn sigterm_a_held_attempt(params: &str) -> (Option<i32>, Duration, Value) {
+fn sigterm_a_held_attempt(params: &str) -> (i32, Duration, Value) {
     let s = Scratch::with_plugins(&["test-kv"]);
     let (saved, doc) = s.save_plan(&format!(
         "[[tasks]]\ntype = \"test-kv\"\nparams = {{ key = \"held\", holdFirst = true{params} }}\n"
@@ -166,21 +159,16 @@ fn sigterm_a_held_attempt(params: &str) -> (Option<i32>, Duration, Value) {
     let child = s.spawn(&["run", saved.to_str().unwrap()]);
     wait_for_key(&s, "held");
     let signalled = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = planrt_e2e::signalled(child, "TERM");
     let took = signalled.elapsed();
     let doc = s.planrt(&["status", &plan_id, "--output", "json"]).json();
-    (out.status.code(), took, doc)
+    (out.code, took, doc)
 }
 
 #[test]
 fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
     let (code, took, doc) = sigterm_a_held_attempt("");
-    assert_eq!(code, Some(130));
+    assert_eq!(code, 130);
     // It stopped on its own, well inside the grace period.
     assert!(took < Duration::from_secs(3), "{took:?}");
     let attempt = &doc["tasks"][0]["attempts"][0];
@@ -202,7 +190,7 @@ fn sigterm_gives_a_plugin_that_asks_cancelled_a_clean_stop() {
 fn work_finished_within_the_grace_of_a_shutdown_is_recorded_complete() {
     let (code, _, doc) = sigterm_a_held_attempt(", succeedOnCancel = true");
     // The plan is complete, not interrupted: exit 0, nothing left to resume.
-    assert_eq!(code, Some(0));
+    assert_eq!(code, 0);
     assert_eq!(doc["phase"], "Complete");
     assert_eq!(doc["tasks"][0]["output"]["finishedOnCancel"], true);
     assert_eq!(doc["tasks"][0]["attempts"].as_array().unwrap().len(), 1);
@@ -246,22 +234,9 @@ fn a_plugin_that_never_asks_cancelled_is_interrupted_at_once() {
     let (saved, doc) = s.save_plan("[[tasks]]\ntype = \"test-spin\"\n");
     let plan_id = doc["id"].as_str().unwrap().to_owned();
     let child = s.spawn(&["run", saved.to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let running = || {
-        let status = s.planrt(&["status", &plan_id, "--output", "json"]);
-        status.code == 0 && status.json()["tasks"][0]["status"] == "Running"
-    };
-    while !running() {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_plan(&plan_id, |d| d["tasks"][0]["status"] == "Running");
     let signalled = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(planrt_e2e::signalled(child, "TERM").code, 130);
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
         "no grace for a plugin that never asked: {:?}",

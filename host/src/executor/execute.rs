@@ -119,11 +119,18 @@ enum Attempts {
     Inline(FuturesUnordered<AttemptFuture>),
 }
 
-/// The attempts in flight, with what tells each to stop and where each keeps its last
-/// progress (read when one is dropped at a stop).
+/// The attempts in flight, with the handles the executor keeps on each.
 struct InFlight {
     attempts: Attempts,
-    signals: HashMap<usize, (CancelSignal, ProgressSlot)>,
+    handles: HashMap<usize, Handles>,
+}
+
+/// What the executor shares with one attempt in flight.
+struct Handles {
+    /// Tells it to stop.
+    cancel: CancelSignal,
+    /// Where it keeps its last progress (read when it is dropped at a stop).
+    progress: ProgressSlot,
 }
 
 impl InFlight {
@@ -134,12 +141,12 @@ impl InFlight {
         };
         Self {
             attempts,
-            signals: HashMap::new(),
+            handles: HashMap::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.signals.len()
+        self.handles.len()
     }
 
     fn push(&mut self, attempt: AttemptFuture) {
@@ -160,7 +167,7 @@ impl InFlight {
             let Some((index, report)) = next else {
                 return ended;
             };
-            self.signals.remove(&index);
+            self.handles.remove(&index);
             ended.push((index, report));
         }
     }
@@ -205,7 +212,7 @@ impl InFlight {
             Attempts::Spawned(set) => unwrap_joined(set.join_next().await?),
             Attempts::Inline(inline) => inline.next().await?,
         };
-        self.signals.remove(&index);
+        self.handles.remove(&index);
         Some((index, report))
     }
 }
@@ -325,8 +332,8 @@ pub async fn execute(
         if let Err(error) = result {
             // Nothing more can be recorded: the attempts in flight are told and dropped
             // (their rows stay `running`; `resume` records them interrupted).
-            for (signal, _) in in_flight.signals.values() {
-                signal.raise(
+            for handles in in_flight.handles.values() {
+                handles.cancel.raise(
                     ErrorKind::Interrupted,
                     "planrt stopped after an internal error",
                 );
@@ -347,9 +354,15 @@ fn start(
 ) -> Result<(), ExecuteError> {
     let signal = CancelSignal::new();
     let progress = ProgressSlot::new();
-    let handles = (&signal, &progress, kv);
-    let request = start_attempt(plan, index, now, prepared, store, observer, handles)?;
-    in_flight.signals.insert(index, (signal, progress));
+    let shared = (&signal, &progress, kv);
+    let request = start_attempt(plan, index, now, prepared, store, observer, shared)?;
+    in_flight.handles.insert(
+        index,
+        Handles {
+            cancel: signal,
+            progress,
+        },
+    );
     let task = prepared.tasks[index].clone();
     in_flight.push(Box::pin(async move {
         let report = match request {
@@ -376,13 +389,13 @@ async fn stop_all(
     (prepared, store, observer): (&PreparedPlan, &dyn StateStore, &dyn Observer),
 ) -> Result<RunEnd, ExecuteError> {
     let (kind, why) = reason.attempt_end();
-    for (signal, _) in in_flight.signals.values() {
-        signal.raise(kind, why);
+    for handles in in_flight.handles.values() {
+        handles.cancel.raise(kind, why);
     }
     let patience = in_flight
-        .signals
+        .handles
         .values()
-        .map(|(signal, _)| signal.patience())
+        .map(|handles| handles.cancel.patience())
         .max();
     if let Some(patience) = patience {
         let deadline = tokio::time::Instant::now() + patience + STOP_MARGIN;
@@ -395,12 +408,8 @@ async fn stop_all(
     // Attempts that ended by the deadline, or in the instant before their abort, are
     // recorded as they ended; the others, once aborted, as the stop says, with the last
     // progress they reported.
-    let slots: HashMap<usize, ProgressSlot> = in_flight
-        .signals
-        .iter()
-        .map(|(index, (_, slot))| (*index, slot.clone()))
-        .collect();
-    let last_progress = |index: usize| slots.get(&index).and_then(ProgressSlot::get);
+    let handles = std::mem::take(&mut in_flight.handles);
+    let last_progress = |index: usize| handles.get(&index).and_then(|h| h.progress.get());
     let mut ended = in_flight.ended();
     ended.extend(in_flight.abort(STOP_MARGIN).await);
     for (index, report) in ended {

@@ -5,6 +5,35 @@
 //! through that version's bindings, and every call returns the latest version's types,
 //! so nothing past this module knows there is more than one.
 
+/// The bindings of one frozen version of the `plugin` world: async exports, WASI and
+/// wasi:http from wasmtime's own crates (one mapping for every version), plus the
+/// version's own import settings and resource types.
+macro_rules! plugin_bindings {
+    ($path:tt, imports: { $($imports:tt)* }, resources: { $($resources:tt)* }) => {
+        wasmtime::component::bindgen!({
+            world: "plugin",
+            path: $path,
+            exports: { default: async },
+            imports: { $($imports)* },
+            require_store_data_send: true,
+            with: {
+                "wasi:io": wasmtime_wasi::p2::bindings::io,
+                "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+                "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
+                "wasi:random": wasmtime_wasi::p2::bindings::random,
+                "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
+                "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+                "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+                $($resources)*
+            },
+        });
+    };
+    ($path:tt) => {
+        $crate::runtime::wit::plugin_bindings!($path, imports: {}, resources: {});
+    };
+}
+use plugin_bindings;
+
 /// The conversions between an older version's types and the latest's, the same for every
 /// older version so far (the types the exports use have not changed): invoked inside each
 /// older version's module, where `types`, `host` and `latest` name its own interfaces and

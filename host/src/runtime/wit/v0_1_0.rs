@@ -6,21 +6,7 @@
 
 use super::latest;
 
-wasmtime::component::bindgen!({
-    world: "plugin",
-    path: "../wit/v0.1.0",
-    exports: { default: async },
-    require_store_data_send: true,
-    with: {
-        "wasi:io": wasmtime_wasi::p2::bindings::io,
-        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
-        "wasi:random": wasmtime_wasi::p2::bindings::random,
-        "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
-        "wasi:cli": wasmtime_wasi::p2::bindings::cli,
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-    },
-});
+super::plugin_bindings!("../wit/v0.1.0");
 
 use self::planrt::task::{host, types};
 

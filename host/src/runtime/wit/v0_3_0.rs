@@ -4,10 +4,8 @@
 
 #![allow(missing_docs)]
 
-wasmtime::component::bindgen!({
-    world: "plugin",
-    path: "../wit/v0.3.0",
-    exports: { default: async },
+super::plugin_bindings!(
+    "../wit/v0.3.0",
     imports: {
         // A call on a handle the guest does not own, or one resource too many, traps.
         "planrt:task/digest": trappable,
@@ -18,18 +16,10 @@ wasmtime::component::bindgen!({
         "planrt:task/compression.[method]decoder.finish": async | trappable,
         "planrt:task/compression": trappable,
     },
-    require_store_data_send: true,
-    with: {
-        "wasi:io": wasmtime_wasi::p2::bindings::io,
-        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
-        "wasi:random": wasmtime_wasi::p2::bindings::random,
-        "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
-        "wasi:cli": wasmtime_wasi::p2::bindings::cli,
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+    resources: {
         "planrt:task/digest.hasher": crate::runtime::capability::codec::Hasher,
         "planrt:task/compression.decoder": crate::runtime::capability::codec::Decoder,
-    },
-});
+    }
+);
 
 pub use self::planrt::task::{cancellation, compression, digest, host, kv, types};
