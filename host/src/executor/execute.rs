@@ -11,6 +11,8 @@ use futures_util::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use tokio::task::JoinSet;
 
+use super::batch::Batch;
+pub(super) use super::batch::apply_and_commit;
 use super::prepare::PreparedPlan;
 use super::secrets::MissingSecret;
 use super::slots::{Slot, Slots};
@@ -149,10 +151,33 @@ impl InFlight {
         self.handles.len()
     }
 
-    fn push(&mut self, attempt: AttemptFuture) {
-        match &mut self.attempts {
-            Attempts::Spawned(set) => drop(set.spawn(attempt)),
-            Attempts::Inline(inline) => inline.push(attempt),
+    /// Runs the attempts whose starts were stored, each holding its turn until it ends.
+    fn launch(&mut self, launches: Vec<Launch>, prepared: &PreparedPlan) {
+        for launch in launches {
+            let Launch {
+                index,
+                slot,
+                handles,
+                request,
+            } = launch;
+            self.handles.insert(index, handles);
+            let task = prepared.tasks[index].clone();
+            let attempt: AttemptFuture = Box::pin(async move {
+                let report = match request {
+                    Ok(request) => task.plugin.run(&task.sandbox, request).await,
+                    Err(missing) => AttemptReport {
+                        result: Err(AttemptError::Sandbox(missing.to_string())),
+                        log_tail: None,
+                        progress: None,
+                    },
+                };
+                drop(slot);
+                (index, report)
+            });
+            match &mut self.attempts {
+                Attempts::Spawned(set) => drop(set.spawn(attempt)),
+                Attempts::Inline(inline) => inline.push(attempt),
+            }
         }
     }
 
@@ -312,21 +337,41 @@ pub async fn execute(
                 return stop_all(plan, reason, in_flight, (prepared, store, observer)).await;
             }
             Wake::Backoff => Ok(()),
+            // An attempt's end is stored with the starts it makes possible, in one commit.
             Wake::Ended(index, report) => {
-                end_attempt(plan, index, report, prepared, store, observer)
+                let mut batch = Batch::new(store, observer);
+                let room = max_parallel.saturating_sub(in_flight.len());
+                end_attempt(plan, &mut batch, index, report, prepared).and_then(|()| {
+                    let starter = Starter {
+                        prepared,
+                        slots,
+                        kv: &kv,
+                        observer,
+                    };
+                    let launches = starter.start_ready(plan, &mut batch, None, room)?;
+                    batch.commit(plan)?;
+                    in_flight.launch(launches, prepared);
+                    Ok(())
+                })
             }
             Wake::Turn(slot) => {
-                let now = Timestamp::now();
-                let task = plan.runnable(now).next();
-                match task {
-                    // Room is checked again: turns asked for earlier may outnumber it now.
-                    Some(index) if in_flight.len() < max_parallel => {
-                        let started = (prepared, store, observer);
-                        start(plan, (index, now), slot, started, &kv, &mut in_flight)
-                    }
-                    // Nothing to run with it (a failure, a backoff): the turn goes back.
-                    _ => Ok(()),
-                }
+                // Room is checked again: turns asked for earlier may outnumber it now. A
+                // turn with nothing to run (a failure, a backoff) goes back.
+                let mut batch = Batch::new(store, observer);
+                let room = max_parallel.saturating_sub(in_flight.len());
+                let starter = Starter {
+                    prepared,
+                    slots,
+                    kv: &kv,
+                    observer,
+                };
+                starter
+                    .start_ready(plan, &mut batch, Some(slot), room)
+                    .and_then(|launches| {
+                        batch.commit(plan)?;
+                        in_flight.launch(launches, prepared);
+                        Ok(())
+                    })
             }
         };
         if let Err(error) = result {
@@ -343,40 +388,97 @@ pub async fn execute(
     }
 }
 
-/// Starts an attempt of the task at `index`, holding `slot`.
-fn start(
-    plan: &mut PlanRun,
-    (index, now): (usize, Timestamp),
+/// What starting attempts needs besides the plan and the batch.
+struct Starter<'a> {
+    prepared: &'a PreparedPlan,
+    slots: &'a Slots,
+    kv: &'a KvAccess,
+    observer: &'a dyn Observer,
+}
+
+/// An attempt whose start is in a batch: launched once the batch is stored.
+struct Launch {
+    index: usize,
     slot: Slot,
-    (prepared, store, observer): (&PreparedPlan, &dyn StateStore, &dyn Observer),
-    kv: &KvAccess,
-    in_flight: &mut InFlight,
-) -> Result<(), ExecuteError> {
-    let signal = CancelSignal::new();
-    let progress = ProgressSlot::new();
-    let shared = (&signal, &progress, kv);
-    let request = start_attempt(plan, index, now, prepared, store, observer, shared)?;
-    in_flight.handles.insert(
-        index,
-        Handles {
-            cancel: signal,
-            progress,
-        },
-    );
-    let task = prepared.tasks[index].clone();
-    in_flight.push(Box::pin(async move {
-        let report = match request {
-            Ok(request) => task.plugin.run(&task.sandbox, request).await,
-            Err(missing) => AttemptReport {
-                result: Err(AttemptError::Sandbox(missing.to_string())),
-                log_tail: None,
-                progress: None,
-            },
+    handles: Handles,
+    request: Result<AttemptRequest, MissingSecret>,
+}
+
+impl Starter<'_> {
+    /// Starts, in `batch`, up to `room` of the tasks runnable now that the batch does not
+    /// hold yet, each with a turn: `turn` first, then turns free at once (none waits
+    /// here; the executor's loop asks for the rest). Nothing starts once the plan is no
+    /// longer active; an unused `turn` goes back.
+    fn start_ready(
+        &self,
+        plan: &mut PlanRun,
+        batch: &mut Batch<'_>,
+        mut turn: Option<Slot>,
+        room: usize,
+    ) -> Result<Vec<Launch>, ExecuteError> {
+        let now = Timestamp::now();
+        let ready: Vec<usize> = plan
+            .runnable(now)
+            .filter(|&index| !batch.holds(index))
+            .take(room)
+            .collect();
+        let mut launches = Vec::with_capacity(ready.len());
+        for index in ready {
+            let Some(slot) = turn.take().or_else(|| self.slots.try_acquire()) else {
+                break;
+            };
+            launches.push(self.start(plan, batch, index, now, slot)?);
+        }
+        Ok(launches)
+    }
+
+    /// Applies the start of an attempt of the task at `index` in `batch` and builds its
+    /// request (or the missing secret that fails it).
+    fn start(
+        &self,
+        plan: &mut PlanRun,
+        batch: &mut Batch<'_>,
+        index: usize,
+        started: Timestamp,
+        slot: Slot,
+    ) -> Result<Launch, ExecuteError> {
+        batch.apply(plan, index, TaskEvent::Start { at: started })?;
+        let handles = Handles {
+            cancel: CancelSignal::new(),
+            progress: ProgressSlot::new(),
         };
-        drop(slot);
-        (index, report)
-    }));
-    Ok(())
+        let task = &plan.tasks()[index];
+        let prepared_task = &self.prepared.tasks[index];
+        let attempt = task.last_attempt().map_or(1, |a| a.attempt);
+        let deadline = std::time::SystemTime::now() + prepared_task.sandbox.limits().timeout;
+        // Secrets are resolved now, into this attempt's request only.
+        let redactor = &self.prepared.redactor;
+        let request =
+            super::secrets::resolve_from_env(task.params()).map(|resolved| AttemptRequest {
+                context: AttemptContext {
+                    plan_id: plan.id().to_string(),
+                    task_id: task.id().to_string(),
+                    task_type: task.task_type().to_string(),
+                    plan_index: index as u32,
+                    attempt,
+                    max_retries: task.policy().max_retries,
+                    deadline_unix_ms: deadline
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                },
+                params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
+                inputs: AttemptInputs::new(redactor.clone(), self.observer.progress_sink(task))
+                    .with(handles.cancel.clone())
+                    .with(handles.progress.clone())
+                    .with(self.kv.clone()),
+            });
+        Ok(Launch {
+            index,
+            slot,
+            handles,
+            request,
+        })
+    }
 }
 
 /// After a stop: every attempt in flight is told (a 0.2.0 plugin sees `cancelled()`) and
@@ -402,7 +504,9 @@ async fn stop_all(
         while let Ok(Some((index, report))) =
             tokio::time::timeout_at(deadline, in_flight.next()).await
         {
-            end_attempt(plan, index, report, prepared, store, observer)?;
+            let mut batch = Batch::new(store, observer);
+            end_attempt(plan, &mut batch, index, report, prepared)?;
+            batch.commit(plan)?;
         }
     }
     // Attempts that ended by the deadline, or in the instant before their abort, are
@@ -412,9 +516,11 @@ async fn stop_all(
     let last_progress = |index: usize| handles.get(&index).and_then(|h| h.progress.get());
     let mut ended = in_flight.ended();
     ended.extend(in_flight.abort(STOP_MARGIN).await);
+    let mut batch = Batch::new(store, observer);
     for (index, report) in ended {
-        end_attempt(plan, index, report, prepared, store, observer)?;
+        end_attempt(plan, &mut batch, index, report, prepared)?;
     }
+    batch.commit(plan)?;
     match reason {
         StopReason::Shutdown => {
             interrupt_running(plan, store, observer, why, &last_progress)?;
@@ -501,82 +607,13 @@ pub fn interrupt_running(
     apply_and_commit(plan, events, store, observer)
 }
 
-/// Applies `events` in order, then stores every changed task in one transaction, then
-/// reports the transitions: an operator action or a stop is recorded whole or not at all.
-pub(super) fn apply_and_commit(
-    plan: &mut PlanRun,
-    events: Vec<(usize, TaskEvent)>,
-    store: &dyn StateStore,
-    observer: &dyn Observer,
-) -> Result<(), ExecuteError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut transitions = Vec::with_capacity(events.len());
-    for (index, event) in events {
-        transitions.push((index, plan.apply(index, event)?));
-    }
-    let tasks: Vec<&Task> = transitions
-        .iter()
-        .map(|&(index, _)| &plan.tasks()[index])
-        .collect();
-    store.record_tasks(plan.id(), &tasks)?;
-    for (index, transition) in transitions {
-        observer.transition(plan, &plan.tasks()[index], transition);
-    }
-    Ok(())
-}
-
-/// Records the start of an attempt of the task at `index` and builds its request (or
-/// the missing secret that fails it).
-fn start_attempt(
-    plan: &mut PlanRun,
-    index: usize,
-    started: Timestamp,
-    prepared: &PreparedPlan,
-    store: &dyn StateStore,
-    observer: &dyn Observer,
-    (signal, progress, kv): (&CancelSignal, &ProgressSlot, &KvAccess),
-) -> Result<Result<AttemptRequest, MissingSecret>, ExecuteError> {
-    let transition = plan.apply(index, TaskEvent::Start { at: started })?;
-    commit(plan, index, transition, store, observer)?;
-
-    let task = &plan.tasks()[index];
-    let prepared_task = &prepared.tasks[index];
-    let attempt = task.last_attempt().map_or(1, |a| a.attempt);
-    let deadline = std::time::SystemTime::now() + prepared_task.sandbox.limits().timeout;
-    // Secrets are resolved now, into this attempt's request only.
-    let redactor = &prepared.redactor;
-    Ok(
-        super::secrets::resolve_from_env(task.params()).map(|resolved| AttemptRequest {
-            context: AttemptContext {
-                plan_id: plan.id().to_string(),
-                task_id: task.id().to_string(),
-                task_type: task.task_type().to_string(),
-                plan_index: index as u32,
-                attempt,
-                max_retries: task.policy().max_retries,
-                deadline_unix_ms: deadline
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
-            },
-            params: serde_json::to_string(&resolved.params).expect("JSON values serialize"),
-            inputs: AttemptInputs::new(redactor.clone(), observer.progress_sink(task))
-                .with(signal.clone())
-                .with(progress.clone())
-                .with(kv.clone()),
-        }),
-    )
-}
-
-/// Records how an attempt of the task at `index` ended.
+/// Applies, in `batch`, how an attempt of the task at `index` ended.
 fn end_attempt(
     plan: &mut PlanRun,
+    batch: &mut Batch<'_>,
     index: usize,
     report: AttemptReport,
     prepared: &PreparedPlan,
-    store: &dyn StateStore,
-    observer: &dyn Observer,
 ) -> Result<(), ExecuteError> {
     let redactor = &prepared.redactor;
     let at = Timestamp::now();
@@ -608,8 +645,7 @@ fn end_attempt(
             report.progress,
         ),
     };
-    let transition = plan.apply(index, event)?;
-    commit(plan, index, transition, store, observer)
+    batch.apply(plan, index, event)
 }
 
 fn fail(
@@ -631,18 +667,4 @@ fn fail(
         },
         jitter_sample: rand::random::<f64>(),
     }
-}
-
-/// Stores the task, then reports the transition: never the other way round.
-pub(super) fn commit(
-    plan: &PlanRun,
-    index: usize,
-    transition: Transition,
-    store: &dyn StateStore,
-    observer: &dyn Observer,
-) -> Result<(), ExecuteError> {
-    let task = &plan.tasks()[index];
-    store.record_task(plan.id(), task)?;
-    observer.transition(plan, task, transition);
-    Ok(())
 }

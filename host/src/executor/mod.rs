@@ -1,6 +1,7 @@
 //! The executor: checks a plan against plugins and grants, runs its attempts recording
 //! every transition in the store before reporting it, and applies operator actions.
 
+mod batch;
 pub mod execute;
 mod id_locks;
 pub mod kv;

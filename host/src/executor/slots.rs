@@ -54,6 +54,19 @@ impl Slots {
         }
     }
 
+    /// A turn if one is free now, without waiting (and without passing anyone who
+    /// waits: a freed turn goes to a waiter first).
+    pub fn try_acquire(&self) -> Option<Slot> {
+        let permit = match &self.0.limit {
+            Some(semaphore) => Some(semaphore.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        Some(Slot {
+            _permit: permit,
+            _running: Count::up(&self.0.running),
+        })
+    }
+
     /// Attempts running now.
     pub fn running(&self) -> usize {
         self.0.running.load(Ordering::Relaxed)
@@ -122,6 +135,23 @@ mod tests {
         drop(first);
         let _again = slots.acquire().await;
         assert_eq!(slots.running(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_free_turn_is_taken_at_once_and_a_waiter_is_never_passed() {
+        let slots = Slots::limited(1);
+        let first = slots.try_acquire().expect("a free turn");
+        assert!(slots.try_acquire().is_none(), "the only turn is taken");
+        let mut waiter = Box::pin(slots.acquire());
+        assert!(poll_once(waiter.as_mut()).is_none());
+        drop(first);
+        // The freed turn went to the waiter, not to whoever asks next.
+        assert!(slots.try_acquire().is_none());
+        let waited = poll_once(waiter.as_mut()).expect("the waiter has the turn");
+        assert_eq!((slots.running(), slots.waiting()), (1, 0));
+        drop(waited);
+        assert!(slots.try_acquire().is_some());
+        assert!(Slots::unlimited().try_acquire().is_some());
     }
 
     #[tokio::test]

@@ -104,8 +104,9 @@ pub trait StateStore: Send + Sync {
     /// newest attempt (attempts are append-only: an ended one never changes).
     fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError>;
 
-    /// Records several tasks' states after one operator action or stop, in one
-    /// transaction: all of them, or none.
+    /// Records several tasks' states in one transaction — all of them, or none: after an
+    /// operator action or a stop, or an attempt's end with the starts it allows (one
+    /// transition per task).
     fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError>;
 
     /// The plan as last recorded: what it was resolved with, and its tasks.
