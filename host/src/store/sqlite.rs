@@ -895,12 +895,22 @@ mod tests {
             .execute_batch(
                 "ALTER TABLE plans DROP COLUMN origin; ALTER TABLE plans DROP COLUMN submitted_at;
                  ALTER TABLE plans DROP COLUMN removed_at; ALTER TABLE tasks DROP COLUMN name;
-                 ALTER TABLE tasks DROP COLUMN depends_on; ALTER TABLE attempts DROP COLUMN progress;",
+                 ALTER TABLE tasks DROP COLUMN depends_on; ALTER TABLE attempts DROP COLUMN progress;
+                 CREATE INDEX attempts_by_start ON attempts(plan_id, started_at);",
             )
             .unwrap();
         store.conn().pragma_update(None, "user_version", 2).unwrap();
         drop(store);
         let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let index_left: bool = store
+            .conn()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'attempts_by_start')",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(!index_left, "migration 9 drops the unused index");
         let migrated = resolved(&store);
         assert!(
             migrated.get("tasks").is_none() && migrated.get("id").is_none(),
