@@ -2,7 +2,7 @@
 //! unchanged, each capability accepts the task (declared needs ∩ grants, usable grants,
 //! limits), and every task's params pass its plugin's `validate`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,7 +10,9 @@ use crate::plan::{
     Location, PlanId, PlanRun, PlanSpec, PluginPin, Redactor, SAVED_PLAN_FORMAT_VERSION, SavedPlan,
     TaskType,
 };
-use crate::runtime::{AttemptError, LoadedPlugin, Refusal, Registry, Sandbox, SchemaViolation};
+use crate::runtime::{
+    AttemptError, LoadedPlugin, Refusal, Registry, Sandbox, SchemaViolation, Validator,
+};
 
 /// A plan that cannot run as asked; nothing has run. Every variant is bad input.
 #[derive(Debug, thiserror::Error)]
@@ -383,26 +385,21 @@ pub async fn prepare(
         }
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
-    // One validator per plugin: its instance serves every task of the type, and is
-    // dropped after the type's last task (a plan of many types, each in one stretch,
-    // holds few at once).
-    let last_of_type: HashMap<&TaskType, usize> = saved
-        .plan
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(index, task)| (&task.task_type, index))
-        .collect();
-    let mut validators = HashMap::new();
+    // A validator keeps its instance across a stretch of tasks of its type. Only one is
+    // kept at a time, dropped before the next type's is made: a store waiting for a
+    // place in the instance pool never holds another (`runtime::admission`).
+    let mut current: Option<(&TaskType, Validator<'_>)> = None;
     for (index, ((task, prepared_task), resolved)) in each() {
         let params = serde_json::to_string(&resolved.params).expect("JSON values serialize");
-        let validator = validators
-            .entry(&task.task_type)
-            .or_insert_with(|| prepared_task.plugin.validator(&redactor));
-        let answer = validator.validate(&params).await;
-        if last_of_type.get(&task.task_type) == Some(&index) {
-            validators.remove(&task.task_type);
+        if current
+            .as_ref()
+            .is_none_or(|(kept, _)| *kept != &task.task_type)
+        {
+            drop(current.take());
+            current = Some((&task.task_type, prepared_task.plugin.validator(&redactor)));
         }
+        let (_, validator) = current.as_mut().expect("set above");
+        let answer = validator.validate(&params).await;
         match answer {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {

@@ -206,7 +206,7 @@ mod tests {
     const OTHER_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0\0\x02\x01x";
 
     fn engine() -> Engine {
-        super::super::engine::new_engine().unwrap()
+        super::super::engine::new_engine().unwrap().0
     }
 
     fn sha(wasm: &[u8]) -> String {

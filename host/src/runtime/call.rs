@@ -5,6 +5,7 @@
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
+use super::admission::{Admission, Admitted};
 use super::capability::{AttemptInputs, CallEnd, Capabilities, Sandbox};
 use super::engine::EPOCH_TICK;
 use super::error::AttemptError;
@@ -40,18 +41,22 @@ impl CallOutput for Result<String, TaskError> {
 /// Everything a call needs from the plugin and the runtime.
 pub(super) struct CallSite<'a> {
     pub engine: &'a Engine,
+    pub admission: &'a Admission,
     pub pre: &'a PluginPre,
     pub capabilities: &'a Capabilities,
 }
 
 /// Instantiates the plugin in a fresh store made by the capabilities from `sandbox` and
-/// `inputs`, and runs `f` on it. Also returns the call's log (what the plugin printed).
+/// `inputs`, once the store is admitted to the instance pool, and runs `f` on it. Also
+/// returns the call's log (what the plugin printed).
 pub(super) async fn call<R: CallOutput>(
     site: CallSite<'_>,
     sandbox: &Sandbox,
     inputs: &AttemptInputs,
     f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
 ) -> (Result<R, AttemptError>, Option<GuestLog>) {
+    // Declared before the store, so dropped after it: the pool has its slot back first.
+    let _admitted = site.admission.admit().await;
     let mut store = match new_store(&site, sandbox, inputs) {
         Ok(store) => store,
         Err(error) => return (Err(error), None),
@@ -75,18 +80,23 @@ pub(super) struct Session {
     /// Set by the first call; a session comes back only after clean calls, so a kept
     /// session with an instance has served a call.
     bindings: Option<PluginInstance>,
+    /// After the store, so dropped after it.
+    _admitted: Admitted,
 }
 
 impl Session {
-    /// A store for the session's calls; the plugin is instantiated by the first call.
-    pub fn open(
+    /// A store for the session's calls, once admitted to the instance pool; the plugin
+    /// is instantiated by the first call.
+    pub async fn open(
         site: &CallSite<'_>,
         sandbox: &Sandbox,
         inputs: &AttemptInputs,
     ) -> Result<Self, AttemptError> {
+        let admitted = site.admission.admit().await;
         Ok(Self {
             store: new_store(site, sandbox, inputs)?,
             bindings: None,
+            _admitted: admitted,
         })
     }
 
@@ -101,7 +111,9 @@ impl Session {
             site.capabilities.rearm(sandbox, &mut self.store);
             self.store.set_epoch_deadline(1);
         }
-        let Session { store, bindings } = &mut self;
+        let Session {
+            store, bindings, ..
+        } = &mut self;
         let pre = site.pre;
         let (result, _log) = run_on(site, sandbox, store, async move |store| {
             if bindings.is_none() {

@@ -1,13 +1,15 @@
-//! The wasmtime engine: configuration, and the epoch ticker that drives deadlines.
+//! The wasmtime engine: configuration, its instance allocator, and the epoch ticker that
+//! drives deadlines.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::RuntimeError;
+use super::admission::Admission;
 
 /// How often the epoch advances: the granularity of deadlines and of yields to tokio.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -16,13 +18,96 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// `cargo xtask bench --perf` sets it.
 pub const PROFILER_ENV: &str = "PLANRT_WASM_PROFILER";
 
-/// Builds the engine every plugin runs on.
-pub fn new_engine() -> Result<Engine, RuntimeError> {
+/// Set to `on-demand` to map each instance's memories, tables and stack when it is made
+/// instead of reusing slots of a pool (`pooling`, the default): for a component larger
+/// than a pool slot allows, or where the pool's address space cannot be reserved.
+pub const ALLOCATOR_ENV: &str = "PLANRT_ALLOCATOR";
+
+/// Component instances the pool holds at once (attempts, kept `validate` instances,
+/// `describe` calls); more wait for a place ([`Admission`]).
+pub const POOL_INSTANCES: u32 = 256;
+
+/// What one component may contain to fit a pool slot, sized for the components the
+/// shipped toolchains build: a Rust or C plugin has 1–3 core instances, one memory and
+/// one table per module; JavaScript (StarlingMonkey) and Python (componentize-py)
+/// components have about a dozen core instances and tables of tens of thousands of
+/// functions.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 16;
+const TABLES_PER_MODULE: u32 = 4;
+/// A table may grow up to the limit the limits capability sets on all of a store's
+/// tables together: the pool never refuses a growth that limit allows.
+const TABLE_ELEMENTS: usize = super::capability::limits::MAX_TABLE_ELEMENTS;
+
+/// Which allocator the engine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Slots of a pool reserved once, reused by every instance: no `mmap`/`munmap` per
+    /// instance. Every component instance's parts fit one slot of [`POOL_INSTANCES`].
+    Pooling,
+    /// Memories, tables and stacks mapped per instance.
+    OnDemand,
+}
+
+impl Allocator {
+    /// The allocator [`ALLOCATOR_ENV`] asks for (pooling unless it says `on-demand`).
+    pub fn from_env() -> Self {
+        match std::env::var_os(ALLOCATOR_ENV) {
+            Some(value) if value == "on-demand" => Allocator::OnDemand,
+            Some(value) if value == "pooling" => Allocator::Pooling,
+            Some(value) => {
+                tracing::warn!(
+                    "{ALLOCATOR_ENV}={} is not an allocator planrt knows (pooling, on-demand): using pooling",
+                    value.to_string_lossy()
+                );
+                Allocator::Pooling
+            }
+            None => Allocator::Pooling,
+        }
+    }
+}
+
+/// Builds the engine every plugin runs on, with the allocator [`ALLOCATOR_ENV`] asks for,
+/// and the admission its stores pass. Where the pool cannot be reserved (a limit on
+/// address space), the engine falls back to on-demand allocation, with a warning.
+pub fn new_engine() -> Result<(Engine, Admission), RuntimeError> {
+    if Allocator::from_env() == Allocator::Pooling {
+        match Engine::new(&config(Allocator::Pooling)) {
+            Ok(engine) => return Ok((engine, Admission::bounded(POOL_INSTANCES as usize))),
+            Err(error) => tracing::warn!(
+                "cannot reserve the instance pool ({error:#}): instances are mapped one by one"
+            ),
+        }
+    }
+    let engine = Engine::new(&config(Allocator::OnDemand))
+        .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+    Ok((engine, Admission::unbounded()))
+}
+
+fn config(allocator: Allocator) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         .parallel_compilation(true);
+    if allocator == Allocator::Pooling {
+        let n = POOL_INSTANCES;
+        let mut pool = PoolingAllocationConfig::new();
+        // Totals are the per-component maxima times the instances, so an admitted store
+        // always finds room for every part of its instance.
+        pool.total_component_instances(n)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_core_instances(n * CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .total_memories(n * MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_tables_per_module(TABLES_PER_MODULE)
+            .total_tables(n * TABLES_PER_COMPONENT)
+            .table_elements(TABLE_ELEMENTS)
+            .total_stacks(n);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
     match std::env::var_os(PROFILER_ENV) {
         Some(value) if value == "perfmap" => {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -33,7 +118,7 @@ pub fn new_engine() -> Result<Engine, RuntimeError> {
         ),
         None => {}
     }
-    Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))
+    config
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread until dropped.

@@ -4,6 +4,7 @@
 //! capabilities (directories, HTTP, limits, log, kv, cancellation) that shape every call. Knows nothing of
 //! stores or executors: it loads plugins and runs calls.
 
+pub mod admission;
 pub mod cache;
 mod call;
 pub mod capability;
@@ -85,7 +86,7 @@ impl Runtime {
         cache_root: &Path,
         cache_key: [u8; crate::state_dir::CACHE_KEY_LEN],
     ) -> Result<Self, RuntimeError> {
-        let engine = engine::new_engine()?;
+        let (engine, admission) = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
         // WASI 0.2 itself; what a call may reach through it is each capability's part.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -95,7 +96,11 @@ impl Runtime {
         let ticker = engine::EpochTicker::start(&engine);
         Ok(Self {
             engine,
-            source: std::sync::Arc::new(plugin::ComponentSource { cache, linker }),
+            source: std::sync::Arc::new(plugin::ComponentSource {
+                cache,
+                linker,
+                admission,
+            }),
             capabilities,
             _ticker: ticker,
         })

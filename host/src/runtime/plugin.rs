@@ -10,6 +10,7 @@ use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
+use super::admission::Admission;
 use super::cache::CompiledCache;
 use super::call::{CallSite, Session, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
@@ -80,6 +81,8 @@ pub struct ComponentSource {
     pub cache: CompiledCache,
     /// The linker every version's bindings are added to.
     pub linker: Linker<AttemptState>,
+    /// What every store made from these components passes first.
+    pub admission: Admission,
 }
 
 impl ComponentSource {
@@ -126,6 +129,7 @@ impl LoadedPlugin {
     ) -> Result<Self, DescribeError> {
         let site = CallSite {
             engine,
+            admission: &source.admission,
             pre: &pre,
             capabilities: &capabilities,
         };
@@ -234,6 +238,7 @@ impl LoadedPlugin {
         let pre = self.pre().await?;
         Ok(CallSite {
             engine: &self.engine,
+            admission: &self.source.admission,
             pre,
             capabilities: &self.capabilities,
         })
@@ -337,7 +342,7 @@ impl Validator<'_> {
         let site = self.plugin.site().await?;
         let kept = self.session.take();
         let reused = kept.is_some();
-        let (first, session) = try_once(&site, &self.inputs, kept, params).await;
+        let (first, kept) = try_once(&site, &self.inputs, kept, params).await;
         let confirm = reused
             && match &first {
                 Ok(Ok(())) => false,
@@ -345,9 +350,12 @@ impl Validator<'_> {
                 Err(error) => error.kind() != ErrorKind::Timeout,
             };
         if !confirm {
-            self.session = session;
+            self.session = kept;
             return first.map(|answer| answer.map_err(cap_message));
         }
+        // The kept instance goes before a fresh one is made: a validator holds at most
+        // one store (see `admission`).
+        drop(kept);
         // Neither the refusal nor the error is logged: both may quote the params, secrets
         // resolved; the fresh instance's answer is reported, masked.
         tracing::debug!(
@@ -372,7 +380,7 @@ async fn try_once(
     let sandbox = Sandbox::default();
     let session = match session {
         Some(session) => session,
-        None => match Session::open(site, &sandbox, inputs) {
+        None => match Session::open(site, &sandbox, inputs).await {
             Ok(session) => session,
             Err(error) => return (Err(error), None),
         },
@@ -408,7 +416,7 @@ mod tests {
         });
         let inputs = AttemptInputs::default();
         let sleep = |ms: u64| format!(r#"{{"attack": "slow-validate", "ms": {ms}}}"#);
-        let mut session = Session::open(&site, &sandbox, &inputs).unwrap();
+        let mut session = Session::open(&site, &sandbox, &inputs).await.unwrap();
         // Three calls of 600 ms: 1.8 s in all, over one call's 1 s, each within its own.
         for call in 0..3 {
             let params = sleep(600);

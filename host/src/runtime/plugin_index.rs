@@ -116,7 +116,7 @@ mod tests {
     }
 
     fn cache(dir: &Path, key: u8) -> CompiledCache {
-        let engine = crate::runtime::engine::new_engine().unwrap();
+        let engine = crate::runtime::engine::new_engine().unwrap().0;
         CompiledCache::open(dir, &engine, [key; 32]).unwrap()
     }
 

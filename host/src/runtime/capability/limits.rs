@@ -184,8 +184,9 @@ impl StoreLimiter {
 }
 
 impl ResourceLimiter for StoreLimiter {
-    /// Growth past the memory's own maximum is refused without counting (`memory.grow`
-    /// returns -1, as wasm says); growth past the limit over all memories ends the call.
+    /// Growth within the limit past the memory's own maximum is refused without counting
+    /// (`memory.grow` returns -1, as wasm says); growth past the limit over all memories
+    /// ends the call, whatever the memory's maximum (as for tables).
     /// The sums saturate: a 64-bit memory may ask for any size. A growth wasmtime fails
     /// after it was approved here stays counted: the limit is then stricter, never looser
     /// (wasmtime may also report a failure it never asked about, so there is nothing to
@@ -196,11 +197,12 @@ impl ResourceLimiter for StoreLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|max| desired > max) {
-            return Ok(false);
-        }
+        let past_maximum = maximum.is_some_and(|max| desired > max);
         let (current, desired) = (current as u64, desired as u64);
         let next = self.used.saturating_sub(current).saturating_add(desired);
+        if next <= self.limit && past_maximum {
+            return Ok(false);
+        }
         if next > self.limit {
             self.hit = Some(LimitHit::Memory);
             return Err(format_err!(
@@ -214,21 +216,25 @@ impl ResourceLimiter for StoreLimiter {
     }
 
     /// Tables past the cap end the call (a trap, like memory), rather than `table.grow`
-    /// returning -1 to a guest that may retry forever. Growth past a table's own maximum
-    /// is refused without counting; the sums saturate (64-bit tables ask for any size).
+    /// returning -1 to a guest that may retry forever — whatever the table's maximum
+    /// (with the pooling allocator that includes the pool slot's size, and the same
+    /// guest must end the same way with either allocator). Growth within the cap past a
+    /// table's own maximum is refused without counting; the sums saturate (64-bit tables
+    /// ask for any size).
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|max| desired > max) {
-            return Ok(false);
-        }
+        let past_maximum = maximum.is_some_and(|max| desired > max);
         let next = self
             .table_elements
             .saturating_sub(current)
             .saturating_add(desired);
+        if next <= MAX_TABLE_ELEMENTS && past_maximum {
+            return Ok(false);
+        }
         if next > MAX_TABLE_ELEMENTS {
             self.hit = Some(LimitHit::Table);
             return Err(format_err!(
@@ -322,6 +328,29 @@ mod tests {
         );
         assert!(limiter.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
         assert_eq!(limiter.hit(), None);
+    }
+
+    #[test]
+    fn growth_past_the_cap_is_a_hit_even_past_its_own_maximum() {
+        // The pooling allocator passes its slot size as the maximum: a bomb's step that
+        // crosses both still ends the call, as it does with on-demand allocation.
+        let mut limiter = StoreLimiter::new(100);
+        let step = 65_536;
+        let below = MAX_TABLE_ELEMENTS - MAX_TABLE_ELEMENTS % step;
+        assert!(
+            limiter
+                .table_growing(0, below, Some(MAX_TABLE_ELEMENTS))
+                .unwrap()
+        );
+        let err = limiter
+            .table_growing(below, below + step, Some(MAX_TABLE_ELEMENTS))
+            .unwrap_err();
+        assert!(err.to_string().contains("table limit"), "{err}");
+        assert_eq!(limiter.hit(), Some(LimitHit::Table));
+
+        let mut limiter = StoreLimiter::new(100);
+        assert!(limiter.memory_growing(0, 101, Some(64)).is_err());
+        assert_eq!(limiter.hit(), Some(LimitHit::Memory));
     }
 
     #[test]
