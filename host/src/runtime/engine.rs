@@ -85,6 +85,19 @@ pub fn new_engine() -> Result<(Engine, Admission), RuntimeError> {
     Ok((engine, Admission::unbounded()))
 }
 
+/// Why a component could not be compiled or loaded, for a person: a component larger
+/// than a pool slot is valid, and the way to run it is named.
+pub fn load_error(error: &wasmtime::Error) -> String {
+    let cause = error.root_cause().to_string();
+    if cause.contains("pooling allocator") {
+        format!(
+            "too large for planrt's instance pool: {cause}; set {ALLOCATOR_ENV}=on-demand to run it"
+        )
+    } else {
+        format!("not a valid component: {cause}")
+    }
+}
+
 fn config(allocator: Allocator) -> Config {
     let mut config = Config::new();
     config
@@ -158,5 +171,42 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_noop() -> Vec<u8> {
+        let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/test-plugins/test-noop.wasm");
+        std::fs::read(&built)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()))
+    }
+
+    #[test]
+    fn a_component_larger_than_a_pool_slot_is_named_so_with_the_way_to_run_it() {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.max_core_instances_per_component(1);
+        let mut config = config(Allocator::OnDemand);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).unwrap();
+        let error = wasmtime::component::Component::new(&engine, test_noop()).unwrap_err();
+        let message = load_error(&error);
+        assert!(
+            message.starts_with("too large for planrt's instance pool: ")
+                && message.ends_with("set PLANRT_ALLOCATOR=on-demand to run it"),
+            "{message}"
+        );
+        let error = wasmtime::component::Component::new(&engine, b"not wasm").unwrap_err();
+        assert!(load_error(&error).starts_with("not a valid component: "));
+    }
+
+    #[test]
+    fn the_shipped_pool_takes_the_test_plugins() {
+        let (engine, admission) = new_engine().unwrap();
+        assert_eq!(admission.available(), Some(POOL_INSTANCES as usize));
+        wasmtime::component::Component::new(&engine, test_noop()).unwrap();
     }
 }

@@ -215,7 +215,7 @@ impl LoadedPlugin {
                     let (component, _) = source
                         .cache
                         .load(&engine, &wasm, &sha256)
-                        .map_err(|e| format!("not a valid component: {}", e.root_cause()))?;
+                        .map_err(|e| super::engine::load_error(&e))?;
                     source.link(&engine, &component)
                 })
                 .await

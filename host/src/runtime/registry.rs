@@ -199,7 +199,7 @@ impl Runtime {
                 .cache
                 .load(&self.engine, &wasm, &sha256)
                 .map(|(component, _)| component)
-                .map_err(|e| format!("not a valid component: {}", e.root_cause()))
+                .map_err(|e| super::engine::load_error(&e))
         })?;
         let pre = self.source.link(&self.engine, &component)?;
         let plugin = LoadedPlugin::describe(
