@@ -292,6 +292,13 @@ pub async fn execute(
     tokio::pin!(stop);
     let mut in_flight = InFlight::new(!plan.graph().is_explicit() || max_parallel == 1);
     let mut turns: Turns = FuturesUnordered::new();
+    let starter = Starter {
+        prepared,
+        store,
+        observer,
+        slots,
+        kv: &kv,
+    };
     loop {
         let now = Timestamp::now();
         if plan.phase() == Phase::Active {
@@ -337,41 +344,16 @@ pub async fn execute(
                 return stop_all(plan, reason, in_flight, (prepared, store, observer)).await;
             }
             Wake::Backoff => Ok(()),
-            // An attempt's end is stored with the starts it makes possible, in one commit.
             Wake::Ended(index, report) => {
-                let mut batch = Batch::new(store, observer);
-                let room = max_parallel.saturating_sub(in_flight.len());
-                end_attempt(plan, &mut batch, index, report, prepared).and_then(|()| {
-                    let starter = Starter {
-                        prepared,
-                        slots,
-                        kv: &kv,
-                        observer,
-                    };
-                    let launches = starter.start_ready(plan, &mut batch, None, room)?;
-                    batch.commit(plan)?;
-                    in_flight.launch(launches, prepared);
-                    Ok(())
-                })
+                // With the ends of any others that ended meanwhile.
+                let mut ended = vec![(index, report)];
+                ended.extend(in_flight.ended());
+                starter.advance(plan, ended, None, (max_parallel, &mut in_flight))
             }
+            // Room is checked again: turns asked for earlier may outnumber it now. A turn
+            // with nothing to run (a failure, a backoff) goes back.
             Wake::Turn(slot) => {
-                // Room is checked again: turns asked for earlier may outnumber it now. A
-                // turn with nothing to run (a failure, a backoff) goes back.
-                let mut batch = Batch::new(store, observer);
-                let room = max_parallel.saturating_sub(in_flight.len());
-                let starter = Starter {
-                    prepared,
-                    slots,
-                    kv: &kv,
-                    observer,
-                };
-                starter
-                    .start_ready(plan, &mut batch, Some(slot), room)
-                    .and_then(|launches| {
-                        batch.commit(plan)?;
-                        in_flight.launch(launches, prepared);
-                        Ok(())
-                    })
+                starter.advance(plan, Vec::new(), Some(slot), (max_parallel, &mut in_flight))
             }
         };
         if let Err(error) = result {
@@ -388,12 +370,13 @@ pub async fn execute(
     }
 }
 
-/// What starting attempts needs besides the plan and the batch.
+/// What recording ends and starting attempts needs besides the plan.
 struct Starter<'a> {
     prepared: &'a PreparedPlan,
+    store: &'a dyn StateStore,
+    observer: &'a dyn Observer,
     slots: &'a Slots,
     kv: &'a KvAccess,
-    observer: &'a dyn Observer,
 }
 
 /// An attempt whose start is in a batch: launched once the batch is stored.
@@ -405,6 +388,27 @@ struct Launch {
 }
 
 impl Starter<'_> {
+    /// Records the `ended` attempts and the starts they make possible (with `turn`
+    /// first, then turns free at once, within `max_parallel`) in one commit, then
+    /// launches the started attempts.
+    fn advance(
+        &self,
+        plan: &mut PlanRun,
+        ended: Vec<(usize, AttemptReport)>,
+        turn: Option<Slot>,
+        (max_parallel, in_flight): (usize, &mut InFlight),
+    ) -> Result<(), ExecuteError> {
+        let mut batch = Batch::new(self.store, self.observer);
+        for (index, report) in ended {
+            end_attempt(plan, &mut batch, index, report, self.prepared)?;
+        }
+        let room = max_parallel.saturating_sub(in_flight.len());
+        let launches = self.start_ready(plan, &mut batch, turn, room)?;
+        batch.commit(plan)?;
+        in_flight.launch(launches, self.prepared);
+        Ok(())
+    }
+
     /// Starts, in `batch`, up to `room` of the tasks runnable now that the batch does not
     /// hold yet, each with a turn: `turn` first, then turns free at once (none waits
     /// here; the executor's loop asks for the rest). Nothing starts once the plan is no
