@@ -195,3 +195,25 @@ fn global_flags_work_before_the_command_and_from_the_environment() {
         "a missing state dir is created"
     );
 }
+
+#[test]
+fn an_allocator_planrt_does_not_know_is_refused_naming_the_known_ones() {
+    let s = Scratch::with_plugins(&["test-echo"]);
+    let plan = s.write("p.toml", ECHO);
+    let mut command = s.command(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    command.env("PLANRT_ALLOCATOR", "arena");
+    let run = Run::from(command.output().unwrap());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert_mentions(
+        &run,
+        &["PLANRT_ALLOCATOR=arena is not an allocator planrt knows (pooling, on-demand)"],
+    );
+    // Both known ones run the plan.
+    for allocator in ["pooling", "on-demand"] {
+        let mut command = s.command(&["run", plan.to_str().unwrap()]);
+        command.env("PLANRT_ALLOCATOR", allocator);
+        let run = Run::from(command.output().unwrap());
+        assert_eq!(run.code, 0, "{allocator}: {}", run.stderr);
+    }
+}

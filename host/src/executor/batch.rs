@@ -3,6 +3,8 @@
 //! an attempt's end and the starts it makes possible in one batch, so a chain pays one
 //! commit (one fsync with `--durability full`) per task rather than two.
 
+use std::collections::HashSet;
+
 use super::execute::{ExecuteError, Observer};
 use crate::plan::{PlanRun, Task, TaskEvent, Transition};
 use crate::store::StateStore;
@@ -14,6 +16,8 @@ pub(super) struct Batch<'a> {
     /// In the order they were applied, at most one per task: the store writes a task's
     /// newest attempt only, so a second transition of a task first stores the first.
     applied: Vec<(usize, Transition)>,
+    /// The tasks of `applied` (a wide graph starts thousands at once).
+    held: HashSet<usize>,
 }
 
 impl<'a> Batch<'a> {
@@ -23,12 +27,13 @@ impl<'a> Batch<'a> {
             store,
             observer,
             applied: Vec::new(),
+            held: HashSet::new(),
         }
     }
 
     /// Whether a transition of the task at `index` waits in the batch.
     pub fn holds(&self, index: usize) -> bool {
-        self.applied.iter().any(|&(held, _)| held == index)
+        self.held.contains(&index)
     }
 
     /// Applies `event` to the task at `index`. If the batch already holds a transition of
@@ -44,7 +49,20 @@ impl<'a> Batch<'a> {
         }
         let transition = plan.apply(index, event)?;
         self.applied.push((index, transition));
+        self.held.insert(index);
         Ok(())
+    }
+
+    /// Commits what was applied, then returns `result`: when applying the rest of a
+    /// batch failed, the transitions applied before the failure are stored all the
+    /// same (an attempt's end is never lost to a later refusal). A failed commit wins.
+    pub fn commit_then<T>(
+        &mut self,
+        plan: &PlanRun,
+        result: Result<T, ExecuteError>,
+    ) -> Result<T, ExecuteError> {
+        self.commit(plan)?;
+        result
     }
 
     /// Stores every task the batch changed in one transaction, then reports the
@@ -59,6 +77,7 @@ impl<'a> Batch<'a> {
             .map(|&(index, _)| &plan.tasks()[index])
             .collect();
         self.store.record_tasks(plan.id(), &tasks)?;
+        self.held.clear();
         for (index, transition) in self.applied.drain(..) {
             self.observer
                 .transition(plan, &plan.tasks()[index], transition);
@@ -77,6 +96,10 @@ pub(super) fn apply_and_commit(
 ) -> Result<(), ExecuteError> {
     let mut batch = Batch::new(store, observer);
     for (index, event) in events {
+        debug_assert!(
+            !batch.holds(index),
+            "task {index} twice in one operator action"
+        );
         batch.apply(plan, index, event)?;
     }
     batch.commit(plan)
@@ -216,6 +239,27 @@ mod tests {
         assert_eq!(
             log.0.lock().unwrap()[2],
             Seen::Commit(vec![(0, TaskStatus::Complete, 1)])
+        );
+    }
+
+    #[test]
+    fn an_end_applied_before_a_refusal_is_stored_all_the_same() {
+        let log = Log::default();
+        let mut plan = chain(2);
+        let mut batch = Batch::new(&log, &log);
+        batch.apply(&mut plan, 0, start()).unwrap();
+        batch.commit(&plan).unwrap();
+        // Task 1 never started: its end is refused, after task 0's end was applied.
+        let applied = batch
+            .apply(&mut plan, 0, succeed())
+            .and_then(|()| batch.apply(&mut plan, 1, succeed()));
+        assert!(batch.commit_then(&plan, applied).is_err());
+        assert_eq!(
+            log.0.lock().unwrap()[2..],
+            [
+                Seen::Commit(vec![(0, TaskStatus::Complete, 1)]),
+                Seen::Reported(0, TaskStatus::Complete),
+            ]
         );
     }
 

@@ -12,13 +12,14 @@ use jiff::Timestamp;
 use tokio::task::JoinSet;
 
 use super::batch::Batch;
-pub(super) use super::batch::apply_and_commit;
+use super::batch::apply_and_commit;
 use super::prepare::PreparedPlan;
 use super::secrets::MissingSecret;
 use super::slots::{Slot, Slots};
 use crate::plan::{
     ErrorKind, Failure, Phase, PlanRun, Progress, Task, TaskEvent, Transition, TransitionError,
 };
+use crate::runtime::admission::{Admission, Admitted};
 use crate::runtime::capability::cancellation::CancelSignal;
 use crate::runtime::capability::kv::{KvAccess, KvBackend};
 use crate::runtime::{
@@ -102,6 +103,8 @@ pub struct Execution<'a> {
     pub observer: &'a dyn Observer,
     /// Turns to run attempts, shared with other plans.
     pub slots: &'a Slots,
+    /// Places in the instance pool, shared with every other store of the runtime.
+    pub admission: &'a Admission,
     /// The plugins' key-value store.
     pub kv: Arc<dyn KvBackend>,
     /// At most this many of the plan's attempts at once (a graph's `maxParallel`; a plan
@@ -156,15 +159,16 @@ impl InFlight {
         for launch in launches {
             let Launch {
                 index,
-                slot,
+                turn,
                 handles,
                 request,
             } = launch;
             self.handles.insert(index, handles);
             let task = prepared.tasks[index].clone();
             let attempt: AttemptFuture = Box::pin(async move {
+                let Turn { slot, place } = turn;
                 let report = match request {
-                    Ok(request) => task.plugin.run(&task.sandbox, request).await,
+                    Ok(request) => task.plugin.run(&task.sandbox, request, place).await,
                     Err(missing) => AttemptReport {
                         result: Err(AttemptError::Sandbox(missing.to_string())),
                         log_tail: None,
@@ -254,14 +258,22 @@ fn unwrap_joined(
     }
 }
 
+/// An attempt's turn: a slot among the attempts this process runs at once, then a place
+/// in the instance pool — both taken before the task starts, so a task waiting for
+/// either is still `Pending`.
+struct Turn {
+    slot: Slot,
+    place: Admitted,
+}
+
 /// Turns asked for and not yet given (a turn is not tied to a task: the task is chosen
 /// when the turn comes, from what is runnable then).
-type Turns = FuturesUnordered<Pin<Box<dyn Future<Output = Slot> + Send>>>;
+type Turns = FuturesUnordered<Pin<Box<dyn Future<Output = Turn> + Send>>>;
 
 /// What woke the executor.
 enum Wake {
     Stop(StopReason),
-    Turn(Slot),
+    Turn(Turn),
     Ended(usize, AttemptReport),
     Backoff,
 }
@@ -284,6 +296,7 @@ pub async fn execute(
         store,
         observer,
         slots,
+        admission,
         kv,
         max_parallel,
     } = execution;
@@ -292,12 +305,14 @@ pub async fn execute(
     tokio::pin!(stop);
     let mut in_flight = InFlight::new(!plan.graph().is_explicit() || max_parallel == 1);
     let mut turns: Turns = FuturesUnordered::new();
-    let starter = Starter {
+    let stepper = Stepper {
         prepared,
         store,
         observer,
         slots,
+        admission,
         kv: &kv,
+        max_parallel,
     };
     loop {
         let now = Timestamp::now();
@@ -306,8 +321,12 @@ pub async fn execute(
             let room = max_parallel.saturating_sub(in_flight.len());
             let wanted = plan.runnable(now).take(room).count();
             while turns.len() < wanted {
-                let slots = slots.clone();
-                turns.push(Box::pin(async move { slots.acquire().await }));
+                let (slots, admission) = (slots.clone(), admission.clone());
+                turns.push(Box::pin(async move {
+                    let slot = slots.acquire().await;
+                    let place = admission.admit_attempt().await;
+                    Turn { slot, place }
+                }));
             }
         } else {
             // Nothing new starts: give up the places in the queue.
@@ -335,7 +354,7 @@ pub async fn execute(
             biased;
             reason = &mut stop => Wake::Stop(reason),
             Some((index, report)) = in_flight.next() => Wake::Ended(index, report),
-            Some(slot) = turns.next() => Wake::Turn(slot),
+            Some(turn) = turns.next() => Wake::Turn(turn),
             () = sleep => Wake::Backoff,
         };
         let result = match woke {
@@ -348,13 +367,11 @@ pub async fn execute(
                 // With the ends of any others that ended meanwhile.
                 let mut ended = vec![(index, report)];
                 ended.extend(in_flight.ended());
-                starter.advance(plan, ended, None, (max_parallel, &mut in_flight))
+                stepper.advance(plan, ended, None, &mut in_flight)
             }
             // Room is checked again: turns asked for earlier may outnumber it now. A turn
             // with nothing to run (a failure, a backoff) goes back.
-            Wake::Turn(slot) => {
-                starter.advance(plan, Vec::new(), Some(slot), (max_parallel, &mut in_flight))
-            }
+            Wake::Turn(turn) => stepper.advance(plan, Vec::new(), Some(turn), &mut in_flight),
         };
         if let Err(error) = result {
             // Nothing more can be recorded: the attempts in flight are told and dropped
@@ -371,23 +388,26 @@ pub async fn execute(
 }
 
 /// What recording ends and starting attempts needs besides the plan.
-struct Starter<'a> {
+struct Stepper<'a> {
     prepared: &'a PreparedPlan,
     store: &'a dyn StateStore,
     observer: &'a dyn Observer,
     slots: &'a Slots,
+    admission: &'a Admission,
     kv: &'a KvAccess,
+    /// At most this many of the plan's attempts at once.
+    max_parallel: usize,
 }
 
 /// An attempt whose start is in a batch: launched once the batch is stored.
 struct Launch {
     index: usize,
-    slot: Slot,
+    turn: Turn,
     handles: Handles,
     request: Result<AttemptRequest, MissingSecret>,
 }
 
-impl Starter<'_> {
+impl Stepper<'_> {
     /// Records the `ended` attempts and the starts they make possible (with `turn`
     /// first, then turns free at once, within `max_parallel`) in one commit, then
     /// launches the started attempts.
@@ -395,16 +415,22 @@ impl Starter<'_> {
         &self,
         plan: &mut PlanRun,
         ended: Vec<(usize, AttemptReport)>,
-        turn: Option<Slot>,
-        (max_parallel, in_flight): (usize, &mut InFlight),
+        turn: Option<Turn>,
+        in_flight: &mut InFlight,
     ) -> Result<(), ExecuteError> {
         let mut batch = Batch::new(self.store, self.observer);
-        for (index, report) in ended {
-            end_attempt(plan, &mut batch, index, report, self.prepared)?;
-        }
-        let room = max_parallel.saturating_sub(in_flight.len());
-        let launches = self.start_ready(plan, &mut batch, turn, room)?;
-        batch.commit(plan)?;
+        let applied = ended
+            .into_iter()
+            .try_for_each(|(index, report)| {
+                end_attempt(plan, &mut batch, index, report, self.prepared)
+            })
+            .and_then(|()| {
+                let room = self.max_parallel.saturating_sub(in_flight.len());
+                self.start_ready(plan, &mut batch, turn, room)
+            });
+        // Starts stored and not launched (after a refusal) are found `running` by
+        // `resume`, which records them interrupted.
+        let launches = batch.commit_then(plan, applied)?;
         in_flight.launch(launches, self.prepared);
         Ok(())
     }
@@ -417,7 +443,7 @@ impl Starter<'_> {
         &self,
         plan: &mut PlanRun,
         batch: &mut Batch<'_>,
-        mut turn: Option<Slot>,
+        mut turn: Option<Turn>,
         room: usize,
     ) -> Result<Vec<Launch>, ExecuteError> {
         let now = Timestamp::now();
@@ -428,12 +454,19 @@ impl Starter<'_> {
             .collect();
         let mut launches = Vec::with_capacity(ready.len());
         for index in ready {
-            let Some(slot) = turn.take().or_else(|| self.slots.try_acquire()) else {
+            let Some(turn) = turn.take().or_else(|| self.free_turn()) else {
                 break;
             };
-            launches.push(self.start(plan, batch, index, now, slot)?);
+            launches.push(self.start(plan, batch, index, now, turn)?);
         }
         Ok(launches)
+    }
+
+    /// A turn if a slot and a place are both free now.
+    fn free_turn(&self) -> Option<Turn> {
+        let slot = self.slots.try_acquire()?;
+        let place = self.admission.try_admit_attempt()?;
+        Some(Turn { slot, place })
     }
 
     /// Applies the start of an attempt of the task at `index` in `batch` and builds its
@@ -444,7 +477,7 @@ impl Starter<'_> {
         batch: &mut Batch<'_>,
         index: usize,
         started: Timestamp,
-        slot: Slot,
+        turn: Turn,
     ) -> Result<Launch, ExecuteError> {
         batch.apply(plan, index, TaskEvent::Start { at: started })?;
         let handles = Handles {
@@ -478,7 +511,7 @@ impl Starter<'_> {
             });
         Ok(Launch {
             index,
-            slot,
+            turn,
             handles,
             request,
         })
@@ -509,8 +542,8 @@ async fn stop_all(
             tokio::time::timeout_at(deadline, in_flight.next()).await
         {
             let mut batch = Batch::new(store, observer);
-            end_attempt(plan, &mut batch, index, report, prepared)?;
-            batch.commit(plan)?;
+            let applied = end_attempt(plan, &mut batch, index, report, prepared);
+            batch.commit_then(plan, applied)?;
         }
     }
     // Attempts that ended by the deadline, or in the instant before their abort, are
@@ -521,10 +554,10 @@ async fn stop_all(
     let mut ended = in_flight.ended();
     ended.extend(in_flight.abort(STOP_MARGIN).await);
     let mut batch = Batch::new(store, observer);
-    for (index, report) in ended {
-        end_attempt(plan, &mut batch, index, report, prepared)?;
-    }
-    batch.commit(plan)?;
+    let applied = ended
+        .into_iter()
+        .try_for_each(|(index, report)| end_attempt(plan, &mut batch, index, report, prepared));
+    batch.commit_then(plan, applied)?;
     match reason {
         StopReason::Shutdown => {
             interrupt_running(plan, store, observer, why, &last_progress)?;

@@ -2,7 +2,7 @@
 //! unchanged, each capability accepts the task (declared needs ∩ grants, usable grants,
 //! limits), and every task's params pass its plugin's `validate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -385,21 +385,39 @@ pub async fn prepare(
         }
     }
     // Params last: validate() runs plugin code, so only once the plan is otherwise sound.
-    // A validator keeps its instance across a stretch of tasks of its type. Only one is
-    // kept at a time, dropped before the next type's is made: a store waiting for a
-    // place in the instance pool never holds another (`runtime::admission`).
-    let mut current: Option<(&TaskType, Validator<'_>)> = None;
+    // One validator per plugin: its instance serves every task of the type, and is
+    // dropped after the type's last task (a plan of many types, each in one stretch,
+    // holds few at once). Each holds a place in the instance pool; when none is free,
+    // the others give theirs up before this one waits — nothing waits for a place while
+    // it holds another (`runtime::admission`).
+    let last_of_type: HashMap<&TaskType, usize> = saved
+        .plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(index, task)| (&task.task_type, index))
+        .collect();
+    let mut validators: HashMap<&TaskType, Validator<'_>> = HashMap::new();
     for (index, ((task, prepared_task), resolved)) in each() {
         let params = serde_json::to_string(&resolved.params).expect("JSON values serialize");
-        if current
-            .as_ref()
-            .is_none_or(|(kept, _)| *kept != &task.task_type)
-        {
-            drop(current.take());
-            current = Some((&task.task_type, prepared_task.plugin.validator(&redactor)));
+        let plugin = &prepared_task.plugin;
+        let mut validator = validators
+            .remove(&task.task_type)
+            .unwrap_or_else(|| plugin.validator(&redactor));
+        if !validator.holds_place() {
+            let place = match plugin.admission().try_admit() {
+                Some(place) => place,
+                None => {
+                    validators.clear();
+                    plugin.admission().admit().await
+                }
+            };
+            validator.give_place(place);
         }
-        let (_, validator) = current.as_mut().expect("set above");
         let answer = validator.validate(&params).await;
+        if last_of_type.get(&task.task_type) != Some(&index) {
+            validators.insert(&task.task_type, validator);
+        }
         match answer {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {

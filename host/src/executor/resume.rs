@@ -1,6 +1,7 @@
 //! Operator actions on a stored plan before it runs again (`planrt resume`).
 
-use super::execute::{ExecuteError, Observer, apply_and_commit, interrupt_running};
+use super::batch::apply_and_commit;
+use super::execute::{ExecuteError, Observer, interrupt_running};
 use crate::plan::{PlanRun, TaskEvent, TaskStatus};
 use crate::store::StateStore;
 use serde_json::Value;

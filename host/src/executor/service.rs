@@ -710,6 +710,7 @@ impl Service {
             store: &*store,
             observer,
             slots: &self.slots,
+            admission: self.runtime.admission(),
             kv: Arc::new(super::kv::StoreKv(store.clone())),
             max_parallel: self.max_parallel(&prepared),
         };

@@ -132,6 +132,8 @@ impl CompiledCache {
                     // precompiles the same way. wasmtime checks the rest.
                     match unsafe { Component::deserialize(engine, payload) } {
                         Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                        // Compiling again would be refused the same way.
+                        Err(e) if super::engine::exceeds_pool(&e) => return Err(e),
                         Err(e) => {
                             tracing::warn!(entry = %path.display(), "compiled cache entry rejected, recompiling: {e}")
                         }

@@ -47,16 +47,16 @@ pub(super) struct CallSite<'a> {
 }
 
 /// Instantiates the plugin in a fresh store made by the capabilities from `sandbox` and
-/// `inputs`, once the store is admitted to the instance pool, and runs `f` on it. Also
-/// returns the call's log (what the plugin printed).
+/// `inputs`, in the pool place `admitted`, and runs `f` on it. Also returns the call's
+/// log (what the plugin printed).
 pub(super) async fn call<R: CallOutput>(
     site: CallSite<'_>,
-    sandbox: &Sandbox,
-    inputs: &AttemptInputs,
+    (sandbox, inputs): (&Sandbox, &AttemptInputs),
+    admitted: Admitted,
     f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
 ) -> (Result<R, AttemptError>, Option<GuestLog>) {
     // Declared before the store, so dropped after it: the pool has its slot back first.
-    let _admitted = site.admission.admit().await;
+    let _admitted = admitted;
     let mut store = match new_store(&site, sandbox, inputs) {
         Ok(store) => store,
         Err(error) => return (Err(error), None),
@@ -81,32 +81,44 @@ pub(super) struct Session {
     /// session with an instance has served a call.
     bindings: Option<PluginInstance>,
     /// After the store, so dropped after it.
-    _admitted: Admitted,
+    admitted: Admitted,
 }
 
 impl Session {
-    /// A store for the session's calls, once admitted to the instance pool; the plugin
-    /// is instantiated by the first call.
-    pub async fn open(
+    /// A store for the session's calls, in the pool place `admitted`; the plugin is
+    /// instantiated by the first call. Fails giving the place back.
+    pub fn open(
         site: &CallSite<'_>,
-        sandbox: &Sandbox,
-        inputs: &AttemptInputs,
-    ) -> Result<Self, AttemptError> {
-        let admitted = site.admission.admit().await;
-        Ok(Self {
-            store: new_store(site, sandbox, inputs)?,
-            bindings: None,
-            _admitted: admitted,
-        })
+        (sandbox, inputs): (&Sandbox, &AttemptInputs),
+        admitted: Admitted,
+    ) -> Result<Self, (AttemptError, Admitted)> {
+        match new_store(site, sandbox, inputs) {
+            Ok(store) => Ok(Self {
+                store,
+                bindings: None,
+                admitted,
+            }),
+            Err(error) => Err((error, admitted)),
+        }
     }
 
-    /// Runs `f` on the session's instance; the session comes back with the value.
+    /// Drops the store (its instance first) and gives its place back for another.
+    pub fn into_place(self) -> Admitted {
+        let Session {
+            store, admitted, ..
+        } = self;
+        drop(store);
+        admitted
+    }
+
+    /// Runs `f` on the session's instance; the session comes back with the value, or,
+    /// when the call did not end cleanly, its place without the store.
     pub async fn call<R: CallOutput>(
         mut self,
         site: &CallSite<'_>,
         sandbox: &Sandbox,
         f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
-    ) -> Result<(R, Session), AttemptError> {
+    ) -> Result<(R, Session), (AttemptError, Admitted)> {
         if self.bindings.is_some() {
             site.capabilities.rearm(sandbox, &mut self.store);
             self.store.set_epoch_deadline(1);
@@ -122,7 +134,10 @@ impl Session {
             f(bindings.as_ref().expect("instantiated above"), store).await
         })
         .await;
-        result.map(|value| (value, self))
+        match result {
+            Ok(value) => Ok((value, self)),
+            Err(error) => Err((error, self.into_place())),
+        }
     }
 }
 

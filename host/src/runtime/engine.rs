@@ -27,14 +27,14 @@ pub const ALLOCATOR_ENV: &str = "PLANRT_ALLOCATOR";
 /// `describe` calls); more wait for a place ([`Admission`]).
 pub const POOL_INSTANCES: u32 = 256;
 
-/// What one component may contain to fit a pool slot, sized for the components the
-/// shipped toolchains build: a Rust or C plugin has 1–3 core instances, one memory and
-/// one table per module; JavaScript (StarlingMonkey) and Python (componentize-py)
-/// components have about a dozen core instances and tables of tens of thousands of
-/// functions.
+/// What one component may contain to fit a pool slot, with room above what the shipped
+/// toolchains build (counted with this pool shrunk: the Rust, C and JavaScript plugins
+/// have 4 core instances, the Python one 14; each has one memory and two tables).
+/// Memories are what the pool reserves most address space for (4 GiB each, 2 TiB in
+/// all); a component with more is refused at load, naming the limit.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
-const MEMORIES_PER_COMPONENT: u32 = 4;
-const TABLES_PER_COMPONENT: u32 = 16;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 8;
 const TABLES_PER_MODULE: u32 = 4;
 /// A table may grow up to the limit the limits capability sets on all of a store's
 /// tables together: the pool never refuses a growth that limit allows.
@@ -51,54 +51,82 @@ pub enum Allocator {
 }
 
 impl Allocator {
-    /// The allocator [`ALLOCATOR_ENV`] asks for (pooling unless it says `on-demand`).
-    pub fn from_env() -> Self {
+    /// The allocator [`ALLOCATOR_ENV`] asks for: `None` when it is not set (pooling,
+    /// falling back to on-demand), an error naming the value when planrt does not know it.
+    pub fn from_env() -> Result<Option<Self>, RuntimeError> {
         match std::env::var_os(ALLOCATOR_ENV) {
-            Some(value) if value == "on-demand" => Allocator::OnDemand,
-            Some(value) if value == "pooling" => Allocator::Pooling,
-            Some(value) => {
-                tracing::warn!(
-                    "{ALLOCATOR_ENV}={} is not an allocator planrt knows (pooling, on-demand): using pooling",
-                    value.to_string_lossy()
-                );
-                Allocator::Pooling
-            }
-            None => Allocator::Pooling,
+            None => Ok(None),
+            Some(value) if value == "pooling" => Ok(Some(Allocator::Pooling)),
+            Some(value) if value == "on-demand" => Ok(Some(Allocator::OnDemand)),
+            Some(value) => Err(RuntimeError::Engine(format!(
+                "{ALLOCATOR_ENV}={} is not an allocator planrt knows (pooling, on-demand)",
+                value.to_string_lossy()
+            ))),
         }
     }
 }
 
 /// Builds the engine every plugin runs on, with the allocator [`ALLOCATOR_ENV`] asks for,
-/// and the admission its stores pass. Where the pool cannot be reserved (a limit on
-/// address space), the engine falls back to on-demand allocation, with a warning.
+/// and the admission its stores pass. Unless pooling was asked for by name, an engine
+/// whose pool cannot be reserved (a limit on address space) falls back to on-demand
+/// allocation, with a warning.
 pub fn new_engine() -> Result<(Engine, Admission), RuntimeError> {
-    if Allocator::from_env() == Allocator::Pooling {
-        match Engine::new(&config(Allocator::Pooling)) {
+    let profiler = profiler();
+    let requested = Allocator::from_env()?;
+    if requested != Some(Allocator::OnDemand) {
+        match Engine::new(&config(Allocator::Pooling, profiler)) {
             Ok(engine) => return Ok((engine, Admission::bounded(POOL_INSTANCES as usize))),
+            Err(error) if requested == Some(Allocator::Pooling) => {
+                return Err(RuntimeError::Engine(format!(
+                    "cannot reserve the instance pool {ALLOCATOR_ENV}=pooling asks for: {error:#}"
+                )));
+            }
             Err(error) => tracing::warn!(
                 "cannot reserve the instance pool ({error:#}): instances are mapped one by one"
             ),
         }
     }
-    let engine = Engine::new(&config(Allocator::OnDemand))
+    let engine = Engine::new(&config(Allocator::OnDemand, profiler))
         .map_err(|e| RuntimeError::Engine(e.to_string()))?;
     Ok((engine, Admission::unbounded()))
+}
+
+/// The profiler [`PROFILER_ENV`] asks for.
+fn profiler() -> Option<wasmtime::ProfilingStrategy> {
+    match std::env::var_os(PROFILER_ENV) {
+        Some(value) if value == "perfmap" => Some(wasmtime::ProfilingStrategy::PerfMap),
+        Some(value) => {
+            tracing::warn!(
+                "{PROFILER_ENV}={} is not a profiler planrt knows (perfmap): ignored",
+                value.to_string_lossy()
+            );
+            None
+        }
+        None => None,
+    }
 }
 
 /// Why a component could not be compiled or loaded, for a person: a component larger
 /// than a pool slot is valid, and the way to run it is named.
 pub fn load_error(error: &wasmtime::Error) -> String {
-    let cause = error.root_cause().to_string();
-    if cause.contains("pooling allocator") {
+    if exceeds_pool(error) {
         format!(
-            "too large for planrt's instance pool: {cause}; set {ALLOCATOR_ENV}=on-demand to run it"
+            "too large for planrt's instance pool: {error:#}; set {ALLOCATOR_ENV}=on-demand to run it"
         )
     } else {
-        format!("not a valid component: {cause}")
+        format!("not a valid component: {}", error.root_cause())
     }
 }
 
-fn config(allocator: Allocator) -> Config {
+/// Whether `error` says a component does not fit the pool's slots (wasmtime names the
+/// pooling allocator in the error or in one of its contexts).
+pub fn exceeds_pool(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains("pooling allocator"))
+}
+
+fn config(allocator: Allocator, profiler: Option<wasmtime::ProfilingStrategy>) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -121,15 +149,8 @@ fn config(allocator: Allocator) -> Config {
             .total_stacks(n);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
-    match std::env::var_os(PROFILER_ENV) {
-        Some(value) if value == "perfmap" => {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        Some(value) => tracing::warn!(
-            "{PROFILER_ENV}={} is not a profiler planrt knows (perfmap): ignored",
-            value.to_string_lossy()
-        ),
-        None => {}
+    if let Some(profiler) = profiler {
+        config.profiler(profiler);
     }
     config
 }
@@ -185,21 +206,49 @@ mod tests {
             .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()))
     }
 
+    fn small_pool(shrink: impl FnOnce(&mut PoolingAllocationConfig)) -> Engine {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(4)
+            .total_core_instances(16)
+            .total_memories(4)
+            .total_tables(4)
+            .total_stacks(4);
+        shrink(&mut pool);
+        let mut config = config(Allocator::OnDemand, None);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Engine::new(&config).unwrap()
+    }
+
     #[test]
     fn a_component_larger_than_a_pool_slot_is_named_so_with_the_way_to_run_it() {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.max_core_instances_per_component(1);
-        let mut config = config(Allocator::OnDemand);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).unwrap();
-        let error = wasmtime::component::Component::new(&engine, test_noop()).unwrap_err();
-        let message = load_error(&error);
-        assert!(
-            message.starts_with("too large for planrt's instance pool: ")
-                && message.ends_with("set PLANRT_ALLOCATOR=on-demand to run it"),
-            "{message}"
-        );
+        // Each limit wasmtime checks at load, whether it names the pool in the error or in
+        // a context around it.
+        type Shrink = fn(&mut PoolingAllocationConfig);
+        let shrinks: [(&str, Shrink); 3] = [
+            ("core instances", |pool| {
+                pool.max_core_instances_per_component(1);
+            }),
+            ("memories of a module", |pool| {
+                pool.max_memories_per_module(0);
+            }),
+            ("instance size", |pool| {
+                pool.max_component_instance_size(1);
+            }),
+        ];
+        for (limit, shrink) in shrinks {
+            let engine = small_pool(shrink);
+            let error = wasmtime::component::Component::new(&engine, test_noop()).unwrap_err();
+            assert!(exceeds_pool(&error), "{limit}: {error:#}");
+            let message = load_error(&error);
+            assert!(
+                message.starts_with("too large for planrt's instance pool: ")
+                    && message.ends_with("set PLANRT_ALLOCATOR=on-demand to run it"),
+                "{limit}: {message}"
+            );
+        }
+        let engine = small_pool(|_| {});
         let error = wasmtime::component::Component::new(&engine, b"not wasm").unwrap_err();
+        assert!(!exceeds_pool(&error));
         assert!(load_error(&error).starts_with("not a valid component: "));
     }
 

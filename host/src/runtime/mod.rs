@@ -106,3 +106,10 @@ impl Runtime {
         })
     }
 }
+
+impl Runtime {
+    /// The admission every store of this runtime passes (the instance pool's places).
+    pub fn admission(&self) -> &admission::Admission {
+        &self.source.admission
+    }
+}

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use super::admission::Admission;
+use super::admission::{Admission, Admitted};
 use super::cache::CompiledCache;
 use super::call::{CallSite, Session, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
@@ -133,10 +133,11 @@ impl LoadedPlugin {
             pre: &pre,
             capabilities: &capabilities,
         };
+        let place = source.admission.admit().await;
         let (info, _) = call(
             site,
-            &Sandbox::default(),
-            &AttemptInputs::default(),
+            (&Sandbox::default(), &AttemptInputs::default()),
+            place,
             async |bindings, store| bindings.call_describe(store).await,
         )
         .await;
@@ -277,12 +278,24 @@ impl LoadedPlugin {
         Validator {
             plugin: self,
             inputs: AttemptInputs::new(redactor.clone(), None),
-            session: None,
+            kept: None,
         }
     }
 
-    /// Runs one attempt in a fresh store set up from the task's `sandbox`.
-    pub async fn run(&self, sandbox: &Sandbox, request: AttemptRequest) -> AttemptReport {
+    /// The instance pool's admission, shared by every plugin of the runtime.
+    pub fn admission(&self) -> &Admission {
+        &self.source.admission
+    }
+
+    /// Runs one attempt in a fresh store set up from the task's `sandbox`, in the pool
+    /// place `place` (the executor takes it with the attempt's turn:
+    /// [`Admission::admit_attempt`]).
+    pub async fn run(
+        &self,
+        sandbox: &Sandbox,
+        request: AttemptRequest,
+        place: Admitted,
+    ) -> AttemptReport {
         let AttemptRequest {
             context,
             params,
@@ -305,9 +318,12 @@ impl LoadedPlugin {
                 };
             }
         };
-        let (result, log) = call(site, sandbox, &inputs, async move |bindings, store| {
-            bindings.call_run(store, &context, &params).await
-        })
+        let (result, log) = call(
+            site,
+            (sandbox, &inputs),
+            place,
+            async move |bindings, store| bindings.call_run(store, &context, &params).await,
+        )
         .instrument(span)
         .await;
         AttemptReport {
@@ -330,18 +346,51 @@ impl LoadedPlugin {
 pub struct Validator<'p> {
     plugin: &'p LoadedPlugin,
     inputs: AttemptInputs,
-    session: Option<Session>,
+    /// What the validator holds between calls: never more than one place in the pool.
+    kept: Option<Kept>,
 }
 
-/// One try: its answer, and the session if the call was clean.
-type Try = (Result<Result<(), String>, AttemptError>, Option<Session>);
+/// A validator's place in the instance pool: with the instance of its last clean call,
+/// or empty (before the first call, or after a call that did not end cleanly).
+enum Kept {
+    Session(Session),
+    Place(Admitted),
+}
+
+impl Kept {
+    fn into_place(self) -> Admitted {
+        match self {
+            Kept::Session(session) => session.into_place(),
+            Kept::Place(place) => place,
+        }
+    }
+}
+
+/// One try: its answer, and what the validator keeps after it.
+type Try = (Result<Result<(), String>, AttemptError>, Kept);
 
 impl Validator<'_> {
+    /// Whether the validator holds a place in the instance pool (with an instance or
+    /// not): [`Validator::validate`] then never waits for one.
+    pub fn holds_place(&self) -> bool {
+        self.kept.is_some()
+    }
+
+    /// Gives the validator a place in the pool for its next call (one it holds already is
+    /// given back).
+    pub fn give_place(&mut self, place: Admitted) {
+        self.kept = Some(Kept::Place(place));
+    }
+
     /// The plugin's answer for `params` (`Err(message)`: refused), or why it gave none.
+    /// Waits for a place in the pool if the validator holds none.
     pub async fn validate(&mut self, params: &str) -> Result<Result<(), String>, AttemptError> {
         let site = self.plugin.site().await?;
-        let kept = self.session.take();
-        let reused = kept.is_some();
+        let kept = match self.kept.take() {
+            Some(kept) => kept,
+            None => Kept::Place(site.admission.admit().await),
+        };
+        let reused = matches!(kept, Kept::Session(_));
         let (first, kept) = try_once(&site, &self.inputs, kept, params).await;
         let confirm = reused
             && match &first {
@@ -350,39 +399,33 @@ impl Validator<'_> {
                 Err(error) => error.kind() != ErrorKind::Timeout,
             };
         if !confirm {
-            self.session = kept;
+            self.kept = Some(kept);
             return first.map(|answer| answer.map_err(cap_message));
         }
-        // The kept instance goes before a fresh one is made: a validator holds at most
-        // one store (see `admission`).
-        drop(kept);
         // Neither the refusal nor the error is logged: both may quote the params, secrets
-        // resolved; the fresh instance's answer is reported, masked.
+        // resolved; the fresh instance's answer is reported, masked. It takes the kept
+        // instance's place, which is dropped first: a validator holds one store at most.
         tracing::debug!(
             plugin = %self.plugin.file().display(),
             "validate did not accept on a kept instance; asking a fresh one"
         );
-        let (second, session) = try_once(&site, &self.inputs, None, params).await;
-        self.session = session;
+        let place = Kept::Place(kept.into_place());
+        let (second, kept) = try_once(&site, &self.inputs, place, params).await;
+        self.kept = Some(kept);
         second.map(|answer| answer.map_err(cap_message))
     }
 }
 
-/// Asks `session` (a fresh one when `None`) to validate `params`, within `validate`'s
-/// limits. Not a method: a validator (its kept store is not `Sync`) must not be borrowed
-/// across the call.
-async fn try_once(
-    site: &CallSite<'_>,
-    inputs: &AttemptInputs,
-    session: Option<Session>,
-    params: &str,
-) -> Try {
+/// Asks the kept session (a fresh one in the kept place) to validate `params`, within
+/// `validate`'s limits. Not a method: a validator (its kept store is not `Sync`) must not
+/// be borrowed across the call.
+async fn try_once(site: &CallSite<'_>, inputs: &AttemptInputs, kept: Kept, params: &str) -> Try {
     let sandbox = Sandbox::default();
-    let session = match session {
-        Some(session) => session,
-        None => match Session::open(site, &sandbox, inputs).await {
+    let session = match kept {
+        Kept::Session(session) => session,
+        Kept::Place(place) => match Session::open(site, (&sandbox, inputs), place) {
             Ok(session) => session,
-            Err(error) => return (Err(error), None),
+            Err((error, place)) => return (Err(error), Kept::Place(place)),
         },
     };
     let answer = session
@@ -391,8 +434,8 @@ async fn try_once(
         })
         .await;
     match answer {
-        Ok((answer, session)) => (Ok(answer), Some(session)),
-        Err(error) => (Err(error), None),
+        Ok((answer, session)) => (Ok(answer), Kept::Session(session)),
+        Err((error, place)) => (Err(error), Kept::Place(place)),
     }
 }
 
@@ -416,7 +459,10 @@ mod tests {
         });
         let inputs = AttemptInputs::default();
         let sleep = |ms: u64| format!(r#"{{"attack": "slow-validate", "ms": {ms}}}"#);
-        let mut session = Session::open(&site, &sandbox, &inputs).await.unwrap();
+        let place = site.admission.admit().await;
+        let mut session = Session::open(&site, (&sandbox, &inputs), place)
+            .map_err(|(error, _)| error)
+            .unwrap();
         // Three calls of 600 ms: 1.8 s in all, over one call's 1 s, each within its own.
         for call in 0..3 {
             let params = sleep(600);
@@ -425,7 +471,7 @@ mod tests {
                     bindings.call_validate(store, &params).await
                 })
                 .await
-                .unwrap_or_else(|e| panic!("call {call}: {e}"));
+                .unwrap_or_else(|(e, _)| panic!("call {call}: {e}"));
             assert_eq!(answer, Ok(()));
             session = kept;
         }
@@ -437,7 +483,8 @@ mod tests {
             })
             .await
             .err()
-            .expect("a timeout");
+            .expect("a timeout")
+            .0;
         assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
     }
 }

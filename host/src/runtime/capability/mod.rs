@@ -466,7 +466,11 @@ mod tests {
             inputs,
         };
         let report = plugin
-            .run(&sandbox, request(AttemptInputs::default().with(StopAtOnce)))
+            .run(
+                &sandbox,
+                request(AttemptInputs::default().with(StopAtOnce)),
+                plugin.admission().admit_attempt().await,
+            )
             .await;
         let error = report.result.unwrap_err();
         assert_eq!(error.kind(), crate::plan::ErrorKind::Cancelled, "{error}");
@@ -479,7 +483,11 @@ mod tests {
         };
         let sandbox = plugin.sandbox(&Grants::default(), &short).unwrap();
         let report = plugin
-            .run(&sandbox, request(AttemptInputs::default()))
+            .run(
+                &sandbox,
+                request(AttemptInputs::default()),
+                plugin.admission().admit_attempt().await,
+            )
             .await;
         assert_eq!(
             report.result.unwrap_err().kind(),
