@@ -418,7 +418,10 @@ fn a_graph_wider_than_the_instance_pool_waits_for_places_instead_of_failing() {
     // 300 attempts at once; the pool has 256 places, 16 of them kept for `validate` and
     // `describe` (`POOL_INSTANCES`, `RESERVED_FOR_CHECKS`): 60 tasks wait, `Pending`, for
     // the first ones to end, and none fails for want of a place.
-    assert_eq!(late_starts(300, 1000, &[]), 60);
+    assert_eq!(
+        late_starts(300, 1000, &[("PLANRT_ALLOCATOR", "pooling")]),
+        60
+    );
     // Instances mapped one by one are not bounded: all start at once.
     assert_eq!(
         late_starts(300, 1000, &[("PLANRT_ALLOCATOR", "on-demand")]),

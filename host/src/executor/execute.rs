@@ -19,7 +19,7 @@ use super::slots::{Slot, Slots};
 use crate::plan::{
     ErrorKind, Failure, Phase, PlanRun, Progress, Task, TaskEvent, Transition, TransitionError,
 };
-use crate::runtime::admission::{Admission, Admitted};
+use crate::runtime::admission::{Admission, Place};
 use crate::runtime::capability::cancellation::CancelSignal;
 use crate::runtime::capability::kv::{KvAccess, KvBackend};
 use crate::runtime::{
@@ -263,7 +263,7 @@ fn unwrap_joined(
 /// either is still `Pending`.
 struct Turn {
     slot: Slot,
-    place: Admitted,
+    place: Place,
 }
 
 /// Turns asked for and not yet given (a turn is not tied to a task: the task is chosen
@@ -323,8 +323,7 @@ pub async fn execute(
             while turns.len() < wanted {
                 let (slots, admission) = (slots.clone(), admission.clone());
                 turns.push(Box::pin(async move {
-                    let slot = slots.acquire().await;
-                    let place = admission.admit_attempt().await;
+                    let (slot, place) = slots.acquire_then(admission.admit_attempt()).await;
                     Turn { slot, place }
                 }));
             }
@@ -364,14 +363,20 @@ pub async fn execute(
             }
             Wake::Backoff => Ok(()),
             Wake::Ended(index, report) => {
-                // With the ends of any others that ended meanwhile.
+                // With the ends of any others that ended meanwhile, and the turns already
+                // given (they go first: a free turn would pass them).
                 let mut ended = vec![(index, report)];
                 ended.extend(in_flight.ended());
-                stepper.advance(plan, ended, None, &mut in_flight)
+                let given = given_turns(&mut turns);
+                stepper.advance(plan, ended, given, &mut in_flight)
             }
             // Room is checked again: turns asked for earlier may outnumber it now. A turn
             // with nothing to run (a failure, a backoff) goes back.
-            Wake::Turn(turn) => stepper.advance(plan, Vec::new(), Some(turn), &mut in_flight),
+            Wake::Turn(turn) => {
+                let mut given = vec![turn];
+                given.extend(given_turns(&mut turns));
+                stepper.advance(plan, Vec::new(), given, &mut in_flight)
+            }
         };
         if let Err(error) = result {
             // Nothing more can be recorded: the attempts in flight are told and dropped
@@ -385,6 +390,12 @@ pub async fn execute(
             return Err(error);
         }
     }
+}
+
+/// The turns asked for earlier that are already given, without waiting for the others.
+/// (Polling them here with no waker loses no wake-up: the loop polls `turns` again.)
+fn given_turns(turns: &mut Turns) -> Vec<Turn> {
+    std::iter::from_fn(|| turns.next().now_or_never().flatten()).collect()
 }
 
 /// What recording ends and starting attempts needs besides the plan.
@@ -408,26 +419,21 @@ struct Launch {
 }
 
 impl Stepper<'_> {
-    /// Records the `ended` attempts and the starts they make possible (with `turn`
-    /// first, then turns free at once, within `max_parallel`) in one commit, then
-    /// launches the started attempts.
+    /// Records the `ended` attempts and the starts they make possible (with the `given`
+    /// turns first, then turns free at once, within `max_parallel`) in one commit, then
+    /// launches the started attempts. Turns left unused go back.
     fn advance(
         &self,
         plan: &mut PlanRun,
         ended: Vec<(usize, AttemptReport)>,
-        turn: Option<Turn>,
+        given: Vec<Turn>,
         in_flight: &mut InFlight,
     ) -> Result<(), ExecuteError> {
         let mut batch = Batch::new(self.store, self.observer);
-        let applied = ended
-            .into_iter()
-            .try_for_each(|(index, report)| {
-                end_attempt(plan, &mut batch, index, report, self.prepared)
-            })
-            .and_then(|()| {
-                let room = self.max_parallel.saturating_sub(in_flight.len());
-                self.start_ready(plan, &mut batch, turn, room)
-            });
+        let applied = end_all(plan, &mut batch, ended, self.prepared).and_then(|()| {
+            let room = self.max_parallel.saturating_sub(in_flight.len());
+            self.start_ready(plan, &mut batch, given, room)
+        });
         // Starts stored and not launched (after a refusal) are found `running` by
         // `resume`, which records them interrupted.
         let launches = batch.commit_then(plan, applied)?;
@@ -436,16 +442,17 @@ impl Stepper<'_> {
     }
 
     /// Starts, in `batch`, up to `room` of the tasks runnable now that the batch does not
-    /// hold yet, each with a turn: `turn` first, then turns free at once (none waits
-    /// here; the executor's loop asks for the rest). Nothing starts once the plan is no
-    /// longer active; an unused `turn` goes back.
+    /// hold yet, each with a turn: the `given` ones first, then turns free at once (none
+    /// waits here; the executor's loop asks for the rest). Nothing starts once the plan
+    /// is no longer active; unused turns go back.
     fn start_ready(
         &self,
         plan: &mut PlanRun,
         batch: &mut Batch<'_>,
-        mut turn: Option<Turn>,
+        given: Vec<Turn>,
         room: usize,
     ) -> Result<Vec<Launch>, ExecuteError> {
+        let mut given = given.into_iter();
         let now = Timestamp::now();
         let ready: Vec<usize> = plan
             .runnable(now)
@@ -454,7 +461,7 @@ impl Stepper<'_> {
             .collect();
         let mut launches = Vec::with_capacity(ready.len());
         for index in ready {
-            let Some(turn) = turn.take().or_else(|| self.free_turn()) else {
+            let Some(turn) = given.next().or_else(|| self.free_turn()) else {
                 break;
             };
             launches.push(self.start(plan, batch, index, now, turn)?);
@@ -464,8 +471,9 @@ impl Stepper<'_> {
 
     /// A turn if a slot and a place are both free now.
     fn free_turn(&self) -> Option<Turn> {
-        let slot = self.slots.try_acquire()?;
-        let place = self.admission.try_admit_attempt()?;
+        let (slot, place) = self
+            .slots
+            .try_acquire_then(|| self.admission.try_admit_attempt())?;
         Some(Turn { slot, place })
     }
 
@@ -554,9 +562,7 @@ async fn stop_all(
     let mut ended = in_flight.ended();
     ended.extend(in_flight.abort(STOP_MARGIN).await);
     let mut batch = Batch::new(store, observer);
-    let applied = ended
-        .into_iter()
-        .try_for_each(|(index, report)| end_attempt(plan, &mut batch, index, report, prepared));
+    let applied = end_all(plan, &mut batch, ended, prepared);
     batch.commit_then(plan, applied)?;
     match reason {
         StopReason::Shutdown => {
@@ -642,6 +648,24 @@ pub fn interrupt_running(
         })
         .collect();
     apply_and_commit(plan, events, store, observer)
+}
+
+/// Applies, in `batch`, how each of the `ended` attempts ended: all of them, even past a
+/// refusal (a bug), which is returned after — an attempt that ended is never dropped
+/// unrecorded because another one was refused.
+fn end_all(
+    plan: &mut PlanRun,
+    batch: &mut Batch<'_>,
+    ended: Vec<(usize, AttemptReport)>,
+    prepared: &PreparedPlan,
+) -> Result<(), ExecuteError> {
+    let mut first_error = None;
+    for (index, report) in ended {
+        if let Err(error) = end_attempt(plan, batch, index, report, prepared) {
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Applies, in `batch`, how an attempt of the task at `index` ended.

@@ -40,31 +40,41 @@ impl Slots {
     /// Waits for a turn; the turn ends when the returned slot is dropped (it may move to
     /// another task). Dropping this future while it waits (a stop) gives up its place.
     pub async fn acquire(&self) -> Slot {
-        let permit = match &self.0.limit {
-            Some(semaphore) => {
-                let _waiting = Count::up(&self.0.waiting);
-                // The semaphore is never closed, so `acquire` only ever returns a permit.
-                semaphore.clone().acquire_owned().await.ok()
-            }
-            None => None,
-        };
-        Slot {
-            _permit: permit,
-            _running: Count::up(&self.0.running),
-        }
+        self.acquire_then(async {}).await.0
     }
 
-    /// A turn if one is free now, without waiting (and without passing anyone who
-    /// waits: a freed turn goes to a waiter first).
-    pub fn try_acquire(&self) -> Option<Slot> {
+    /// Waits for a turn, then for `then` (what else an attempt needs before it starts:
+    /// its place in the instance pool). The attempt counts as waiting until both are
+    /// there, and as running from then on.
+    pub async fn acquire_then<T>(&self, then: impl Future<Output = T>) -> (Slot, T) {
+        let waiting = Count::up(&self.0.waiting);
+        let permit = match &self.0.limit {
+            // The semaphore is never closed, so `acquire` only ever returns a permit.
+            Some(semaphore) => semaphore.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let value = then.await;
+        drop(waiting);
+        let slot = Slot {
+            _permit: permit,
+            _running: Count::up(&self.0.running),
+        };
+        (slot, value)
+    }
+
+    /// A turn and what `then` gives if both are free now, without waiting (and without
+    /// passing anyone who waits: a freed turn goes to a waiter first).
+    pub fn try_acquire_then<T>(&self, then: impl FnOnce() -> Option<T>) -> Option<(Slot, T)> {
         let permit = match &self.0.limit {
             Some(semaphore) => Some(semaphore.clone().try_acquire_owned().ok()?),
             None => None,
         };
-        Some(Slot {
+        let value = then()?;
+        let slot = Slot {
             _permit: permit,
             _running: Count::up(&self.0.running),
-        })
+        };
+        Some((slot, value))
     }
 
     /// Attempts running now.
@@ -72,7 +82,8 @@ impl Slots {
         self.0.running.load(Ordering::Relaxed)
     }
 
-    /// Attempts ready to start but waiting for a turn.
+    /// Attempts ready to start but waiting for a turn (or, with a turn, for what else
+    /// they need: [`Slots::acquire_then`]).
     pub fn waiting(&self) -> usize {
         self.0.waiting.load(Ordering::Relaxed)
     }
@@ -137,21 +148,42 @@ mod tests {
         assert_eq!(slots.running(), 1);
     }
 
+    fn try_acquire(slots: &Slots) -> Option<Slot> {
+        slots.try_acquire_then(|| Some(())).map(|(slot, ())| slot)
+    }
+
     #[tokio::test]
     async fn a_free_turn_is_taken_at_once_and_a_waiter_is_never_passed() {
         let slots = Slots::limited(1);
-        let first = slots.try_acquire().expect("a free turn");
-        assert!(slots.try_acquire().is_none(), "the only turn is taken");
+        let first = try_acquire(&slots).expect("a free turn");
+        assert!(try_acquire(&slots).is_none(), "the only turn is taken");
         let mut waiter = Box::pin(slots.acquire());
         assert!(poll_once(waiter.as_mut()).is_none());
         drop(first);
         // The freed turn went to the waiter, not to whoever asks next.
-        assert!(slots.try_acquire().is_none());
+        assert!(try_acquire(&slots).is_none());
         let waited = poll_once(waiter.as_mut()).expect("the waiter has the turn");
         assert_eq!((slots.running(), slots.waiting()), (1, 0));
         drop(waited);
-        assert!(slots.try_acquire().is_some());
-        assert!(Slots::unlimited().try_acquire().is_some());
+        assert!(try_acquire(&slots).is_some());
+        assert!(try_acquire(&Slots::unlimited()).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_turn_waiting_for_what_else_it_needs_counts_as_waiting_not_running() {
+        let slots = Slots::unlimited();
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let mut turn = Box::pin(slots.acquire_then(wait));
+        assert!(poll_once(turn.as_mut()).is_none());
+        assert_eq!((slots.running(), slots.waiting()), (0, 1));
+        // Nothing else free now: no turn is taken, and none is counted.
+        assert!(slots.try_acquire_then(|| None::<()>).is_none());
+        assert_eq!((slots.running(), slots.waiting()), (0, 1));
+        release.send(()).unwrap();
+        let (slot, _) = poll_once(turn.as_mut()).expect("the turn is complete");
+        assert_eq!((slots.running(), slots.waiting()), (1, 0));
+        drop(slot);
+        assert_eq!((slots.running(), slots.waiting()), (0, 0));
     }
 
     #[tokio::test]

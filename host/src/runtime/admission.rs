@@ -31,7 +31,7 @@ struct Places {
 /// One store's place in the pool, given back when dropped. Keep it until the store is
 /// dropped: declared before the store (a local) or after it (a field).
 #[derive(Debug)]
-pub struct Admitted {
+pub struct Place {
     _place: Option<OwnedSemaphorePermit>,
     _attempt: Option<OwnedSemaphorePermit>,
 }
@@ -54,45 +54,46 @@ impl Admission {
     }
 
     /// Waits for a place for a `describe` or `validate` call.
-    pub async fn admit(&self) -> Admitted {
+    pub async fn admit(&self) -> Place {
         let place = match &self.0 {
             // The semaphores are never closed.
             Some(places) => places.any.clone().acquire_owned().await.ok(),
             None => None,
         };
-        Admitted {
+        Place {
             _place: place,
             _attempt: None,
         }
     }
 
     /// A place for a `describe` or `validate` call if one is free now.
-    pub fn try_admit(&self) -> Option<Admitted> {
+    pub fn try_admit(&self) -> Option<Place> {
         let place = match &self.0 {
             Some(places) => Some(places.any.clone().try_acquire_owned().ok()?),
             None => None,
         };
-        Some(Admitted {
+        Some(Place {
             _place: place,
             _attempt: None,
         })
     }
 
     /// Waits for a place for an attempt (one not reserved for checks).
-    pub async fn admit_attempt(&self) -> Admitted {
+    pub async fn admit_attempt(&self) -> Place {
         match &self.0 {
             Some(places) => {
                 // Holding an attempt's share while waiting for a place cannot deadlock:
-                // every holder of a place either never waits again or is a check, which
-                // ends within its timeout.
+                // no holder of a place waits for a share or a place, and each one gives
+                // its place back on its own (an attempt when it ends, a check when its
+                // plan is checked).
                 let attempt = places.attempts.clone().acquire_owned().await.ok();
                 let place = places.any.clone().acquire_owned().await.ok();
-                Admitted {
+                Place {
                     _place: place,
                     _attempt: attempt,
                 }
             }
-            None => Admitted {
+            None => Place {
                 _place: None,
                 _attempt: None,
             },
@@ -100,17 +101,17 @@ impl Admission {
     }
 
     /// A place for an attempt if one is free now.
-    pub fn try_admit_attempt(&self) -> Option<Admitted> {
+    pub fn try_admit_attempt(&self) -> Option<Place> {
         match &self.0 {
             Some(places) => {
                 let attempt = places.attempts.clone().try_acquire_owned().ok()?;
                 let place = places.any.clone().try_acquire_owned().ok()?;
-                Some(Admitted {
+                Some(Place {
                     _place: Some(place),
                     _attempt: Some(attempt),
                 })
             }
-            None => Some(Admitted {
+            None => Some(Place {
                 _place: None,
                 _attempt: None,
             }),
@@ -183,7 +184,7 @@ mod tests {
     #[tokio::test]
     async fn unbounded_admission_never_waits() {
         let admission = Admission::unbounded();
-        let held: Vec<Admitted> =
+        let held: Vec<Place> =
             futures_util::future::join_all((0..1000).map(|_| admission.admit_attempt())).await;
         assert_eq!(held.len(), 1000);
         assert!(admission.try_admit().is_some());

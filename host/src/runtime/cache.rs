@@ -247,6 +247,29 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_too_large_for_the_pool_is_refused_without_compiling_again() {
+        // An entry compiled on demand, read by a pooled engine (the compatibility hash is
+        // the same) whose slots it does not fit: compiling it again would be refused the
+        // same way, so the entry's refusal is the answer — shown here by bytes that would
+        // not even compile.
+        let dir = tempfile::tempdir().unwrap();
+        let noop = super::super::engine::test_noop();
+        let on_demand = super::super::engine::on_demand_engine();
+        let pooled = super::super::engine::small_pool(|pool| {
+            pool.max_core_instances_per_component(1);
+        });
+        let cache = CompiledCache::open(dir.path(), &on_demand, [7; 32]).unwrap();
+        assert_eq!(load(&cache, &on_demand, &noop), CacheOutcome::Miss);
+        let cache = CompiledCache::open(dir.path(), &pooled, [7; 32]).unwrap();
+        assert!(
+            cache.entry_path(&sha(&noop)).exists(),
+            "the same entry is read"
+        );
+        let error = cache.load(&pooled, b"not wasm", &sha(&noop)).err().unwrap();
+        assert!(super::super::engine::exceeds_pool(&error), "{error:#}");
+    }
+
+    #[test]
     fn an_entry_under_another_components_name_is_never_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();

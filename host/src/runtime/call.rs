@@ -5,7 +5,7 @@
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::admission::{Admission, Admitted};
+use super::admission::{Admission, Place};
 use super::capability::{AttemptInputs, CallEnd, Capabilities, Sandbox};
 use super::engine::EPOCH_TICK;
 use super::error::AttemptError;
@@ -47,16 +47,16 @@ pub(super) struct CallSite<'a> {
 }
 
 /// Instantiates the plugin in a fresh store made by the capabilities from `sandbox` and
-/// `inputs`, in the pool place `admitted`, and runs `f` on it. Also returns the call's
+/// `inputs`, in the pool place `place`, and runs `f` on it. Also returns the call's
 /// log (what the plugin printed).
 pub(super) async fn call<R: CallOutput>(
     site: CallSite<'_>,
     (sandbox, inputs): (&Sandbox, &AttemptInputs),
-    admitted: Admitted,
+    place: Place,
     f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
 ) -> (Result<R, AttemptError>, Option<GuestLog>) {
     // Declared before the store, so dropped after it: the pool has its slot back first.
-    let _admitted = admitted;
+    let _place = place;
     let mut store = match new_store(&site, sandbox, inputs) {
         Ok(store) => store,
         Err(error) => return (Err(error), None),
@@ -81,34 +81,32 @@ pub(super) struct Session {
     /// session with an instance has served a call.
     bindings: Option<PluginInstance>,
     /// After the store, so dropped after it.
-    admitted: Admitted,
+    place: Place,
 }
 
 impl Session {
-    /// A store for the session's calls, in the pool place `admitted`; the plugin is
+    /// A store for the session's calls, in the pool place `place`; the plugin is
     /// instantiated by the first call. Fails giving the place back.
     pub fn open(
         site: &CallSite<'_>,
         (sandbox, inputs): (&Sandbox, &AttemptInputs),
-        admitted: Admitted,
-    ) -> Result<Self, (AttemptError, Admitted)> {
+        place: Place,
+    ) -> Result<Self, (AttemptError, Place)> {
         match new_store(site, sandbox, inputs) {
             Ok(store) => Ok(Self {
                 store,
                 bindings: None,
-                admitted,
+                place,
             }),
-            Err(error) => Err((error, admitted)),
+            Err(error) => Err((error, place)),
         }
     }
 
     /// Drops the store (its instance first) and gives its place back for another.
-    pub fn into_place(self) -> Admitted {
-        let Session {
-            store, admitted, ..
-        } = self;
+    pub fn into_place(self) -> Place {
+        let Session { store, place, .. } = self;
         drop(store);
-        admitted
+        place
     }
 
     /// Runs `f` on the session's instance; the session comes back with the value, or,
@@ -118,7 +116,7 @@ impl Session {
         site: &CallSite<'_>,
         sandbox: &Sandbox,
         f: impl AsyncFnOnce(&PluginInstance, &mut Store<AttemptState>) -> wasmtime::Result<R>,
-    ) -> Result<(R, Session), (AttemptError, Admitted)> {
+    ) -> Result<(R, Session), (AttemptError, Place)> {
         if self.bindings.is_some() {
             site.capabilities.rearm(sandbox, &mut self.store);
             self.store.set_epoch_deadline(1);

@@ -87,7 +87,7 @@ pub fn new_engine() -> Result<(Engine, Admission), RuntimeError> {
         }
     }
     let engine = Engine::new(&config(Allocator::OnDemand, profiler))
-        .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
     Ok((engine, Admission::unbounded()))
 }
 
@@ -195,29 +195,40 @@ impl Drop for EpochTicker {
     }
 }
 
+/// An engine configured as [`new_engine`]'s, on a small pool `shrink` may make smaller
+/// still (tests of what does not fit).
+#[cfg(test)]
+pub(crate) fn small_pool(shrink: impl FnOnce(&mut PoolingAllocationConfig)) -> Engine {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(4)
+        .total_core_instances(16)
+        .total_memories(4)
+        .total_tables(4)
+        .total_stacks(4);
+    shrink(&mut pool);
+    let mut config = config(Allocator::OnDemand, None);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).unwrap()
+}
+
+/// An engine configured as [`new_engine`]'s, allocating on demand.
+#[cfg(test)]
+pub(crate) fn on_demand_engine() -> Engine {
+    Engine::new(&config(Allocator::OnDemand, None)).unwrap()
+}
+
+/// The built `test-noop` component (`cargo xtask plugins`).
+#[cfg(test)]
+pub(crate) fn test_noop() -> Vec<u8> {
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-plugins/test-noop.wasm");
+    std::fs::read(&built)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn test_noop() -> Vec<u8> {
-        let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/test-plugins/test-noop.wasm");
-        std::fs::read(&built)
-            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()))
-    }
-
-    fn small_pool(shrink: impl FnOnce(&mut PoolingAllocationConfig)) -> Engine {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(4)
-            .total_core_instances(16)
-            .total_memories(4)
-            .total_tables(4)
-            .total_stacks(4);
-        shrink(&mut pool);
-        let mut config = config(Allocator::OnDemand, None);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        Engine::new(&config).unwrap()
-    }
 
     #[test]
     fn a_component_larger_than_a_pool_slot_is_named_so_with_the_way_to_run_it() {
@@ -253,9 +264,8 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_pool_takes_the_test_plugins() {
-        let (engine, admission) = new_engine().unwrap();
-        assert_eq!(admission.available(), Some(POOL_INSTANCES as usize));
+    fn the_shipped_pool_is_reserved_and_takes_a_plugin() {
+        let engine = Engine::new(&config(Allocator::Pooling, None)).unwrap();
         wasmtime::component::Component::new(&engine, test_noop()).unwrap();
     }
 }

@@ -105,9 +105,7 @@ impl Runtime {
             _ticker: ticker,
         })
     }
-}
 
-impl Runtime {
     /// The admission every store of this runtime passes (the instance pool's places).
     pub fn admission(&self) -> &admission::Admission {
         &self.source.admission

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use super::admission::{Admission, Admitted};
+use super::admission::{Admission, Place};
 use super::cache::CompiledCache;
 use super::call::{CallSite, Session, call};
 use super::capability::{AttemptInputs, Capabilities, Refusal, Sandbox, TaskRequest};
@@ -294,7 +294,7 @@ impl LoadedPlugin {
         &self,
         sandbox: &Sandbox,
         request: AttemptRequest,
-        place: Admitted,
+        place: Place,
     ) -> AttemptReport {
         let AttemptRequest {
             context,
@@ -354,11 +354,11 @@ pub struct Validator<'p> {
 /// or empty (before the first call, or after a call that did not end cleanly).
 enum Kept {
     Session(Session),
-    Place(Admitted),
+    Place(Place),
 }
 
 impl Kept {
-    fn into_place(self) -> Admitted {
+    fn into_place(self) -> Place {
         match self {
             Kept::Session(session) => session.into_place(),
             Kept::Place(place) => place,
@@ -378,7 +378,7 @@ impl Validator<'_> {
 
     /// Gives the validator a place in the pool for its next call (one it holds already is
     /// given back).
-    pub fn give_place(&mut self, place: Admitted) {
+    pub fn give_place(&mut self, place: Place) {
         self.kept = Some(Kept::Place(place));
     }
 

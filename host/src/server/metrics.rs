@@ -86,7 +86,7 @@ impl Metrics {
         let attempts_waiting = gauge(
             &mut registry,
             "attempts_waiting",
-            "Attempts ready to start, waiting for a --max-concurrent slot",
+            "Attempts ready to start, waiting for a --max-concurrent slot or a place in the instance pool",
         );
         let plans_running = gauge(
             &mut registry,
