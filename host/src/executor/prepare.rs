@@ -444,3 +444,55 @@ pub async fn prepare(
         repinned,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::plan::PlanSpec;
+    use crate::runtime::admission::Admission;
+    use crate::runtime::{Capabilities, Runtime};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn validators_of_interleaved_types_share_a_pool_of_one_place_without_deadlock() {
+        // One place for every check: each validator gives it up when another type needs
+        // it. A validator that kept it while the next one waited would wait forever.
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        for task_type in ["test-noop", "test-echo"] {
+            let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/test-plugins")
+                .join(format!("{task_type}.wasm"));
+            std::fs::copy(&built, plugins.join(format!("{task_type}.wasm")))
+                .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()));
+        }
+        let runtime = Runtime::with_admission(
+            Capabilities::builtin(),
+            &dir.path().join("compiled"),
+            Admission::bounded(1),
+        );
+        let (registry, warnings) = runtime.load_plugins(&plugins).await.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let file = Path::new("/p.toml");
+        let text = "[[tasks]]\ntype = \"test-noop\"\n[[tasks]]\ntype = \"test-echo\"\n\
+                    [[tasks]]\ntype = \"test-noop\"\n[[tasks]]\ntype = \"test-echo\"\n";
+        let spec = PlanSpec::parse(text, file).unwrap();
+        let saved = resolve_spec(&spec, file, &registry, &plugins).unwrap();
+        let refuse = PluginChange::Refuse { hint: "" };
+        let prepared = tokio::time::timeout(
+            Duration::from_secs(60),
+            prepare(saved, &registry, &plugins, None, refuse),
+        )
+        .await
+        .expect("every validator found the place")
+        .unwrap();
+        assert_eq!(prepared.tasks.len(), 4);
+        assert_eq!(
+            runtime.admission().available(),
+            Some(1),
+            "the place is back"
+        );
+    }
+}

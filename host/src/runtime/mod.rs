@@ -87,6 +87,27 @@ impl Runtime {
         cache_key: [u8; crate::state_dir::CACHE_KEY_LEN],
     ) -> Result<Self, RuntimeError> {
         let (engine, admission) = engine::new_engine()?;
+        Self::assemble(capabilities, cache_root, cache_key, (engine, admission))
+    }
+
+    /// A runtime as [`Runtime::new`] makes, whose stores pass `admission` (a pool of
+    /// another size).
+    #[cfg(test)]
+    pub(crate) fn with_admission(
+        capabilities: Capabilities,
+        cache_root: &Path,
+        admission: admission::Admission,
+    ) -> Self {
+        let (engine, _) = engine::new_engine().unwrap();
+        Self::assemble(capabilities, cache_root, [0; 32], (engine, admission)).unwrap()
+    }
+
+    fn assemble(
+        capabilities: Capabilities,
+        cache_root: &Path,
+        cache_key: [u8; crate::state_dir::CACHE_KEY_LEN],
+        (engine, admission): (Engine, admission::Admission),
+    ) -> Result<Self, RuntimeError> {
         let mut linker = Linker::new(&engine);
         // WASI 0.2 itself; what a call may reach through it is each capability's part.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
