@@ -132,9 +132,6 @@ mod tests {
         fn create_plan(&self, _: &Resolution, _: &PlanRun, _: Origin) -> Result<(), StoreError> {
             Ok(())
         }
-        fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
-            self.record_tasks(plan, &[task])
-        }
         fn record_tasks(&self, _: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
             let commit = tasks
                 .iter()
@@ -261,16 +258,5 @@ mod tests {
                 Seen::Reported(0, TaskStatus::Complete),
             ]
         );
-    }
-
-    #[test]
-    fn a_refused_transition_stores_nothing_of_its_batch() {
-        let log = Log::default();
-        let mut plan = chain(2);
-        let mut batch = Batch::new(&log, &log);
-        batch.apply(&mut plan, 0, start()).unwrap();
-        // Task 1 cannot start while task 0 runs (a chain).
-        assert!(batch.apply(&mut plan, 1, start()).is_err());
-        assert!(log.0.lock().unwrap().is_empty());
     }
 }

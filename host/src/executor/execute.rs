@@ -549,8 +549,11 @@ async fn stop_all(
         while let Ok(Some((index, report))) =
             tokio::time::timeout_at(deadline, in_flight.next()).await
         {
+            // With the others that ended meanwhile: one commit for them all.
+            let mut ended = vec![(index, report)];
+            ended.extend(in_flight.ended());
             let mut batch = Batch::new(store, observer);
-            let applied = end_attempt(plan, &mut batch, index, report, prepared);
+            let applied = end_all(plan, &mut batch, ended, prepared);
             batch.commit_then(plan, applied)?;
         }
     }

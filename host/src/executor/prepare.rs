@@ -452,22 +452,14 @@ mod tests {
     use super::*;
     use crate::plan::PlanSpec;
     use crate::runtime::admission::Admission;
-    use crate::runtime::{Capabilities, Runtime};
+    use crate::runtime::{Capabilities, Runtime, test_support};
 
     #[tokio::test(flavor = "multi_thread")]
     async fn validators_of_interleaved_types_share_a_pool_of_one_place_without_deadlock() {
         // One place for every check: each validator gives it up when another type needs
         // it. A validator that kept it while the next one waited would wait forever.
         let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir(&plugins).unwrap();
-        for task_type in ["test-noop", "test-echo"] {
-            let built = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/test-plugins")
-                .join(format!("{task_type}.wasm"));
-            std::fs::copy(&built, plugins.join(format!("{task_type}.wasm")))
-                .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()));
-        }
+        let plugins = test_support::plugin_dir(dir.path(), &["test-noop", "test-echo"]);
         let runtime = Runtime::with_admission(
             Capabilities::builtin(),
             &dir.path().join("compiled"),

@@ -37,15 +37,11 @@ impl Slots {
         }))
     }
 
-    /// Waits for a turn; the turn ends when the returned slot is dropped (it may move to
-    /// another task). Dropping this future while it waits (a stop) gives up its place.
-    pub async fn acquire(&self) -> Slot {
-        self.acquire_then(async {}).await.0
-    }
-
     /// Waits for a turn, then for `then` (what else an attempt needs before it starts:
     /// its place in the instance pool). The attempt counts as waiting until both are
-    /// there, and as running from then on.
+    /// there, and as running from then on. The turn ends when the returned slot is
+    /// dropped (it may move to another task). Dropping this future while it waits (a
+    /// stop) gives up its place.
     pub async fn acquire_then<T>(&self, then: impl Future<Output = T>) -> (Slot, T) {
         let waiting = Count::up(&self.0.waiting);
         let permit = match &self.0.limit {
@@ -120,9 +116,9 @@ mod tests {
     #[tokio::test]
     async fn a_limit_holds_the_extra_attempts_back_and_counts_them() {
         let slots = Slots::limited(1);
-        let first = slots.acquire().await;
+        let first = acquire(&slots).await;
         assert_eq!((slots.running(), slots.waiting()), (1, 0));
-        let mut second = Box::pin(slots.acquire());
+        let mut second = Box::pin(acquire(&slots));
         assert!(
             poll_once(second.as_mut()).is_none(),
             "the second turn waits"
@@ -138,14 +134,18 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_dropped_gives_up_its_place() {
         let slots = Slots::limited(1);
-        let first = slots.acquire().await;
-        let mut waiter = Box::pin(slots.acquire());
+        let first = acquire(&slots).await;
+        let mut waiter = Box::pin(acquire(&slots));
         assert!(poll_once(waiter.as_mut()).is_none());
         drop(waiter);
         assert_eq!(slots.waiting(), 0);
         drop(first);
-        let _again = slots.acquire().await;
+        let _again = acquire(&slots).await;
         assert_eq!(slots.running(), 1);
+    }
+
+    async fn acquire(slots: &Slots) -> Slot {
+        slots.acquire_then(async {}).await.0
     }
 
     fn try_acquire(slots: &Slots) -> Option<Slot> {
@@ -157,7 +157,7 @@ mod tests {
         let slots = Slots::limited(1);
         let first = try_acquire(&slots).expect("a free turn");
         assert!(try_acquire(&slots).is_none(), "the only turn is taken");
-        let mut waiter = Box::pin(slots.acquire());
+        let mut waiter = Box::pin(acquire(&slots));
         assert!(poll_once(waiter.as_mut()).is_none());
         drop(first);
         // The freed turn went to the waiter, not to whoever asks next.
@@ -198,7 +198,7 @@ mod tests {
     async fn take_turns(slots: &Slots, n: usize) -> Vec<Slot> {
         let mut turns = Vec::new();
         for _ in 0..n {
-            turns.push(slots.acquire().await);
+            turns.push(acquire(slots).await);
         }
         turns
     }

@@ -119,6 +119,7 @@ impl Admission {
     }
 
     /// Places free now (`None`: unbounded).
+    #[cfg(test)]
     pub fn available(&self) -> Option<usize> {
         self.0.as_ref().map(|places| places.any.available_permits())
     }

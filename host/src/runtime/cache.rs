@@ -253,7 +253,7 @@ mod tests {
         // same way, so the entry's refusal is the answer — shown here by bytes that would
         // not even compile.
         let dir = tempfile::tempdir().unwrap();
-        let noop = super::super::engine::test_noop();
+        let noop = super::super::test_support::built_plugin_bytes("test-noop");
         let on_demand = super::super::engine::on_demand_engine();
         let pooled = super::super::engine::small_pool(|pool| {
             pool.max_core_instances_per_component(1);

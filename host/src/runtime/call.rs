@@ -5,7 +5,7 @@
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::admission::{Admission, Place};
+use super::admission::Place;
 use super::capability::{AttemptInputs, CallEnd, Capabilities, Sandbox};
 use super::engine::EPOCH_TICK;
 use super::error::AttemptError;
@@ -41,7 +41,6 @@ impl CallOutput for Result<String, TaskError> {
 /// Everything a call needs from the plugin and the runtime.
 pub(super) struct CallSite<'a> {
     pub engine: &'a Engine,
-    pub admission: &'a Admission,
     pub pre: &'a PluginPre,
     pub capabilities: &'a Capabilities,
 }

@@ -217,15 +217,6 @@ pub(crate) fn on_demand_engine() -> Engine {
     Engine::new(&config(Allocator::OnDemand, None)).unwrap()
 }
 
-/// The built `test-noop` component (`cargo xtask plugins`).
-#[cfg(test)]
-pub(crate) fn test_noop() -> Vec<u8> {
-    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/test-plugins/test-noop.wasm");
-    std::fs::read(&built)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask plugins`)", built.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +239,11 @@ mod tests {
         ];
         for (limit, shrink) in shrinks {
             let engine = small_pool(shrink);
-            let error = wasmtime::component::Component::new(&engine, test_noop()).unwrap_err();
+            let error = wasmtime::component::Component::new(
+                &engine,
+                crate::runtime::test_support::built_plugin_bytes("test-noop"),
+            )
+            .unwrap_err();
             assert!(exceeds_pool(&error), "{limit}: {error:#}");
             let message = load_error(&error);
             assert!(
@@ -266,6 +261,10 @@ mod tests {
     #[test]
     fn the_shipped_pool_is_reserved_and_takes_a_plugin() {
         let engine = Engine::new(&config(Allocator::Pooling, None)).unwrap();
-        wasmtime::component::Component::new(&engine, test_noop()).unwrap();
+        wasmtime::component::Component::new(
+            &engine,
+            crate::runtime::test_support::built_plugin_bytes("test-noop"),
+        )
+        .unwrap();
     }
 }

@@ -129,7 +129,6 @@ impl LoadedPlugin {
     ) -> Result<Self, DescribeError> {
         let site = CallSite {
             engine,
-            admission: &source.admission,
             pre: &pre,
             capabilities: &capabilities,
         };
@@ -239,7 +238,6 @@ impl LoadedPlugin {
         let pre = self.pre().await?;
         Ok(CallSite {
             engine: &self.engine,
-            admission: &self.source.admission,
             pre,
             capabilities: &self.capabilities,
         })
@@ -388,7 +386,7 @@ impl Validator<'_> {
         let site = self.plugin.site().await?;
         let kept = match self.kept.take() {
             Some(kept) => kept,
-            None => Kept::Place(site.admission.admit().await),
+            None => Kept::Place(self.plugin.admission().admit().await),
         };
         let reused = matches!(kept, Kept::Session(_));
         let (first, kept) = try_once(&site, &self.inputs, kept, params).await;
@@ -459,7 +457,7 @@ mod tests {
         });
         let inputs = AttemptInputs::default();
         let sleep = |ms: u64| format!(r#"{{"attack": "slow-validate", "ms": {ms}}}"#);
-        let place = site.admission.admit().await;
+        let place = plugin.admission().admit().await;
         let mut session = Session::open(&site, (&sandbox, &inputs), place)
             .map_err(|(error, _)| error)
             .unwrap();

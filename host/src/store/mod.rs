@@ -102,7 +102,9 @@ pub trait StateStore: Send + Sync {
 
     /// Records a task's state after a transition, in one transaction: its fields and its
     /// newest attempt (attempts are append-only: an ended one never changes).
-    fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError>;
+    fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
+        self.record_tasks(plan, &[task])
+    }
 
     /// Records several tasks' states in one transaction — all of them, or none: after an
     /// operator action or a stop, or an attempt's end with the starts it allows (one

@@ -242,10 +242,6 @@ impl StateStore for SqliteStore {
         blocking(|| self.insert_plan(resolution, plan, origin))
     }
 
-    fn record_task(&self, plan: PlanId, task: &Task) -> Result<(), StoreError> {
-        self.record_tasks(plan, &[task])
-    }
-
     fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
         blocking(|| {
             let mut conn = self.writer()?;

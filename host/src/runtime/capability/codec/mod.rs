@@ -142,9 +142,10 @@ impl Capability for Codec {
     fn prepare(
         &self,
         _sandbox: &Sandbox,
-        setup: &mut AttemptSetup<'_>,
+        _setup: &mut AttemptSetup<'_>,
     ) -> Result<(), AttemptError> {
-        setup.parts.insert(CodecCount::default());
+        // The counts are made by the first hasher or decoder (`codec_count`): an attempt
+        // that uses neither pays nothing.
         Ok(())
     }
 
