@@ -175,18 +175,11 @@ impl Scratch {
         std::fs::read_to_string(self.path().join("spawned.stderr")).unwrap_or_default()
     }
 
-    /// Polls `ready` every 20 ms until it holds; after 30 s panics naming `what`, with
-    /// what the spawned `planrt` said.
-    pub fn wait_until(&self, what: &str, mut ready: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready() {
-            assert!(
-                Instant::now() < deadline,
-                "waited 30 s for {what}; planrt said:\n{}",
-                self.spawned_stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Polls `ready` until it holds; after 30 s panics naming `what`, with what the
+    /// spawned `planrt` said.
+    pub fn wait_until(&self, what: &str, ready: impl FnMut() -> bool) {
+        let said = || format!("planrt said:\n{}", self.spawned_stderr());
+        wait_until(what, Duration::from_secs(30), ready, said);
     }
 
     /// Polls `status PLAN --output json` until `ready` holds of the document; returns it.
@@ -239,6 +232,25 @@ impl Scratch {
         bytes.extend_from_slice(name);
         bytes.extend_from_slice(payload);
         std::fs::write(file, bytes).unwrap();
+    }
+}
+
+/// Polls `ready` every 20 ms until it holds; past `within` panics naming `what`, with
+/// what `said` tells then (a log, the last answer).
+pub fn wait_until(
+    what: &str,
+    within: Duration,
+    mut ready: impl FnMut() -> bool,
+    said: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {within:?} for {what}; {}",
+            said()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

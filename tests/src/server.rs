@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -201,21 +201,35 @@ impl Server {
 
     /// Polls `GET /v0/tasks/{id}` until `ready` holds (panics after 60 s).
     pub fn wait_task(&self, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let response = self.get(&format!("/v0/tasks/{id}"));
-            if response.status == 200 && ready(&response.json()) {
-                return response.json();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting on task {id}: {} {}\nserver log:\n{}",
+        self.wait_for(&format!("/v0/tasks/{id}"), ready)
+    }
+
+    /// Polls `GET path` until it answers 200 with a document `ready` holds of, and
+    /// returns the document (panics after 60 s, with the last answer and the log).
+    pub fn wait_for(&self, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let last = std::cell::RefCell::new(None::<Response>);
+        let answered = || {
+            let response = self.get(path);
+            let done = response.status == 200 && ready(&response.json());
+            *last.borrow_mut() = Some(response);
+            done
+        };
+        let said = || match &*last.borrow() {
+            Some(response) => format!(
+                "GET {path}: {} {}\nserver log:\n{}",
                 response.status,
                 response.body,
                 self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            ),
+            None => format!("server log:\n{}", self.log()),
+        };
+        crate::wait_until(
+            &format!("GET {path}"),
+            Duration::from_secs(60),
+            answered,
+            said,
+        );
+        last.into_inner().expect("answered").json()
     }
 
     /// Sends SIGTERM and waits for the exit code.

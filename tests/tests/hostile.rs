@@ -84,6 +84,21 @@ fn sockets_are_refused_to_a_plugin_and_nothing_reaches_the_listener() {
     assert_eq!(doc["tasks"][1]["status"], "Complete");
 }
 
+/// Runs `plan`, whose first task must end its only attempt as a `memory-limit` saying
+/// `message` (a limit is not retried) and fail the plan; then the host, unharmed, runs a
+/// next plan of `test-echo`.
+fn ends_as_a_memory_limit(s: &Scratch, plan: &std::path::Path, message: &str) {
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let attempts = run.json()["tasks"][0]["attempts"].clone();
+    let attempts = attempts.as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "a limit is not retried: {attempts:?}");
+    assert_eq!(attempts[0]["errorKind"], "memory-limit", "{attempts:?}");
+    assert_eq!(attempts[0]["message"], message, "{attempts:?}");
+    let next = s.write("next.toml", "[[tasks]]\ntype = \"test-echo\"\n");
+    assert_eq!(s.planrt(&["run", next.to_str().unwrap()]).code, 0);
+}
+
 #[test]
 fn a_table_growth_bomb_ends_its_attempt_at_the_cap_and_the_next_task_runs() {
     let s = Scratch::with_plugins(&["test-table-bomb", "test-echo"]);
@@ -91,19 +106,7 @@ fn a_table_growth_bomb_ends_its_attempt_at_the_cap_and_the_next_task_runs() {
         "p.toml",
         "[[tasks]]\ntype = \"test-table-bomb\"\n[[tasks]]\ntype = \"test-echo\"\n",
     );
-    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    let doc = run.json();
-    let attempts = doc["tasks"][0]["attempts"].as_array().unwrap().clone();
-    assert_eq!(attempts.len(), 1, "a limit is not retried: {attempts:?}");
-    assert_eq!(attempts[0]["errorKind"], "memory-limit");
-    assert_eq!(
-        attempts[0]["message"], "exceeded the table limit of 1000000 elements",
-        "{attempts:?}"
-    );
-    // The plan stops at the failure; the host itself is fine and runs the next plan.
-    let next = s.write("next.toml", "[[tasks]]\ntype = \"test-echo\"\n");
-    assert_eq!(s.planrt(&["run", next.to_str().unwrap()]).code, 0);
+    ends_as_a_memory_limit(&s, &plan, "exceeded the table limit of 1000000 elements");
 }
 
 #[test]
@@ -117,21 +120,7 @@ fn host_side_decoders_past_the_cap_end_the_attempt_as_a_memory_limit() {
             "{GRANT}[[tasks]]\ntype = \"test-hostile\"\nparams = {{ attack = \"codec-flood\" }}\n"
         ),
     );
-    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    let attempts = run.json()["tasks"][0]["attempts"].clone();
-    assert_eq!(
-        attempts.as_array().unwrap().len(),
-        1,
-        "not retried: {attempts}"
-    );
-    assert_eq!(attempts[0]["errorKind"], "memory-limit", "{attempts}");
-    assert_eq!(
-        attempts[0]["message"], "exceeded the limit of 8 decoders open at once",
-        "{attempts}"
-    );
-    let next = s.write("next.toml", "[[tasks]]\ntype = \"test-echo\"\n");
-    assert_eq!(s.planrt(&["run", next.to_str().unwrap()]).code, 0);
+    ends_as_a_memory_limit(&s, &plan, "exceeded the limit of 8 decoders open at once");
 }
 
 #[test]

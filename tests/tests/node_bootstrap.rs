@@ -44,11 +44,17 @@ fn closed_port() -> u16 {
         .port()
 }
 
-fn run(s: &Scratch, plan: &str, code: i32) -> Value {
+/// `planrt run` of `plan`, which must exit `code`.
+fn run_plan(s: &Scratch, plan: &str, code: i32) -> planrt_e2e::Run {
     let path = s.write("plan.toml", plan);
     let run = s.planrt(&["run", path.to_str().unwrap(), "--output", "json"]);
     assert_eq!(run.code, code, "{}", run.stderr);
-    run.json()
+    run
+}
+
+/// The Plan document [`run_plan`] prints.
+fn run(s: &Scratch, plan: &str, code: i32) -> Value {
+    run_plan(s, plan, code).json()
 }
 
 /// `bytes` as planrt's progress shows them (`48.01 MiB`).
@@ -353,9 +359,7 @@ fn an_archive_larger_than_the_memory_limit_streams_through() {
         &format!("chainId = \"{CHAIN}\""),
         &format!("chainId = \"{CHAIN}\", sha256 = \"{digest}\", targetHeight = 9"),
     );
-    let path = s.write("plan.toml", &plan);
-    let restore = s.planrt(&["run", path.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(restore.code, 0, "{}", restore.stderr);
+    let restore = run_plan(&s, &plan, 0);
     let doc = restore.json();
     assert_eq!(doc["tasks"][0]["output"]["sha256"], digest.as_str());
     // Progress in bytes (`planrt:task@0.3.0`), shown in binary units and kept in the

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use planrt_e2e::server::{Response, Server};
+use planrt_e2e::server::Response;
 use planrt_e2e::{Scratch, workspace_root};
 use serde_json::{Value, json};
 
@@ -80,18 +80,6 @@ fn id_of(response: &Response) -> String {
     response.json()["id"].as_str().unwrap().to_owned()
 }
 
-fn wait(server: &Server, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = server.get(path);
-        if response.status == 200 && ready(&response.json()) {
-            return response.json();
-        }
-        assert!(Instant::now() < deadline, "{path}: {}", response.body);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn every_documented_route_and_status_is_what_the_server_does() {
     let s = Scratch::with_plugins(&["test-echo", "test-spin", "test-permanent", "mark-ready"]);
@@ -116,9 +104,7 @@ fn every_documented_route_and_status_is_what_the_server_does() {
     let echo = uuid::Uuid::new_v4().to_string();
     let submitted = server.post(tasks, &json!({"id": echo, "type": "test-echo"}));
     walk.check(tasks, "POST", 201, &submitted);
-    wait(&server, &format!("/v0/tasks/{echo}"), |t| {
-        t["status"] == "completed"
-    });
+    server.wait_for(&format!("/v0/tasks/{echo}"), |t| t["status"] == "completed");
     let again = server.post(tasks, &json!({"id": echo, "type": "test-echo"}));
     walk.check(tasks, "POST", 202, &again);
     let other_type = server.post(tasks, &json!({"id": echo, "type": "test-spin"}));
@@ -154,7 +140,7 @@ fn every_documented_route_and_status_is_what_the_server_does() {
         &server.get(&format!("/v0/tasks/{unknown}")),
     );
     let spin = id_of(&server.post(tasks, &json!({"type": "test-spin"})));
-    wait(&server, &format!("/v0/tasks/{spin}"), |t| {
+    server.wait_for(&format!("/v0/tasks/{spin}"), |t| {
         t["attempts"][0]["outcome"] == "running"
     });
     walk.check(
@@ -179,16 +165,19 @@ fn every_documented_route_and_status_is_what_the_server_does() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let cli_task = wait(&server, tasks, |list| {
-        list.as_array().unwrap().iter().any(|t| {
-            t["type"] == "test-spin" && t["attempts"][0]["outcome"] == "running" && t["id"] != spin
+    let cli_task = server
+        .wait_for(tasks, |list| {
+            list.as_array().unwrap().iter().any(|t| {
+                t["type"] == "test-spin"
+                    && t["attempts"][0]["outcome"] == "running"
+                    && t["id"] != spin
+            })
         })
-    })
-    .as_array()
-    .unwrap()
-    .iter()
-    .find(|t| t["type"] == "test-spin" && t["id"] != spin)
-    .unwrap()["id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "test-spin" && t["id"] != spin)
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -205,9 +194,7 @@ fn every_documented_route_and_status_is_what_the_server_does() {
     let created = server.post(plans, &json!({"tasks": [{"type": "test-permanent"}]}));
     walk.check(plans, "POST", 201, &created);
     let failed = id_of(&created);
-    wait(&server, &format!("/v0/plans/{failed}"), |p| {
-        p["phase"] == "Failed"
-    });
+    server.wait_for(&format!("/v0/plans/{failed}"), |p| p["phase"] == "Failed");
     walk.check(
         plans,
         "POST",
@@ -236,7 +223,7 @@ fn every_documented_route_and_status_is_what_the_server_does() {
     let missing = server.post(&format!("/v0/plans/{unknown}/resume"), &json!({}));
     walk.check(resume, "POST", 404, &missing);
     let spinning = id_of(&server.post(plans, &json!({"tasks": [{"type": "test-spin"}]})));
-    wait(&server, &format!("/v0/plans/{spinning}"), |p| {
+    server.wait_for(&format!("/v0/plans/{spinning}"), |p| {
         p["tasks"][0]["status"] == "Running"
     });
     let running = server.post(&format!("/v0/plans/{spinning}/resume"), &json!({}));
@@ -263,7 +250,7 @@ fn every_documented_route_and_status_is_what_the_server_does() {
 
     // Ready, metrics.
     let ready = id_of(&server.post(tasks, &json!({"type": "mark-ready"})));
-    wait(&server, &format!("/v0/tasks/{ready}"), |t| {
+    server.wait_for(&format!("/v0/tasks/{ready}"), |t| {
         t["status"] == "completed"
     });
     for probe in ["/v0/healthz", "/v0/startupz"] {
@@ -274,12 +261,10 @@ fn every_documented_route_and_status_is_what_the_server_does() {
     // The store cannot record (another connection holds its write lock): 503 for every
     // request that must record, each within the store's 10 s wait; reads still answer.
     let spinning_again = id_of(&server.post(plans, &json!({"tasks": [{"type": "test-spin"}]})));
-    wait(&server, &format!("/v0/plans/{spinning_again}"), |p| {
+    server.wait_for(&format!("/v0/plans/{spinning_again}"), |p| {
         p["tasks"][0]["status"] == "Running"
     });
-    wait(&server, &format!("/v0/plans/{failed}"), |p| {
-        p["phase"] == "Failed"
-    });
+    server.wait_for(&format!("/v0/plans/{failed}"), |p| p["phase"] == "Failed");
     let db = rusqlite::Connection::open(s.state().join("planrt.db")).unwrap();
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = Instant::now();

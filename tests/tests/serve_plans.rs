@@ -44,21 +44,7 @@ fn plan(s: &Scratch, tasks: Value) -> Value {
 }
 
 fn wait_plan(server: &Server, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = server.get(&format!("/v0/plans/{id}"));
-        if response.status == 200 && ready(&response.json()) {
-            return response.json();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting on plan {id}: {} {}\nserver log:\n{}",
-            response.status,
-            response.body,
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_for(&format!("/v0/plans/{id}"), ready)
 }
 
 fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {
@@ -278,15 +264,8 @@ fn install(s: &Scratch, name: &str, bytes: &[u8]) {
 }
 
 fn wait_until(what: &str, server: &Server, ready: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {what}\nserver log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let said = || format!("server log:\n{}", server.log());
+    planrt_e2e::wait_until(what, Duration::from_secs(30), ready, said);
 }
 
 #[test]

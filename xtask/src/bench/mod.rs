@@ -346,13 +346,13 @@ fn snapshot(
             .iter()
             .map(|m| format!("{:.2}", m.wall.as_secs_f64()))
             .collect();
-        runs.sort_by_key(|m| m.wall);
-        let median = &runs[runs.len() / 2];
+        let peak = runs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0);
+        let median = median_by_key(runs, |m| m.wall);
         println!(
-            "| {name} | {:.2} s | {:.1} MiB/s | {:.1} MiB | {} s |",
+            "| {name} | {:.2} s | {:.1} MiB/s | {} | {} s |",
             median.wall.as_secs_f64(),
             rate(median),
-            runs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+            tasks::mib(peak),
             every.join(", ")
         );
         medians.push(rate(median));
@@ -435,4 +435,10 @@ pub fn native_extract(args: &[String]) -> Result<()> {
     let digest = sha2::Digest::finalize(body.hasher);
     eprintln!("native-extract: sha256 {}", hex::encode(digest));
     Ok(())
+}
+
+/// The median of `samples` by `key` (the upper one of an even count); sorts them.
+fn median_by_key<T, K: Ord>(samples: &mut [T], key: impl FnMut(&T) -> K) -> &T {
+    samples.sort_by_key(key);
+    &samples[samples.len() / 2]
 }

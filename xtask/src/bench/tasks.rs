@@ -131,7 +131,7 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn mib(kib: u64) -> String {
+pub(super) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
@@ -162,8 +162,7 @@ pub fn overhead(setup: &Setup) -> Result<()> {
             let all = setup.run(&many, &plugins, &state, durability)?;
             samples.push(all.wall.saturating_sub(single.wall) / (n as u32 - 1));
         }
-        samples.sort();
-        let per_task = samples[1];
+        let per_task = *super::median_by_key(&mut samples, |d| *d);
         println!(
             "| `{durability}` | {} | {:.2} | {target} |",
             ms(per_task),
@@ -247,7 +246,6 @@ pub fn start(setup: &Setup) -> Result<()> {
                 .map(|m| m.wall)
         })
         .collect::<Result<_>>()?;
-    warm.sort();
     let native = native_spawns(20)?;
     println!("\n### Start, a 1-task plan, {count} plugins in the dir\n");
     println!("| | wall | target |");
@@ -258,7 +256,7 @@ pub fn start(setup: &Setup) -> Result<()> {
     );
     println!(
         "| warm (median of {rounds}) | {} | ≤ 20 ms |",
-        ms(warm[rounds / 2])
+        ms(*super::median_by_key(&mut warm, |d| *d))
     );
     println!("| native spawn of /bin/true | {} | |", ms(native));
     Ok(())
