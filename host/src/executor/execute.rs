@@ -21,7 +21,7 @@ use crate::plan::{
 };
 use crate::runtime::admission::{Admission, Place};
 use crate::runtime::capability::cancellation::CancelSignal;
-use crate::runtime::capability::kv::{KvAccess, KvBackend};
+use crate::runtime::capability::kv::KvAccess;
 use crate::runtime::{
     AttemptContext, AttemptError, AttemptInputs, AttemptReport, AttemptRequest, ProgressSink,
     ProgressSlot,
@@ -106,7 +106,7 @@ pub struct Execution<'a> {
     /// Places in the instance pool, shared with every other store of the runtime.
     pub admission: &'a Admission,
     /// The plugins' key-value store.
-    pub kv: Arc<dyn KvBackend>,
+    pub kv: KvAccess,
     /// At most this many of the plan's attempts at once (a graph's `maxParallel`; a plan
     /// without `dependsOn` runs one task at a time whatever this is).
     pub max_parallel: usize,
@@ -128,6 +128,13 @@ enum Attempts {
 struct InFlight {
     attempts: Attempts,
     handles: HashMap<usize, Handles>,
+}
+
+/// An attempt that ended, with the last progress it reported.
+struct Ended {
+    index: usize,
+    report: AttemptReport,
+    progress: Option<Progress>,
 }
 
 /// What the executor shares with one attempt in flight.
@@ -172,7 +179,6 @@ impl InFlight {
                     Err(missing) => AttemptReport {
                         result: Err(AttemptError::Sandbox(missing.to_string())),
                         log_tail: None,
-                        progress: None,
                     },
                 };
                 drop(slot);
@@ -186,18 +192,28 @@ impl InFlight {
     }
 
     /// The attempts that have ended already, without waiting for the others.
-    fn ended(&mut self) -> Vec<(usize, AttemptReport)> {
+    fn ended(&mut self) -> Vec<Ended> {
         let mut ended = Vec::new();
         loop {
             let next = match &mut self.attempts {
                 Attempts::Spawned(set) => set.try_join_next().map(unwrap_joined),
                 Attempts::Inline(inline) => inline.next().now_or_never().flatten(),
             };
-            let Some((index, report)) = next else {
+            let Some(next) = next else {
                 return ended;
             };
-            self.handles.remove(&index);
-            ended.push((index, report));
+            ended.push(self.settle(next));
+        }
+    }
+
+    /// An attempt that ended, no longer in flight: its handles go, its last progress is
+    /// read.
+    fn settle(&mut self, (index, report): (usize, AttemptReport)) -> Ended {
+        let progress = self.handles.remove(&index).and_then(|h| h.progress.get());
+        Ended {
+            index,
+            report,
+            progress,
         }
     }
 
@@ -236,13 +252,12 @@ impl InFlight {
     }
 
     /// The next attempt to end. A panic in an attempt's task is a bug: it is raised here.
-    async fn next(&mut self) -> Option<(usize, AttemptReport)> {
-        let (index, report) = match &mut self.attempts {
+    async fn next(&mut self) -> Option<Ended> {
+        let next = match &mut self.attempts {
             Attempts::Spawned(set) => unwrap_joined(set.join_next().await?),
             Attempts::Inline(inline) => inline.next().await?,
         };
-        self.handles.remove(&index);
-        Some((index, report))
+        Some(self.settle(next))
     }
 }
 
@@ -274,7 +289,7 @@ type Turns = FuturesUnordered<Pin<Box<dyn Future<Output = Turn> + Send>>>;
 enum Wake {
     Stop(StopReason),
     Turn(Turn),
-    Ended(usize, AttemptReport),
+    Ended(Ended),
     Backoff,
 }
 
@@ -291,29 +306,15 @@ pub async fn execute(
     execution: Execution<'_>,
     stop: impl Future<Output = StopReason>,
 ) -> Result<RunEnd, ExecuteError> {
-    let Execution {
-        prepared,
-        store,
-        observer,
-        slots,
-        admission,
-        kv,
-        max_parallel,
-    } = execution;
-    let kv = KvAccess(kv);
-    let max_parallel = max_parallel.max(1);
+    let execution = Execution {
+        max_parallel: execution.max_parallel.max(1),
+        ..execution
+    };
+    let (slots, admission, max_parallel) =
+        (execution.slots, execution.admission, execution.max_parallel);
     tokio::pin!(stop);
     let mut in_flight = InFlight::new(!plan.graph().is_explicit() || max_parallel == 1);
     let mut turns: Turns = FuturesUnordered::new();
-    let stepper = Stepper {
-        prepared,
-        store,
-        observer,
-        slots,
-        admission,
-        kv: &kv,
-        max_parallel,
-    };
     loop {
         let now = Timestamp::now();
         if plan.phase() == Phase::Active {
@@ -352,30 +353,30 @@ pub async fn execute(
         let woke = tokio::select! {
             biased;
             reason = &mut stop => Wake::Stop(reason),
-            Some((index, report)) = in_flight.next() => Wake::Ended(index, report),
+            Some(ended) = in_flight.next() => Wake::Ended(ended),
             Some(turn) = turns.next() => Wake::Turn(turn),
             () = sleep => Wake::Backoff,
         };
         let result = match woke {
             Wake::Stop(reason) => {
                 drop(turns);
-                return stop_all(plan, reason, in_flight, (prepared, store, observer)).await;
+                return stop_all(plan, reason, in_flight, &execution).await;
             }
             Wake::Backoff => Ok(()),
-            Wake::Ended(index, report) => {
+            Wake::Ended(first) => {
                 // With the ends of any others that ended meanwhile, and the turns already
                 // given (they go first: a free turn would pass them).
-                let mut ended = vec![(index, report)];
+                let mut ended = vec![first];
                 ended.extend(in_flight.ended());
                 let given = given_turns(&mut turns);
-                stepper.advance(plan, ended, given, &mut in_flight)
+                execution.advance(plan, ended, given, &mut in_flight)
             }
             // Room is checked again: turns asked for earlier may outnumber it now. A turn
             // with nothing to run (a failure, a backoff) goes back.
             Wake::Turn(turn) => {
                 let mut given = vec![turn];
                 given.extend(given_turns(&mut turns));
-                stepper.advance(plan, Vec::new(), given, &mut in_flight)
+                execution.advance(plan, Vec::new(), given, &mut in_flight)
             }
         };
         if let Err(error) = result {
@@ -398,18 +399,6 @@ fn given_turns(turns: &mut Turns) -> Vec<Turn> {
     std::iter::from_fn(|| turns.next().now_or_never().flatten()).collect()
 }
 
-/// What recording ends and starting attempts needs besides the plan.
-struct Stepper<'a> {
-    prepared: &'a PreparedPlan,
-    store: &'a dyn StateStore,
-    observer: &'a dyn Observer,
-    slots: &'a Slots,
-    admission: &'a Admission,
-    kv: &'a KvAccess,
-    /// At most this many of the plan's attempts at once.
-    max_parallel: usize,
-}
-
 /// An attempt whose start is in a batch: launched once the batch is stored.
 struct Launch {
     index: usize,
@@ -418,14 +407,14 @@ struct Launch {
     request: Result<AttemptRequest, MissingSecret>,
 }
 
-impl Stepper<'_> {
+impl Execution<'_> {
     /// Records the `ended` attempts and the starts they make possible (with the `given`
     /// turns first, then turns free at once, within `max_parallel`) in one commit, then
     /// launches the started attempts. Turns left unused go back.
     fn advance(
         &self,
         plan: &mut PlanRun,
-        ended: Vec<(usize, AttemptReport)>,
+        ended: Vec<Ended>,
         given: Vec<Turn>,
         in_flight: &mut InFlight,
     ) -> Result<(), ExecuteError> {
@@ -533,8 +522,9 @@ async fn stop_all(
     plan: &mut PlanRun,
     reason: StopReason,
     mut in_flight: InFlight,
-    (prepared, store, observer): (&PreparedPlan, &dyn StateStore, &dyn Observer),
+    execution: &Execution<'_>,
 ) -> Result<RunEnd, ExecuteError> {
+    let (prepared, store, observer) = (execution.prepared, execution.store, execution.observer);
     let (kind, why) = reason.attempt_end();
     for handles in in_flight.handles.values() {
         handles.cancel.raise(kind, why);
@@ -546,11 +536,9 @@ async fn stop_all(
         .max();
     if let Some(patience) = patience {
         let deadline = tokio::time::Instant::now() + patience + STOP_MARGIN;
-        while let Ok(Some((index, report))) =
-            tokio::time::timeout_at(deadline, in_flight.next()).await
-        {
+        while let Ok(Some(first)) = tokio::time::timeout_at(deadline, in_flight.next()).await {
             // With the others that ended meanwhile: one commit for them all.
-            let mut ended = vec![(index, report)];
+            let mut ended = vec![first];
             ended.extend(in_flight.ended());
             let mut batch = Batch::new(store, observer);
             let applied = end_all(plan, &mut batch, ended, prepared);
@@ -560,10 +548,15 @@ async fn stop_all(
     // Attempts that ended by the deadline, or in the instant before their abort, are
     // recorded as they ended; the others, once aborted, as the stop says, with the last
     // progress they reported.
+    let mut ended = in_flight.ended();
     let handles = std::mem::take(&mut in_flight.handles);
     let last_progress = |index: usize| handles.get(&index).and_then(|h| h.progress.get());
-    let mut ended = in_flight.ended();
-    ended.extend(in_flight.abort(STOP_MARGIN).await);
+    let aborted = in_flight.abort(STOP_MARGIN).await;
+    ended.extend(aborted.into_iter().map(|(index, report)| Ended {
+        index,
+        report,
+        progress: last_progress(index),
+    }));
     let mut batch = Batch::new(store, observer);
     let applied = end_all(plan, &mut batch, ended, prepared);
     batch.commit_then(plan, applied)?;
@@ -659,24 +652,27 @@ pub fn interrupt_running(
 fn end_all(
     plan: &mut PlanRun,
     batch: &mut Batch<'_>,
-    ended: Vec<(usize, AttemptReport)>,
+    ended: Vec<Ended>,
     prepared: &PreparedPlan,
 ) -> Result<(), ExecuteError> {
     let mut first_error = None;
-    for (index, report) in ended {
-        if let Err(error) = end_attempt(plan, batch, index, report, prepared) {
+    for ended in ended {
+        if let Err(error) = end_attempt(plan, batch, ended, prepared) {
             first_error.get_or_insert(error);
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
-/// Applies, in `batch`, how an attempt of the task at `index` ended.
+/// Applies, in `batch`, how the attempt `ended` ended, with the last progress it reported.
 fn end_attempt(
     plan: &mut PlanRun,
     batch: &mut Batch<'_>,
-    index: usize,
-    report: AttemptReport,
+    Ended {
+        index,
+        report,
+        progress,
+    }: Ended,
     prepared: &PreparedPlan,
 ) -> Result<(), ExecuteError> {
     let redactor = &prepared.redactor;
@@ -689,7 +685,7 @@ fn end_attempt(
                 at,
                 output: redactor.redact_json(output),
                 log_tail: report.log_tail,
-                progress: report.progress,
+                progress,
             },
             Err(e) => fail(
                 at,
@@ -697,7 +693,7 @@ fn end_attempt(
                 format!("the plugin's output is not JSON: {e}"),
                 None,
                 report.log_tail,
-                report.progress,
+                progress,
             ),
         },
         Err(error) => fail(
@@ -706,7 +702,7 @@ fn end_attempt(
             error.to_string(),
             error.backtrace().map(str::to_owned),
             report.log_tail,
-            report.progress,
+            progress,
         ),
     };
     batch.apply(plan, index, event)

@@ -20,6 +20,7 @@ use crate::plan::{
     SavedPlanError, SpecError, Task, TaskId, TaskSettings, TaskType,
 };
 use crate::runtime::capability::dirs::Guarded;
+use crate::runtime::capability::kv::KvAccess;
 use crate::runtime::{Capabilities, LoadWarning, Registry, Runtime, RuntimeError};
 use crate::state_dir::{StateDir, StateDirError};
 use crate::store::{
@@ -711,7 +712,7 @@ impl Service {
             observer,
             slots: &self.slots,
             admission: self.runtime.admission(),
-            kv: Arc::new(super::kv::StoreKv(store.clone())),
+            kv: KvAccess(Arc::new(super::kv::StoreKv(store.clone()))),
             max_parallel: self.max_parallel(&prepared),
         };
         match execute(&mut plan, execution, stop).await {

@@ -16,7 +16,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-use crate::plan::{Progress, Redactor};
+use crate::plan::Redactor;
 
 /// How many bytes of an attempt's output are kept (the latest ones).
 pub const LOG_TAIL_BYTES: usize = 16 * 1024;
@@ -25,8 +25,6 @@ pub const LOG_TAIL_BYTES: usize = 16 * 1024;
 pub const LOG_LINES_PER_SECOND: u32 = 100;
 /// Longest line sent to the host log; longer ones are cut, saying so.
 pub const MAX_LOG_LINE: usize = 4096;
-/// Longest progress note kept in an attempt's record, in bytes.
-pub const MAX_NOTE: usize = 1024;
 
 /// Severity of a plugin's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,31 +179,7 @@ struct Shared {
     tail: Mutex<Tail>,
     rate: Mutex<LogRate>,
     stderr_lines: Mutex<StderrLines>,
-    /// The last progress report (its note already masked and cut to [`MAX_NOTE`]).
-    progress: ProgressSlot,
     redactor: Redactor,
-}
-
-/// Where a call's last progress report is kept: shared with the caller (an
-/// [`crate::runtime::AttemptInputs`] input), who can read it while the call runs or after
-/// it was dropped — an attempt stopped past its grace still says how far it got.
-#[derive(Debug, Clone, Default)]
-pub struct ProgressSlot(Arc<Mutex<Option<Progress>>>);
-
-impl ProgressSlot {
-    /// A slot with no report yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The last report kept, if any.
-    pub fn get(&self) -> Option<Progress> {
-        lock(&self.0).clone()
-    }
-
-    fn set(&self, report: Progress) {
-        *lock(&self.0) = Some(report);
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -227,17 +201,11 @@ impl Default for GuestLog {
 impl GuestLog {
     /// An empty log whose host-log lines and tail are masked with `redactor`.
     pub fn new(redactor: Redactor) -> Self {
-        Self::keeping_progress_in(redactor, ProgressSlot::new())
-    }
-
-    /// An empty log like [`GuestLog::new`] that keeps the last progress in `progress`.
-    pub fn keeping_progress_in(redactor: Redactor, progress: ProgressSlot) -> Self {
         Self {
             shared: Arc::new(Shared {
                 tail: Mutex::default(),
                 rate: Mutex::new(LogRate::new(Instant::now())),
                 stderr_lines: Mutex::default(),
-                progress,
                 redactor,
             }),
         }
@@ -341,20 +309,6 @@ impl GuestLog {
         lock(&self.shared.rate).dropped_total
     }
 
-    /// Keeps `report` as the call's last progress (its note cut to [`MAX_NOTE`] bytes).
-    pub fn record_progress(&self, mut report: Progress) {
-        if report.note.len() > MAX_NOTE {
-            // A copy: the note's whole allocation is not held until the next report.
-            report.note = report.note[..report.note.floor_char_boundary(MAX_NOTE)].to_owned();
-        }
-        self.shared.progress.set(report);
-    }
-
-    /// The call's last progress report, if it made one.
-    pub fn last_progress(&self) -> Option<Progress> {
-        self.shared.progress.get()
-    }
-
     /// The tail as text (lossy UTF-8), secrets masked, saying how much was dropped;
     /// `None` if nothing was written.
     pub fn tail(&self) -> Option<String> {
@@ -449,24 +403,6 @@ impl AsyncWrite for GuestStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_last_progress_is_kept_with_its_note_cut_at_a_character() {
-        let log = GuestLog::default();
-        assert_eq!(log.last_progress(), None);
-        let report = |note: String| crate::plan::Progress {
-            done: 1,
-            total: None,
-            unit: crate::plan::ProgressUnit::Items,
-            note,
-        };
-        log.record_progress(report("first".into()));
-        // Byte MAX_NOTE falls inside a two-byte character: the cut goes back one.
-        log.record_progress(report(format!("a{}", "é".repeat(MAX_NOTE))));
-        let kept = log.last_progress().unwrap().note;
-        assert_eq!(kept.len(), MAX_NOTE - 1);
-        assert!(kept.starts_with('a') && kept[1..].chars().all(|c| c == 'é'));
-    }
 
     fn stdout(log: &GuestLog, data: &[u8]) {
         log.write(data, false);

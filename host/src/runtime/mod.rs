@@ -27,9 +27,9 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use cache::CompiledCache;
+pub use capability::log::ProgressSlot;
 pub use capability::{AttemptInputs, Capabilities, Limits, ProgressSink, Refusal, Sandbox};
 pub use error::AttemptError;
-pub use guest_log::ProgressSlot;
 pub use info::{DirNeed, PluginInfo};
 pub use params_schema::{ParamsSchema, SchemaViolation};
 pub use plugin::{AttemptContext, AttemptReport, AttemptRequest, LoadedPlugin, Validator};

@@ -41,10 +41,9 @@ pub struct AttemptRequest {
 pub struct AttemptReport {
     /// Output JSON text, or why there is none.
     pub result: Result<String, AttemptError>,
-    /// The end of stdout, stderr and log lines (secrets masked).
+    /// The end of stdout, stderr and log lines (secrets masked). (Its last progress is
+    /// in the request's `ProgressSlot`.)
     pub log_tail: Option<String>,
-    /// The last progress the plugin reported (secrets masked).
-    pub progress: Option<crate::plan::Progress>,
 }
 
 /// Why a plugin's `describe()` cannot be used.
@@ -312,7 +311,6 @@ impl LoadedPlugin {
                 return AttemptReport {
                     result: Err(error),
                     log_tail: None,
-                    progress: None,
                 };
             }
         };
@@ -327,7 +325,6 @@ impl LoadedPlugin {
         AttemptReport {
             result: result.and_then(|answer| answer.map_err(AttemptError::from)),
             log_tail: log.as_ref().and_then(GuestLog::tail),
-            progress: log.as_ref().and_then(GuestLog::last_progress),
         }
     }
 }

@@ -2,14 +2,14 @@
 //! attempt's [`GuestLog`]), the `log` and `progress` host imports of
 //! `planrt:task/host`, and the masking of the plan's secrets in all of them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
 use crate::plan::{Progress as ProgressReport, ProgressUnit, Redactor};
 use crate::runtime::error::AttemptError;
-use crate::runtime::guest_log::{GuestLevel, GuestLog, ProgressSlot};
+use crate::runtime::guest_log::{GuestLevel, GuestLog};
 use crate::runtime::state::AttemptState;
 use crate::runtime::wit::latest::{host, types};
 use crate::runtime::wit::{v0_1_0, v0_2_0};
@@ -47,11 +47,42 @@ impl std::fmt::Debug for ProgressTo {
     }
 }
 
-/// One call's progress: where it goes, and the secrets masked in its notes (a store
-/// part).
+/// Longest progress note kept in an attempt's record, in bytes.
+pub const MAX_NOTE: usize = 1024;
+
+/// Where a call's last progress report is kept (an input from the caller), who can read
+/// it while the call runs or after it was dropped — an attempt stopped past its grace
+/// still says how far it got.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressSlot(Arc<Mutex<Option<ProgressReport>>>);
+
+impl ProgressSlot {
+    /// A slot with no report yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last report kept, if any.
+    pub fn get(&self) -> Option<ProgressReport> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps `report` as the last one, its note cut to [`MAX_NOTE`] bytes.
+    fn set(&self, mut report: ProgressReport) {
+        if report.note.len() > MAX_NOTE {
+            // A copy: the note's whole allocation is not held until the next report.
+            report.note = report.note[..report.note.floor_char_boundary(MAX_NOTE)].to_owned();
+        }
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    }
+}
+
+/// One call's progress: where it goes, where its last report is kept, and the secrets
+/// masked in its notes (a store part).
 #[derive(Clone)]
 struct Progress {
     sink: Option<Arc<dyn ProgressSink>>,
+    slot: Option<ProgressSlot>,
     redactor: Redactor,
 }
 
@@ -82,16 +113,12 @@ impl Capability for Log {
         setup: &mut AttemptSetup<'_>,
     ) -> Result<(), AttemptError> {
         let redactor = setup.inputs.redactor();
-        let slot = setup
-            .inputs
-            .get::<ProgressSlot>()
-            .cloned()
-            .unwrap_or_default();
-        let log = GuestLog::keeping_progress_in(redactor.clone(), slot);
+        let log = GuestLog::new(redactor.clone());
         setup.wasi.stdout(log.stdout()).stderr(log.stderr());
         setup.parts.insert(log);
         setup.parts.insert(Progress {
             sink: setup.inputs.get::<ProgressTo>().and_then(|to| to.0.clone()),
+            slot: setup.inputs.get::<ProgressSlot>().cloned(),
             redactor,
         });
         Ok(())
@@ -166,13 +193,37 @@ impl AttemptState {
             sink.progress(done, total, unit, &note);
         }
         // The last report goes into the attempt's record.
-        if let Some(log) = self.part::<GuestLog>() {
-            log.record_progress(ProgressReport {
+        if let Some(slot) = &progress.slot {
+            slot.set(ProgressReport {
                 done,
                 total,
                 unit,
                 note,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_progress_is_kept_with_its_note_cut_at_a_character() {
+        let slot = ProgressSlot::new();
+        assert_eq!(slot.get(), None);
+        let report = |note: String| ProgressReport {
+            done: 1,
+            total: None,
+            unit: ProgressUnit::Items,
+            note,
+        };
+        slot.set(report("first".into()));
+        assert_eq!(slot.get().unwrap().note, "first");
+        // Byte MAX_NOTE falls inside a two-byte character: the cut goes back one.
+        slot.set(report(format!("a{}", "é".repeat(MAX_NOTE))));
+        let kept = slot.get().unwrap().note;
+        assert_eq!(kept.len(), MAX_NOTE - 1);
+        assert!(kept.starts_with('a') && kept[1..].chars().all(|c| c == 'é'));
     }
 }
