@@ -214,14 +214,12 @@ impl Server {
             *last.borrow_mut() = Some(response);
             done
         };
-        let said = || match &*last.borrow() {
-            Some(response) => format!(
-                "GET {path}: {} {}\nserver log:\n{}",
-                response.status,
-                response.body,
-                self.log()
-            ),
-            None => format!("server log:\n{}", self.log()),
+        // `ready` runs before `said` is ever asked: there is a last answer.
+        let said = || {
+            let last = last.borrow();
+            let response = last.as_ref().expect("asked after an answer");
+            let (status, body) = (response.status, &response.body);
+            format!("last answer {status} {body}\nserver log:\n{}", self.log())
         };
         crate::wait_until(
             &format!("GET {path}"),

@@ -199,14 +199,13 @@ fn delete_cancels_a_running_plan_which_stays_resumable_and_metrics_count_it() {
     server.post("/v0/tasks", &json!({"id": echo, "type": "test-echo"}));
     server.wait_task(&echo, |t| t["status"] == "completed");
     // The gauges drop once the last run's bookkeeping is done, just after its commit.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
-        let metrics = server.get("/v0/metrics");
-        if metrics.body.contains("planrt_plans_running 0") || Instant::now() > deadline {
-            break metrics;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    wait_until("the gauges drop", &server, || {
+        server
+            .get("/v0/metrics")
+            .body
+            .contains("planrt_plans_running 0")
+    });
+    let metrics = server.get("/v0/metrics");
     assert_eq!(metrics.status, 200);
     assert!(
         metrics

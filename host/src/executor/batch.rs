@@ -240,6 +240,16 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_action_with_a_refused_event_stores_none_of_it() {
+        let log = Log::default();
+        let mut plan = chain(2);
+        // Task 0 may start; task 1 may not while it runs (a chain): nothing is stored.
+        let events = vec![(0, start()), (1, start())];
+        assert!(apply_and_commit(&mut plan, events, &log, &log).is_err());
+        assert!(log.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn an_end_applied_before_a_refusal_is_stored_all_the_same() {
         let log = Log::default();
         let mut plan = chain(2);

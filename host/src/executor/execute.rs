@@ -141,7 +141,7 @@ struct Ended {
 struct Handles {
     /// Tells it to stop.
     cancel: CancelSignal,
-    /// Where it keeps its last progress (read when it is dropped at a stop).
+    /// Where it keeps its last progress (read when it ends, or is dropped at a stop).
     progress: ProgressSlot,
 }
 
@@ -268,7 +268,7 @@ fn unwrap_joined(
     match joined {
         Ok(ended) => ended,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        // Tasks are aborted only by `shut_down`, which takes the set.
+        // Tasks are aborted only by `InFlight::abort`, which takes the set.
         Err(error) => unreachable!("an attempt's task ended without a result: {error}"),
     }
 }

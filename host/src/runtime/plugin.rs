@@ -36,13 +36,13 @@ pub struct AttemptRequest {
     pub inputs: AttemptInputs,
 }
 
-/// How one attempt ended, with what the plugin printed.
+/// How one attempt ended, with what the plugin printed. (Its last progress is kept in
+/// the `ProgressSlot` the request carried.)
 #[derive(Debug)]
 pub struct AttemptReport {
     /// Output JSON text, or why there is none.
     pub result: Result<String, AttemptError>,
-    /// The end of stdout, stderr and log lines (secrets masked). (Its last progress is
-    /// in the request's `ProgressSlot`.)
+    /// The end of stdout, stderr and log lines (secrets masked).
     pub log_tail: Option<String>,
 }
 

@@ -50,7 +50,7 @@ impl std::fmt::Debug for ProgressTo {
 /// Longest progress note kept in an attempt's record, in bytes.
 pub const MAX_NOTE: usize = 1024;
 
-/// Where a call's last progress report is kept (an input from the caller), who can read
+/// Where a call's last progress report is kept: an input from the caller, who can read
 /// it while the call runs or after it was dropped — an attempt stopped past its grace
 /// still says how far it got.
 #[derive(Debug, Clone, Default)]
