@@ -364,3 +364,23 @@ fn floods_of_log_and_progress_calls_are_capped_and_the_attempt_completes() {
         .unwrap_or_default();
     assert!(tail.len() <= 64 * 1024, "log tail of {} bytes", tail.len());
 }
+
+#[test]
+fn each_attempt_starts_from_the_components_own_memory_whatever_the_one_before_wrote() {
+    // Consecutive attempts of one plugin reuse the same pool slot, and the pages an
+    // attempt wrote stay mapped in it (reset in place, not unmapped): each must still find
+    // the memory as the component's image has it.
+    let s = scratch();
+    let task = "[[tasks]]\ntype = \"test-hostile\"\nparams = { attack = \"leftovers\" }\n";
+    let plan = s.write("p.toml", &format!("{GRANT}{}", task.repeat(3)));
+    let run = s.planrt(&["run", plan.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.json();
+    for index in 0..3 {
+        assert_eq!(
+            doc["tasks"][index]["output"],
+            serde_json::json!({ "left": 0 }),
+            "task {index} found what an earlier attempt wrote"
+        );
+    }
+}

@@ -15,7 +15,10 @@
 //! - `refuse-when-reused` refuses in `validate` on an instance that validated before;
 //! - `slow-validate` sleeps `ms` milliseconds in `validate`;
 //! - `codec-flood` opens host-side decoders (`planrt:task@0.3.0`) without closing any,
-//!   until the host stops it.
+//!   until the host stops it;
+//! - `leftovers` counts the bytes an earlier instance left in a zero-initialized static
+//!   (the host reuses memory slots: each instance must start from the component's own
+//!   image), then fills it for the next one to find.
 
 use planrt_plugin_sdk::codec::{DecodeReader, Format};
 use planrt_plugin_sdk::{Context, DirMode, DirNeed, Info, Needs, Task, TaskError, export_task};
@@ -38,6 +41,7 @@ enum Attack {
     RefuseWhenReused,
     SlowValidate,
     CodecFlood,
+    Leftovers,
 }
 
 /// Whether this instance's `validate` ran before (`refuse-when-reused`).
@@ -45,6 +49,10 @@ static VALIDATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 /// What `leak-in-validate` holds on to, across the calls of one instance.
 static LEAKED: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// What `leftovers` inspects and marks: zero in the component's image, so any other byte
+/// here was written by an earlier instance.
+static SCRATCH: std::sync::Mutex<[u8; 256 * 1024]> = std::sync::Mutex::new([0; 256 * 1024]);
 
 /// The params.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -179,6 +187,12 @@ impl Task for Hostile {
                     held.push(DecodeReader::new(std::io::empty(), Format::Gzip));
                 }
                 json!({ "decoders": held.len() })
+            }
+            Attack::Leftovers => {
+                let mut scratch = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+                let left = scratch.iter().filter(|&&byte| byte != 0).count();
+                scratch.fill(0xa5);
+                json!({ "left": left })
             }
             Attack::TrapInValidate => unreachable!("validate refused it"),
             Attack::LeakInValidate | Attack::RefuseWhenReused | Attack::SlowValidate => json!({}),
