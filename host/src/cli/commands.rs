@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -14,7 +15,7 @@ use crate::executor::{
     Finished, Observer, PluginChange, Reader, ResumeFrom, RunEnd, Service, ServiceConfig,
     StopReason,
 };
-use crate::plan::{Phase, PlanDocument, PlanId, PlanRun, Task, TaskStatus, Transition};
+use crate::plan::{Phase, PlanDocument, PlanId, Task, TaskStatus, Transition};
 
 /// How a command ended, when it did not fail on bad input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +152,7 @@ impl Observer for LogObserver {
         Some(self.progress.sink(task))
     }
 
-    fn transition(&self, _plan: &PlanRun, task: &Task, transition: Transition) {
+    fn transition(&self, _plan: PlanId, task: &Task, transition: Transition) {
         let index = task.index();
         let task_type = task.task_type().as_str();
         let attempt = task.last_attempt().map_or(0, |a| a.attempt);
@@ -222,7 +223,11 @@ pub async fn run(settings: &Settings, file: &Path) -> anyhow::Result<Outcome> {
     let service = open_service(settings, None).await?;
     let prepared = service.prepare_file(file).await?;
     let finished = service
-        .run(prepared, &LogObserver::new(settings), stop_signal())
+        .run(
+            prepared,
+            Arc::new(LogObserver::new(settings)),
+            stop_signal(),
+        )
         .await?;
     report(settings, finished)
 }
@@ -249,7 +254,7 @@ pub async fn resume(
             plan_id,
             from,
             plugin_change,
-            &LogObserver::new(settings),
+            Arc::new(LogObserver::new(settings)),
             stop_signal(),
         )
         .await?;

@@ -1,18 +1,22 @@
 //! Transitions stored together: applied to the plan one by one, stored in one
 //! transaction, then reported — never reported before they are stored. The executor puts
 //! an attempt's end and the starts it makes possible in one batch, so a chain pays one
-//! commit (one fsync with `--durability full`) per task rather than two.
+//! commit (one fsync with `--durability full`) per task rather than two — and it queues
+//! the batch ([`Batch::queued`]): the store's writer stores it (with whatever else waits)
+//! and reports it, while the executor goes on; what the batch's new attempts do outside
+//! their sandbox waits for that commit.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::execute::{ExecuteError, Observer};
 use crate::plan::{PlanRun, Task, TaskEvent, Transition};
-use crate::store::StateStore;
+use crate::store::{Commit, Entry, StateStore};
 
 /// Transitions applied to a plan and not yet stored.
 pub(super) struct Batch<'a> {
     store: &'a dyn StateStore,
-    observer: &'a dyn Observer,
+    reports: Reports<'a>,
     /// In the order they were applied, at most one per task: the store writes a task's
     /// newest attempt only, so a second transition of a task first stores the first.
     applied: Vec<(usize, Transition)>,
@@ -20,14 +24,49 @@ pub(super) struct Batch<'a> {
     held: HashSet<usize>,
 }
 
+/// When a batch is stored, and who reports it.
+enum Reports<'a> {
+    /// Stored before [`Batch::commit`] returns, then reported to the observer.
+    Now(&'a dyn Observer),
+    /// Queued: the store's writer stores it after `tail` (the batch this executor queued
+    /// last), then reports it.
+    Queued {
+        observer: Arc<dyn Observer>,
+        tail: Option<Commit>,
+    },
+}
+
 impl<'a> Batch<'a> {
-    /// An empty batch recorded in `store` and reported to `observer`.
+    /// An empty batch, stored in `store` when committed and reported to `observer` then.
     pub fn new(store: &'a dyn StateStore, observer: &'a dyn Observer) -> Self {
+        Self::with(store, Reports::Now(observer))
+    }
+
+    /// An empty batch queued to `store` when committed, after `tail` (the last batch this
+    /// executor queued), and reported to `observer` by the store once stored.
+    pub fn queued(
+        store: &'a dyn StateStore,
+        observer: Arc<dyn Observer>,
+        tail: Option<Commit>,
+    ) -> Self {
+        Self::with(store, Reports::Queued { observer, tail })
+    }
+
+    fn with(store: &'a dyn StateStore, reports: Reports<'a>) -> Self {
         Self {
             store,
-            observer,
+            reports,
             applied: Vec::new(),
             held: HashSet::new(),
+        }
+    }
+
+    /// The commit of the last batch queued (`None` for a batch stored at once, or when
+    /// nothing was queued).
+    pub fn into_tail(self) -> Option<Commit> {
+        match self.reports {
+            Reports::Now(_) => None,
+            Reports::Queued { tail, .. } => tail,
         }
     }
 
@@ -66,21 +105,49 @@ impl<'a> Batch<'a> {
     }
 
     /// Stores every task the batch changed in one transaction, then reports the
-    /// transitions in the order they were applied. The batch is empty afterwards.
+    /// transitions in the order they were applied — before returning, or, queued, once the
+    /// store's writer has stored them (an error then is that of an earlier batch this
+    /// executor queued, which this one cannot be stored without). The batch is empty
+    /// afterwards.
     pub fn commit(&mut self, plan: &PlanRun) -> Result<(), ExecuteError> {
         if self.applied.is_empty() {
             return Ok(());
         }
-        let tasks: Vec<&Task> = self
-            .applied
-            .iter()
-            .map(|&(index, _)| &plan.tasks()[index])
-            .collect();
-        self.store.record_tasks(plan.id(), &tasks)?;
-        self.held.clear();
-        for (index, transition) in self.applied.drain(..) {
-            self.observer
-                .transition(plan, &plan.tasks()[index], transition);
+        match &mut self.reports {
+            Reports::Now(observer) => {
+                let tasks: Vec<&Task> = self
+                    .applied
+                    .iter()
+                    .map(|&(index, _)| &plan.tasks()[index])
+                    .collect();
+                self.store.record_tasks(plan.id(), &tasks)?;
+                self.held.clear();
+                for (index, transition) in self.applied.drain(..) {
+                    observer.transition(plan.id(), &plan.tasks()[index], transition);
+                }
+            }
+            Reports::Queued { observer, tail } => {
+                self.held.clear();
+                let (indices, transitions): (Vec<usize>, Vec<Transition>) =
+                    self.applied.drain(..).unzip();
+                let tasks = indices.iter().map(|&i| plan.tasks()[i].clone()).collect();
+                let (id, observer) = (plan.id(), observer.clone());
+                let commit = self.store.submit(Entry {
+                    plan: id,
+                    tasks,
+                    after: tail.take(),
+                    report: Some(Box::new(move |tasks: &[Task]| {
+                        for (task, transition) in tasks.iter().zip(transitions) {
+                            observer.transition(id, task, transition);
+                        }
+                    })),
+                });
+                let refused = commit.failure();
+                *tail = Some(commit);
+                if let Some(error) = refused {
+                    return Err(ExecuteError::Store(crate::store::StoreError::Shared(error)));
+                }
+            }
         }
         Ok(())
     }
@@ -156,7 +223,7 @@ mod tests {
     }
 
     impl Observer for Log {
-        fn transition(&self, _: &PlanRun, task: &Task, _: Transition) {
+        fn transition(&self, _: PlanId, task: &Task, _: Transition) {
             let seen = Seen::Reported(task.index(), task.status());
             self.0.lock().unwrap().push(seen);
         }

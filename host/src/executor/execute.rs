@@ -17,16 +17,18 @@ use super::prepare::PreparedPlan;
 use super::secrets::MissingSecret;
 use super::slots::{Slot, Slots};
 use crate::plan::{
-    ErrorKind, Failure, Phase, PlanRun, Progress, Task, TaskEvent, Transition, TransitionError,
+    ErrorKind, Failure, Phase, PlanId, PlanRun, Progress, Task, TaskEvent, Transition,
+    TransitionError,
 };
 use crate::runtime::admission::{Admission, Place};
 use crate::runtime::capability::cancellation::CancelSignal;
+use crate::runtime::capability::effects::{Barrier, EffectGate};
 use crate::runtime::capability::kv::KvAccess;
 use crate::runtime::{
     AttemptContext, AttemptError, AttemptInputs, AttemptReport, AttemptRequest, ProgressSink,
     ProgressSlot,
 };
-use crate::store::{StateStore, StoreError};
+use crate::store::{Commit, StateStore, StoreError};
 
 /// Why execution stopped before the plan finished.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +46,9 @@ pub enum ExecuteError {
 
 /// Told about every recorded transition (after it is stored) and about progress.
 pub trait Observer: Send + Sync {
-    /// A task changed status; `task` is its state after the change.
-    fn transition(&self, plan: &PlanRun, task: &Task, transition: Transition);
+    /// A task of `plan` changed status; `task` is its state after the change. Called in
+    /// the order the transitions happened, on whatever thread stored them.
+    fn transition(&self, plan: PlanId, task: &Task, transition: Transition);
     /// Where a running attempt's progress reports go.
     fn progress_sink(&self, _task: &Task) -> Option<Arc<dyn ProgressSink>> {
         None
@@ -99,8 +102,9 @@ pub struct Execution<'a> {
     pub prepared: &'a PreparedPlan,
     /// Where every transition is recorded first.
     pub store: &'a dyn StateStore,
-    /// Told about each recorded transition.
-    pub observer: &'a dyn Observer,
+    /// Told about each recorded transition (by the store's writer, for what the loop
+    /// queues).
+    pub observer: Arc<dyn Observer>,
     /// Turns to run attempts, shared with other plans.
     pub slots: &'a Slots,
     /// Places in the instance pool, shared with every other store of the runtime.
@@ -161,8 +165,9 @@ impl InFlight {
         self.handles.len()
     }
 
-    /// Runs the attempts whose starts were stored, each holding its turn until it ends.
-    fn launch(&mut self, launches: Vec<Launch>, prepared: &PreparedPlan) {
+    /// Runs the attempts whose starts were queued in `started`, each holding its turn
+    /// until it ends; what each does outside its sandbox waits for that commit.
+    fn launch(&mut self, launches: Vec<Launch>, prepared: &PreparedPlan, started: &Commit) {
         for launch in launches {
             let Launch {
                 index,
@@ -170,6 +175,11 @@ impl InFlight {
                 handles,
                 request,
             } = launch;
+            let gate = EffectGate::new(StartStored(started.clone()));
+            let request = request.map(|request| AttemptRequest {
+                inputs: request.inputs.with(gate),
+                ..request
+            });
             self.handles.insert(index, handles);
             let task = prepared.tasks[index].clone();
             let attempt: AttemptFuture = Box::pin(async move {
@@ -315,6 +325,8 @@ pub async fn execute(
     tokio::pin!(stop);
     let mut in_flight = InFlight::new(!plan.graph().is_explicit() || max_parallel == 1);
     let mut turns: Turns = FuturesUnordered::new();
+    // The last batch queued: what comes out of the loop waits until it is stored.
+    let mut tail: Option<Commit> = None;
     loop {
         let now = Timestamp::now();
         if plan.phase() == Phase::Active {
@@ -337,7 +349,11 @@ pub async fn execute(
             match (plan.phase(), wake) {
                 (Phase::Active, None) => return Err(ExecuteError::Stalled(plan.id())),
                 (Phase::Active, Some(_)) => {}
-                (phase, _) => return Ok(RunEnd::Finished(phase)),
+                (phase, _) => {
+                    // Reported once the last of its transitions is stored.
+                    stored(&tail).await?;
+                    return Ok(RunEnd::Finished(phase));
+                }
             }
         }
         let sleep = async {
@@ -360,6 +376,7 @@ pub async fn execute(
         let result = match woke {
             Wake::Stop(reason) => {
                 drop(turns);
+                stored(&tail).await?;
                 return stop_all(plan, reason, in_flight, &execution).await;
             }
             Wake::Backoff => Ok(()),
@@ -369,14 +386,14 @@ pub async fn execute(
                 let mut ended = vec![first];
                 ended.extend(in_flight.ended());
                 let given = given_turns(&mut turns);
-                execution.advance(plan, ended, given, &mut in_flight)
+                execution.advance(plan, ended, given, &mut in_flight, &mut tail)
             }
             // Room is checked again: turns asked for earlier may outnumber it now. A turn
             // with nothing to run (a failure, a backoff) goes back.
             Wake::Turn(turn) => {
                 let mut given = vec![turn];
                 given.extend(given_turns(&mut turns));
-                execution.advance(plan, Vec::new(), given, &mut in_flight)
+                execution.advance(plan, Vec::new(), given, &mut in_flight, &mut tail)
             }
         };
         if let Err(error) = result {
@@ -407,26 +424,58 @@ struct Launch {
     request: Result<AttemptRequest, MissingSecret>,
 }
 
+/// An attempt's effects wait for the commit that stores its start.
+struct StartStored(Commit);
+
+impl Barrier for StartStored {
+    fn passed(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async {
+            self.0
+                .stored_in_time()
+                .await
+                .map_err(|error| format!("its start could not be recorded: {error}"))
+        })
+    }
+}
+
+/// Waits until the last batch the loop queued (`tail`) — and so every one before it — is
+/// stored.
+async fn stored(tail: &Option<Commit>) -> Result<(), ExecuteError> {
+    match tail {
+        Some(commit) => Ok(commit.stored_in_time().await?),
+        None => Ok(()),
+    }
+}
+
 impl Execution<'_> {
-    /// Records the `ended` attempts and the starts they make possible (with the `given`
-    /// turns first, then turns free at once, within `max_parallel`) in one commit, then
-    /// launches the started attempts. Turns left unused go back.
+    /// Queues the `ended` attempts and the starts they make possible (with the `given`
+    /// turns first, then turns free at once, within `max_parallel`) as one commit after
+    /// `tail`, then launches the started attempts, their effects gated on that commit.
+    /// Turns left unused go back.
     fn advance(
         &self,
         plan: &mut PlanRun,
         ended: Vec<Ended>,
         given: Vec<Turn>,
         in_flight: &mut InFlight,
+        tail: &mut Option<Commit>,
     ) -> Result<(), ExecuteError> {
-        let mut batch = Batch::new(self.store, self.observer);
+        let mut batch = Batch::queued(self.store, self.observer.clone(), tail.take());
         let applied = end_all(plan, &mut batch, ended, self.prepared).and_then(|()| {
             let room = self.max_parallel.saturating_sub(in_flight.len());
             self.start_ready(plan, &mut batch, given, room)
         });
         // Starts stored and not launched (after a refusal) are found `running` by
         // `resume`, which records them interrupted.
-        let launches = batch.commit_then(plan, applied)?;
-        in_flight.launch(launches, self.prepared);
+        let launches = batch.commit_then(plan, applied);
+        *tail = batch.into_tail();
+        let launches = launches?;
+        if !launches.is_empty() {
+            let started = tail
+                .as_ref()
+                .expect("the batch holding their starts was queued");
+            in_flight.launch(launches, self.prepared, started);
+        }
         Ok(())
     }
 
@@ -524,7 +573,7 @@ async fn stop_all(
     mut in_flight: InFlight,
     execution: &Execution<'_>,
 ) -> Result<RunEnd, ExecuteError> {
-    let (prepared, store, observer) = (execution.prepared, execution.store, execution.observer);
+    let (prepared, store, observer) = (execution.prepared, execution.store, &*execution.observer);
     let (kind, why) = reason.attempt_end();
     for handles in in_flight.handles.values() {
         handles.cancel.raise(kind, why);

@@ -690,7 +690,7 @@ impl Service {
     pub async fn execute(
         &self,
         admitted: Admitted,
-        observer: &dyn Observer,
+        observer: Arc<dyn Observer>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<Finished, ServiceError> {
         let Admitted {
@@ -739,7 +739,7 @@ impl Service {
     pub async fn run(
         &self,
         prepared: PreparedPlan,
-        observer: &dyn Observer,
+        observer: Arc<dyn Observer>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<Finished, ServiceError> {
         let admitted = self.admit(prepared, None, Origin::Cli)?;
@@ -753,7 +753,7 @@ impl Service {
         plan_id: PlanId,
         from: ResumeFrom,
         plugin_change: PluginChange,
-        observer: &dyn Observer,
+        observer: Arc<dyn Observer>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<Finished, ServiceError> {
         let how = Reopen {
@@ -763,7 +763,7 @@ impl Service {
             record: ReopenRecord::Nothing,
             within: None,
         };
-        let admitted = self.reopen(plan_id, how, observer).await?;
+        let admitted = self.reopen(plan_id, how, &*observer).await?;
         self.execute(admitted, observer, stop).await
     }
 
@@ -888,5 +888,88 @@ impl Reader {
                 id,
                 dir: self.dir.clone(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::plan::{Task, TaskStatus, Transition};
+    use crate::runtime::test_support;
+
+    /// The transitions reported, as (task, status after).
+    #[derive(Default)]
+    struct Reported(Mutex<Vec<(usize, TaskStatus)>>);
+
+    impl Observer for Reported {
+        fn transition(&self, _plan: PlanId, task: &Task, transition: Transition) {
+            self.0.lock().unwrap().push((task.index(), transition.to));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    // Holding the store's writer across the waits is the point of the test.
+    #[allow(clippy::await_holding_lock)]
+    async fn an_attempt_acts_and_is_reported_only_once_its_start_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_dir = test_support::plugin_dir(dir.path(), &["test-append"]);
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let config = ServiceConfig {
+            plugin_dir,
+            state: StateDir::open_or_create(&dir.path().join("state")).unwrap(),
+            durability: Durability::Process,
+            max_concurrent: None,
+            max_parallel: None,
+            load_every_plugin: false,
+        };
+        let (service, warnings) = Service::open(config).await.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
+             [[tasks]]\ntype = \"test-append\"\n",
+        )
+        .unwrap();
+        let prepared = service.prepare_file(&file).await.unwrap();
+        let admitted = service.admit(prepared, None, Origin::Cli).unwrap();
+        let store = service.store().unwrap();
+        let reported = Arc::new(Reported::default());
+        let effects = work.join("effects.log");
+        // Nothing this process stores is stored while the writer is held: the attempt
+        // may be made and run, but not reach its directory, and nothing is reported.
+        let held = store.hold_writes();
+        let (finished, ()) = tokio::join!(
+            service.execute(admitted, reported.clone(), std::future::pending()),
+            async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                assert!(
+                    !effects.exists(),
+                    "the attempt acted before its start was stored"
+                );
+                assert!(
+                    reported.0.lock().unwrap().is_empty(),
+                    "reported before it was stored"
+                );
+                drop(held);
+            }
+        );
+        let finished = finished.unwrap();
+        assert_eq!(finished.end, RunEnd::Finished(Phase::Complete));
+        assert_eq!(
+            std::fs::read_to_string(&effects).unwrap().lines().count(),
+            1
+        );
+        assert_eq!(
+            *reported.0.lock().unwrap(),
+            [(0, TaskStatus::Running), (0, TaskStatus::Complete)]
+        );
+        // And what the run reported is what the store holds.
+        let (_, stored) = store.load_plan(finished.plan.id()).unwrap().unwrap();
+        assert_eq!(stored.tasks()[0].status(), TaskStatus::Complete);
     }
 }

@@ -142,7 +142,7 @@ impl Supervisor {
             };
             let outcome = match this
                 .service
-                .execute(admitted, this.observer.as_ref(), stop)
+                .execute(admitted, this.observer.clone(), stop)
                 .await
             {
                 Ok(finished) => RunOutcome::Ended(finished.end),

@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::executor::{Observer, Supervisor};
-use crate::plan::{AttemptOutcome, PlanRun, Task, TaskStatus, Transition};
+use crate::plan::{AttemptOutcome, PlanId, Task, TaskStatus, Transition};
 
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -121,7 +121,7 @@ impl Metrics {
 }
 
 impl Observer for Metrics {
-    fn transition(&self, _plan: &PlanRun, task: &Task, transition: Transition) {
+    fn transition(&self, _plan: PlanId, task: &Task, transition: Transition) {
         if transition.from != TaskStatus::Running {
             return;
         }
@@ -178,9 +178,9 @@ mod tests {
         let start = Timestamp::from_second(1_700_000_000).unwrap();
         let end = Timestamp::from_second(1_700_000_002).unwrap();
         let mut ok = task();
-        let plan = PlanRun::single(ok.clone());
+        let plan = PlanId::new_random();
         let started = ok.apply(TaskEvent::Start { at: start }).unwrap();
-        metrics.transition(&plan, &ok, started);
+        metrics.transition(plan, &ok, started);
         let done = ok
             .apply(TaskEvent::Succeed {
                 at: end,
@@ -189,7 +189,7 @@ mod tests {
                 progress: None,
             })
             .unwrap();
-        metrics.transition(&plan, &ok, done);
+        metrics.transition(plan, &ok, done);
         let mut cancelled = task();
         cancelled.apply(TaskEvent::Start { at: start }).unwrap();
         let ended = cancelled
@@ -199,7 +199,7 @@ mod tests {
                 progress: None,
             })
             .unwrap();
-        metrics.transition(&plan, &cancelled, ended);
+        metrics.transition(plan, &cancelled, ended);
 
         let text = text(&metrics);
         assert!(

@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use super::metrics::Metrics;
 use crate::executor::Observer;
-use crate::plan::{PlanRun, Task, TaskStatus, Transition};
+use crate::plan::{PlanId, Task, TaskStatus, Transition};
 
 /// Logs every transition with the plan and task IDs.
 #[derive(Debug, Default)]
 pub struct LogTransitions;
 
 impl Observer for LogTransitions {
-    fn transition(&self, plan: &PlanRun, task: &Task, transition: Transition) {
-        let (plan_id, task_id, task_type) = (plan.id(), task.id(), task.task_type());
+    fn transition(&self, plan_id: PlanId, task: &Task, transition: Transition) {
+        let (task_id, task_type) = (task.id(), task.task_type());
         let attempt = task.last_attempt().map_or(0, |a| a.attempt);
         match transition.to {
             TaskStatus::Running => tracing::info!(
@@ -60,7 +60,7 @@ impl ServerObserver {
 }
 
 impl Observer for ServerObserver {
-    fn transition(&self, plan: &PlanRun, task: &Task, transition: Transition) {
+    fn transition(&self, plan: PlanId, task: &Task, transition: Transition) {
         self.log.transition(plan, task, transition);
         self.metrics.transition(plan, task, transition);
     }

@@ -8,6 +8,7 @@ mod rows;
 pub mod schema;
 pub mod sqlite;
 mod tasks;
+pub mod writer;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ pub use claim::{ClaimError, PlanClaim};
 pub use kv::KvWrite;
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskCursor, TaskRef};
+pub use writer::{Commit, Entry, Report};
 
 /// How much a committed transition survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +67,19 @@ pub enum StoreError {
     /// The state directory cannot hold the store.
     #[error(transparent)]
     StateDir(#[from] crate::state_dir::StateDirError),
+    /// A queued entry's failure, as every holder of its [`Commit`] sees it.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
+}
+
+impl StoreError {
+    /// The error itself, as its first holder saw it (through [`StoreError::Shared`]).
+    pub fn root(&self) -> &StoreError {
+        match self {
+            StoreError::Shared(error) => error.root(),
+            error => error,
+        }
+    }
 }
 
 /// One line of `planrt status`.
@@ -108,8 +123,29 @@ pub trait StateStore: Send + Sync {
 
     /// Records several tasks' states in one transaction — all of them, or none: after an
     /// operator action or a stop, or an attempt's end with the starts it allows (one
-    /// transition per task).
+    /// transition per task). Returns once they are stored, after what was queued before
+    /// ([`StateStore::submit`]).
     fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError>;
+
+    /// Queues `entry` to be stored after what was queued before, all of it or none, and
+    /// returns at once: the [`Commit`] says when it is stored (its report has run then),
+    /// or why it never will be. An entry whose predecessor (`entry.after`) was not stored
+    /// is not stored either. A store without a queue stores it before returning.
+    fn submit(&self, entry: Entry) -> Commit {
+        if let Some(error) = entry.after.as_ref().and_then(Commit::failure) {
+            return Commit::refused(error);
+        }
+        let tasks: Vec<&Task> = entry.tasks.iter().collect();
+        match self.record_tasks(entry.plan, &tasks) {
+            Ok(()) => {
+                if let Some(report) = entry.report {
+                    report(&entry.tasks);
+                }
+                Commit::stored()
+            }
+            Err(error) => Commit::refused(error),
+        }
+    }
 
     /// The plan as last recorded: what it was resolved with, and its tasks.
     fn load_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError>;

@@ -76,11 +76,7 @@ pub(super) fn insert_task(
 /// Writes a task's state after a transition: its fields, and its newest attempt (inserted
 /// when it starts, completed once when it ends: the trigger refuses any later rewrite,
 /// and the `WHERE` makes a repeat a no-op).
-pub(super) fn update_task(
-    tx: &Transaction<'_>,
-    plan: PlanId,
-    task: &Task,
-) -> Result<(), StoreError> {
+pub(super) fn update_task(tx: &Connection, plan: PlanId, task: &Task) -> Result<(), StoreError> {
     let updated = tx
         .prepare_cached(
             "UPDATE tasks SET status = ?3, retry_count = ?4, next_attempt_at = ?5, output = ?6, error = ?7,

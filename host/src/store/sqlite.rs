@@ -2,12 +2,14 @@
 //! (`status`, `history`) never block the writer, one transaction per transition.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
+use super::writer::{Commit, Entry, Writer};
 use super::{Durability, Origin, PlanSummary, StateStore, StoreError};
 use crate::blocking::blocking;
 use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskStatus, TaskType};
@@ -21,15 +23,20 @@ pub const DATABASE_FILE: &str = "planrt.db";
 
 /// A [`StateStore`] in a SQLite database. Writes go through one connection; reads through
 /// a second one, so a reader (an HTTP `GET`, a probe) never waits behind a commit: with
-/// WAL, readers see the last commit without the write lock.
+/// WAL, readers see the last commit without the write lock. Task transitions go through
+/// a queue to a writer thread ([`Writer`]), which stores what waits together in one
+/// transaction.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
     /// Waiting writers are parked in a queue (parking_lot: eventually fair), and a write
-    /// can give up at a deadline.
-    writer: parking_lot::Mutex<Connection>,
+    /// can give up at a deadline. Shared with the writer thread.
+    writer: Arc<parking_lot::Mutex<Connection>>,
     /// `None` for a read-only store (its one connection reads).
     reader: Option<parking_lot::Mutex<Connection>>,
+    /// The writer thread, started by the first transition queued. Declared last: dropped
+    /// after the connections' owners above are gone, it stores what is queued first.
+    queue: OnceLock<Writer>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -116,8 +123,9 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", "ON")?;
         Ok(Self {
             path,
-            writer: parking_lot::Mutex::new(conn),
+            writer: Arc::new(parking_lot::Mutex::new(conn)),
             reader: Some(parking_lot::Mutex::new(reader)),
+            queue: OnceLock::new(),
         })
     }
 
@@ -156,14 +164,22 @@ impl SqliteStore {
         };
         Ok(Some(Self {
             path,
-            writer: parking_lot::Mutex::new(conn),
+            writer: Arc::new(parking_lot::Mutex::new(conn)),
             reader: None,
+            queue: OnceLock::new(),
         }))
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Holds the write connection until the guard is dropped: nothing this process
+    /// stores meanwhile is stored (tests of what waits for a commit).
+    #[cfg(test)]
+    pub(crate) fn hold_writes(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.conn()
     }
 
     /// The connection that writes.
@@ -243,15 +259,30 @@ impl StateStore for SqliteStore {
     }
 
     fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
-        blocking(|| {
-            let mut conn = self.writer()?;
-            let tx = write_transaction(&mut conn)?;
-            for task in tasks {
-                rows::update_task(&tx, plan, task)?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        // Through the queue, so it is stored after what was queued before.
+        let entry = Entry {
+            plan,
+            tasks: tasks.iter().map(|&task| task.clone()).collect(),
+            after: None,
+            report: None,
+        };
+        self.submit(entry).wait()
+    }
+
+    fn submit(&self, entry: Entry) -> Commit {
+        let queue = match self.queue.get() {
+            Some(queue) => queue,
+            None => match Writer::start(self.writer.clone(), BUSY_TIMEOUT) {
+                // Two first submissions at once: one thread is kept, the other stops.
+                Ok(started) => self.queue.get_or_init(|| started),
+                Err(error) => {
+                    return Commit::refused(backend(format!(
+                        "cannot start the state store's writer thread: {error}"
+                    )));
+                }
+            },
+        };
+        queue.submit(entry)
     }
 
     fn load_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError> {
@@ -741,10 +772,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&state(&dir), Durability::Full).unwrap();
         let (_, run) = plan();
-        assert!(matches!(
-            store.record_task(run.id(), &run.tasks()[0]),
-            Err(StoreError::UnknownTask { .. })
-        ));
+        let refused = store.record_task(run.id(), &run.tasks()[0]).unwrap_err();
+        assert!(
+            matches!(refused.root(), StoreError::UnknownTask { .. }),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::effects::{EffectGate, effects_allowed};
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
 use crate::plan::http_allow::allowed;
 use crate::plan::{HttpAllow, Redactor};
@@ -46,9 +47,10 @@ impl Capability for Http {
 
     fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError> {
         let allow = sandbox.get::<Allowlist>().cloned().unwrap_or_default();
+        let effects = setup.inputs.get::<EffectGate>().cloned();
         setup
             .parts
-            .insert(HttpGate::new(allow.0, setup.inputs.redactor()));
+            .insert(HttpGate::new(allow.0, setup.inputs.redactor()).after(effects));
         Ok(())
     }
 
@@ -71,6 +73,8 @@ pub struct HttpGate {
     allow: Arc<[HttpAllow]>,
     denied: Arc<Mutex<Vec<String>>>,
     redactor: Redactor,
+    /// What a request (or a denial's log line) waits for first.
+    effects: Option<EffectGate>,
 }
 
 impl HttpGate {
@@ -81,7 +85,13 @@ impl HttpGate {
             allow,
             denied: Arc::default(),
             redactor,
+            effects: None,
         }
+    }
+
+    /// This gate, with every request waiting for `effects` before it leaves.
+    pub fn after(self, effects: Option<EffectGate>) -> Self {
+        Self { effects, ..self }
     }
 
     /// Authorities of the requests denied so far.
@@ -109,6 +119,7 @@ impl WasiHttpHooks for HttpGate {
                 )>,
             > + Send,
     > {
+        let effects = self.effects.clone();
         let uri = request.uri();
         let https = uri.scheme() == Some(&::http::uri::Scheme::HTTPS);
         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
@@ -120,22 +131,31 @@ impl WasiHttpHooks for HttpGate {
             } else {
                 self.redactor.redact(host).into_owned()
             };
-            tracing::warn!(
-                authority = shown,
-                "HTTP request denied: not in the plan's [grants] http"
-            );
             self.denied
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(shown);
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+                .push(shown.clone());
+            return Box::new(async move {
+                effects_allowed(effects).await.map_err(gate_closed)?;
+                tracing::warn!(
+                    authority = shown,
+                    "HTTP request denied: not in the plan's [grants] http"
+                );
+                Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+            });
         }
         Box::new(async move {
             use http_body_util::BodyExt;
+            effects_allowed(effects).await.map_err(gate_closed)?;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as BoxedIo))
         })
     }
+}
+
+/// A closed effect gate, as the guest's request sees it.
+fn gate_closed(error: wasmtime::Error) -> wasmtime_wasi_http::Error {
+    wasmtime_wasi_http::Error::InternalError(Some(error.to_string()))
 }
 
 impl WasiHttpView for AttemptState {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::effects::effects_allowed;
 use super::{AttemptSetup, Capability, Refusal, Sandbox, TaskRequest};
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
@@ -140,10 +141,58 @@ impl AttemptState {
     }
 }
 
-// Each call commits (or reads) through the backend synchronously: the SQLite store hands
-// its tokio worker off while it waits (`crate::blocking`).
+// Each call waits for the call's effect gate, then commits (or reads) through the
+// backend synchronously: the SQLite store hands its tokio worker off while it waits
+// (`crate::blocking`).
 impl kv::Host for AttemptState {
-    fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
+    async fn kv_get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+        effects_allowed(self.effect_gate()).await?;
+        Ok(self.get_value(key))
+    }
+
+    async fn kv_set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        effects_allowed(self.effect_gate()).await?;
+        Ok(self.set_value(key, value))
+    }
+
+    async fn kv_delete(&mut self, key: String) -> wasmtime::Result<Result<(), KvError>> {
+        effects_allowed(self.effect_gate()).await?;
+        Ok(self.delete_value(key))
+    }
+}
+
+impl v0_2_0::planrt::task::kv::Host for AttemptState {
+    async fn kv_get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, v0_2_0::kv::KvError>> {
+        Ok(kv::Host::kv_get(self, key).await?.map_err(Into::into))
+    }
+
+    async fn kv_set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), v0_2_0::kv::KvError>> {
+        Ok(kv::Host::kv_set(self, key, value)
+            .await?
+            .map_err(Into::into))
+    }
+
+    async fn kv_delete(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<(), v0_2_0::kv::KvError>> {
+        Ok(kv::Host::kv_delete(self, key).await?.map_err(Into::into))
+    }
+}
+
+impl AttemptState {
+    fn get_value(&self, key: String) -> Result<Option<Vec<u8>>, KvError> {
         check_key(&key)?;
         let call = self.kv_call()?;
         call.backend
@@ -151,7 +200,7 @@ impl kv::Host for AttemptState {
             .map_err(KvError::Unavailable)
     }
 
-    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+    fn set_value(&self, key: String, value: Vec<u8>) -> Result<(), KvError> {
         check_key(&key)?;
         if value.len() > MAX_VALUE {
             return Err(KvError::TooLarge(format!(
@@ -175,26 +224,12 @@ impl kv::Host for AttemptState {
         }
     }
 
-    fn kv_delete(&mut self, key: String) -> Result<(), KvError> {
+    fn delete_value(&self, key: String) -> Result<(), KvError> {
         check_key(&key)?;
         let call = self.kv_call()?;
         call.backend
             .delete(&call.scope, &key)
             .map_err(KvError::Unavailable)
-    }
-}
-
-impl v0_2_0::planrt::task::kv::Host for AttemptState {
-    fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, v0_2_0::kv::KvError> {
-        kv::Host::kv_get(self, key).map_err(Into::into)
-    }
-
-    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), v0_2_0::kv::KvError> {
-        kv::Host::kv_set(self, key, value).map_err(Into::into)
-    }
-
-    fn kv_delete(&mut self, key: String) -> Result<(), v0_2_0::kv::KvError> {
-        kv::Host::kv_delete(self, key).map_err(Into::into)
     }
 }
 

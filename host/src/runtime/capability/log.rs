@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::effects::effects_allowed;
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
 use crate::plan::{Progress as ProgressReport, ProgressUnit, Redactor};
 use crate::runtime::error::AttemptError;
@@ -141,28 +142,53 @@ impl types::Host for AttemptState {}
 impl v0_1_0::planrt::task::types::Host for AttemptState {}
 impl v0_2_0::planrt::task::types::Host for AttemptState {}
 
+// Every log line and progress report waits for the call's effect gate: nothing of an
+// attempt is seen outside the process before its start is stored.
 impl v0_1_0::planrt::task::host::Host for AttemptState {
-    fn log(&mut self, level: v0_1_0::planrt::task::host::Level, message: String) {
-        host::Host::log(self, level.into(), message);
+    async fn log(
+        &mut self,
+        level: v0_1_0::planrt::task::host::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        host::Host::log(self, level.into(), message).await
     }
 
-    fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+    async fn progress(
+        &mut self,
+        done: u64,
+        total: Option<u64>,
+        note: String,
+    ) -> wasmtime::Result<()> {
+        effects_allowed(self.effect_gate()).await?;
         self.report_progress(done, total, ProgressUnit::Items, note);
+        Ok(())
     }
 }
 
 impl v0_2_0::planrt::task::host::Host for AttemptState {
-    fn log(&mut self, level: v0_2_0::planrt::task::host::Level, message: String) {
-        host::Host::log(self, level.into(), message);
+    async fn log(
+        &mut self,
+        level: v0_2_0::planrt::task::host::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        host::Host::log(self, level.into(), message).await
     }
 
-    fn progress(&mut self, done: u64, total: Option<u64>, note: String) {
+    async fn progress(
+        &mut self,
+        done: u64,
+        total: Option<u64>,
+        note: String,
+    ) -> wasmtime::Result<()> {
+        effects_allowed(self.effect_gate()).await?;
         self.report_progress(done, total, ProgressUnit::Items, note);
+        Ok(())
     }
 }
 
 impl host::Host for AttemptState {
-    fn log(&mut self, level: host::Level, message: String) {
+    async fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        effects_allowed(self.effect_gate()).await?;
         let level = match level {
             host::Level::Trace => GuestLevel::Trace,
             host::Level::Debug => GuestLevel::Debug,
@@ -173,10 +199,19 @@ impl host::Host for AttemptState {
         if let Some(log) = self.part::<GuestLog>() {
             log.log(level, &message);
         }
+        Ok(())
     }
 
-    fn progress(&mut self, done: u64, total: Option<u64>, unit: host::Unit, note: String) {
+    async fn progress(
+        &mut self,
+        done: u64,
+        total: Option<u64>,
+        unit: host::Unit,
+        note: String,
+    ) -> wasmtime::Result<()> {
+        effects_allowed(self.effect_gate()).await?;
         self.report_progress(done, total, unit.into(), note);
+        Ok(())
     }
 }
 

@@ -23,6 +23,7 @@
 pub mod cancellation;
 pub mod codec;
 pub mod dirs;
+pub mod effects;
 pub mod http;
 pub mod kv;
 pub mod limits;
@@ -237,6 +238,7 @@ impl Capabilities {
             Arc::new(kv::Kv),
             Arc::new(cancellation::Cancellation),
             Arc::new(codec::Codec),
+            Arc::new(effects::Effects),
         ])
     }
 

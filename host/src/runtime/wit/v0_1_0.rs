@@ -6,7 +6,14 @@
 
 use super::latest;
 
-super::plugin_bindings!("../wit/v0.1.0");
+super::plugin_bindings!(
+    "../wit/v0.1.0",
+    imports: {
+        // Log and progress wait for the call's effect gate (`capability::effects`).
+        "planrt:task/host": async | trappable,
+    },
+    resources: {}
+);
 
 use self::planrt::task::{host, types};
 

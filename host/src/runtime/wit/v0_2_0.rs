@@ -6,7 +6,15 @@
 
 use super::latest;
 
-super::plugin_bindings!("../wit/v0.2.0");
+super::plugin_bindings!(
+    "../wit/v0.2.0",
+    imports: {
+        // Log, progress and kv wait for the call's effect gate (`capability::effects`).
+        "planrt:task/host": async | trappable,
+        "planrt:task/kv": async | trappable,
+    },
+    resources: {}
+);
 
 pub use self::planrt::task::{cancellation, host, kv, types};
 

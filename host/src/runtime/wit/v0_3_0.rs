@@ -7,6 +7,9 @@
 super::plugin_bindings!(
     "../wit/v0.3.0",
     imports: {
+        // Log, progress and kv wait for the call's effect gate (`capability::effects`).
+        "planrt:task/host": async | trappable,
+        "planrt:task/kv": async | trappable,
         // A call on a handle the guest does not own, or one resource too many, traps.
         "planrt:task/digest": trappable,
         // Decoding awaits the decoder's own thread (and a new decoder, the threads of

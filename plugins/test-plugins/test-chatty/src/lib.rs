@@ -7,7 +7,9 @@
 //! before the lines), `progressReports` (progress reports made after the lines, default
 //! 0), `outputBytes` (padding added to the output), `fail`
 //! (`transient` or `permanent`: fail with a message holding `say`), `panic` (bool: panic
-//! with a message holding `say`), `reject` (text: `validate` refuses the params with it).
+//! with a message holding `say`), `reject` (text: `validate` refuses the params with it),
+//! `only` (`stdout`, `stderr`, `log` or `progress`: say it there once, nothing else, and
+//! return `{}`).
 
 use std::io::Write;
 
@@ -43,6 +45,16 @@ impl Guest for Chatty {
     fn run(_context: Context, text: String) -> Result<String, TaskError> {
         let params = params(&text).map_err(TaskError::InvalidParams)?;
         let say = params.get("say").and_then(Value::as_str).unwrap_or("");
+        if let Some(only) = params.get("only").and_then(Value::as_str) {
+            match only {
+                "stdout" => println!("{say}"),
+                "stderr" => eprintln!("{say}"),
+                "log" => log(Level::Info, say),
+                "progress" => progress(1, Some(2), say),
+                other => return Err(TaskError::InvalidParams(format!("`only`: {other}?"))),
+            }
+            return Ok("{}".into());
+        }
         progress(0, Some(2), &format!("progress: {say}"));
         std::thread::sleep(std::time::Duration::from_millis(count(
             &params, "sleepMs", 0,

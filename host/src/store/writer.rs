@@ -1,0 +1,651 @@
+//! The state store's writer: a thread of its own that records the task transitions
+//! executors queue, in the order they were queued. The entries waiting together when it
+//! comes to them share one transaction — one commit, one sync with `--durability full` —
+//! and each entry's report runs once it is stored, in order. An executor goes on with its
+//! plan meanwhile; whatever it lets out of the process (a report, an attempt's first
+//! effect) waits for the entry's [`Commit`].
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::StoreError;
+use super::rows;
+use crate::blocking::blocking;
+use crate::plan::{PlanId, Task};
+
+/// Entries queued and not yet taken by the writer, at most: past it, whoever queues
+/// waits (a disk that cannot keep up slows the executors instead of filling memory).
+const QUEUE: usize = 1024;
+
+/// Entries stored in one transaction, at most.
+const MAX_GROUP: usize = 256;
+
+/// What runs once an entry is stored, with the tasks it stored (the executor's reports).
+pub type Report = Box<dyn FnOnce(&[Task]) + Send>;
+
+/// Whether an entry was stored: settled once, by the writer, and awaited by any number of
+/// holders (the executor, the gates of the attempts whose starts it holds).
+#[derive(Clone)]
+pub struct Commit(Arc<Completion>);
+
+struct Completion {
+    outcome: Mutex<Option<Result<(), Arc<StoreError>>>>,
+    /// Wakes blocking waiters.
+    settled: Condvar,
+    /// Wakes async waiters.
+    notify: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Commit").field(&self.outcome()).finish()
+    }
+}
+
+impl Commit {
+    fn new(outcome: Option<Result<(), Arc<StoreError>>>) -> Self {
+        Self(Arc::new(Completion {
+            outcome: Mutex::new(outcome),
+            settled: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// An entry not stored yet.
+    fn pending() -> Self {
+        Self::new(None)
+    }
+
+    /// An entry already stored.
+    pub fn stored() -> Self {
+        Self::new(Some(Ok(())))
+    }
+
+    /// An entry that will never be stored, and why.
+    pub fn refused(error: impl Into<Arc<StoreError>>) -> Self {
+        Self::new(Some(Err(error.into())))
+    }
+
+    /// How it ended, if it did.
+    pub fn outcome(&self) -> Option<Result<(), Arc<StoreError>>> {
+        self.lock().clone()
+    }
+
+    /// Why it was not stored, if it was refused already.
+    pub fn failure(&self) -> Option<Arc<StoreError>> {
+        self.outcome().and_then(Result::err)
+    }
+
+    /// Waits until the entry is stored, or says why it never will be.
+    pub async fn stored_in_time(&self) -> Result<(), StoreError> {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a settle in between still wakes this waiter.
+            notified.as_mut().enable();
+            if let Some(outcome) = self.outcome() {
+                return outcome.map_err(StoreError::Shared);
+            }
+            notified.await;
+        }
+    }
+
+    /// Blocks until the entry is stored, or says why it never will be (a worker of a
+    /// multi-threaded runtime first hands its other tasks on).
+    pub fn wait(&self) -> Result<(), StoreError> {
+        blocking(|| {
+            let mut outcome = self.lock();
+            loop {
+                if let Some(outcome) = &*outcome {
+                    return outcome.clone().map_err(StoreError::Shared);
+                }
+                outcome = self
+                    .0
+                    .settled
+                    .wait(outcome)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        })
+    }
+
+    fn settle(&self, result: Result<(), Arc<StoreError>>) {
+        let mut outcome = self.lock();
+        if outcome.is_none() {
+            *outcome = Some(result);
+            self.0.settled.notify_all();
+            self.0.notify.notify_waiters();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Result<(), Arc<StoreError>>>> {
+        self.0.outcome.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Tasks to record, as one all-or-nothing entry of the queue.
+pub struct Entry {
+    /// Their plan.
+    pub plan: PlanId,
+    /// Each task's state after its transition (at most one per task).
+    pub tasks: Vec<Task>,
+    /// The entry the same executor queued before: if it was not stored, neither is this
+    /// one (a plan's transitions are stored in order, with no gap).
+    pub after: Option<Commit>,
+    /// Runs once the entry is stored, before its commit says so.
+    pub report: Option<Report>,
+}
+
+/// An entry in the writer's hands: settled when stored, refused, or dropped unstored (the
+/// writer stopped).
+struct Job {
+    entry: Entry,
+    done: Commit,
+    /// Until when it may wait for another process's write lock (as any write: its
+    /// writer's `wait` from when it was queued).
+    deadline: Instant,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.done.settle(Err(Arc::new(StoreError::Backend(
+            "the state store's writer stopped before it could confirm this was stored".into(),
+        ))));
+    }
+}
+
+/// The writer thread and its queue. Dropping it lets the thread store what is queued, then
+/// waits for it.
+pub struct Writer {
+    queue: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    /// How long an entry may wait for another process's write lock.
+    wait: Duration,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    /// Starts the thread, writing through `conn` (which others may lock between its
+    /// transactions); an entry waits at most `wait` for another process's write lock.
+    pub fn start(
+        conn: Arc<parking_lot::Mutex<Connection>>,
+        wait: Duration,
+    ) -> std::io::Result<Self> {
+        let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("planrt-store".into())
+            .spawn(move || run(&conn, &jobs))?;
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+            wait,
+        })
+    }
+
+    /// Queues `entry` and returns at once with its commit — unless the queue is full, then
+    /// once there is room. An entry whose predecessor was refused is refused at once.
+    pub fn submit(&self, entry: Entry) -> Commit {
+        if let Some(error) = entry.after.as_ref().and_then(Commit::failure) {
+            return Commit::refused(error);
+        }
+        let done = Commit::pending();
+        let job = Job {
+            entry,
+            done: done.clone(),
+            deadline: Instant::now() + self.wait,
+        };
+        let queue = self
+            .queue
+            .as_ref()
+            .expect("the queue lives as long as the writer");
+        match queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                // The writer settles a job it cannot take (dropped): nothing to do here.
+                let _ = blocking(|| queue.send(job));
+            }
+            // The thread is gone: dropping the job refused it.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        done
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: takes what is queued, stores it, reports it, settles it.
+fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        // The connection first: what is queued while another writer holds it joins the
+        // group.
+        let mut conn = conn.lock();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let finished = store_in_time(&mut conn, group);
+        drop(conn);
+        for (job, outcome) in finished {
+            finish(job, outcome);
+        }
+    }
+}
+
+/// Stores `group` in one transaction, each entry waiting for another process's write lock
+/// until its own deadline: when the lock does not come, the entries past theirs are
+/// refused and the others tried again. Returns each entry with its outcome, in order.
+fn store_in_time(
+    conn: &mut Connection,
+    group: Vec<Job>,
+) -> Vec<(Job, Result<(), Arc<StoreError>>)> {
+    let mut outcomes: Vec<Option<Result<(), Arc<StoreError>>>> = vec![None; group.len()];
+    loop {
+        let waiting: Vec<usize> = (0..group.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        let Some(earliest) = waiting.iter().map(|&i| group[i].deadline).min() else {
+            break;
+        };
+        let jobs: Vec<&Job> = waiting.iter().map(|&i| &group[i]).collect();
+        let left = earliest.saturating_duration_since(Instant::now());
+        let stored = match conn.busy_timeout(left.max(Duration::from_millis(1))) {
+            Ok(()) => store_group(conn, &jobs),
+            Err(error) => Err(GroupError::Whole(error.into())),
+        };
+        match stored {
+            Ok(stored) => {
+                for (i, outcome) in waiting.into_iter().zip(stored) {
+                    outcomes[i] = Some(outcome);
+                }
+            }
+            Err(GroupError::Busy(error)) => {
+                // Refused to those whose time is up (and so to those after them); the
+                // others wait on.
+                let (now, error) = (Instant::now(), Arc::new(error));
+                for i in waiting {
+                    if group[i].deadline <= now {
+                        group[i].done.settle(Err(error.clone()));
+                        outcomes[i] = Some(Err(error.clone()));
+                    }
+                }
+            }
+            Err(GroupError::Whole(error)) => {
+                let error = Arc::new(error);
+                for i in waiting {
+                    outcomes[i] = Some(Err(error.clone()));
+                }
+            }
+            // One entry's rows were refused (a bug): each entry again on its own, in
+            // order, so the others are stored all the same — and an entry after a
+            // refused one of its plan is refused too.
+            Err(GroupError::Entry) => {
+                for i in waiting {
+                    let outcome = match store_group(conn, &[&group[i]]) {
+                        Ok(mut outcome) => outcome.remove(0),
+                        Err(GroupError::Whole(error) | GroupError::Busy(error)) => {
+                            Err(Arc::new(error))
+                        }
+                        Err(GroupError::Entry) => unreachable!("an entry alone is refused alone"),
+                    };
+                    if let Err(error) = &outcome {
+                        // Its successors in this group must see it refused.
+                        group[i].done.settle(Err(error.clone()));
+                    }
+                    outcomes[i] = Some(outcome);
+                }
+            }
+        }
+    }
+    group
+        .into_iter()
+        .zip(outcomes)
+        .map(|(job, outcome)| (job, outcome.expect("every entry has an outcome")))
+        .collect()
+}
+
+/// Reports a stored entry, then settles its commit.
+fn finish(mut job: Job, outcome: Result<(), Arc<StoreError>>) {
+    if outcome.is_ok()
+        && let Some(report) = job.entry.report.take()
+    {
+        report(&job.entry.tasks);
+    }
+    job.done.settle(outcome);
+}
+
+/// Why a group was not stored.
+enum GroupError {
+    /// Another process holds the write lock past the wait allowed.
+    Busy(StoreError),
+    /// Nothing of it was (the transaction could not begin or commit).
+    Whole(StoreError),
+    /// An entry's rows were refused; the transaction was rolled back.
+    Entry,
+}
+
+/// Stores `group` in one transaction: each entry, unless its predecessor was refused
+/// (then it is refused too). Returns each entry's outcome.
+fn store_group(
+    conn: &mut Connection,
+    group: &[&Job],
+) -> Result<Vec<Result<(), Arc<StoreError>>>, GroupError> {
+    let whole = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy) => GroupError::Busy(e.into()),
+        _ => GroupError::Whole(e.into()),
+    };
+    conn.prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut begin| begin.execute([]))
+        .map_err(whole)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for job in group {
+        // A predecessor refused before this group (or alone, just before): not stored.
+        if let Some(error) = job.entry.after.as_ref().and_then(Commit::failure) {
+            outcomes.push(Err(error));
+            continue;
+        }
+        let stored = job
+            .entry
+            .tasks
+            .iter()
+            .try_for_each(|task| rows::update_task(conn, job.entry.plan, task));
+        if let Err(error) = stored {
+            let _ = conn.execute_batch("ROLLBACK");
+            if group.len() == 1 {
+                return Ok(vec![Err(Arc::new(error))]);
+            }
+            return Err(GroupError::Entry);
+        }
+        outcomes.push(Ok(()));
+    }
+    if let Err(error) = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut commit| commit.execute([]))
+    {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(whole(error));
+    }
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::plan::{
+        PlanRun, PlanSpec, Resolution, SAVED_PLAN_FORMAT_VERSION, TaskEvent, TaskStatus,
+    };
+    use crate::state_dir::StateDir;
+    use crate::store::{Durability, Origin, SqliteStore, StateStore};
+
+    /// A store in `dir` holding a recorded plan of `tasks` tasks.
+    fn store_with_plan(dir: &tempfile::TempDir, tasks: usize) -> (SqliteStore, PlanRun) {
+        let state = StateDir::open_or_create(dir.path()).unwrap();
+        let store = SqliteStore::open(&state, Durability::Process).unwrap();
+        // Independent tasks: any may start while others run.
+        let text = "[[tasks]]\ntype = \"a\"\ndependsOn = []\n".repeat(tasks);
+        let spec = PlanSpec::parse(&text, Path::new("/p")).unwrap();
+        let plan = PlanRun::new(PlanId::new_random(), None, &spec.tasks).unwrap();
+        let resolution = Resolution {
+            format_version: SAVED_PLAN_FORMAT_VERSION,
+            defaults: spec.defaults,
+            grants: spec.grants.clone(),
+            plugins: Default::default(),
+        };
+        store.create_plan(&resolution, &plan, Origin::Cli).unwrap();
+        (store, plan)
+    }
+
+    /// Starts task `index` of `plan` and returns the entry that records it, reporting to
+    /// `reported` when stored.
+    fn start(
+        plan: &mut PlanRun,
+        index: usize,
+        after: Option<Commit>,
+        reported: &Arc<Mutex<Vec<usize>>>,
+    ) -> Entry {
+        plan.apply(
+            index,
+            TaskEvent::Start {
+                at: Timestamp::now(),
+            },
+        )
+        .unwrap();
+        let reported = reported.clone();
+        Entry {
+            plan: plan.id(),
+            tasks: vec![plan.tasks()[index].clone()],
+            after,
+            report: Some(Box::new(move |tasks: &[Task]| {
+                let mut reported = reported.lock().unwrap();
+                reported.extend(tasks.iter().map(Task::index));
+            })),
+        }
+    }
+
+    /// Counts the transactions `store`'s writes commit from now on.
+    fn count_commits(store: &SqliteStore) -> Arc<AtomicUsize> {
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counter = commits.clone();
+        store
+            .conn()
+            .trace_v2(
+                rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+                Some(move |event: rusqlite::trace::TraceEvent<'_>| {
+                    if let rusqlite::trace::TraceEvent::Stmt(_, sql) = event
+                        && sql == "COMMIT"
+                    {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }),
+            )
+            .unwrap();
+        commits
+    }
+
+    fn status(store: &SqliteStore, plan: &PlanRun, index: usize) -> TaskStatus {
+        let (_, stored) = store.load_plan(plan.id()).unwrap().unwrap();
+        stored.tasks()[index].status()
+    }
+
+    #[test]
+    fn entries_that_wait_together_are_one_transaction_stored_and_reported_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 50);
+        let commits = count_commits(&store);
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        // The writer cannot store anything while the connection is held: everything
+        // queued meanwhile waits together.
+        let held = store.conn();
+        let mut tail = None;
+        let mut queued = Vec::new();
+        for index in 0..50 {
+            let entry = start(&mut plan, index, tail.take(), &reported);
+            let commit = store.submit(entry);
+            tail = Some(commit.clone());
+            queued.push(commit);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            queued.iter().all(|c| c.outcome().is_none()),
+            "nothing stored yet"
+        );
+        assert!(reported.lock().unwrap().is_empty(), "nothing reported yet");
+        drop(held);
+        for commit in &queued {
+            commit.wait().unwrap();
+        }
+        assert_eq!(*reported.lock().unwrap(), (0..50).collect::<Vec<_>>());
+        assert_eq!(
+            commits.load(Ordering::Relaxed),
+            1,
+            "one transaction for the 50 entries"
+        );
+        assert!((0..50).all(|i| status(&store, &plan, i) == TaskStatus::Running));
+    }
+
+    #[test]
+    fn an_entry_after_a_refused_one_is_not_stored_and_other_plans_entries_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 2);
+        let (_, mut unknown) = store_with_plan(&tempfile::tempdir().unwrap(), 1);
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let held = store.conn();
+        // A plan this store does not have: its entry is refused (unknown task), so its
+        // successor is refused as well; the other plan's entries, queued in between and
+        // in the same group, are stored.
+        let refused = store.submit(start(&mut unknown, 0, None, &reported));
+        let first = store.submit(start(&mut plan, 0, None, &reported));
+        let ended = TaskEvent::Succeed {
+            at: Timestamp::now(),
+            output: serde_json::Value::Null,
+            log_tail: None,
+            progress: None,
+        };
+        unknown.apply(0, ended).unwrap();
+        let after_refused = store.submit(Entry {
+            plan: unknown.id(),
+            tasks: vec![unknown.tasks()[0].clone()],
+            after: Some(refused.clone()),
+            report: None,
+        });
+        let second = store.submit(start(&mut plan, 1, Some(first.clone()), &reported));
+        drop(held);
+        assert!(matches!(
+            refused.wait().unwrap_err().root(),
+            StoreError::UnknownTask { .. }
+        ));
+        assert!(
+            after_refused.wait().is_err(),
+            "stored after a refused entry"
+        );
+        first.wait().unwrap();
+        second.wait().unwrap();
+        assert_eq!(*reported.lock().unwrap(), [0, 1], "only what was stored");
+        assert_eq!(status(&store, &plan, 1), TaskStatus::Running);
+        // Refused at once now: its predecessor is known refused.
+        let again = store.submit(Entry {
+            plan: plan.id(),
+            tasks: Vec::new(),
+            after: Some(refused),
+            report: None,
+        });
+        assert!(again.failure().is_some());
+    }
+
+    #[test]
+    fn what_is_queued_when_the_store_is_dropped_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 20);
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let commits: Vec<Commit> = (0..20)
+            .map(|index| store.submit(start(&mut plan, index, None, &reported)))
+            .collect();
+        drop(store);
+        assert!(commits.iter().all(|c| matches!(c.outcome(), Some(Ok(())))));
+        let state = StateDir::open_or_create(dir.path()).unwrap();
+        let store = SqliteStore::open(&state, Durability::Process).unwrap();
+        assert!((0..20).all(|i| status(&store, &plan, i) == TaskStatus::Running));
+    }
+
+    #[test]
+    fn entries_the_writer_never_stored_are_refused_not_left_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 2);
+        let held = store.conn();
+        // A report that panics (a bug) ends the writer thread: the entries it held, and
+        // any queued later, say they were not stored instead of leaving waiters hanging.
+        let mut first = start(&mut plan, 0, None, &Arc::default());
+        first.report = Some(Box::new(|_: &[Task]| panic!("a report that panics")));
+        let first = store.submit(first);
+        let second = store.submit(start(&mut plan, 1, None, &Arc::default()));
+        drop(held);
+        let never = |commit: &Commit| {
+            let error = commit.wait().unwrap_err();
+            assert!(error.to_string().contains("writer stopped"), "{error}");
+        };
+        never(&first);
+        never(&second);
+        let later = store.submit(Entry {
+            plan: plan.id(),
+            tasks: Vec::new(),
+            after: None,
+            report: None,
+        });
+        never(&later);
+    }
+
+    #[test]
+    fn an_entry_waits_for_another_process_lock_until_its_own_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 2);
+        let database = store.path().to_owned();
+        let other = Connection::open(&database).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let conn = Connection::open(&database).unwrap();
+        let writer = Writer::start(
+            Arc::new(parking_lot::Mutex::new(conn)),
+            Duration::from_millis(400),
+        )
+        .unwrap();
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let first = writer.submit(start(&mut plan, 0, None, &reported));
+        std::thread::sleep(Duration::from_millis(300));
+        let second = writer.submit(start(&mut plan, 1, None, &reported));
+        // The first gives up at its deadline; the second, queued later, waits on and is
+        // stored once the lock is free.
+        let refused = first.wait().unwrap_err();
+        assert!(refused.to_string().contains("locked"), "{refused}");
+        assert!(second.outcome().is_none(), "still waiting for the lock");
+        other.execute_batch("ROLLBACK").unwrap();
+        second.wait().unwrap();
+        assert_eq!(*reported.lock().unwrap(), [1]);
+        drop(writer);
+        assert_eq!(status(&store, &plan, 0), TaskStatus::Pending);
+        assert_eq!(status(&store, &plan, 1), TaskStatus::Running);
+    }
+
+    #[tokio::test]
+    // Holding the connection across the wait is the point: the writer must wait.
+    #[allow(clippy::await_holding_lock)]
+    async fn an_async_waiter_is_woken_when_its_entry_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 1);
+        let held = store.conn();
+        let commit = store.submit(start(&mut plan, 0, None, &Arc::default()));
+        let waiter = tokio::spawn({
+            let commit = commit.clone();
+            async move { commit.stored_in_time().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken")
+            .unwrap()
+            .unwrap();
+    }
+}
