@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, Row, Transaction, params};
+use rusqlite::{Connection, Row, params};
 
-use super::StoreError;
+use super::{Origin, StoreError};
 use crate::plan::{
-    Attempt, AttemptOutcome, ErrorKind, PlanId, RetryPolicy, Task, TaskName, TaskRecord,
-    TaskStatus, TaskType,
+    Attempt, AttemptOutcome, ErrorKind, PlanId, Resolution, RetryPolicy, Task, TaskName,
+    TaskRecord, TaskStatus, TaskType,
 };
 
 pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -43,11 +43,32 @@ fn parse_name<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreEr
 }
 
 /// Inserts a new plan's task.
-pub(super) fn insert_task(
-    tx: &Transaction<'_>,
+/// Inserts a new plan: its row (`created_at` now) and its tasks.
+pub(super) fn insert_plan(
+    tx: &Connection,
     plan: PlanId,
-    task: &Task,
+    name: Option<&str>,
+    resolution: &Resolution,
+    origin: Origin,
+    tasks: &[Task],
 ) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO plans (id, name, created_at, resolved, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        plan.to_string(),
+        name,
+        Timestamp::now().to_string(),
+        json(resolution),
+        <&str>::from(origin),
+    ])?;
+    for task in tasks {
+        insert_task(tx, plan, task)?;
+    }
+    Ok(())
+}
+
+fn insert_task(tx: &Connection, plan: PlanId, task: &Task) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO tasks (plan_id, idx, id, type, status, params, max_retries, backoff, retry_count,
                             next_attempt_at, output, error, limits, name, depends_on)

@@ -4,13 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
-use super::writer::{Commit, Entry, Writer};
-use super::{Durability, Origin, PlanSummary, StateStore, StoreError};
+use super::writer::{Commit, Entry, NewPlan, Rows, Writer};
+use super::{Durability, Origin, PlanSummary, Report, StateStore, StoreError};
 use crate::blocking::blocking;
 use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskStatus, TaskType};
 use crate::state_dir::{self, StateDir};
@@ -262,11 +261,36 @@ impl StateStore for SqliteStore {
         // Through the queue, so it is stored after what was queued before.
         let entry = Entry {
             plan,
-            tasks: tasks.iter().map(|&task| task.clone()).collect(),
+            rows: Rows::Tasks(tasks.iter().map(|&task| task.clone()).collect()),
             after: None,
             report: None,
         };
         self.submit(entry).wait()
+    }
+
+    fn queue_plan(
+        &self,
+        resolution: &Resolution,
+        plan: &PlanRun,
+        origin: Origin,
+        report: Option<Report>,
+    ) -> Result<Commit, StoreError> {
+        // Checked now, to refuse it with its own error: the caller's claim on the plan
+        // keeps anyone else from recording it meanwhile.
+        if blocking(|| plan_exists(&self.read_conn(), plan.id()))? {
+            return Err(StoreError::PlanExists(plan.id()));
+        }
+        Ok(self.submit(Entry {
+            plan: plan.id(),
+            rows: Rows::Plan(Box::new(NewPlan {
+                resolution: resolution.clone(),
+                name: plan.name().map(str::to_owned),
+                origin,
+                tasks: plan.tasks().to_vec(),
+            })),
+            after: None,
+            report,
+        }))
     }
 
     fn submit(&self, entry: Entry) -> Commit {
@@ -311,26 +335,17 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.writer()?;
         let tx = write_transaction(&mut conn)?;
-        let id = plan.id().to_string();
-        let exists: Option<String> = tx
-            .query_row("SELECT id FROM plans WHERE id = ?1", [&id], |r| r.get(0))
-            .optional()?;
-        if exists.is_some() {
+        if plan_exists(&tx, plan.id())? {
             return Err(StoreError::PlanExists(plan.id()));
         }
-        tx.execute(
-            "INSERT INTO plans (id, name, created_at, resolved, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                id,
-                plan.name(),
-                Timestamp::now().to_string(),
-                json(resolution),
-                <&str>::from(origin),
-            ],
+        rows::insert_plan(
+            &tx,
+            plan.id(),
+            plan.name(),
+            resolution,
+            origin,
+            plan.tasks(),
         )?;
-        for task in plan.tasks() {
-            rows::insert_task(&tx, plan.id(), task)?;
-        }
         tx.commit()?;
         Ok(())
     }
@@ -436,6 +451,15 @@ impl SqliteStore {
     }
 }
 
+/// Whether `plan` is recorded.
+fn plan_exists(conn: &Connection, plan: PlanId) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM plans WHERE id = ?1")?
+        .query_row([plan.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// The first task of `plan` that failed, by when its last attempt ended (see
 /// [`crate::plan::run::first_failure`]): read only for plans with several failed tasks.
 fn first_failed_task(conn: &Connection, plan: PlanId) -> Result<Option<usize>, StoreError> {
@@ -461,6 +485,8 @@ fn first_failed_task(conn: &Connection, plan: PlanId) -> Result<Option<usize>, S
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use jiff::Timestamp;
 
     use super::*;
     use crate::plan::{
@@ -502,6 +528,45 @@ mod tests {
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn a_queued_plan_is_recorded_before_its_report_and_its_next_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let (spec, mut run) = plan();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let reported = seen.clone();
+        let path = store.path().to_owned();
+        let report: Report = Box::new(move |tasks: &[Task]| {
+            // Stored before it is reported: another connection finds it.
+            let conn = Connection::open(&path).unwrap();
+            let count: i64 = conn
+                .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+                .unwrap();
+            *reported.lock().unwrap() = Some((tasks.len(), count));
+        });
+        let recorded = store
+            .queue_plan(&resolution(&spec), &run, Origin::Cli, Some(report))
+            .unwrap();
+        // Its first transition, queued after it.
+        run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
+        let started = store.submit(Entry {
+            plan: run.id(),
+            rows: Rows::Tasks(vec![run.tasks()[0].clone()]),
+            after: Some(recorded.clone()),
+            report: None,
+        });
+        started.wait().unwrap();
+        assert!(matches!(recorded.outcome(), Some(Ok(()))));
+        assert_eq!(*seen.lock().unwrap(), Some((2, 2)));
+        let (_, loaded) = store.load_plan(run.id()).unwrap().unwrap();
+        assert_eq!(loaded, run);
+        // A plan already recorded is refused at once, nothing queued.
+        assert!(matches!(
+            store.queue_plan(&resolution(&spec), &run, Origin::Cli, None),
+            Err(StoreError::PlanExists(_))
+        ));
     }
 
     #[test]
@@ -949,6 +1014,42 @@ mod tests {
         // Its attempt, recorded before attempts had a progress column, loads without one.
         assert_eq!(migrated_run, run);
         assert_eq!(migrated_run.tasks()[0].attempts()[0].progress, None);
+    }
+
+    #[test]
+    fn recording_a_transition_builds_no_temporary_btree() {
+        // What migration 10 is for: a CHECK with an `IN (…)` list of constants makes
+        // SQLite build and drop a b-tree for every row written.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
+        let conn = store.conn();
+        for sql in [
+            "UPDATE tasks SET status = ?3, retry_count = ?4 WHERE plan_id = ?1 AND idx = ?2",
+            "INSERT INTO attempts (plan_id, task_idx, attempt, started_at, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "UPDATE attempts SET outcome = ?4 WHERE plan_id = ?1 AND task_idx = ?2 AND attempt = ?3",
+        ] {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let unbound = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
+            let opcodes: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(unbound), |row| {
+                    row.get::<_, String>(1)
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                !opcodes.iter().any(|op| op == "OpenEphemeral"),
+                "{sql}: {opcodes:?}"
+            );
+        }
+        // The CHECKs still refuse what the domain never writes.
+        let refused = conn.execute(
+            "INSERT INTO attempts (plan_id, task_idx, attempt, started_at, outcome)
+             VALUES ('p', 0, 1, 't', 'exploded')",
+            [],
+        );
+        assert!(refused.unwrap_err().to_string().contains("CHECK"));
     }
 
     #[test]
