@@ -1,7 +1,7 @@
 //! The plugin index: a plugin file whose content (sha256) planrt has described before is
-//! not compiled, linked or described at start; its component is linked when a task of
-//! its type first runs. Other content is loaded in full, whatever the file's name or
-//! times.
+//! not compiled, linked or described at start (nor read, while its stamp is unchanged);
+//! its component is linked when a task of its type first runs. Other content is loaded
+//! in full, whatever the file's name or modification time.
 
 use planrt_e2e::Scratch;
 
@@ -56,7 +56,8 @@ fn an_unchanged_plugin_is_loaded_only_when_a_task_of_its_type_runs() {
     assert!(listed.stdout.contains("test-noop"), "listed from the index");
     assert_eq!(compiled(&s).len(), 1, "listing loads nothing");
 
-    // Its first task links it, from the bytes hashed at start.
+    // Its first task links it, from the file read again (its compiled entry is gone) and
+    // found to hash as it did.
     run(&s, "test-noop");
     assert_eq!(compiled(&s).len(), 2);
 }

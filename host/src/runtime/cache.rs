@@ -120,6 +120,17 @@ impl CompiledCache {
         wasm: &[u8],
         sha256: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        self.load_with(engine, sha256, || Ok(std::borrow::Cow::Borrowed(wasm)))
+    }
+
+    /// [`CompiledCache::load`], with the component's bytes asked of `wasm` only when they
+    /// must be compiled (no authenticated entry).
+    pub fn load_with<'a>(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        wasm: impl FnOnce() -> wasmtime::Result<std::borrow::Cow<'a, [u8]>>,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(sha256);
         let mut outcome = CacheOutcome::Miss;
         if let Ok(entry) = std::fs::read(&path) {
@@ -145,7 +156,7 @@ impl CompiledCache {
             }
             outcome = CacheOutcome::Replaced;
         }
-        let component = Component::new(engine, wasm)?;
+        let component = Component::new(engine, &*wasm()?)?;
         match component.serialize() {
             Ok(bytes) => {
                 if let Err(e) = self.store(&path, sha256, &bytes) {

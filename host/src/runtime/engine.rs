@@ -1,10 +1,9 @@
 //! The wasmtime engine: configuration, its instance allocator, and the epoch ticker that
 //! drives deadlines.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -170,21 +169,37 @@ fn config(allocator: Allocator, profiler: Option<wasmtime::ProfilingStrategy>) -
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread until dropped.
 pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    /// Set when dropped; the thread waits on it between ticks, so it stops at once.
+    stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     /// Starts ticking `engine`. Holds only a weak reference, so it never keeps it alive.
     pub fn start(engine: &Engine) -> Self {
+        Self::every(engine, EPOCH_TICK)
+    }
+
+    fn every(engine: &Engine, tick: Duration) -> Self {
         let weak = engine.weak();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name("planrt-epoch".into())
             .spawn(move || {
-                while !thread_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+                let (stopped, wake) = &*thread_stop;
+                let mut next = Instant::now() + tick;
+                let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+                while !*guard {
+                    let left = next.saturating_duration_since(Instant::now());
+                    guard = match wake.wait_timeout(guard, left) {
+                        Ok((guard, _)) => guard,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                    if *guard || Instant::now() < next {
+                        continue;
+                    }
+                    next += tick;
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,
@@ -201,7 +216,9 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -233,6 +250,18 @@ pub(crate) fn on_demand_engine() -> Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dropped_ticker_stops_at_once_not_at_its_next_tick() {
+        // (That it ticks, every deadline test shows: a spinning guest times out.)
+        let (engine, _) = new_engine().unwrap();
+        // An hour between ticks: a ticker that slept to its next tick would hold this drop
+        // for an hour.
+        let ticker = EpochTicker::every(&engine, Duration::from_secs(3600));
+        let dropped = Instant::now();
+        drop(ticker);
+        assert!(dropped.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn a_component_larger_than_a_pool_slot_is_named_so_with_the_way_to_run_it() {

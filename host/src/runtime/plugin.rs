@@ -67,9 +67,9 @@ pub struct LoadedPlugin {
     /// Linked once: at load when the plugin was described, else when a call first needs
     /// it.
     pre: OnceCell<PluginPre>,
-    /// The bytes hashed at load, until they are linked: what is linked is always what
-    /// was hashed, whatever happens to the file since.
-    unlinked: std::sync::Mutex<Option<Arc<[u8]>>>,
+    /// Where its bytes are, until they are linked: what is linked is always what was
+    /// hashed, whatever happens to the file since.
+    unlinked: std::sync::Mutex<Option<Unlinked>>,
     source: Arc<ComponentSource>,
     capabilities: Capabilities,
 }
@@ -105,7 +105,42 @@ impl ComponentSource {
 /// A plugin's component: linked already, or its bytes to link when first needed.
 enum Linking {
     Done(PluginPre),
-    Later(Arc<[u8]>),
+    Later(Unlinked),
+}
+
+/// The bytes of a plugin not linked yet.
+#[derive(Debug, Clone)]
+pub(super) enum Unlinked {
+    /// Read and hashed at load.
+    Read(Arc<[u8]>),
+    /// Known by the plugin index from the file's stamp, not read: read again only if its
+    /// compiled entry is gone, and then refused unless they still hash to its sha256.
+    InFile,
+}
+
+/// A plugin file that cannot be read again as it was when the plugin dir was read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FileChanged(String);
+
+/// The bytes of `file`, if they still hash to `sha256`.
+fn read_unchanged(file: &Path, sha256: &str) -> wasmtime::Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(file).map_err(|e| {
+        FileChanged(format!(
+            "cannot read {} again to compile it: {e}",
+            file.display()
+        ))
+    })?;
+    let now = hex::encode(Sha256::digest(&bytes));
+    if now != sha256 {
+        return Err(FileChanged(format!(
+            "{} changed since planrt read the plugin dir (sha256 {sha256} then, {now} now): run again",
+            file.display()
+        ))
+        .into());
+    }
+    Ok(bytes)
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -151,7 +186,7 @@ impl LoadedPlugin {
         engine: &Engine,
         source: Arc<ComponentSource>,
         capabilities: Capabilities,
-        (file, sha256, wasm): (PathBuf, String, Arc<[u8]>),
+        (file, sha256, wasm): (PathBuf, String, Unlinked),
         info: PluginInfo,
     ) -> Result<Self, String> {
         let linked = Linking::Later(wasm);
@@ -201,7 +236,7 @@ impl LoadedPlugin {
         self.pre
             .get_or_try_init(|| async {
                 let (source, engine) = (self.source.clone(), self.engine.clone());
-                let sha256 = self.sha256.clone();
+                let (file, sha256) = (self.file.clone(), self.sha256.clone());
                 let wasm = self
                     .unlinked
                     .lock()
@@ -211,10 +246,18 @@ impl LoadedPlugin {
                 // Off the async workers, and not blocking this task's other branches
                 // (a stop) meanwhile.
                 let linked = tokio::task::spawn_blocking(move || {
-                    let (component, _) = source
-                        .cache
-                        .load(&engine, &wasm, &sha256)
-                        .map_err(|e| super::engine::load_error(&e))?;
+                    let bytes = || match &wasm {
+                        Unlinked::Read(bytes) => Ok(std::borrow::Cow::Borrowed(&bytes[..])),
+                        Unlinked::InFile => read_unchanged(&file, &sha256).map(Into::into),
+                    };
+                    let (component, _) =
+                        source
+                            .cache
+                            .load_with(&engine, &sha256, bytes)
+                            .map_err(|e| match e.downcast_ref::<FileChanged>() {
+                                Some(changed) => changed.to_string(),
+                                None => super::engine::load_error(&e),
+                            })?;
                     source.link(&engine, &component)
                 })
                 .await

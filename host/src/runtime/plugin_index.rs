@@ -1,14 +1,17 @@
 //! The plugin index: what a component said about itself in `describe()`, by the sha256
-//! of its bytes, kept beside the compiled cache. A start still reads and hashes every
-//! plugin file (a few milliseconds for the shipped set), but a file whose sha256 is in
-//! the index is not compiled, linked or described: its plugin is linked when a plan first
-//! uses it, from the bytes hashed at start (`planrt run` of a plan that uses one plugin
-//! of many links one).
+//! of its bytes, and the sha256 of each plugin file by its stamp, kept beside the
+//! compiled cache. A file whose stamp is unchanged is not even read at start; a file whose
+//! sha256 is in the index is not compiled, linked or described: its plugin is linked when
+//! a plan first uses it, from its compiled entry (`planrt run` of a plan that uses one
+//! plugin of many links one).
 //!
-//! Keyed by content, the index cannot mistake a changed file for the one it knew, what
-//! ever its times say. It is a record of the compiled cache, one per planrt version (what
-//! an entry says was checked by the planrt that wrote it), under the cache's MAC: a
-//! planted or edited index is ignored (and rebuilt), never trusted.
+//! A stamp is what the kernel says of the file without reading it: device, inode, size,
+//! and the modification and status-change times to the nanosecond. Writing a file, or
+//! renaming another over it, changes the status-change time, which no user can set back,
+//! so a changed file is never mistaken for the one the index knew: it is read and hashed
+//! again. The index is a record of the compiled cache, one per planrt version (what an
+//! entry says was checked by the planrt that wrote it), under the cache's MAC: a planted
+//! or edited index is ignored (and rebuilt), never trusted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,12 +24,49 @@ use super::info::PluginInfo;
 /// versions of a file): enough for several dirs, bounded.
 const KEEP_OTHERS: usize = 256;
 
-/// What `describe()` said, by component sha256.
+/// What the kernel says of a file without reading it; any write to the file, or a rename
+/// over it, changes it (its status-change time at least).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    /// The stamp of the file `metadata` describes.
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        Self {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
+            ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// A plugin file as last read: its stamp then, and the sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KnownFile {
+    stamp: FileStamp,
+    sha256: String,
+}
+
+/// What `describe()` said, by component sha256; the sha256 of plugin files, by path.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct PluginIndex {
     entries: BTreeMap<String, PluginInfo>,
+    #[serde(default)]
+    files: BTreeMap<String, KnownFile>,
     #[serde(skip)]
     seen: BTreeSet<String>,
+    #[serde(skip)]
+    seen_files: BTreeSet<String>,
     #[serde(skip)]
     changed: bool,
 }
@@ -38,6 +78,30 @@ impl PluginIndex {
             .read_record(&record_name())
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
+    }
+
+    /// The sha256 of the file at `path` if it was read with this very `stamp` and the
+    /// index knows what that component said.
+    pub fn sha256_of(&mut self, path: &str, stamp: &FileStamp) -> Option<String> {
+        self.seen_files.insert(path.to_owned());
+        let known = self.files.get(path).filter(|known| known.stamp == *stamp)?;
+        self.entries
+            .contains_key(&known.sha256)
+            .then(|| known.sha256.clone())
+    }
+
+    /// Records that the file at `path`, stamped `stamp` before it was read, hashed to
+    /// `sha256`.
+    pub fn insert_file(&mut self, path: &str, stamp: FileStamp, sha256: &str) {
+        self.seen_files.insert(path.to_owned());
+        let known = KnownFile {
+            stamp,
+            sha256: sha256.to_owned(),
+        };
+        if self.files.get(path) != Some(&known) {
+            self.files.insert(path.to_owned(), known);
+            self.changed = true;
+        }
     }
 
     /// What the component `sha256` said, if it was indexed.
@@ -73,6 +137,14 @@ impl PluginIndex {
             });
             self.changed = true;
         }
+        // Files of other dirs are kept as their components are; a file whose component
+        // left the index is read again anyway.
+        let entries = &self.entries;
+        let seen_files = &self.seen_files;
+        let before = self.files.len();
+        self.files
+            .retain(|path, known| seen_files.contains(path) || entries.contains_key(&known.sha256));
+        self.changed |= self.files.len() != before;
         if !self.changed {
             return;
         }
@@ -134,6 +206,45 @@ mod tests {
             again.get("bb").is_none(),
             "another content is another entry"
         );
+    }
+
+    #[test]
+    fn a_file_is_known_by_its_stamp_only_while_nothing_wrote_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path(), 7);
+        let file = dir.path().join("p.wasm");
+        std::fs::write(&file, b"one").unwrap();
+        let stamp = || FileStamp::of(&std::fs::metadata(&file).unwrap());
+        let path = file.to_str().unwrap();
+        let mut index = PluginIndex::read(&cache);
+        let read_then = stamp();
+        index.insert_file(path, read_then.clone(), "aa");
+        assert_eq!(
+            index.sha256_of(path, &read_then),
+            None,
+            "a file whose component the index does not know is read"
+        );
+        index.insert("aa", &info("echo"));
+        index.save(&cache);
+        let mut again = PluginIndex::read(&cache);
+        assert_eq!(again.sha256_of(path, &stamp()).as_deref(), Some("aa"));
+        // Written again, the same bytes, the modification time put back: the status-change
+        // time still moved.
+        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&file, b"one").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(again.sha256_of(path, &stamp()), None);
+        // Another file renamed over it: another inode.
+        let other = dir.path().join("q.wasm");
+        std::fs::write(&other, b"two").unwrap();
+        std::fs::rename(&other, &file).unwrap();
+        assert_eq!(again.sha256_of(path, &stamp()), None);
     }
 
     #[test]

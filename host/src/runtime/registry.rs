@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use super::capability::{Capabilities, Refusal};
 use super::info::PluginInfo;
-use super::plugin::LoadedPlugin;
-use super::plugin_index::PluginIndex;
+use super::plugin::{LoadedPlugin, Unlinked};
+use super::plugin_index::{FileStamp, PluginIndex};
 use super::{Runtime, RuntimeError};
 use crate::plan::TaskType;
 
@@ -126,7 +126,7 @@ impl Runtime {
         let mut index = PluginIndex::read(&self.source.cache);
         for file in &files {
             // A plan pins its plugins by path, in JSON: the path must be text.
-            if file.to_str().is_none() {
+            let Some(path) = file.to_str() else {
                 let reason = match dir.to_str() {
                     Some(_) => "its file name is not UTF-8: rename it",
                     None => "the plugin dir's path is not UTF-8: move the plugins",
@@ -136,8 +136,8 @@ impl Runtime {
                     reason: reason.into(),
                 });
                 continue;
-            }
-            match self.load_plugin(file, &mut index).await {
+            };
+            match self.load_plugin(file, path, &mut index).await {
                 Ok(plugin) => {
                     let task_type = TaskType::new(plugin.info().task_type.clone())
                         .expect("checked by check_info");
@@ -162,37 +162,37 @@ impl Runtime {
         Ok((registry, warnings))
     }
 
-    /// Loads one plugin file: read and hashed; when the index knows that sha256, what it
-    /// said comes from there and it is linked when first used (from these bytes), else it
-    /// is compiled (or taken from the compiled cache), linked, asked `describe()` and
-    /// indexed.
+    /// Loads one plugin file. A file whose stamp the index knows is not read: what its
+    /// component said comes from the index and it is linked when first used, from its
+    /// compiled entry. Any other file is read and hashed: when the index knows that
+    /// sha256, likewise (linked from these bytes), else it is compiled (or taken from the
+    /// compiled cache), linked, asked `describe()` and indexed.
     async fn load_plugin(
         &self,
         file: &Path,
+        path: &str,
         index: &mut PluginIndex,
     ) -> Result<LoadedPlugin, String> {
         // Reading, hashing and compiling block: the tokio worker is handed off meanwhile.
+        // The stamp is taken before the bytes are read: a write in between leaves a stamp
+        // that no longer matches, and the file is read again next time.
+        let stamp = crate::blocking::blocking(|| std::fs::metadata(file))
+            .map(|metadata| FileStamp::of(&metadata))
+            .map_err(|e| format!("cannot read: {e}"))?;
+        if let Some(sha256) = index.sha256_of(path, &stamp)
+            && let Some(plugin) = self.indexed_plugin(file, (sha256, Unlinked::InFile), index)?
+        {
+            return Ok(plugin);
+        }
         let (wasm, sha256) = crate::blocking::blocking(|| {
             let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
             let sha256 = hex::encode(Sha256::digest(&wasm));
             Ok::<_, String>((Arc::<[u8]>::from(wasm), sha256))
         })?;
-        if let Some(info) = index.get(&sha256) {
-            let indexed = LoadedPlugin::indexed(
-                &self.engine,
-                self.source.clone(),
-                self.capabilities.clone(),
-                (file.to_owned(), sha256.clone(), wasm.clone()),
-                info.clone(),
-            );
-            match indexed {
-                Ok(plugin) => {
-                    // The index holds only checked answers, but the rules may be newer.
-                    check_info(plugin.info())?;
-                    return Ok(plugin);
-                }
-                Err(e) => tracing::debug!(file = %file.display(), "index entry not used: {e}"),
-            }
+        index.insert_file(path, stamp, &sha256);
+        let unlinked = Unlinked::Read(wasm.clone());
+        if let Some(plugin) = self.indexed_plugin(file, (sha256.clone(), unlinked), index)? {
+            return Ok(plugin);
         }
         let component = crate::blocking::blocking(|| {
             self.source
@@ -217,6 +217,40 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The plugin of `file` from what the index says its component `sha256` said, linked
+    /// later from `unlinked`; `None` if the index does not know it (or its entry is no
+    /// longer usable).
+    fn indexed_plugin(
+        &self,
+        file: &Path,
+        (sha256, unlinked): (String, Unlinked),
+        index: &mut PluginIndex,
+    ) -> Result<Option<LoadedPlugin>, String> {
+        let Some(info) = index.get(&sha256) else {
+            return Ok(None);
+        };
+        let indexed = LoadedPlugin::indexed(
+            &self.engine,
+            self.source.clone(),
+            self.capabilities.clone(),
+            (file.to_owned(), sha256, unlinked),
+            info.clone(),
+        );
+        match indexed {
+            Ok(plugin) => {
+                // The index holds only checked answers, but the rules may be newer.
+                check_info(plugin.info())?;
+                Ok(Some(plugin))
+            }
+            Err(e) => {
+                tracing::debug!(file = %file.display(), "index entry not used: {e}");
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// What the host requires of a plugin's `describe()`, checked on every load (through the
 /// index too): a valid task type, absolute guest paths without `..`.
 fn check_info(info: &PluginInfo) -> Result<(), String> {
@@ -236,4 +270,48 @@ fn check_info(info: &PluginInfo) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::test_support;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_plugin_known_by_its_stamp_links_only_the_bytes_it_was_known_by() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = test_support::plugin_dir(dir.path(), &["test-noop"]);
+        let compiled = dir.path().join("compiled");
+        let runtime = Runtime::new(Capabilities::builtin(), &compiled, [0; 32]).unwrap();
+        let noop = TaskType::new("test-noop").unwrap();
+        // Described and indexed, file stamp and all.
+        runtime.load_plugins(&plugins).await.unwrap();
+        // Known by its stamp now: not read. Its compiled entry gone, linking reads it
+        // again — and refuses bytes that are no longer the ones it was known by.
+        let (registry, warnings) = runtime.load_plugins(&plugins).await.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        for engine in std::fs::read_dir(&compiled).unwrap() {
+            for entry in std::fs::read_dir(engine.unwrap().path()).unwrap() {
+                let entry = entry.unwrap().path();
+                if entry.extension().is_some_and(|e| e == "cwasm") {
+                    std::fs::remove_file(entry).unwrap();
+                }
+            }
+        }
+        let file = plugins.join("test-noop.wasm");
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend_from_slice(b"\0");
+        let plugin = registry.get(&noop).unwrap();
+        let unchanged = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes).unwrap();
+        let refused = plugin.ensure_loaded().await.unwrap_err().to_string();
+        assert!(
+            refused.contains("changed since planrt read the plugin dir"),
+            "{refused}"
+        );
+        // The same bytes again: compiled from the file and linked.
+        std::fs::write(&file, &unchanged).unwrap();
+        let (registry, _) = runtime.load_plugins(&plugins).await.unwrap();
+        registry.get(&noop).unwrap().ensure_loaded().await.unwrap();
+    }
 }

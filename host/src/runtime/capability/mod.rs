@@ -82,10 +82,10 @@ pub enum Refusal {
 }
 
 /// What one task runs with: each capability's configuration, decided at plan time.
-/// Cheap to clone.
+/// Cheap to clone (every attempt of the task takes a copy): the parts are shared.
 #[derive(Debug, Clone, Default)]
 pub struct Sandbox {
-    parts: Extensions,
+    parts: Arc<Extensions>,
 }
 
 impl Sandbox {
@@ -96,7 +96,7 @@ impl Sandbox {
 
     /// Sets a capability's configuration.
     pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, part: T) {
-        self.parts.insert(part);
+        Arc::make_mut(&mut self.parts).insert(part);
     }
 
     /// The limits of each call (the metadata limits when none were configured).
