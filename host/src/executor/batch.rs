@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::execute::{ExecuteError, Observer};
 use crate::plan::{PlanRun, Task, TaskEvent, Transition};
-use crate::store::{Commit, Entry, Rows, StateStore};
+use crate::store::{Commit, Entry, StateStore};
 
 /// Transitions applied to a plan and not yet stored.
 pub(super) struct Batch<'a> {
@@ -134,7 +134,7 @@ impl<'a> Batch<'a> {
                 let (id, observer) = (plan.id(), observer.clone());
                 let commit = self.store.submit(Entry {
                     plan: id,
-                    rows: Rows::Tasks(tasks),
+                    tasks,
                     after: tail.take(),
                     report: Some(Box::new(move |tasks: &[Task]| {
                         for (task, transition) in tasks.iter().zip(transitions) {

@@ -114,9 +114,6 @@ pub struct Execution<'a> {
     /// At most this many of the plan's attempts at once (a graph's `maxParallel`; a plan
     /// without `dependsOn` runs one task at a time whatever this is).
     pub max_parallel: usize,
-    /// What the plan's first transitions are stored after: its own record, while it is
-    /// still being written.
-    pub after: Option<Commit>,
 }
 
 /// One attempt, from its request to its report.
@@ -329,7 +326,7 @@ pub async fn execute(
     let mut in_flight = InFlight::new(!plan.graph().is_explicit() || max_parallel == 1);
     let mut turns: Turns = FuturesUnordered::new();
     // The last batch queued: what comes out of the loop waits until it is stored.
-    let mut tail: Option<Commit> = execution.after.clone();
+    let mut tail: Option<Commit> = None;
     loop {
         let now = Timestamp::now();
         if plan.phase() == Phase::Active {

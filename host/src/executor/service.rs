@@ -24,8 +24,7 @@ use crate::runtime::capability::kv::KvAccess;
 use crate::runtime::{Capabilities, LoadWarning, Registry, Runtime, RuntimeError};
 use crate::state_dir::{StateDir, StateDirError};
 use crate::store::{
-    ClaimError, Commit, Durability, Origin, PlanClaim, PlanSummary, SqliteStore, StateStore,
-    StoreError,
+    ClaimError, Durability, Origin, PlanClaim, PlanSummary, SqliteStore, StateStore, StoreError,
 };
 
 /// How a front end should treat an error.
@@ -218,9 +217,6 @@ pub struct Admitted {
     plan: PlanRun,
     prepared: PreparedPlan,
     _claim: PlanClaim,
-    /// The plan's own record while it is still being written (a queued admission): its
-    /// first transitions are stored after it.
-    recorded: Option<Commit>,
 }
 
 impl Admitted {
@@ -598,37 +594,6 @@ impl Service {
             plan,
             prepared,
             _claim: claim,
-            recorded: None,
-        })
-    }
-
-    /// Claims a new plan and queues its record (`create_plan` by the store's writer), to
-    /// run it at once: its first attempts run while its tasks are being written, and act
-    /// once they are stored. The plan is logged as running when it is recorded.
-    fn admit_queued(&self, prepared: PreparedPlan) -> Result<Admitted, ServiceError> {
-        let plan = prepared.saved.to_plan_run()?;
-        let store = self.store()?;
-        let claim = PlanClaim::acquire(&self.config.state, plan.id())?;
-        let id = plan.id();
-        let report: crate::store::Report = Box::new(move |_: &[crate::plan::Task]| {
-            tracing::info!(plan = %id, "running plan {id}");
-        });
-        let recorded = store
-            .queue_plan(
-                &prepared.saved.resolution(),
-                &plan,
-                Origin::Cli,
-                Some(report),
-            )
-            .map_err(|error| match error {
-                StoreError::PlanExists(id) => ServiceError::PlanExists(id),
-                error => self.store_error(error),
-            })?;
-        Ok(Admitted {
-            plan,
-            prepared,
-            _claim: claim,
-            recorded: Some(recorded),
         })
     }
 
@@ -718,7 +683,6 @@ impl Service {
             plan,
             prepared,
             _claim: claim,
-            recorded: None,
         })
     }
 
@@ -733,7 +697,6 @@ impl Service {
             mut plan,
             prepared,
             _claim,
-            recorded,
         } = admitted;
         let id = plan.id();
         let store = self.store()?;
@@ -742,10 +705,7 @@ impl Service {
                 "plan {id} is already complete; nothing to run (use --from N to run tasks again)"
             );
         }
-        if recorded.is_none() {
-            // A queued record logs this once it is stored.
-            tracing::info!(plan = %id, "running plan {id}");
-        }
+        tracing::info!(plan = %id, "running plan {id}");
         let execution = Execution {
             prepared: &prepared,
             store: &*store,
@@ -754,14 +714,8 @@ impl Service {
             admission: self.runtime.admission(),
             kv: KvAccess(Arc::new(super::kv::StoreKv(store.clone()))),
             max_parallel: self.max_parallel(&prepared),
-            after: recorded.clone(),
         };
-        let result = execute(&mut plan, execution, stop).await;
-        // The plan could not be recorded: nothing acted, nothing was recorded.
-        if let Some(error) = recorded.as_ref().and_then(Commit::failure) {
-            return Err(self.store_error(StoreError::Shared(error)));
-        }
-        match result {
+        match execute(&mut plan, execution, stop).await {
             Ok(RunEnd::Finished(Phase::Active)) => Err(ServiceError::AfterWorkStarted {
                 plan: id,
                 error: ExecuteError::Stalled(id),
@@ -788,7 +742,7 @@ impl Service {
         observer: Arc<dyn Observer>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<Finished, ServiceError> {
-        let admitted = self.admit_queued(prepared)?;
+        let admitted = self.admit(prepared, None, Origin::Cli)?;
         self.execute(admitted, observer, stop).await
     }
 

@@ -21,7 +21,7 @@ pub use claim::{ClaimError, PlanClaim};
 pub use kv::KvWrite;
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskCursor, TaskRef};
-pub use writer::{Commit, Entry, NewPlan, Report, Rows};
+pub use writer::{Commit, Entry, Report};
 
 /// How much a committed transition survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,46 +135,16 @@ pub trait StateStore: Send + Sync {
         if let Some(error) = entry.after.as_ref().and_then(Commit::failure) {
             return Commit::refused(error);
         }
-        let stored = match &entry.rows {
-            Rows::Tasks(tasks) => {
-                let tasks: Vec<&Task> = tasks.iter().collect();
-                self.record_tasks(entry.plan, &tasks)
-            }
-            Rows::Plan(new) => {
-                let plan = PlanRun::from_tasks(entry.plan, new.name.clone(), new.tasks.clone());
-                match plan {
-                    Ok(plan) => self.create_plan(&new.resolution, &plan, new.origin),
-                    Err(error) => Err(StoreError::Backend(error.to_string())),
-                }
-            }
-        };
-        match stored {
+        let tasks: Vec<&Task> = entry.tasks.iter().collect();
+        match self.record_tasks(entry.plan, &tasks) {
             Ok(()) => {
                 if let Some(report) = entry.report {
-                    report(entry.rows.tasks());
+                    report(&entry.tasks);
                 }
                 Commit::stored()
             }
             Err(error) => Commit::refused(error),
         }
-    }
-
-    /// Queues a new plan and its tasks (all pending) to be recorded, as
-    /// [`StateStore::create_plan`] does, and returns at once with the [`Commit`] the
-    /// plan's first transitions are queued after; `report` runs once it is stored. A plan
-    /// already recorded is refused before anything is queued.
-    fn queue_plan(
-        &self,
-        resolution: &Resolution,
-        plan: &PlanRun,
-        origin: Origin,
-        report: Option<Report>,
-    ) -> Result<Commit, StoreError> {
-        self.create_plan(resolution, plan, origin)?;
-        if let Some(report) = report {
-            report(plan.tasks());
-        }
-        Ok(Commit::stored())
     }
 
     /// The plan as last recorded: what it was resolved with, and its tasks.

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::rows::{self, backend, from_json, json};
 use super::schema::{self, MigrationError};
-use super::writer::{Commit, Entry, NewPlan, Rows, Writer};
-use super::{Durability, Origin, PlanSummary, Report, StateStore, StoreError};
+use super::writer::{Commit, Entry, Writer};
+use super::{Durability, Origin, PlanSummary, StateStore, StoreError};
 use crate::blocking::blocking;
 use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskStatus, TaskType};
 use crate::state_dir::{self, StateDir};
@@ -261,36 +261,11 @@ impl StateStore for SqliteStore {
         // Through the queue, so it is stored after what was queued before.
         let entry = Entry {
             plan,
-            rows: Rows::Tasks(tasks.iter().map(|&task| task.clone()).collect()),
+            tasks: tasks.iter().map(|&task| task.clone()).collect(),
             after: None,
             report: None,
         };
         self.submit(entry).wait()
-    }
-
-    fn queue_plan(
-        &self,
-        resolution: &Resolution,
-        plan: &PlanRun,
-        origin: Origin,
-        report: Option<Report>,
-    ) -> Result<Commit, StoreError> {
-        // Checked now, to refuse it with its own error: the caller's claim on the plan
-        // keeps anyone else from recording it meanwhile.
-        if blocking(|| plan_exists(&self.read_conn(), plan.id()))? {
-            return Err(StoreError::PlanExists(plan.id()));
-        }
-        Ok(self.submit(Entry {
-            plan: plan.id(),
-            rows: Rows::Plan(Box::new(NewPlan {
-                resolution: resolution.clone(),
-                name: plan.name().map(str::to_owned),
-                origin,
-                tasks: plan.tasks().to_vec(),
-            })),
-            after: None,
-            report,
-        }))
     }
 
     fn submit(&self, entry: Entry) -> Commit {
@@ -528,45 +503,6 @@ mod tests {
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
-    }
-
-    #[test]
-    fn a_queued_plan_is_recorded_before_its_report_and_its_next_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&state(&dir), Durability::Process).unwrap();
-        let (spec, mut run) = plan();
-        let seen = Arc::new(std::sync::Mutex::new(None));
-        let reported = seen.clone();
-        let path = store.path().to_owned();
-        let report: Report = Box::new(move |tasks: &[Task]| {
-            // Stored before it is reported: another connection finds it.
-            let conn = Connection::open(&path).unwrap();
-            let count: i64 = conn
-                .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
-                .unwrap();
-            *reported.lock().unwrap() = Some((tasks.len(), count));
-        });
-        let recorded = store
-            .queue_plan(&resolution(&spec), &run, Origin::Cli, Some(report))
-            .unwrap();
-        // Its first transition, queued after it.
-        run.apply(0, TaskEvent::Start { at: t(0) }).unwrap();
-        let started = store.submit(Entry {
-            plan: run.id(),
-            rows: Rows::Tasks(vec![run.tasks()[0].clone()]),
-            after: Some(recorded.clone()),
-            report: None,
-        });
-        started.wait().unwrap();
-        assert!(matches!(recorded.outcome(), Some(Ok(()))));
-        assert_eq!(*seen.lock().unwrap(), Some((2, 2)));
-        let (_, loaded) = store.load_plan(run.id()).unwrap().unwrap();
-        assert_eq!(loaded, run);
-        // A plan already recorded is refused at once, nothing queued.
-        assert!(matches!(
-            store.queue_plan(&resolution(&spec), &run, Origin::Cli, None),
-            Err(StoreError::PlanExists(_))
-        ));
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::{Origin, StoreError, rows};
+use super::{StoreError, rows};
 use crate::blocking::blocking;
-use crate::plan::{PlanId, Resolution, Task};
+use crate::plan::{PlanId, Task};
 
 /// Entries queued and not yet taken by the writer, at most: past it, whoever queues
 /// waits (a disk that cannot keep up slows the executors instead of filling memory).
@@ -125,48 +125,17 @@ impl Commit {
     }
 }
 
-/// Rows to record, as one all-or-nothing entry of the queue.
+/// Tasks to record, as one all-or-nothing entry of the queue.
 pub struct Entry {
     /// Their plan.
     pub plan: PlanId,
-    /// What is recorded.
-    pub rows: Rows,
+    /// Each task's state after its transition (at most one per task).
+    pub tasks: Vec<Task>,
     /// The entry the same executor queued before: if it was not stored, neither is this
     /// one (a plan's transitions are stored in order, with no gap).
     pub after: Option<Commit>,
     /// Runs once the entry is stored, before its commit says so.
     pub report: Option<Report>,
-}
-
-/// What an entry records.
-pub enum Rows {
-    /// Tasks' states after their transitions (at most one per task).
-    Tasks(Vec<Task>),
-    /// A new plan (refused if it exists).
-    Plan(Box<NewPlan>),
-}
-
-impl Rows {
-    /// The tasks it records.
-    pub fn tasks(&self) -> &[Task] {
-        match self {
-            Rows::Tasks(tasks) => tasks,
-            Rows::Plan(plan) => &plan.tasks,
-        }
-    }
-}
-
-/// A plan to record: what it was resolved with, its name, who created it, and its tasks
-/// (all pending).
-pub struct NewPlan {
-    /// What it was resolved with.
-    pub resolution: Resolution,
-    /// Its label.
-    pub name: Option<String>,
-    /// Who created it.
-    pub origin: Origin,
-    /// Its tasks.
-    pub tasks: Vec<Task>,
 }
 
 /// An entry in the writer's hands: settled when stored, refused, or dropped unstored (the
@@ -356,7 +325,7 @@ fn finish(mut job: Job, outcome: Result<(), Arc<StoreError>>) {
     if outcome.is_ok()
         && let Some(report) = job.entry.report.take()
     {
-        report(job.entry.rows.tasks());
+        report(&job.entry.tasks);
     }
     job.done.settle(outcome);
 }
@@ -392,20 +361,11 @@ fn store_group(
             continue;
         }
         let plan = job.entry.plan;
-        let stored = match &job.entry.rows {
-            Rows::Tasks(tasks) => tasks
-                .iter()
-                .try_for_each(|task| rows::update_task(conn, plan, task)),
-            Rows::Plan(new) => {
-                let NewPlan {
-                    resolution,
-                    name,
-                    origin,
-                    tasks,
-                } = &**new;
-                rows::insert_plan(conn, plan, name.as_deref(), resolution, *origin, tasks)
-            }
-        };
+        let stored = job
+            .entry
+            .tasks
+            .iter()
+            .try_for_each(|task| rows::update_task(conn, plan, task));
         if let Err(error) = stored {
             let _ = conn.execute_batch("ROLLBACK");
             if group.len() == 1 {
@@ -476,7 +436,7 @@ mod tests {
         let reported = reported.clone();
         Entry {
             plan: plan.id(),
-            rows: Rows::Tasks(vec![plan.tasks()[index].clone()]),
+            tasks: vec![plan.tasks()[index].clone()],
             after,
             report: Some(Box::new(move |tasks: &[Task]| {
                 let mut reported = reported.lock().unwrap();
@@ -567,7 +527,7 @@ mod tests {
         unknown.apply(0, ended).unwrap();
         let after_refused = store.submit(Entry {
             plan: unknown.id(),
-            rows: Rows::Tasks(vec![unknown.tasks()[0].clone()]),
+            tasks: vec![unknown.tasks()[0].clone()],
             after: Some(refused.clone()),
             report: None,
         });
@@ -588,7 +548,7 @@ mod tests {
         // Refused at once now: its predecessor is known refused.
         let again = store.submit(Entry {
             plan: plan.id(),
-            rows: Rows::Tasks(Vec::new()),
+            tasks: Vec::new(),
             after: Some(refused),
             report: None,
         });
@@ -630,7 +590,7 @@ mod tests {
         never(&second);
         let later = store.submit(Entry {
             plan: plan.id(),
-            rows: Rows::Tasks(Vec::new()),
+            tasks: Vec::new(),
             after: None,
             report: None,
         });
