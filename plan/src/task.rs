@@ -538,6 +538,22 @@ impl Task {
     pub fn last_attempt(&self) -> Option<&Attempt> {
         self.attempts.last()
     }
+    /// A copy of the task with its newest attempt only: its state after a transition as
+    /// a store writes it (fields and newest attempt; earlier attempts never change) and
+    /// as an observer reads it. Not a task to run: its attempt count starts past one.
+    pub fn with_newest_attempt_only(&self) -> Task {
+        let newest = self.attempts.len().saturating_sub(1);
+        Task {
+            task_type: self.task_type.clone(),
+            name: self.name.clone(),
+            depends_on: self.depends_on.clone(),
+            params: self.params.clone(),
+            output: self.output.clone(),
+            error: self.error.clone(),
+            attempts: self.attempts[newest..].to_vec(),
+            ..*self
+        }
+    }
 
     /// Applies `event` when no earlier task holds this one back: the only way a task's
     /// status changes (the plan passes its order with [`Task::apply_in_order`]).
@@ -922,6 +938,38 @@ mod tests {
             },
             jitter_sample: 0.0,
         }
+    }
+
+    #[test]
+    fn a_copy_with_the_newest_attempt_only_keeps_every_field_and_that_attempt() {
+        let mut retried = task(2);
+        retried.apply(TaskEvent::Start { at: t(0) }).unwrap();
+        retried.apply(fail(t(1), ErrorKind::Transient)).unwrap();
+        retried.apply(TaskEvent::Start { at: t(100) }).unwrap();
+        let copy = retried.with_newest_attempt_only();
+        assert_eq!(copy.attempts(), &retried.attempts()[1..]);
+        assert_eq!(copy.last_attempt(), retried.last_attempt());
+        assert_eq!(copy.last_attempt().unwrap().attempt, 2);
+        assert_eq!(
+            (
+                copy.status(),
+                copy.retry_count(),
+                copy.error(),
+                copy.next_attempt_at()
+            ),
+            (
+                retried.status(),
+                retried.retry_count(),
+                retried.error(),
+                retried.next_attempt_at()
+            )
+        );
+        assert_eq!(
+            (copy.id(), copy.index(), copy.params()),
+            (retried.id(), retried.index(), retried.params())
+        );
+        // A task never started has no attempt to keep.
+        assert!(task(0).with_newest_attempt_only().attempts().is_empty());
     }
 
     fn with_status(status: TaskStatus) -> Task {

@@ -130,7 +130,11 @@ impl<'a> Batch<'a> {
                 self.held.clear();
                 let (indices, transitions): (Vec<usize>, Vec<Transition>) =
                     self.applied.drain(..).unzip();
-                let tasks = indices.iter().map(|&i| plan.tasks()[i].clone()).collect();
+                // What the store writes and the observers read: not the earlier attempts.
+                let tasks = indices
+                    .iter()
+                    .map(|&i| plan.tasks()[i].with_newest_attempt_only())
+                    .collect();
                 let (id, observer) = (plan.id(), observer.clone());
                 let commit = self.store.submit(Entry {
                     plan: id,

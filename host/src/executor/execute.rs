@@ -298,6 +298,7 @@ type Turns = FuturesUnordered<Pin<Box<dyn Future<Output = Turn> + Send>>>;
 /// What woke the executor.
 enum Wake {
     Stop(StopReason),
+    Refused(StoreError),
     Turn(Turn),
     Ended(Ended),
     Backoff,
@@ -320,13 +321,29 @@ pub async fn execute(
         max_parallel: execution.max_parallel.max(1),
         ..execution
     };
+    // The last batch queued: what comes out of the loop waits until it is stored.
+    let mut tail: Option<Commit> = None;
+    let result = drive(plan, &execution, stop, &mut tail).await;
+    if result.is_err() {
+        // What was queued is stored or refused before the plan is let go (its claim with
+        // it): rows written later could be read, stale, by whoever takes it next.
+        let _ = stored(&tail).await;
+    }
+    result
+}
+
+/// The loop of [`execute`]; `tail` is the last batch it queued.
+async fn drive(
+    plan: &mut PlanRun,
+    execution: &Execution<'_>,
+    stop: impl Future<Output = StopReason>,
+    tail: &mut Option<Commit>,
+) -> Result<RunEnd, ExecuteError> {
     let (slots, admission, max_parallel) =
         (execution.slots, execution.admission, execution.max_parallel);
     tokio::pin!(stop);
     let mut in_flight = InFlight::new(!plan.graph().is_explicit() || max_parallel == 1);
     let mut turns: Turns = FuturesUnordered::new();
-    // The last batch queued: what comes out of the loop waits until it is stored.
-    let mut tail: Option<Commit> = None;
     loop {
         let now = Timestamp::now();
         if plan.phase() == Phase::Active {
@@ -351,7 +368,7 @@ pub async fn execute(
                 (Phase::Active, Some(_)) => {}
                 (phase, _) => {
                     // Reported once the last of its transitions is stored.
-                    stored(&tail).await?;
+                    stored(tail).await?;
                     return Ok(RunEnd::Finished(phase));
                 }
             }
@@ -365,10 +382,11 @@ pub async fn execute(
                 None => std::future::pending().await,
             }
         };
-        // A commit is synchronous, so no branch is ever dropped halfway through one.
+        // Queuing a batch never awaits, so no branch is ever dropped halfway through one.
         let woke = tokio::select! {
             biased;
             reason = &mut stop => Wake::Stop(reason),
+            error = refused(tail) => Wake::Refused(error),
             Some(ended) = in_flight.next() => Wake::Ended(ended),
             Some(turn) = turns.next() => Wake::Turn(turn),
             () = sleep => Wake::Backoff,
@@ -376,9 +394,10 @@ pub async fn execute(
         let result = match woke {
             Wake::Stop(reason) => {
                 drop(turns);
-                stored(&tail).await?;
-                return stop_all(plan, reason, in_flight, &execution).await;
+                return stop_all(plan, reason, in_flight, execution, tail).await;
             }
+            // The store refused a batch: nothing after it can be stored.
+            Wake::Refused(error) => Err(ExecuteError::Store(error)),
             Wake::Backoff => Ok(()),
             Wake::Ended(first) => {
                 // With the ends of any others that ended meanwhile, and the turns already
@@ -386,14 +405,14 @@ pub async fn execute(
                 let mut ended = vec![first];
                 ended.extend(in_flight.ended());
                 let given = given_turns(&mut turns);
-                execution.advance(plan, ended, given, &mut in_flight, &mut tail)
+                execution.advance(plan, ended, given, &mut in_flight, tail)
             }
             // Room is checked again: turns asked for earlier may outnumber it now. A turn
             // with nothing to run (a failure, a backoff) goes back.
             Wake::Turn(turn) => {
                 let mut given = vec![turn];
                 given.extend(given_turns(&mut turns));
-                execution.advance(plan, Vec::new(), given, &mut in_flight, &mut tail)
+                execution.advance(plan, Vec::new(), given, &mut in_flight, tail)
             }
         };
         if let Err(error) = result {
@@ -416,7 +435,8 @@ fn given_turns(turns: &mut Turns) -> Vec<Turn> {
     std::iter::from_fn(|| turns.next().now_or_never().flatten()).collect()
 }
 
-/// An attempt whose start is in a batch: launched once the batch is stored.
+/// An attempt whose start is in a batch: launched once the batch is queued (what it does
+/// outside its sandbox waits for the batch to be stored).
 struct Launch {
     index: usize,
     turn: Turn,
@@ -431,7 +451,7 @@ impl Barrier for StartStored {
     fn passed(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async {
             self.0
-                .stored_in_time()
+                .stored()
                 .await
                 .map_err(|error| format!("its start could not be recorded: {error}"))
         })
@@ -442,8 +462,19 @@ impl Barrier for StartStored {
 /// stored.
 async fn stored(tail: &Option<Commit>) -> Result<(), ExecuteError> {
     match tail {
-        Some(commit) => Ok(commit.stored_in_time().await?),
+        Some(commit) => Ok(commit.stored().await?),
         None => Ok(()),
+    }
+}
+
+/// Resolves if the last batch queued (`tail`) is refused; never if it is stored.
+async fn refused(tail: &Option<Commit>) -> StoreError {
+    match tail {
+        Some(commit) => match commit.stored().await {
+            Err(error) => error,
+            Ok(()) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -572,12 +603,16 @@ async fn stop_all(
     reason: StopReason,
     mut in_flight: InFlight,
     execution: &Execution<'_>,
+    tail: &Option<Commit>,
 ) -> Result<RunEnd, ExecuteError> {
     let (prepared, store, observer) = (execution.prepared, execution.store, &*execution.observer);
     let (kind, why) = reason.attempt_end();
     for handles in in_flight.handles.values() {
         handles.cancel.raise(kind, why);
     }
+    // What was queued before the stop is stored first: the stop is recorded after it, or
+    // not at all (its attempts are then dropped, their rows left as last stored).
+    stored(tail).await?;
     let patience = in_flight
         .handles
         .values()

@@ -972,4 +972,135 @@ mod tests {
         let (_, stored) = store.load_plan(finished.plan.id()).unwrap().unwrap();
         assert_eq!(stored.tasks()[0].status(), TaskStatus::Complete);
     }
+
+    /// A store whose queued entries are never stored: each stays pending until the test
+    /// refuses it (what a disk that fails mid-run looks like to the executor).
+    struct RefusingStore {
+        inner: Arc<SqliteStore>,
+        queued: Mutex<Vec<crate::store::Commit>>,
+    }
+
+    impl RefusingStore {
+        fn refuse_all(&self) {
+            let refused = Arc::new(StoreError::Backend("disk I/O error".into()));
+            for commit in self.queued.lock().unwrap().drain(..) {
+                commit.settle(Err(refused.clone()));
+            }
+        }
+    }
+
+    impl StateStore for RefusingStore {
+        fn create_plan(
+            &self,
+            resolution: &Resolution,
+            plan: &PlanRun,
+            origin: Origin,
+        ) -> Result<(), StoreError> {
+            self.inner.create_plan(resolution, plan, origin)
+        }
+
+        fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
+            self.inner.record_tasks(plan, tasks)
+        }
+
+        fn submit(&self, entry: crate::store::Entry) -> crate::store::Commit {
+            if let Some(error) = entry.after.as_ref().and_then(|after| after.failure()) {
+                return crate::store::Commit::refused(error);
+            }
+            let commit = crate::store::Commit::pending();
+            self.queued.lock().unwrap().push(commit.clone());
+            commit
+        }
+
+        fn load_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError> {
+            self.inner.load_plan(plan)
+        }
+
+        fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
+            self.inner.list_plans(limit)
+        }
+
+        fn repin_plugins(
+            &self,
+            plan: PlanId,
+            pins: &std::collections::BTreeMap<TaskType, crate::plan::PluginPin>,
+        ) -> Result<(), StoreError> {
+            self.inner.repin_plugins(plan, pins)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_attempt_whose_start_is_refused_never_acts_and_the_run_stops_with_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_dir = test_support::plugin_dir(dir.path(), &["test-append"]);
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let config = ServiceConfig {
+            plugin_dir,
+            state: StateDir::open_or_create(&dir.path().join("state")).unwrap(),
+            durability: Durability::Process,
+            max_concurrent: None,
+            max_parallel: None,
+            load_every_plugin: false,
+        };
+        let (service, _) = Service::open(config).await.unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
+             [[tasks]]\ntype = \"test-append\"\n[[tasks]]\ntype = \"test-append\"\n",
+        )
+        .unwrap();
+        let prepared = service.prepare_file(&file).await.unwrap();
+        let Admitted {
+            mut plan, prepared, ..
+        } = service.admit(prepared, None, Origin::Cli).unwrap();
+        let store = RefusingStore {
+            inner: service.store().unwrap(),
+            queued: Mutex::default(),
+        };
+        let reported = Arc::new(Reported::default());
+        let execution = Execution {
+            prepared: &prepared,
+            store: &store,
+            observer: reported.clone(),
+            slots: &service.slots,
+            admission: service.runtime.admission(),
+            kv: KvAccess(Arc::new(super::super::kv::StoreKv(store.inner.clone()))),
+            max_parallel: 1,
+        };
+        let effects = work.join("effects.log");
+        let (ended, ()) = tokio::join!(
+            execute(&mut plan, execution, std::future::pending()),
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert!(
+                    !store.queued.lock().unwrap().is_empty(),
+                    "the first attempt's start was queued"
+                );
+                assert!(!effects.exists(), "acted before its start was stored");
+                store.refuse_all();
+            }
+        );
+        // Two layers keep the attempt from acting: the run stops (dropping what is in
+        // flight) and the gate fails the call (tested alone in `capability::effects`).
+        let error = ended.expect_err("a refused commit stops the run");
+        assert!(
+            matches!(&error, ExecuteError::Store(e) if e.to_string().contains("disk I/O error")),
+            "{error}"
+        );
+        assert!(
+            !effects.exists(),
+            "an attempt whose start was refused acted"
+        );
+        assert!(
+            reported.0.lock().unwrap().is_empty(),
+            "reported what was not stored"
+        );
+        // Nothing the refused entries held reached the database: the task is still pending
+        // there, and `resume` runs it.
+        let (_, stored) = store.inner.load_plan(plan.id()).unwrap().unwrap();
+        assert_eq!(stored.tasks()[0].status(), TaskStatus::Pending);
+        assert!(stored.tasks()[0].attempts().is_empty());
+    }
 }

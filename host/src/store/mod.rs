@@ -141,7 +141,7 @@ pub trait StateStore: Send + Sync {
                 if let Some(report) = entry.report {
                     report(&entry.tasks);
                 }
-                Commit::stored()
+                Commit::already_stored()
             }
             Err(error) => Commit::refused(error),
         }

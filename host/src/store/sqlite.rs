@@ -181,6 +181,11 @@ impl SqliteStore {
         self.conn()
     }
 
+    /// Whether the writer thread stopped (it panicked): nothing queued is stored any more.
+    pub(super) fn writer_stopped(&self) -> bool {
+        self.queue.get().is_some_and(Writer::stopped)
+    }
+
     /// The connection that writes.
     pub(super) fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         self.writer.lock()
@@ -261,7 +266,10 @@ impl StateStore for SqliteStore {
         // Through the queue, so it is stored after what was queued before.
         let entry = Entry {
             plan,
-            tasks: tasks.iter().map(|&task| task.clone()).collect(),
+            tasks: tasks
+                .iter()
+                .map(|task| task.with_newest_attempt_only())
+                .collect(),
             after: None,
             report: None,
         };

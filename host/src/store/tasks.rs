@@ -229,10 +229,15 @@ impl SqliteStore {
         })
     }
 
-    /// Whether the store can record a transition now (liveness): its write connection
-    /// is free and it takes the write lock, all within `wait` (a commit that hangs on
-    /// the disk, or a lock held by another process, fails it).
+    /// Whether the store can record a transition now (liveness): its writer thread runs,
+    /// its write connection is free and it takes the write lock, all within `wait` (a
+    /// commit that hangs on the disk, or a lock held by another process, fails it).
     pub fn ping(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        if self.writer_stopped() {
+            return Err(backend(
+                "the state store's writer thread stopped: nothing can be recorded; restart planrt",
+            ));
+        }
         blocking(|| {
             let deadline = std::time::Instant::now() + wait;
             let mut conn = self.conn_before(deadline).ok_or_else(|| {

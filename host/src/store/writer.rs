@@ -5,6 +5,7 @@
 //! plan meanwhile; whatever it lets out of the process (a report, an attempt's first
 //! effect) waits for the entry's [`Commit`].
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -17,8 +18,9 @@ use crate::blocking::blocking;
 use crate::plan::{PlanId, Task};
 
 /// Entries queued and not yet taken by the writer, at most: past it, whoever queues
-/// waits (a disk that cannot keep up slows the executors instead of filling memory).
-const QUEUE: usize = 1024;
+/// waits (a disk that cannot keep up slows the executors instead of filling memory; an
+/// entry holds its tasks' fields and newest attempts, output and log tail included).
+const QUEUE: usize = 256;
 
 /// Entries stored in one transaction, at most.
 const MAX_GROUP: usize = 256;
@@ -54,13 +56,13 @@ impl Commit {
         }))
     }
 
-    /// An entry not stored yet.
-    fn pending() -> Self {
+    /// An entry not stored yet: settled by whoever stores it ([`Commit::settle`]).
+    pub(crate) fn pending() -> Self {
         Self::new(None)
     }
 
     /// An entry already stored.
-    pub fn stored() -> Self {
+    pub fn already_stored() -> Self {
         Self::new(Some(Ok(())))
     }
 
@@ -80,7 +82,7 @@ impl Commit {
     }
 
     /// Waits until the entry is stored, or says why it never will be.
-    pub async fn stored_in_time(&self) -> Result<(), StoreError> {
+    pub async fn stored(&self) -> Result<(), StoreError> {
         loop {
             let notified = self.0.notify.notified();
             tokio::pin!(notified);
@@ -111,7 +113,8 @@ impl Commit {
         })
     }
 
-    fn settle(&self, result: Result<(), Arc<StoreError>>) {
+    /// Says how the entry ended (the first word counts: a commit is settled once).
+    pub(crate) fn settle(&self, result: Result<(), Arc<StoreError>>) {
         let mut outcome = self.lock();
         if outcome.is_none() {
             *outcome = Some(result);
@@ -218,6 +221,13 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Whether the thread has stopped (it panicked: nothing queued is stored any more).
+    pub fn stopped(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
 impl Drop for Writer {
     fn drop(&mut self) {
         drop(self.queue.take());
@@ -250,16 +260,23 @@ fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Job>) {
 
 /// Stores `group` in one transaction, each entry waiting for another process's write lock
 /// until its own deadline: when the lock does not come, the entries past theirs are
-/// refused and the others tried again. Returns each entry with its outcome, in order.
+/// refused and the others tried again. When one entry's rows are refused (a bug), the
+/// entries are stored one by one instead, so the others are stored all the same. A
+/// refused entry's commit is settled at once, so every entry after it is refused too.
+/// Returns each entry with its outcome, in order.
 fn store_in_time(
     conn: &mut Connection,
     group: Vec<Job>,
 ) -> Vec<(Job, Result<(), Arc<StoreError>>)> {
     let mut outcomes: Vec<Option<Result<(), Arc<StoreError>>>> = vec![None; group.len()];
+    let mut one_by_one = false;
     loop {
-        let waiting: Vec<usize> = (0..group.len())
+        let mut waiting: Vec<usize> = (0..group.len())
             .filter(|&i| outcomes[i].is_none())
             .collect();
+        if one_by_one {
+            waiting.truncate(1);
+        }
         let Some(earliest) = waiting.iter().map(|&i| group[i].deadline).min() else {
             break;
         };
@@ -269,48 +286,39 @@ fn store_in_time(
             Ok(()) => store_group(conn, &jobs),
             Err(error) => Err(GroupError::Whole(error.into())),
         };
-        match stored {
-            Ok(stored) => {
-                for (i, outcome) in waiting.into_iter().zip(stored) {
-                    outcomes[i] = Some(outcome);
-                }
-            }
+        let decided: Vec<(usize, Result<(), Arc<StoreError>>)> = match stored {
+            Ok(stored) => waiting.into_iter().zip(stored).collect(),
             Err(GroupError::Busy(error)) => {
-                // Refused to those whose time is up (and so to those after them); the
-                // others wait on.
+                // Refused to those whose time is up; the others wait on.
                 let (now, error) = (Instant::now(), Arc::new(error));
-                for i in waiting {
-                    if group[i].deadline <= now {
-                        group[i].done.settle(Err(error.clone()));
-                        outcomes[i] = Some(Err(error.clone()));
-                    }
+                let late: Vec<_> = waiting
+                    .into_iter()
+                    .filter(|&i| group[i].deadline <= now)
+                    .map(|i| (i, Err(error.clone())))
+                    .collect();
+                if late.is_empty() {
+                    // Busy before any deadline: not a wait SQLite did; do not spin.
+                    std::thread::sleep(Duration::from_millis(1));
                 }
+                late
             }
             Err(GroupError::Whole(error)) => {
                 let error = Arc::new(error);
-                for i in waiting {
-                    outcomes[i] = Some(Err(error.clone()));
-                }
+                waiting
+                    .into_iter()
+                    .map(|i| (i, Err(error.clone())))
+                    .collect()
             }
-            // One entry's rows were refused (a bug): each entry again on its own, in
-            // order, so the others are stored all the same — and an entry after a
-            // refused one of its plan is refused too.
             Err(GroupError::Entry) => {
-                for i in waiting {
-                    let outcome = match store_group(conn, &[&group[i]]) {
-                        Ok(mut outcome) => outcome.remove(0),
-                        Err(GroupError::Whole(error) | GroupError::Busy(error)) => {
-                            Err(Arc::new(error))
-                        }
-                        Err(GroupError::Entry) => unreachable!("an entry alone is refused alone"),
-                    };
-                    if let Err(error) = &outcome {
-                        // Its successors in this group must see it refused.
-                        group[i].done.settle(Err(error.clone()));
-                    }
-                    outcomes[i] = Some(outcome);
-                }
+                one_by_one = true;
+                Vec::new()
             }
+        };
+        for (i, outcome) in decided {
+            if let Err(error) = &outcome {
+                group[i].done.settle(Err(error.clone()));
+            }
+            outcomes[i] = Some(outcome);
         }
     }
     group
@@ -320,12 +328,21 @@ fn store_in_time(
         .collect()
 }
 
-/// Reports a stored entry, then settles its commit.
+/// Reports a stored entry, then settles its commit. A report that panics (a bug in an
+/// observer) is logged: the entry is stored all the same, and the writer goes on.
 fn finish(mut job: Job, outcome: Result<(), Arc<StoreError>>) {
     if outcome.is_ok()
         && let Some(report) = job.entry.report.take()
     {
-        report(&job.entry.tasks);
+        let tasks = &job.entry.tasks;
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| report(tasks))) {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("reporting stored transitions panicked: {what}");
+        }
     }
     job.done.settle(outcome);
 }
@@ -355,8 +372,10 @@ fn store_group(
         .map_err(whole)?;
     let mut outcomes = Vec::with_capacity(group.len());
     for job in group {
-        // A predecessor refused before this group (or alone, just before): not stored.
+        // A predecessor refused (before, or earlier in this transaction): not stored,
+        // and settled now, so the entries after it see it refused too.
         if let Some(error) = job.entry.after.as_ref().and_then(Commit::failure) {
+            job.done.settle(Err(error.clone()));
             outcomes.push(Err(error));
             continue;
         }
@@ -571,30 +590,37 @@ mod tests {
     }
 
     #[test]
-    fn entries_the_writer_never_stored_are_refused_not_left_waiting() {
+    fn a_report_that_panics_leaves_its_entry_stored_and_the_writer_running() {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut plan) = store_with_plan(&dir, 2);
-        let held = store.conn();
-        // A report that panics (a bug) ends the writer thread: the entries it held, and
-        // any queued later, say they were not stored instead of leaving waiters hanging.
         let mut first = start(&mut plan, 0, None, &Arc::default());
         first.report = Some(Box::new(|_: &[Task]| panic!("a report that panics")));
         let first = store.submit(first);
-        let second = store.submit(start(&mut plan, 1, None, &Arc::default()));
-        drop(held);
-        let never = |commit: &Commit| {
-            let error = commit.wait().unwrap_err();
-            assert!(error.to_string().contains("writer stopped"), "{error}");
+        first.wait().unwrap();
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let second = store.submit(start(&mut plan, 1, Some(first), &reported));
+        second.wait().unwrap();
+        assert_eq!(*reported.lock().unwrap(), [1]);
+        assert!(!store.writer_stopped());
+        assert_eq!(status(&store, &plan, 0), TaskStatus::Running);
+    }
+
+    #[test]
+    fn entries_a_stopped_writer_holds_are_refused_not_left_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 1);
+        // A job dropped unstored — what a writer thread that died leaves — settles as
+        // not stored, so whoever waits on it is told.
+        let job = Job {
+            entry: start(&mut plan, 0, None, &Arc::default()),
+            done: Commit::pending(),
+            deadline: Instant::now(),
         };
-        never(&first);
-        never(&second);
-        let later = store.submit(Entry {
-            plan: plan.id(),
-            tasks: Vec::new(),
-            after: None,
-            report: None,
-        });
-        never(&later);
+        let commit = job.done.clone();
+        drop(job);
+        let error = commit.wait().unwrap_err();
+        assert!(error.to_string().contains("writer stopped"), "{error}");
+        drop(store);
     }
 
     #[test]
@@ -607,12 +633,13 @@ mod tests {
         let conn = Connection::open(&database).unwrap();
         let writer = Writer::start(
             Arc::new(parking_lot::Mutex::new(conn)),
-            Duration::from_millis(400),
+            Duration::from_secs(2),
         )
         .unwrap();
         let reported = Arc::new(Mutex::new(Vec::new()));
         let first = writer.submit(start(&mut plan, 0, None, &reported));
-        std::thread::sleep(Duration::from_millis(300));
+        // A second apart: the first's deadline passes a whole second before the second's.
+        std::thread::sleep(Duration::from_secs(1));
         let second = writer.submit(start(&mut plan, 1, None, &reported));
         // The first gives up at its deadline; the second, queued later, waits on and is
         // stored once the lock is free.
@@ -637,7 +664,7 @@ mod tests {
         let commit = store.submit(start(&mut plan, 0, None, &Arc::default()));
         let waiter = tokio::spawn({
             let commit = commit.clone();
-            async move { commit.stored_in_time().await }
+            async move { commit.stored().await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
