@@ -6,6 +6,7 @@
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::admission::Place;
+use super::capability::effects::EffectGate;
 use super::capability::{AttemptInputs, CallEnd, Capabilities, Sandbox};
 use super::engine::EPOCH_TICK;
 use super::error::AttemptError;
@@ -162,6 +163,36 @@ fn new_store(
     Ok(store)
 }
 
+/// `work`'s end, or `None` if it ran past `timeout` (and two epoch ticks, so the epoch
+/// deadline ends a guest first) not counting the time it waited at `gate`.
+async fn outer_timeout<T>(
+    timeout: std::time::Duration,
+    gate: Option<EffectGate>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    let waited = || {
+        gate.as_ref()
+            .map_or(std::time::Duration::ZERO, EffectGate::waited)
+    };
+    let start = tokio::time::Instant::now();
+    tokio::pin!(work);
+    let mut until = start + timeout + 2 * EPOCH_TICK;
+    loop {
+        match tokio::time::timeout_at(until, &mut work).await {
+            Ok(end) => return Some(end),
+            Err(_) => {
+                // The gate held it meanwhile (or holds it still): its time is given back,
+                // looked at again a tick later at the earliest.
+                let given_back = start + timeout + 2 * EPOCH_TICK + waited();
+                if given_back <= until {
+                    return None;
+                }
+                until = given_back.max(tokio::time::Instant::now() + EPOCH_TICK);
+            }
+        }
+    }
+}
+
 /// Runs `work` on `store` under the host's outer timeout and turns its end into a
 /// result: the failure a capability claims, else a trap, else the value.
 async fn run_on<R: CallOutput>(
@@ -171,13 +202,14 @@ async fn run_on<R: CallOutput>(
     work: impl AsyncFnOnce(&mut Store<AttemptState>) -> wasmtime::Result<R>,
 ) -> (Result<R, AttemptError>, Option<GuestLog>) {
     // Epochs do not count time spent waiting on host I/O: the outer timeout covers that.
+    // Neither counts time spent at the effect gate (the host's, not the call's).
     let timeout = sandbox.limits().timeout;
-    let (value, error, timed_out) =
-        match tokio::time::timeout(timeout + 2 * EPOCH_TICK, work(store)).await {
-            Err(_elapsed) => (None, None, true),
-            Ok(Ok(value)) => (Some(value), None, false),
-            Ok(Err(error)) => (None, Some(error), false),
-        };
+    let gate = store.data().effect_gate();
+    let (value, error, timed_out) = match outer_timeout(timeout, gate, work(store)).await {
+        None => (None, None, true),
+        Some(Ok(value)) => (Some(value), None, false),
+        Some(Err(error)) => (None, Some(error), false),
+    };
     let end = CallEnd {
         error: error.as_ref(),
         timed_out,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, Trap, format_err};
 
+use super::effects::EffectGate;
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
@@ -52,9 +53,23 @@ impl Limits {
 #[derive(Debug, Clone, Copy)]
 pub struct LimitsCapability;
 
-/// When one call's time is up (a store part).
-#[derive(Debug, Clone, Copy)]
-struct Deadline(Instant);
+/// When one call's time is up (a store part): at `at`, pushed back by the time the call
+/// waited at its effect gate (the host's time, not the call's).
+#[derive(Debug, Clone)]
+struct Deadline {
+    at: Instant,
+    gate: Option<EffectGate>,
+}
+
+impl Deadline {
+    fn passed(&self, now: Instant) -> bool {
+        let waited = self
+            .gate
+            .as_ref()
+            .map_or(Duration::ZERO, EffectGate::waited);
+        now >= self.at + waited
+    }
+}
 
 impl Capability for LimitsCapability {
     fn rank(&self) -> u8 {
@@ -81,9 +96,10 @@ impl Capability for LimitsCapability {
     fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError> {
         let limits = sandbox.limits();
         setup.parts.insert(StoreLimiter::new(limits.memory));
-        setup
-            .parts
-            .insert(Deadline(Instant::now() + limits.timeout));
+        setup.parts.insert(Deadline {
+            at: Instant::now() + limits.timeout,
+            gate: setup.inputs.get::<EffectGate>().cloned(),
+        });
         Ok(())
     }
 
@@ -94,14 +110,18 @@ impl Capability for LimitsCapability {
 
     fn rearm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
         // The memory a kept instance holds stays counted; only the time starts again.
-        let deadline = Deadline(Instant::now() + sandbox.limits().timeout);
-        *store.data_mut().part_or_insert_with(|| deadline) = deadline;
+        let deadline = Deadline {
+            at: Instant::now() + sandbox.limits().timeout,
+            gate: None,
+        };
+        let renewed = deadline.clone();
+        *store.data_mut().part_or_insert_with(|| renewed) = deadline;
     }
 
     fn should_stop(&self, state: &AttemptState) -> bool {
         state
             .part::<Deadline>()
-            .is_some_and(|deadline| Instant::now() >= deadline.0)
+            .is_some_and(|deadline| deadline.passed(Instant::now()))
     }
 
     fn conclude(
@@ -433,7 +453,10 @@ mod tests {
             } else {
                 Instant::now() + Duration::from_secs(60)
             };
-            parts.insert(Deadline(deadline));
+            parts.insert(Deadline {
+                at: deadline,
+                gate: None,
+            });
             AttemptState::new(wasmtime_wasi::WasiCtx::builder().build(), parts)
         };
         let interrupt = wasmtime::Error::from(wasmtime::Trap::Interrupt);
