@@ -35,7 +35,21 @@ pub struct FileStamp {
     ctime_ns: i128,
 }
 
+/// Wider than any filesystem's timestamp tick (a few milliseconds on Linux's own, two
+/// seconds on FAT): a file changed less than this before it was read is not stamped, as a
+/// change within the same tick as the read would leave its stamp as it was.
+const SETTLED: i128 = 2_000_000_000;
+
 impl FileStamp {
+    /// Whether the file last changed (its content or its inode) long enough before
+    /// `read_at` that a stamp taken then tells its content apart from any later one.
+    pub fn settled_before(&self, read_at: std::time::SystemTime) -> bool {
+        let read_at = read_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as i128);
+        self.ctime_ns.max(self.mtime_ns) + SETTLED <= read_at
+    }
+
     /// The stamp of the file `metadata` describes.
     pub fn of(metadata: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
@@ -137,13 +151,19 @@ impl PluginIndex {
             });
             self.changed = true;
         }
-        // Files of other dirs are kept as their components are; a file whose component
-        // left the index is read again anyway.
+        // Files not seen in this load (other dirs) are kept while their components are,
+        // at most KEEP_OTHERS of them; a file whose record is gone is read again.
         let entries = &self.entries;
         let seen_files = &self.seen_files;
         let before = self.files.len();
-        self.files
-            .retain(|path, known| seen_files.contains(path) || entries.contains_key(&known.sha256));
+        let mut others = 0;
+        self.files.retain(|path, known| {
+            if seen_files.contains(path) {
+                return true;
+            }
+            others += 1;
+            entries.contains_key(&known.sha256) && others <= KEEP_OTHERS
+        });
         self.changed |= self.files.len() != before;
         if !self.changed {
             return;
@@ -215,6 +235,10 @@ mod tests {
         let file = dir.path().join("p.wasm");
         std::fs::write(&file, b"one").unwrap();
         let stamp = || FileStamp::of(&std::fs::metadata(&file).unwrap());
+        // Just written: not yet a stamp a start would record; in two seconds, it is.
+        let now = std::time::SystemTime::now();
+        assert!(!stamp().settled_before(now));
+        assert!(stamp().settled_before(now + std::time::Duration::from_secs(3)));
         let path = file.to_str().unwrap();
         let mut index = PluginIndex::read(&cache);
         let read_then = stamp();

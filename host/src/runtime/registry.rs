@@ -184,12 +184,18 @@ impl Runtime {
         {
             return Ok(plugin);
         }
-        let (wasm, sha256) = crate::blocking::blocking(|| {
+        let read_at = std::time::SystemTime::now();
+        let (wasm, sha256, after) = crate::blocking::blocking(|| {
             let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
             let sha256 = hex::encode(Sha256::digest(&wasm));
-            Ok::<_, String>((Arc::<[u8]>::from(wasm), sha256))
+            let after = std::fs::metadata(file).map(|metadata| FileStamp::of(&metadata));
+            Ok::<_, String>((Arc::<[u8]>::from(wasm), sha256, after))
         })?;
-        index.insert_file(path, stamp, &sha256);
+        // Stamped only when nothing wrote to it around the read (the same stamp before and
+        // after, its last change well before): the next start may then skip reading it.
+        if after.as_ref().is_ok_and(|after| *after == stamp) && stamp.settled_before(read_at) {
+            index.insert_file(path, stamp, &sha256);
+        }
         let unlinked = Unlinked::Read(wasm.clone());
         if let Some(plugin) = self.indexed_plugin(file, (sha256.clone(), unlinked), index)? {
             return Ok(plugin);
@@ -284,6 +290,9 @@ mod tests {
         let compiled = dir.path().join("compiled");
         let runtime = Runtime::new(Capabilities::builtin(), &compiled, [0; 32]).unwrap();
         let noop = TaskType::new("test-noop").unwrap();
+        // A file just written is not stamped (a change in the same timestamp tick would
+        // not show): it must have settled first.
+        std::thread::sleep(std::time::Duration::from_millis(2_100));
         // Described and indexed, file stamp and all.
         runtime.load_plugins(&plugins).await.unwrap();
         // Known by its stamp now: not read. Its compiled entry gone, linking reads it
