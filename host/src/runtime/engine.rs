@@ -41,9 +41,12 @@ const TABLE_ELEMENTS: usize = super::capability::limits::MAX_TABLE_ELEMENTS;
 /// How much of what an instance wrote to a memory or table stays mapped in its slot for
 /// the next instance, reset by copying the slot's image back over just those pages
 /// (found with Linux's `PAGEMAP_SCAN`), instead of unmapping them and taking a page fault
-/// on each again. Past it (a large working set) the rest is unmapped as usual. Each slot
-/// used recently can hold this much resident.
-const KEEP_RESIDENT: usize = 1 << 20;
+/// on each again. Past it (a large working set) the rest is unmapped as usual. What stays
+/// resident is what instances wrote, at most this much per memory and table of a slot
+/// once used: a process that ran N instances at once keeps at most N slots' worth.
+/// 1 MiB measured no faster than 256 KiB per no-op task (`cargo xtask bench --only
+/// overhead`, 2026-12-07).
+const KEEP_RESIDENT: usize = 256 << 10;
 
 /// Which allocator the engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +202,8 @@ impl EpochTicker {
                     if *guard || Instant::now() < next {
                         continue;
                     }
-                    next += tick;
+                    // After a stall (a suspended machine) tick once, not once per tick missed.
+                    next = (next + tick).max(Instant::now());
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,

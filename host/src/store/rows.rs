@@ -42,7 +42,6 @@ fn parse_name<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreEr
         .map_err(|_| backend(format!("stored {what} `{text}` is unknown")))
 }
 
-/// Inserts a new plan's task.
 /// Inserts a new plan: its row (`created_at` now) and its tasks.
 pub(super) fn insert_plan(
     tx: &Connection,
@@ -68,6 +67,7 @@ pub(super) fn insert_plan(
     Ok(())
 }
 
+/// Inserts a new plan's task, as it stands before its first attempt.
 fn insert_task(tx: &Connection, plan: PlanId, task: &Task) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO tasks (plan_id, idx, id, type, status, params, max_retries, backoff, retry_count,
