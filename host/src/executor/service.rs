@@ -1030,9 +1030,9 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn an_attempt_whose_start_is_refused_never_acts_and_the_run_stops_with_the_error() {
+    async fn a_refused_commit_stops_the_run_at_once_not_when_the_attempt_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let plugin_dir = test_support::plugin_dir(dir.path(), &["test-append"]);
+        let plugin_dir = test_support::plugin_dir(dir.path(), &["test-spin", "test-append"]);
         let work = dir.path().join("work");
         std::fs::create_dir(&work).unwrap();
         let config = ServiceConfig {
@@ -1045,10 +1045,13 @@ mod tests {
         };
         let (service, _) = Service::open(config).await.unwrap();
         let file = dir.path().join("p.toml");
+        // A first task that computes for a minute and never reaches its gate, then one
+        // that would act.
         std::fs::write(
             &file,
             "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
-             [[tasks]]\ntype = \"test-append\"\n[[tasks]]\ntype = \"test-append\"\n",
+             [[tasks]]\ntype = \"test-spin\"\ntimeout = \"60s\"\n\
+             [[tasks]]\ntype = \"test-append\"\n",
         )
         .unwrap();
         let prepared = service.prepare_file(&file).await.unwrap();
@@ -1059,48 +1062,42 @@ mod tests {
             inner: service.store().unwrap(),
             queued: Mutex::default(),
         };
-        let reported = Arc::new(Reported::default());
         let execution = Execution {
             prepared: &prepared,
             store: &store,
-            observer: reported.clone(),
+            observer: Arc::new(Reported::default()),
             slots: &service.slots,
             admission: service.runtime.admission(),
             kv: KvAccess(Arc::new(super::super::kv::StoreKv(store.inner.clone()))),
             max_parallel: 1,
         };
-        let effects = work.join("effects.log");
+        let refused_at = std::sync::OnceLock::new();
         let (ended, ()) = tokio::join!(
-            execute(&mut plan, execution, std::future::pending()),
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                execute(&mut plan, execution, std::future::pending())
+            ),
             async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                assert!(
-                    !store.queued.lock().unwrap().is_empty(),
-                    "the first attempt's start was queued"
-                );
-                assert!(!effects.exists(), "acted before its start was stored");
+                // Once the spinning attempt's start is queued, the disk fails.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while store.queued.lock().unwrap().is_empty() {
+                    assert!(tokio::time::Instant::now() < deadline, "nothing was queued");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                refused_at.set(std::time::Instant::now()).unwrap();
                 store.refuse_all();
             }
         );
-        // Two layers keep the attempt from acting: the run stops (dropping what is in
-        // flight) and the gate fails the call (tested alone in `capability::effects`).
-        let error = ended.expect_err("a refused commit stops the run");
+        let error = ended
+            .expect("the run ended long before its attempt would have")
+            .expect_err("a refused commit stops the run");
+        let stopped_after = refused_at.get().unwrap().elapsed();
         assert!(
             matches!(&error, ExecuteError::Store(e) if e.to_string().contains("disk I/O error")),
             "{error}"
         );
-        assert!(
-            !effects.exists(),
-            "an attempt whose start was refused acted"
-        );
-        assert!(
-            reported.0.lock().unwrap().is_empty(),
-            "reported what was not stored"
-        );
-        // Nothing the refused entries held reached the database: the task is still pending
-        // there, and `resume` runs it.
-        let (_, stored) = store.inner.load_plan(plan.id()).unwrap().unwrap();
-        assert_eq!(stored.tasks()[0].status(), TaskStatus::Pending);
-        assert!(stored.tasks()[0].attempts().is_empty());
+        // The attempt computes for a minute: the run stopped on the refusal itself.
+        assert!(stopped_after < Duration::from_secs(20), "{stopped_after:?}");
+        assert!(!work.join("effects.log").exists(), "a later task ran");
     }
 }

@@ -19,7 +19,7 @@ use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskType}
 
 pub use claim::{ClaimError, PlanClaim};
 pub use kv::KvWrite;
-pub use sqlite::SqliteStore;
+pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use tasks::{TaskCursor, TaskRef};
 pub use writer::{Commit, Entry, Report};
 

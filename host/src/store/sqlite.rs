@@ -14,8 +14,9 @@ use crate::blocking::blocking;
 use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskStatus, TaskType};
 use crate::state_dir::{self, StateDir};
 
-/// How long a statement waits for another connection's lock before failing.
-pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a statement waits for another connection's lock before failing (and a queued
+/// transition for another process's write lock, from when it was queued).
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// File name of the database inside the state dir.
 pub const DATABASE_FILE: &str = "planrt.db";
@@ -184,6 +185,12 @@ impl SqliteStore {
     /// Whether the writer thread stopped (it panicked): nothing queued is stored any more.
     pub(super) fn writer_stopped(&self) -> bool {
         self.queue.get().is_some_and(Writer::stopped)
+    }
+
+    /// Makes the writer thread panic once it comes to what is queued now.
+    #[cfg(test)]
+    pub(super) fn panic_writer(&self) {
+        self.queue.get().expect("the writer started").panic_thread();
     }
 
     /// The connection that writes.

@@ -28,8 +28,8 @@ const MAX_GROUP: usize = 256;
 /// What runs once an entry is stored, with the tasks it stored (the executor's reports).
 pub type Report = Box<dyn FnOnce(&[Task]) + Send>;
 
-/// Whether an entry was stored: settled once, by the writer, and awaited by any number of
-/// holders (the executor, the gates of the attempts whose starts it holds).
+/// Whether an entry was stored: settled once, by whoever stores it (the writer), and
+/// awaited by any number of holders (the executor, the gates of the attempts whose starts it holds).
 #[derive(Clone)]
 pub struct Commit(Arc<Completion>);
 
@@ -54,6 +54,11 @@ impl Commit {
             settled: Condvar::new(),
             notify: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// Whether `self` and `other` are the same entry's commit.
+    fn is(&self, other: &Commit) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// An entry not stored yet: settled by whoever stores it ([`Commit::settle`]).
@@ -162,7 +167,7 @@ impl Drop for Job {
 /// The writer thread and its queue. Dropping it lets the thread store what is queued, then
 /// waits for it.
 pub struct Writer {
-    queue: Option<SyncSender<Job>>,
+    queue: Option<SyncSender<Message>>,
     thread: Option<JoinHandle<()>>,
     /// How long an entry may wait for another process's write lock.
     wait: Duration,
@@ -184,7 +189,7 @@ impl Writer {
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("planrt-store".into())
-            .spawn(move || run(&conn, &jobs))?;
+            .spawn(move || run(&conn, &jobs, wait))?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
@@ -208,10 +213,10 @@ impl Writer {
             .queue
             .as_ref()
             .expect("the queue lives as long as the writer");
-        match queue.try_send(job) {
+        match queue.try_send(Message::Store(job)) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
-                // The writer settles a job it cannot take (dropped): nothing to do here.
+                // A job the thread can no longer take is dropped, which refuses it.
                 let _ = blocking(|| queue.send(job));
             }
             // The thread is gone: dropping the job refused it.
@@ -219,12 +224,16 @@ impl Writer {
         }
         done
     }
-}
 
-impl Writer {
     /// Whether the thread has stopped (it panicked: nothing queued is stored any more).
     pub fn stopped(&self) -> bool {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Makes the thread panic once it comes to this message.
+    #[cfg(test)]
+    pub(super) fn panic_thread(&self) {
+        self.queue.as_ref().unwrap().send(Message::Panic).unwrap();
     }
 }
 
@@ -237,111 +246,173 @@ impl Drop for Writer {
     }
 }
 
-/// The writer thread: takes what is queued, stores it, reports it, settles it.
-fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Job>) {
+/// The writer thread: takes what is queued, stores it, then reports and settles it in
+/// queue order.
+fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Message>, wait: Duration) {
     while let Ok(first) = jobs.recv() {
-        // The connection first: what is queued while another writer holds it joins the
-        // group.
-        let mut conn = conn.lock();
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+        let mut group = Group::default();
+        let mut message = Some(first);
+        // What is queued while another writer holds the connection joins the group.
+        let mut conn_held = conn.lock();
+        while let Some(next) = message.take() {
+            match next {
+                Message::Store(job) => group.push(job),
+                #[cfg(test)]
+                Message::Panic => panic!("the writer was told to panic"),
+            }
+            if group.len() < MAX_GROUP {
+                message = jobs.try_recv().ok();
             }
         }
-        let finished = store_in_time(&mut conn, group);
-        drop(conn);
-        for (job, outcome) in finished {
-            finish(job, outcome);
+        loop {
+            let backoff = group.try_store(&mut conn_held);
+            // Back to the connection's own wait for whoever writes through it next.
+            let _ = conn_held.busy_timeout(wait);
+            drop(conn_held);
+            for (job, outcome) in group.take_decided() {
+                finish(job, outcome);
+            }
+            if group.is_empty() {
+                break;
+            }
+            if backoff {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            conn_held = conn.lock();
         }
     }
 }
 
-/// Stores `group` in one transaction, each entry waiting for another process's write lock
-/// until its own deadline: when the lock does not come, the entries past theirs are
-/// refused and the others tried again. When one entry's rows are refused (a bug), the
-/// entries are stored one by one instead, so the others are stored all the same. A
-/// refused entry's commit is settled at once, so every entry after it is refused too.
-/// Returns each entry with its outcome, in order.
-fn store_in_time(
-    conn: &mut Connection,
-    group: Vec<Job>,
-) -> Vec<(Job, Result<(), Arc<StoreError>>)> {
-    let mut outcomes: Vec<Option<Result<(), Arc<StoreError>>>> = vec![None; group.len()];
-    let mut one_by_one = false;
-    loop {
-        let mut waiting: Vec<usize> = (0..group.len())
-            .filter(|&i| outcomes[i].is_none())
+/// What the writer is sent.
+enum Message {
+    /// An entry to store.
+    Store(Job),
+    /// Makes the thread panic (what a bug in it would do), for tests of what is left.
+    #[cfg(test)]
+    Panic,
+}
+
+/// Entries taken together, each decided (stored or refused) in one of the rounds that try
+/// to store those still undecided in one transaction; reported and settled in queue order
+/// as soon as every entry before them is decided.
+#[derive(Default)]
+struct Group {
+    jobs: Vec<Job>,
+    outcomes: Vec<Option<Result<(), Arc<StoreError>>>>,
+    /// An entry's rows were refused (a bug): the rest are stored one by one, so that the
+    /// others are stored all the same.
+    one_by_one: bool,
+}
+
+impl Group {
+    fn push(&mut self, job: Job) {
+        self.jobs.push(job);
+        self.outcomes.push(None);
+    }
+
+    fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Why entry `i`'s predecessor was not stored, if it is known not to be: decided so
+    /// earlier in this group, or settled so before it.
+    fn predecessor_refused(&self, i: usize) -> Option<Arc<StoreError>> {
+        let after = self.jobs[i].entry.after.as_ref()?;
+        match self.jobs[..i].iter().position(|job| job.done.is(after)) {
+            Some(j) => self.outcomes[j].clone()?.err(),
+            None => after.failure(),
+        }
+    }
+
+    /// One round: refuses the entries whose predecessor was refused, then stores those
+    /// still undecided in one transaction, each waiting for another process's write lock
+    /// until its own deadline (past it, it is refused; the others wait on in the next
+    /// round). Returns whether the lock was refused before any deadline (not a wait
+    /// SQLite did: the next round should not follow at once).
+    fn try_store(&mut self, conn: &mut Connection) -> bool {
+        // In order, so a chain of refusals is decided in one pass.
+        for i in 0..self.len() {
+            if self.outcomes[i].is_none()
+                && let Some(error) = self.predecessor_refused(i)
+            {
+                self.outcomes[i] = Some(Err(error));
+            }
+        }
+        let mut waiting: Vec<usize> = (0..self.len())
+            .filter(|&i| self.outcomes[i].is_none())
             .collect();
-        if one_by_one {
+        if self.one_by_one {
             waiting.truncate(1);
         }
-        let Some(earliest) = waiting.iter().map(|&i| group[i].deadline).min() else {
-            break;
+        let Some(earliest) = waiting.iter().map(|&i| self.jobs[i].deadline).min() else {
+            return false;
         };
-        let jobs: Vec<&Job> = waiting.iter().map(|&i| &group[i]).collect();
         let left = earliest.saturating_duration_since(Instant::now());
+        let jobs: Vec<&Job> = waiting.iter().map(|&i| &self.jobs[i]).collect();
         let stored = match conn.busy_timeout(left.max(Duration::from_millis(1))) {
             Ok(()) => store_group(conn, &jobs),
             Err(error) => Err(GroupError::Whole(error.into())),
         };
-        let decided: Vec<(usize, Result<(), Arc<StoreError>>)> = match stored {
-            Ok(stored) => waiting.into_iter().zip(stored).collect(),
+        match stored {
+            Ok(()) => {
+                for i in waiting {
+                    self.outcomes[i] = Some(Ok(()));
+                }
+            }
             Err(GroupError::Busy(error)) => {
-                // Refused to those whose time is up; the others wait on.
                 let (now, error) = (Instant::now(), Arc::new(error));
-                let late: Vec<_> = waiting
+                let late: Vec<usize> = waiting
                     .into_iter()
-                    .filter(|&i| group[i].deadline <= now)
-                    .map(|i| (i, Err(error.clone())))
+                    .filter(|&i| self.jobs[i].deadline <= now)
                     .collect();
                 if late.is_empty() {
-                    // Busy before any deadline: not a wait SQLite did; do not spin.
-                    std::thread::sleep(Duration::from_millis(1));
+                    return true;
                 }
-                late
+                for i in late {
+                    self.outcomes[i] = Some(Err(error.clone()));
+                }
             }
             Err(GroupError::Whole(error)) => {
                 let error = Arc::new(error);
-                waiting
-                    .into_iter()
-                    .map(|i| (i, Err(error.clone())))
-                    .collect()
+                for i in waiting {
+                    self.outcomes[i] = Some(Err(error.clone()));
+                }
             }
-            Err(GroupError::Entry) => {
-                one_by_one = true;
-                Vec::new()
+            Err(GroupError::Entry(error)) if jobs.len() == 1 => {
+                self.outcomes[waiting[0]] = Some(Err(Arc::new(error)));
             }
-        };
-        for (i, outcome) in decided {
-            if let Err(error) = &outcome {
-                group[i].done.settle(Err(error.clone()));
-            }
-            outcomes[i] = Some(outcome);
+            Err(GroupError::Entry(_)) => self.one_by_one = true,
         }
+        false
     }
-    group
-        .into_iter()
-        .zip(outcomes)
-        .map(|(job, outcome)| (job, outcome.expect("every entry has an outcome")))
-        .collect()
+
+    /// The entries decided, up to the first one that is not: they leave the group.
+    fn take_decided(&mut self) -> Vec<(Job, Result<(), Arc<StoreError>>)> {
+        let decided = self.outcomes.iter().take_while(|o| o.is_some()).count();
+        self.jobs
+            .drain(..decided)
+            .zip(self.outcomes.drain(..decided).flatten())
+            .collect()
+    }
 }
 
 /// Reports a stored entry, then settles its commit. A report that panics (a bug in an
-/// observer) is logged: the entry is stored all the same, and the writer goes on.
+/// observer; the panic hook has printed it) is logged: the entry is stored all the same,
+/// and the writer goes on.
 fn finish(mut job: Job, outcome: Result<(), Arc<StoreError>>) {
     if outcome.is_ok()
         && let Some(report) = job.entry.report.take()
     {
         let tasks = &job.entry.tasks;
-        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| report(tasks))) {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!("reporting stored transitions panicked: {what}");
+        if std::panic::catch_unwind(AssertUnwindSafe(|| report(tasks))).is_err() {
+            tracing::error!(
+                "reporting transitions of plan {} panicked; they are stored",
+                job.entry.plan
+            );
         }
     }
     job.done.settle(outcome);
@@ -354,15 +425,11 @@ enum GroupError {
     /// Nothing of it was (the transaction could not begin or commit).
     Whole(StoreError),
     /// An entry's rows were refused; the transaction was rolled back.
-    Entry,
+    Entry(StoreError),
 }
 
-/// Stores `group` in one transaction: each entry, unless its predecessor was refused
-/// (then it is refused too). Returns each entry's outcome.
-fn store_group(
-    conn: &mut Connection,
-    group: &[&Job],
-) -> Result<Vec<Result<(), Arc<StoreError>>>, GroupError> {
+/// Stores every entry of `group` in one transaction, all of them or none.
+fn store_group(conn: &mut Connection, group: &[&Job]) -> Result<(), GroupError> {
     let whole = |e: rusqlite::Error| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy) => GroupError::Busy(e.into()),
         _ => GroupError::Whole(e.into()),
@@ -370,15 +437,7 @@ fn store_group(
     conn.prepare_cached("BEGIN IMMEDIATE")
         .and_then(|mut begin| begin.execute([]))
         .map_err(whole)?;
-    let mut outcomes = Vec::with_capacity(group.len());
     for job in group {
-        // A predecessor refused (before, or earlier in this transaction): not stored,
-        // and settled now, so the entries after it see it refused too.
-        if let Some(error) = job.entry.after.as_ref().and_then(Commit::failure) {
-            job.done.settle(Err(error.clone()));
-            outcomes.push(Err(error));
-            continue;
-        }
         let plan = job.entry.plan;
         let stored = job
             .entry
@@ -387,12 +446,8 @@ fn store_group(
             .try_for_each(|task| rows::update_task(conn, plan, task));
         if let Err(error) = stored {
             let _ = conn.execute_batch("ROLLBACK");
-            if group.len() == 1 {
-                return Ok(vec![Err(Arc::new(error))]);
-            }
-            return Err(GroupError::Entry);
+            return Err(GroupError::Entry(error));
         }
-        outcomes.push(Ok(()));
     }
     if let Err(error) = conn
         .prepare_cached("COMMIT")
@@ -401,7 +456,7 @@ fn store_group(
         let _ = conn.execute_batch("ROLLBACK");
         return Err(whole(error));
     }
-    Ok(outcomes)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -575,6 +630,30 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_reported_and_settled_in_queue_order_refused_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut plan) = store_with_plan(&dir, 1);
+        let (_, mut unknown) = store_with_plan(&tempfile::tempdir().unwrap(), 1);
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let held = store.conn();
+        let mut first = start(&mut plan, 0, None, &reported);
+        let report = first.report.take().unwrap();
+        // A slow report: a refusal settled before it had run would be seen first.
+        first.report = Some(Box::new(move |tasks: &[Task]| {
+            std::thread::sleep(Duration::from_millis(100));
+            report(tasks);
+        }));
+        let stored = store.submit(first);
+        let refused = store.submit(start(&mut unknown, 0, None, &Arc::default()));
+        drop(held);
+        // Whoever learns of the refusal (an executor that then stops and prints it) finds
+        // every entry queued before it already reported and settled.
+        refused.wait().unwrap_err();
+        assert!(matches!(stored.outcome(), Some(Ok(()))));
+        assert_eq!(*reported.lock().unwrap(), [0]);
+    }
+
+    #[test]
     fn what_is_queued_when_the_store_is_dropped_is_stored() {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut plan) = store_with_plan(&dir, 20);
@@ -606,21 +685,38 @@ mod tests {
     }
 
     #[test]
-    fn entries_a_stopped_writer_holds_are_refused_not_left_waiting() {
+    fn a_writer_that_died_refuses_what_it_held_what_was_queued_and_what_comes_after() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, mut plan) = store_with_plan(&dir, 1);
-        // A job dropped unstored — what a writer thread that died leaves — settles as
-        // not stored, so whoever waits on it is told.
-        let job = Job {
-            entry: start(&mut plan, 0, None, &Arc::default()),
-            done: Commit::pending(),
-            deadline: Instant::now(),
-        };
-        let commit = job.done.clone();
-        drop(job);
-        let error = commit.wait().unwrap_err();
-        assert!(error.to_string().contains("writer stopped"), "{error}");
-        drop(store);
+        let (store, mut plan) = store_with_plan(&dir, 3);
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        // The thread takes the first entry and waits for the connection; the panic and
+        // the second entry are queued behind it.
+        let held = store.conn();
+        let taken = store.submit(start(&mut plan, 0, None, &reported));
+        store.panic_writer();
+        let queued = store.submit(start(&mut plan, 1, None, &reported));
+        assert!(!store.writer_stopped());
+        store.ping(Duration::ZERO).unwrap_err();
+        drop(held);
+        for commit in [&taken, &queued] {
+            let error = commit.wait().unwrap_err();
+            assert!(error.to_string().contains("writer stopped"), "{error}");
+        }
+        let after = store.submit(start(&mut plan, 2, None, &reported));
+        after.wait().unwrap_err();
+        // The thread ends once it has unwound.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !store.writer_stopped() {
+            assert!(Instant::now() < deadline, "the writer thread never ended");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let error = store.ping(Duration::from_secs(1)).unwrap_err();
+        assert!(
+            error.to_string().contains("writer thread stopped"),
+            "{error}"
+        );
+        assert!(reported.lock().unwrap().is_empty());
+        assert!((0..3).all(|i| status(&store, &plan, i) == TaskStatus::Pending));
     }
 
     #[test]
