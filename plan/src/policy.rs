@@ -94,6 +94,12 @@ pub struct LimitOverrides {
 }
 
 impl LimitOverrides {
+    /// The longest `timeout` a plan may set (and a plugin may suggest): longer is a
+    /// mistake, and deadlines are computed by adding it to the clock.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+}
+
+impl LimitOverrides {
     /// `self`, with unset limits taken from `fallback`.
     pub fn or(self, fallback: LimitOverrides) -> Self {
         Self {

@@ -279,6 +279,13 @@ impl Reader<'_> {
                 Ok(d) if d.is_zero() => {
                     Err(self.error(t.span(), "`timeout` must be more than zero"))
                 }
+                Ok(d) if d > LimitOverrides::MAX_TIMEOUT => Err(self.error(
+                    t.span(),
+                    format!(
+                        "`timeout` must be at most {}",
+                        crate::units::format_duration(LimitOverrides::MAX_TIMEOUT)
+                    ),
+                )),
                 Ok(d) => Ok(d),
                 Err(e) => Err(self.error(t.span(), e.to_string())),
             })
@@ -1044,6 +1051,17 @@ backoff = { initial = "1s" }
         assert!(
             refused(serde_json::json!({"tasks": [{"type": "a", "timeout": "0s"}]}))
                 .contains("`timeout` must be more than zero")
+        );
+        // A deadline is the clock plus the timeout: one that far off is refused, not a
+        // panic when the attempt starts.
+        let far = refused(serde_json::json!({"tasks": [{"type": "a", "timeout": "500000y"}]}));
+        assert!(far.contains("`timeout` must be at most 30days"), "{far}");
+        assert!(
+            PlanSpec::parse(
+                "[[tasks]]\ntype = \"a\"\ntimeout = \"30d\"\n",
+                Path::new("/p")
+            )
+            .is_ok()
         );
     }
 

@@ -28,7 +28,7 @@ use crate::runtime::{
     AttemptContext, AttemptError, AttemptInputs, AttemptReport, AttemptRequest, ProgressSink,
     ProgressSlot,
 };
-use crate::store::{Commit, StateStore, StoreError};
+use crate::store::{BUSY_TIMEOUT, Commit, StateStore, StoreError};
 
 /// Why execution stopped before the plan finished.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +46,9 @@ pub enum ExecuteError {
 
 /// Told about every recorded transition (after it is stored) and about progress.
 pub trait Observer: Send + Sync {
-    /// A task of `plan` changed status; `task` is its state after the change. Called in
-    /// the order the transitions happened, on whatever thread stored them.
+    /// A task of `plan` changed status; `task` is its state after the change, as it was
+    /// stored (its fields and, from the executor's loop, only its newest attempt). Called
+    /// in the order the transitions happened, on whatever thread stored them.
     fn transition(&self, plan: PlanId, task: &Task, transition: Transition);
     /// Where a running attempt's progress reports go.
     fn progress_sink(&self, _task: &Task) -> Option<Arc<dyn ProgressSink>> {
@@ -95,6 +96,12 @@ impl StopReason {
 /// an epoch tick or two) before it drops the call — a guest waiting on host I/O is not
 /// interrupted by epochs.
 const STOP_MARGIN: Duration = Duration::from_millis(250);
+
+/// How much of an attempt's wait for the commit of its start is not counted against its
+/// timeout: the longest a queued transition waits for another process's write lock, and
+/// a margin for the commit itself. Past it the wait counts (a disk that hangs ends the
+/// attempt by its timeout, never keeps it forever).
+const GATE_CREDIT: Duration = Duration::from_secs(BUSY_TIMEOUT.as_secs() + 5);
 
 /// What executing a plan works with besides the plan.
 pub struct Execution<'a> {
@@ -175,7 +182,7 @@ impl InFlight {
                 handles,
                 request,
             } = launch;
-            let gate = EffectGate::new(StartStored(started.clone()));
+            let gate = EffectGate::new(StartStored(started.clone()), GATE_CREDIT);
             let request = request.map(|request| AttemptRequest {
                 inputs: request.inputs.with(gate),
                 ..request

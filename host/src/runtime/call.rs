@@ -164,7 +164,7 @@ fn new_store(
 }
 
 /// `work`'s end, or `None` if it ran past `timeout` (and two epoch ticks, so the epoch
-/// deadline ends a guest first) not counting the time it waited at `gate`.
+/// deadline ends a guest first) not counting the time `gate` held it (within its credit).
 async fn outer_timeout<T>(
     timeout: std::time::Duration,
     gate: Option<EffectGate>,
@@ -174,6 +174,9 @@ async fn outer_timeout<T>(
         gate.as_ref()
             .map_or(std::time::Duration::ZERO, EffectGate::waited)
     };
+    // A kept instance's gate may have given earlier calls credit: only this call's counts.
+    let credit_before = waited();
+    let waited = || waited().saturating_sub(credit_before);
     let start = tokio::time::Instant::now();
     tokio::pin!(work);
     let mut until = start + timeout + 2 * EPOCH_TICK;

@@ -21,7 +21,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{ComponentNamedList, Linker, Lower};
@@ -40,22 +40,24 @@ pub trait Barrier: Send + Sync + 'static {
     fn passed(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
 }
 
-/// The barrier of one call's effects (an input from the caller; without one, nothing
-/// waits). Time spent waiting at it is the host's, not the call's: it is not counted
-/// against the call's time limit ([`EffectGate::waited`]).
+/// The barrier of one attempt's effects (an input from the caller; without one, nothing
+/// waits). It is passed once: the first effect waits for it, the later ones go through.
+/// That first wait is the host's (a commit being written), not the call's: it is not
+/// counted against the call's time limit ([`EffectGate::waited`]), up to a credit the
+/// caller sets — a guest must not stretch its time by making the host wait.
 #[derive(Clone)]
 pub struct EffectGate {
     barrier: Arc<dyn Barrier>,
-    clock: Arc<Mutex<GateClock>>,
+    /// At most this much of the wait is not counted against the call.
+    max_credit: Duration,
+    state: Arc<GateState>,
 }
 
-/// How long a call has waited at its gate: the waits that ended, and since when it has
-/// been waiting now (a request's response is awaited beside the guest, so waits overlap).
+/// When the gate was first reached, and when and how it was passed.
 #[derive(Debug, Default)]
-struct GateClock {
-    ended: Duration,
-    waiting: u32,
-    since: Option<Instant>,
+struct GateState {
+    reached: OnceLock<Instant>,
+    passed: OnceLock<(Instant, Result<(), String>)>,
 }
 
 impl std::fmt::Debug for EffectGate {
@@ -67,49 +69,46 @@ impl std::fmt::Debug for EffectGate {
 }
 
 impl EffectGate {
-    /// A gate that opens when `barrier` is passed.
-    pub fn new(barrier: impl Barrier) -> Self {
+    /// A gate that opens when `barrier` is passed; at most `max_credit` of the wait is not
+    /// counted against the call.
+    pub fn new(barrier: impl Barrier, max_credit: Duration) -> Self {
         Self {
             barrier: Arc::new(barrier),
-            clock: Arc::default(),
+            max_credit,
+            state: Arc::default(),
         }
     }
 
     /// Waits until effects may happen; an error ends the call (a trap).
     pub async fn passed(&self) -> wasmtime::Result<()> {
-        self.clock(|clock| {
-            clock.waiting += 1;
-            clock.since.get_or_insert_with(Instant::now);
-        });
-        // Counted out however the wait ends (a dropped call too).
-        let _ends = WaitEnds(&self.clock);
-        self.barrier.passed().await.map_err(|why| {
+        let passed = match self.state.passed.get() {
+            Some((_, passed)) => passed,
+            None => {
+                self.state.reached.get_or_init(Instant::now);
+                let passed = self.barrier.passed().await;
+                &self.state.passed.get_or_init(|| (Instant::now(), passed)).1
+            }
+        };
+        passed.clone().map_err(|why| {
             wasmtime::format_err!("this attempt may not act outside its sandbox: {why}")
         })
     }
 
-    /// How long the call has waited at this gate so far, the wait under way included.
+    /// How long the gate held the call, from when it was first reached until it was
+    /// passed (or until now), at most the credit. An HTTP request's wait runs beside the
+    /// guest, so the guest may compute meanwhile: the credit bounds what that gains it.
     pub fn waited(&self) -> Duration {
-        self.clock(|clock| clock.ended + clock.since.map_or(Duration::ZERO, |s| s.elapsed()))
-    }
-
-    fn clock<T>(&self, f: impl FnOnce(&mut GateClock) -> T) -> T {
-        f(&mut self.clock.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// Ends one wait of a gate's clock when dropped.
-struct WaitEnds<'a>(&'a Mutex<GateClock>);
-
-impl Drop for WaitEnds<'_> {
-    fn drop(&mut self) {
-        let mut clock = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        clock.waiting = clock.waiting.saturating_sub(1);
-        if clock.waiting == 0
-            && let Some(since) = clock.since.take()
-        {
-            clock.ended += since.elapsed();
-        }
+        let Some(reached) = self.state.reached.get() else {
+            return Duration::ZERO;
+        };
+        let until = self
+            .state
+            .passed
+            .get()
+            .map_or_else(Instant::now, |(at, _)| *at);
+        until
+            .saturating_duration_since(*reached)
+            .min(self.max_credit)
     }
 }
 
@@ -344,7 +343,7 @@ mod tests {
                 deadline_unix_ms: 0,
             },
             params: params.into(),
-            inputs: inputs.with(EffectGate::new(switch.clone())),
+            inputs: inputs.with(EffectGate::new(switch.clone(), Duration::from_secs(60))),
         };
         let plugin = plugin.clone();
         tokio::spawn(async move {
@@ -435,6 +434,78 @@ mod tests {
             .unwrap();
         assert!(report.result.is_ok(), "{:?}", report.result);
         assert!(work.join("effects.log").exists());
+    }
+
+    #[tokio::test]
+    async fn only_the_first_wait_is_credited_and_no_more_than_the_credit() {
+        let switch = Switch::new();
+        let gate = EffectGate::new(switch.clone(), Duration::from_millis(50));
+        assert_eq!(gate.waited(), Duration::ZERO, "nothing waited yet");
+        let first = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.passed().await }
+        });
+        switch.reached().await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            gate.waited(),
+            Duration::from_millis(50),
+            "held past the credit"
+        );
+        switch.set(Ok(()));
+        first.await.unwrap().unwrap();
+        let credited = gate.waited();
+        // Passed once, the gate lets every later effect through without counting it.
+        for _ in 0..1_000 {
+            gate.passed().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(gate.waited(), credited);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_gate_held_past_its_credit_counts_against_the_call() {
+        let (_runtime, plugin, dir) =
+            load_test_plugin("test-append", Capabilities::builtin()).await;
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let switch = Switch::new();
+        let short = LimitOverrides {
+            timeout: Some(Duration::from_millis(200)),
+            ..LimitOverrides::default()
+        };
+        let sandbox = plugin.sandbox(&work_grant(&work), &short).unwrap();
+        let request = AttemptRequest {
+            context: AttemptContext {
+                plan_id: "p".into(),
+                task_id: "t".into(),
+                task_type: plugin.info().task_type.clone(),
+                plan_index: 0,
+                attempt: 1,
+                max_retries: 0,
+                deadline_unix_ms: 0,
+            },
+            params: "{}".into(),
+            // Credit for 100 ms of the 1 s the gate holds: the call's 200 ms run out.
+            inputs: AttemptInputs::default()
+                .with(EffectGate::new(switch.clone(), Duration::from_millis(100))),
+        };
+        let call = tokio::spawn({
+            let plugin = plugin.clone();
+            async move {
+                let place = plugin.admission().admit_attempt().await;
+                plugin.run(&sandbox, request, place).await
+            }
+        });
+        switch.reached().await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        switch.set(Ok(()));
+        let report = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .unwrap()
+            .unwrap();
+        let error = report.result.unwrap_err();
+        assert_eq!(error.kind(), crate::plan::ErrorKind::Timeout, "{error}");
     }
 
     #[tokio::test(flavor = "multi_thread")]

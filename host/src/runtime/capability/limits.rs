@@ -53,21 +53,31 @@ impl Limits {
 #[derive(Debug, Clone, Copy)]
 pub struct LimitsCapability;
 
-/// When one call's time is up (a store part): at `at`, pushed back by the time the call
-/// waited at its effect gate (the host's time, not the call's).
+/// When one call's time is up (a store part): at `at`, pushed back by the time the gate
+/// held the call ([`EffectGate::waited`], counted from `credit_before`: a kept instance's
+/// next call does not inherit what an earlier one was given).
 #[derive(Debug, Clone)]
 struct Deadline {
     at: Instant,
     gate: Option<EffectGate>,
+    credit_before: Duration,
 }
 
 impl Deadline {
+    fn new(timeout: Duration, gate: Option<EffectGate>) -> Self {
+        let credit_before = gate.as_ref().map_or(Duration::ZERO, EffectGate::waited);
+        Self {
+            at: Instant::now() + timeout,
+            gate,
+            credit_before,
+        }
+    }
+
     fn passed(&self, now: Instant) -> bool {
-        let waited = self
-            .gate
-            .as_ref()
-            .map_or(Duration::ZERO, EffectGate::waited);
-        now >= self.at + waited
+        let credit = self.gate.as_ref().map_or(Duration::ZERO, |gate| {
+            gate.waited().saturating_sub(self.credit_before)
+        });
+        now >= self.at + credit
     }
 }
 
@@ -82,7 +92,9 @@ impl Capability for LimitsCapability {
                 .limits
                 .timeout
                 .or(task.info.default_timeout)
-                .unwrap_or(DEFAULT_TIMEOUT),
+                .unwrap_or(DEFAULT_TIMEOUT)
+                // What a plugin suggests (or a plan stored before the bound) too.
+                .min(crate::plan::LimitOverrides::MAX_TIMEOUT),
             memory: task
                 .limits
                 .memory_limit
@@ -96,10 +108,10 @@ impl Capability for LimitsCapability {
     fn prepare(&self, sandbox: &Sandbox, setup: &mut AttemptSetup<'_>) -> Result<(), AttemptError> {
         let limits = sandbox.limits();
         setup.parts.insert(StoreLimiter::new(limits.memory));
-        setup.parts.insert(Deadline {
-            at: Instant::now() + limits.timeout,
-            gate: setup.inputs.get::<EffectGate>().cloned(),
-        });
+        setup.parts.insert(Deadline::new(
+            limits.timeout,
+            setup.inputs.get::<EffectGate>().cloned(),
+        ));
         Ok(())
     }
 
@@ -110,10 +122,8 @@ impl Capability for LimitsCapability {
 
     fn rearm(&self, sandbox: &Sandbox, store: &mut Store<AttemptState>) {
         // The memory a kept instance holds stays counted; only the time starts again.
-        let deadline = Deadline {
-            at: Instant::now() + sandbox.limits().timeout,
-            gate: None,
-        };
+        let gate = store.data().effect_gate();
+        let deadline = Deadline::new(sandbox.limits().timeout, gate);
         let renewed = deadline.clone();
         *store.data_mut().part_or_insert_with(|| renewed) = deadline;
     }
@@ -456,6 +466,7 @@ mod tests {
             parts.insert(Deadline {
                 at: deadline,
                 gate: None,
+                credit_before: Duration::ZERO,
             });
             AttemptState::new(wasmtime_wasi::WasiCtx::builder().build(), parts)
         };
