@@ -41,12 +41,15 @@ const TABLE_ELEMENTS: usize = super::capability::limits::MAX_TABLE_ELEMENTS;
 /// How much of what an instance wrote to a memory or table stays mapped in its slot for
 /// the next instance, reset by copying the slot's image back over just those pages
 /// (found with Linux's `PAGEMAP_SCAN`), instead of unmapping them and taking a page fault
-/// on each again. Past it (a large working set) the rest is unmapped as usual. What stays
-/// resident is what instances wrote, at most this much per memory and table of a slot
-/// once used: a process that ran N instances at once keeps at most N slots' worth.
-/// 1 MiB measured no faster than 256 KiB per no-op task (`cargo xtask bench --only
-/// overhead`, 2026-12-07).
+/// on each again. Past it (a large working set) the rest is unmapped as usual. 1 MiB
+/// measured no faster than 256 KiB per no-op task (`cargo xtask bench --only overhead`,
+/// 2026-12-07).
 const KEEP_RESIDENT: usize = 256 << 10;
+/// Idle slots kept for the component that last used them (so each plugin of a plan finds
+/// its own slot warm) before an idle slot of another is taken over. The slots a process
+/// ever uses are at most this many more than it ran instances at once, so what stays
+/// resident is bounded by that count times [`KEEP_RESIDENT`] per memory and table.
+const WARM_IDLE_SLOTS: u32 = 16;
 
 /// Which allocator the engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +157,8 @@ fn config(allocator: Allocator, profiler: Option<wasmtime::ProfilingStrategy>) -
             .max_tables_per_module(TABLES_PER_MODULE)
             .total_tables(n * TABLES_PER_COMPONENT)
             .table_elements(TABLE_ELEMENTS)
-            .total_stacks(n);
+            .total_stacks(n)
+            .max_unused_warm_slots(WARM_IDLE_SLOTS);
         // Without PAGEMAP_SCAN (Linux < 6.7) keeping pages resident means resetting the
         // first bytes of every memory whether they were written or not: not worth it.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
@@ -202,8 +206,12 @@ impl EpochTicker {
                     if *guard || Instant::now() < next {
                         continue;
                     }
-                    // After a stall (a suspended machine) tick once, not once per tick missed.
-                    next = (next + tick).max(Instant::now());
+                    // After a stall (a starved thread) tick once, not once per tick missed.
+                    next += tick;
+                    let now = Instant::now();
+                    if next <= now {
+                        next = now + tick;
+                    }
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,

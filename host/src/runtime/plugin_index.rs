@@ -46,7 +46,9 @@ impl FileStamp {
     pub fn settled_before(&self, read_at: std::time::SystemTime) -> bool {
         let read_at = read_at
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as i128);
+            .map_or(0, |since| {
+                i128::try_from(since.as_nanos()).unwrap_or(i128::MAX)
+            });
         self.ctime_ns.max(self.mtime_ns) + SETTLED <= read_at
     }
 
@@ -161,8 +163,9 @@ impl PluginIndex {
             if seen_files.contains(path) {
                 return true;
             }
-            others += 1;
-            entries.contains_key(&known.sha256) && others <= KEEP_OTHERS
+            let keep = others < KEEP_OTHERS && entries.contains_key(&known.sha256);
+            others += usize::from(keep);
+            keep
         });
         self.changed |= self.files.len() != before;
         if !self.changed {
