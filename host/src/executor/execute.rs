@@ -463,6 +463,10 @@ impl Barrier for StartStored {
                 .map_err(|error| format!("its start could not be recorded: {error}"))
         })
     }
+
+    fn decided_at(&self) -> Option<std::time::Instant> {
+        self.0.settled_at()
+    }
 }
 
 /// Waits until the last batch the loop queued (`tail`) — and so every one before it — is

@@ -7,7 +7,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ pub struct Commit(Arc<Completion>);
 
 struct Completion {
     outcome: Mutex<Option<Result<(), Arc<StoreError>>>>,
+    /// When it was settled.
+    settled_at: OnceLock<Instant>,
     /// Wakes blocking waiters.
     settled: Condvar,
     /// Wakes async waiters.
@@ -50,6 +52,11 @@ impl std::fmt::Debug for Commit {
 impl Commit {
     fn new(outcome: Option<Result<(), Arc<StoreError>>>) -> Self {
         Self(Arc::new(Completion {
+            settled_at: if outcome.is_some() {
+                OnceLock::from(Instant::now())
+            } else {
+                OnceLock::new()
+            },
             outcome: Mutex::new(outcome),
             settled: Condvar::new(),
             notify: tokio::sync::Notify::new(),
@@ -79,6 +86,11 @@ impl Commit {
     /// How it ended, if it did.
     pub fn outcome(&self) -> Option<Result<(), Arc<StoreError>>> {
         self.lock().clone()
+    }
+
+    /// When it was settled (stored or refused), if it was.
+    pub fn settled_at(&self) -> Option<Instant> {
+        self.0.settled_at.get().copied()
     }
 
     /// Why it was not stored, if it was refused already.
@@ -123,6 +135,7 @@ impl Commit {
         let mut outcome = self.lock();
         if outcome.is_none() {
             *outcome = Some(result);
+            self.0.settled_at.get_or_init(Instant::now);
             self.0.settled.notify_all();
             self.0.notify.notify_waiters();
         }
@@ -252,8 +265,9 @@ fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Message>, wait: Du
     while let Ok(first) = jobs.recv() {
         let mut group = Group::default();
         let mut message = Some(first);
-        // What is queued while another writer holds the connection joins the group.
-        let mut conn_held = conn.lock();
+        // The connection first: what is queued while another writer holds it joins the
+        // group.
+        let mut held = Some(conn.lock());
         while let Some(next) = message.take() {
             match next {
                 Message::Store(job) => group.push(job),
@@ -265,20 +279,28 @@ fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Message>, wait: Du
             }
         }
         loop {
-            let backoff = group.try_store(&mut conn_held);
-            // Back to the connection's own wait for whoever writes through it next.
-            let _ = conn_held.busy_timeout(wait);
-            drop(conn_held);
-            for (job, outcome) in group.take_decided() {
-                finish(job, outcome);
+            // Decided without the connection: an entry whose predecessor was refused
+            // does not wait for it.
+            group.refuse_after_refused();
+            let decided = group.take_decided();
+            if !decided.is_empty() {
+                // Reports never run with the connection held.
+                drop(held.take());
+                for (job, outcome) in decided {
+                    finish(job, outcome);
+                }
             }
             if group.is_empty() {
                 break;
             }
+            let conn = held.get_or_insert_with(|| conn.lock());
+            let backoff = group.try_store(conn);
+            // Defensive: whoever writes through the connection next sets its own wait.
+            let _ = conn.busy_timeout(wait);
+            drop(held.take());
             if backoff {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            conn_held = conn.lock();
         }
     }
 }
@@ -328,13 +350,9 @@ impl Group {
         }
     }
 
-    /// One round: refuses the entries whose predecessor was refused, then stores those
-    /// still undecided in one transaction, each waiting for another process's write lock
-    /// until its own deadline (past it, it is refused; the others wait on in the next
-    /// round). Returns whether the lock was refused before any deadline (not a wait
-    /// SQLite did: the next round should not follow at once).
-    fn try_store(&mut self, conn: &mut Connection) -> bool {
-        // In order, so a chain of refusals is decided in one pass.
+    /// Refuses the undecided entries whose predecessor was refused (in order, so a chain
+    /// of refusals is decided in one pass).
+    fn refuse_after_refused(&mut self) {
         for i in 0..self.len() {
             if self.outcomes[i].is_none()
                 && let Some(error) = self.predecessor_refused(i)
@@ -342,6 +360,13 @@ impl Group {
                 self.outcomes[i] = Some(Err(error));
             }
         }
+    }
+
+    /// One round: stores the undecided entries in one transaction, each waiting for
+    /// another process's write lock until its own deadline (past it, it is refused; the
+    /// others wait on in the next round). Returns whether the lock was refused before any
+    /// deadline (not a wait SQLite did: the next round should not follow at once).
+    fn try_store(&mut self, conn: &mut Connection) -> bool {
         let mut waiting: Vec<usize> = (0..self.len())
             .filter(|&i| self.outcomes[i].is_none())
             .collect();
@@ -646,8 +671,8 @@ mod tests {
         let stored = store.submit(first);
         let refused = store.submit(start(&mut unknown, 0, None, &Arc::default()));
         drop(held);
-        // Whoever learns of the refusal (an executor that then stops and prints it) finds
-        // every entry queued before it already reported and settled.
+        // Whoever learns of a refusal the writer decided (an executor that then stops and
+        // prints it) finds every entry queued before it already reported and settled.
         refused.wait().unwrap_err();
         assert!(matches!(stored.outcome(), Some(Ok(()))));
         assert_eq!(*reported.lock().unwrap(), [0]);

@@ -38,6 +38,10 @@ use crate::runtime::state::AttemptState;
 pub trait Barrier: Send + Sync + 'static {
     /// Resolves once effects may happen, or says why they never will.
     fn passed(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+
+    /// When it was decided (opened or closed for good), if it was: the end of the wait
+    /// that is credited, whoever waited and whenever they looked.
+    fn decided_at(&self) -> Option<Instant>;
 }
 
 /// The barrier of one attempt's effects (an input from the caller; without one, nothing
@@ -53,11 +57,11 @@ pub struct EffectGate {
     state: Arc<GateState>,
 }
 
-/// When the gate was first reached, and when and how it was passed.
+/// When the gate was first reached, and how it was passed (once it was).
 #[derive(Debug, Default)]
 struct GateState {
     reached: OnceLock<Instant>,
-    passed: OnceLock<(Instant, Result<(), String>)>,
+    passed: OnceLock<Result<(), String>>,
 }
 
 impl std::fmt::Debug for EffectGate {
@@ -82,11 +86,11 @@ impl EffectGate {
     /// Waits until effects may happen; an error ends the call (a trap).
     pub async fn passed(&self) -> wasmtime::Result<()> {
         let passed = match self.state.passed.get() {
-            Some((_, passed)) => passed,
+            Some(passed) => passed,
             None => {
                 self.state.reached.get_or_init(Instant::now);
                 let passed = self.barrier.passed().await;
-                &self.state.passed.get_or_init(|| (Instant::now(), passed)).1
+                self.state.passed.get_or_init(|| passed)
             }
         };
         passed.clone().map_err(|why| {
@@ -94,18 +98,16 @@ impl EffectGate {
         })
     }
 
-    /// How long the gate held the call, from when it was first reached until it was
-    /// passed (or until now), at most the credit. An HTTP request's wait runs beside the
-    /// guest, so the guest may compute meanwhile: the credit bounds what that gains it.
+    /// How long the gate held the call: from when it was first reached until the barrier
+    /// was decided (or until now), at most the credit. A wait dropped half-way (an HTTP
+    /// request the guest gave up on) earns nothing past the barrier's decision, and an
+    /// HTTP request's wait runs beside the guest, which may compute meanwhile: the credit
+    /// bounds what that gains it.
     pub fn waited(&self) -> Duration {
         let Some(reached) = self.state.reached.get() else {
             return Duration::ZERO;
         };
-        let until = self
-            .state
-            .passed
-            .get()
-            .map_or_else(Instant::now, |(at, _)| *at);
+        let until = self.barrier.decided_at().unwrap_or_else(Instant::now);
         until
             .saturating_duration_since(*reached)
             .min(self.max_credit)
@@ -284,6 +286,7 @@ mod tests {
     struct Switch {
         state: Arc<tokio::sync::watch::Sender<Option<Result<(), String>>>>,
         reached: Arc<tokio::sync::watch::Sender<bool>>,
+        decided_at: Arc<OnceLock<Instant>>,
     }
 
     impl Switch {
@@ -291,10 +294,12 @@ mod tests {
             Self {
                 state: Arc::new(tokio::sync::watch::Sender::new(None)),
                 reached: Arc::new(tokio::sync::watch::Sender::new(false)),
+                decided_at: Arc::default(),
             }
         }
 
         fn set(&self, to: Result<(), String>) {
+            self.decided_at.get_or_init(Instant::now);
             self.state.send_replace(Some(to));
         }
 
@@ -321,6 +326,10 @@ mod tests {
                     .expect("the switch lives");
                 state.clone().expect("set")
             })
+        }
+
+        fn decided_at(&self) -> Option<Instant> {
+            self.decided_at.get().copied()
         }
     }
 
@@ -412,7 +421,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn time_at_the_gate_is_not_counted_against_the_call() {
-        // The gate is the host's wait (a commit being written): held five times the task's
+        // The gate is the host's wait (a commit being written): held three times the task's
         // timeout, the task still has its whole time once it is let through.
         let (_runtime, plugin, dir) =
             load_test_plugin("test-append", Capabilities::builtin()).await;
@@ -420,13 +429,13 @@ mod tests {
         std::fs::create_dir(&work).unwrap();
         let switch = Switch::new();
         let short = LimitOverrides {
-            timeout: Some(Duration::from_millis(200)),
+            timeout: Some(Duration::from_secs(1)),
             ..LimitOverrides::default()
         };
         let sandbox = plugin.sandbox(&work_grant(&work), &short).unwrap();
         let call = start(&plugin, sandbox, "{}", AttemptInputs::default(), &switch);
         switch.reached().await;
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
         switch.set(Ok(()));
         let report = tokio::time::timeout(Duration::from_secs(30), call)
             .await
@@ -436,16 +445,59 @@ mod tests {
         assert!(work.join("effects.log").exists());
     }
 
-    #[tokio::test]
-    async fn only_the_first_wait_is_credited_and_no_more_than_the_credit() {
-        let switch = Switch::new();
-        let gate = EffectGate::new(switch.clone(), Duration::from_millis(50));
-        assert_eq!(gate.waited(), Duration::ZERO, "nothing waited yet");
-        let first = tokio::spawn({
+    /// Starts a wait at `gate` in a task of its own, and returns once it is waiting.
+    async fn waiting_at(
+        gate: &EffectGate,
+        switch: &Switch,
+    ) -> tokio::task::JoinHandle<wasmtime::Result<()>> {
+        let wait = tokio::spawn({
             let gate = gate.clone();
             async move { gate.passed().await }
         });
         switch.reached().await;
+        wait
+    }
+
+    #[tokio::test]
+    async fn the_wait_is_credited_until_the_barrier_is_decided_and_never_after() {
+        let switch = Switch::new();
+        let gate = EffectGate::new(switch.clone(), Duration::from_secs(10));
+        assert_eq!(gate.waited(), Duration::ZERO, "nothing waited yet");
+        let wait = waiting_at(&gate, &switch).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        switch.set(Ok(()));
+        wait.await.unwrap().unwrap();
+        let credited = gate.waited();
+        assert!(credited >= Duration::from_millis(30), "{credited:?}");
+        assert!(credited < Duration::from_secs(10), "{credited:?}");
+        // Passed once, the gate lets every later effect through without counting it.
+        for _ in 0..1_000 {
+            gate.passed().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(gate.waited(), credited);
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_half_way_earns_nothing_past_the_barriers_decision() {
+        // A guest that sends a request while its start is being written, drops it, and
+        // computes on: its credit ends when the commit does, not when it next acts.
+        let switch = Switch::new();
+        let gate = EffectGate::new(switch.clone(), Duration::from_secs(10));
+        waiting_at(&gate, &switch).await.abort();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        switch.set(Ok(()));
+        let credited = gate.waited();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        gate.passed().await.unwrap();
+        assert_eq!(gate.waited(), credited);
+    }
+
+    #[tokio::test]
+    async fn no_more_than_the_credit_is_credited() {
+        let switch = Switch::new();
+        let gate = EffectGate::new(switch.clone(), Duration::from_millis(50));
+        let wait = waiting_at(&gate, &switch).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(
             gate.waited(),
@@ -453,14 +505,8 @@ mod tests {
             "held past the credit"
         );
         switch.set(Ok(()));
-        first.await.unwrap().unwrap();
-        let credited = gate.waited();
-        // Passed once, the gate lets every later effect through without counting it.
-        for _ in 0..1_000 {
-            gate.passed().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(gate.waited(), credited);
+        wait.await.unwrap().unwrap();
+        assert_eq!(gate.waited(), Duration::from_millis(50));
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -471,7 +517,7 @@ mod tests {
         std::fs::create_dir(&work).unwrap();
         let switch = Switch::new();
         let short = LimitOverrides {
-            timeout: Some(Duration::from_millis(200)),
+            timeout: Some(Duration::from_secs(1)),
             ..LimitOverrides::default()
         };
         let sandbox = plugin.sandbox(&work_grant(&work), &short).unwrap();
@@ -486,7 +532,7 @@ mod tests {
                 deadline_unix_ms: 0,
             },
             params: "{}".into(),
-            // Credit for 100 ms of the 1 s the gate holds: the call's 200 ms run out.
+            // Credit for 100 ms of the 3 s the gate holds: the call's 1 s runs out.
             inputs: AttemptInputs::default()
                 .with(EffectGate::new(switch.clone(), Duration::from_millis(100))),
         };
@@ -498,7 +544,7 @@ mod tests {
             }
         });
         switch.reached().await;
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
         switch.set(Ok(()));
         let report = tokio::time::timeout(Duration::from_secs(30), call)
             .await
