@@ -1062,10 +1062,11 @@ mod tests {
             inner: service.store().unwrap(),
             queued: Mutex::default(),
         };
+        let reported = Arc::new(Reported::default());
         let execution = Execution {
             prepared: &prepared,
             store: &store,
-            observer: Arc::new(Reported::default()),
+            observer: reported.clone(),
             slots: &service.slots,
             admission: service.runtime.admission(),
             kv: KvAccess(Arc::new(super::super::kv::StoreKv(store.inner.clone()))),
@@ -1099,5 +1100,17 @@ mod tests {
         // The attempt computes for a minute: the run stopped on the refusal itself.
         assert!(stopped_after < Duration::from_secs(20), "{stopped_after:?}");
         assert!(!work.join("effects.log").exists(), "a later task ran");
+        assert!(
+            reported.0.lock().unwrap().is_empty(),
+            "reported what was not stored"
+        );
+        // Nothing of the run reached the database: `resume` starts it over.
+        let (_, stored) = store.inner.load_plan(plan.id()).unwrap().unwrap();
+        assert!(
+            stored
+                .tasks()
+                .iter()
+                .all(|t| t.status() == TaskStatus::Pending && t.attempts().is_empty())
+        );
     }
 }

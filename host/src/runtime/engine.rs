@@ -45,11 +45,13 @@ const TABLE_ELEMENTS: usize = super::capability::limits::MAX_TABLE_ELEMENTS;
 /// measured no faster than 256 KiB per no-op task (`cargo xtask bench --only overhead`,
 /// 2026-12-07).
 const KEEP_RESIDENT: usize = 256 << 10;
-/// Idle slots kept for the component that last used them (so each plugin of a plan finds
-/// its own slot warm) before an idle slot of another is taken over. The slots a process
-/// ever uses are at most this many more than it ran instances at once, so what stays
-/// resident is bounded by that count times [`KEEP_RESIDENT`] per memory and table.
-const WARM_IDLE_SLOTS: u32 = 16;
+/// Idle slots each shard of the pool keeps for the component that last used them (so
+/// each plugin of a plan finds its own slot warm) before it takes over an idle slot of
+/// another rather than a cold one. wasmtime splits the pool into one shard per CPU (up to
+/// 16), each thread allocating from its own first; so the slots a process ever uses —
+/// those that keep what their instances wrote resident, up to [`KEEP_RESIDENT`] per
+/// memory and table — are, per shard, at most its peak of instances at once plus this.
+const WARM_IDLE_SLOTS_PER_SHARD: u32 = 8;
 
 /// Which allocator the engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +160,7 @@ fn config(allocator: Allocator, profiler: Option<wasmtime::ProfilingStrategy>) -
             .total_tables(n * TABLES_PER_COMPONENT)
             .table_elements(TABLE_ELEMENTS)
             .total_stacks(n)
-            .max_unused_warm_slots(WARM_IDLE_SLOTS);
+            .max_unused_warm_slots(WARM_IDLE_SLOTS_PER_SHARD * pool_shards());
         // Without PAGEMAP_SCAN (Linux < 6.7) keeping pages resident means resetting the
         // first bytes of every memory whether they were written or not: not worth it.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
@@ -172,6 +174,11 @@ fn config(allocator: Allocator, profiler: Option<wasmtime::ProfilingStrategy>) -
         config.profiler(profiler);
     }
     config
+}
+
+/// The shards wasmtime splits a pool of this size into: one per CPU, at most 16.
+fn pool_shards() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16) as u32)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread until dropped.

@@ -316,4 +316,31 @@ mod tests {
         assert_eq!(last.entries.len(), KEEP_OTHERS + 2);
         assert!(last.get("0005").is_some() && last.get("new").is_some());
     }
+
+    #[test]
+    fn files_not_seen_are_kept_up_to_the_same_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path(), 7);
+        let stamp = FileStamp::of(&std::fs::metadata(dir.path()).unwrap());
+        let mut index = PluginIndex::read(&cache);
+        index.insert("c", &info("echo"));
+        for i in 0..KEEP_OTHERS + 10 {
+            index.insert_file(&format!("/plugins/{i:04}.wasm"), stamp.clone(), "c");
+        }
+        // Files of components the index does not hold: dropped, and not counted.
+        for i in 0..10 {
+            index.insert_file(&format!("/gone/{i}.wasm"), stamp.clone(), "unknown");
+        }
+        index.save(&cache);
+        // A load that sees one file: of the others, exactly KEEP_OTHERS stay.
+        let mut next = PluginIndex::read(&cache);
+        assert_eq!(next.sha256_of("/seen.wasm", &stamp), None);
+        next.insert_file("/seen.wasm", stamp.clone(), "c");
+        assert!(next.get("c").is_some());
+        next.save(&cache);
+        let last = PluginIndex::read(&cache);
+        assert_eq!(last.files.len(), KEEP_OTHERS + 1);
+        assert!(last.files.contains_key("/seen.wasm"));
+        assert!(!last.files.keys().any(|path| path.starts_with("/gone/")));
+    }
 }
