@@ -344,7 +344,7 @@ impl Group {
     /// earlier in this group, or settled so before it.
     fn predecessor_refused(&self, i: usize) -> Option<Arc<StoreError>> {
         let after = self.jobs[i].entry.after.as_ref()?;
-        match self.jobs[..i].iter().position(|job| job.done.is(after)) {
+        match self.jobs[..i].iter().rposition(|job| job.done.is(after)) {
             Some(j) => self.outcomes[j].clone()?.err(),
             None => after.failure(),
         }
