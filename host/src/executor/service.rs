@@ -1102,7 +1102,7 @@ mod tests {
         assert!(!work.join("effects.log").exists(), "a later task ran");
         assert!(
             reported.0.lock().unwrap().is_empty(),
-            "reported what was not stored"
+            "reported after the refusal"
         );
         // Nothing of the run reached the database: `resume` starts it over.
         let (_, stored) = store.inner.load_plan(plan.id()).unwrap().unwrap();

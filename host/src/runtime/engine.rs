@@ -45,13 +45,17 @@ const TABLE_ELEMENTS: usize = super::capability::limits::MAX_TABLE_ELEMENTS;
 /// measured no faster than 256 KiB per no-op task (`cargo xtask bench --only overhead`,
 /// 2026-12-07).
 const KEEP_RESIDENT: usize = 256 << 10;
-/// Idle slots each shard of the pool keeps for the component that last used them (so
-/// each plugin of a plan finds its own slot warm) before it takes over an idle slot of
-/// another rather than a cold one. wasmtime splits the pool into one shard per CPU (up to
-/// 16), each thread allocating from its own first; so the slots a process ever uses —
-/// those that keep what their instances wrote resident, up to [`KEEP_RESIDENT`] per
-/// memory and table — are, per shard, at most its peak of instances at once plus this.
+/// Idle memory slots each shard of the pool keeps for the component that last used them
+/// (so each plugin of a plan finds its own slot warm) before it takes over an idle slot
+/// of another rather than a cold one. wasmtime 48 splits a pool of 128 memories or more
+/// into one shard per CPU (up to 16), each thread allocating from its own first, and
+/// divides this budget among them (private rules: check them on an upgrade). So the
+/// memory slots a process ever uses — those that keep what their instances wrote
+/// resident, up to [`KEEP_RESIDENT`] each — are, per shard, at most its peak of memories
+/// in use plus this; tables have no warm budget and are reused, within that peak.
 const WARM_IDLE_SLOTS_PER_SHARD: u32 = 8;
+// The shard arithmetic above holds for a sharded pool only.
+const _: () = assert!(POOL_INSTANCES * MEMORIES_PER_COMPONENT >= 128);
 
 /// Which allocator the engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -279,12 +279,11 @@ fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Message>, wait: Du
             }
         }
         loop {
-            // Decided without the connection: an entry whose predecessor was refused
-            // does not wait for it.
+            // An entry whose predecessor was refused is decided before the connection is
+            // taken again (in the first round it is held already, from the group's taking).
             group.refuse_after_refused();
             let decided = group.take_decided();
             if !decided.is_empty() {
-                // Reports never run with the connection held.
                 drop(held.take());
                 for (job, outcome) in decided {
                     finish(job, outcome);
@@ -344,10 +343,13 @@ impl Group {
     /// earlier in this group, or settled so before it.
     fn predecessor_refused(&self, i: usize) -> Option<Arc<StoreError>> {
         let after = self.jobs[i].entry.after.as_ref()?;
-        match self.jobs[..i].iter().rposition(|job| job.done.is(after)) {
-            Some(j) => self.outcomes[j].clone()?.err(),
-            None => after.failure(),
+        // Settled: before this group, or earlier in it and finished already.
+        if let Some(outcome) = after.outcome() {
+            return outcome.err();
         }
+        // Not settled: it is earlier in this group, almost always just before.
+        let j = self.jobs[..i].iter().rposition(|job| job.done.is(after))?;
+        self.outcomes[j].clone()?.err()
     }
 
     /// Refuses the undecided entries whose predecessor was refused (in order, so a chain
@@ -676,6 +678,25 @@ mod tests {
         refused.wait().unwrap_err();
         assert!(matches!(stored.outcome(), Some(Ok(()))));
         assert_eq!(*reported.lock().unwrap(), [0]);
+    }
+
+    #[test]
+    fn a_commit_says_when_it_was_settled_once() {
+        let commit = Commit::pending();
+        assert_eq!(commit.settled_at(), None);
+        let before = Instant::now();
+        commit.settle(Ok(()));
+        let at = commit.settled_at().expect("settled");
+        assert!(before <= at && at <= Instant::now());
+        commit.settle(Err(Arc::new(StoreError::Backend("late".into()))));
+        assert_eq!(commit.settled_at(), Some(at), "the first word counts");
+        assert!(matches!(commit.outcome(), Some(Ok(()))));
+        assert!(Commit::already_stored().settled_at().is_some());
+        assert!(
+            Commit::refused(StoreError::Backend("no".into()))
+                .settled_at()
+                .is_some()
+        );
     }
 
     #[test]

@@ -57,11 +57,11 @@ pub struct EffectGate {
     state: Arc<GateState>,
 }
 
-/// When the gate was first reached, and how it was passed (once it was).
+/// When the gate was first reached, and when and how it was passed (once it was).
 #[derive(Debug, Default)]
 struct GateState {
     reached: OnceLock<Instant>,
-    passed: OnceLock<Result<(), String>>,
+    passed: OnceLock<(Instant, Result<(), String>)>,
 }
 
 impl std::fmt::Debug for EffectGate {
@@ -86,11 +86,15 @@ impl EffectGate {
     /// Waits until effects may happen; an error ends the call (a trap).
     pub async fn passed(&self) -> wasmtime::Result<()> {
         let passed = match self.state.passed.get() {
-            Some(passed) => passed,
+            Some((_, passed)) => passed,
             None => {
                 self.state.reached.get_or_init(Instant::now);
                 let passed = self.barrier.passed().await;
-                self.state.passed.get_or_init(|| passed)
+                debug_assert!(
+                    self.barrier.decided_at().is_some(),
+                    "a barrier passed says when it was decided"
+                );
+                &self.state.passed.get_or_init(|| (Instant::now(), passed)).1
             }
         };
         passed.clone().map_err(|why| {
@@ -107,7 +111,12 @@ impl EffectGate {
         let Some(reached) = self.state.reached.get() else {
             return Duration::ZERO;
         };
-        let until = self.barrier.decided_at().unwrap_or_else(Instant::now);
+        // The barrier's own time first; a waiter's, should a barrier not say.
+        let until = self
+            .barrier
+            .decided_at()
+            .or_else(|| self.state.passed.get().map(|(at, _)| *at))
+            .unwrap_or_else(Instant::now);
         until
             .saturating_duration_since(*reached)
             .min(self.max_credit)
