@@ -910,14 +910,15 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    // Holding the store's writer across the waits is the point of the test.
-    #[allow(clippy::await_holding_lock)]
-    async fn an_attempt_acts_and_is_reported_only_once_its_start_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let plugin_dir = test_support::plugin_dir(dir.path(), &["test-append"]);
-        let work = dir.path().join("work");
-        std::fs::create_dir(&work).unwrap();
+    /// A service over `plugins` in `dir`, and the plan of `tasks` (TOML `[[tasks]]`)
+    /// admitted with `<dir>/work` granted as `/work`.
+    async fn admitted_in(
+        dir: &tempfile::TempDir,
+        plugins: &[&str],
+        tasks: &str,
+    ) -> (Service, Admitted) {
+        let plugin_dir = test_support::plugin_dir(dir.path(), plugins);
+        std::fs::create_dir(dir.path().join("work")).unwrap();
         let config = ServiceConfig {
             plugin_dir,
             state: StateDir::open_or_create(&dir.path().join("state")).unwrap(),
@@ -929,14 +930,25 @@ mod tests {
         let (service, warnings) = Service::open(config).await.unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         let file = dir.path().join("p.toml");
-        std::fs::write(
-            &file,
-            "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
-             [[tasks]]\ntype = \"test-append\"\n",
-        )
-        .unwrap();
+        let grants = "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n";
+        std::fs::write(&file, format!("{grants}{tasks}")).unwrap();
         let prepared = service.prepare_file(&file).await.unwrap();
         let admitted = service.admit(prepared, None, Origin::Cli).unwrap();
+        (service, admitted)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    // Holding the store's writer across the waits is the point of the test.
+    #[allow(clippy::await_holding_lock)]
+    async fn an_attempt_acts_and_is_reported_only_once_its_start_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, admitted) = admitted_in(
+            &dir,
+            &["test-append"],
+            "[[tasks]]\ntype = \"test-append\"\n",
+        )
+        .await;
+        let work = dir.path().join("work");
         let store = service.store().unwrap();
         let reported = Arc::new(Reported::default());
         let effects = work.join("effects.log");
@@ -1004,7 +1016,7 @@ mod tests {
         }
 
         fn submit(&self, entry: crate::store::Entry) -> crate::store::Commit {
-            if let Some(error) = entry.after.as_ref().and_then(|after| after.failure()) {
+            if let Some(error) = entry.predecessor_refused() {
                 return crate::store::Commit::refused(error);
             }
             let commit = crate::store::Commit::pending();
@@ -1032,32 +1044,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_refused_commit_stops_the_run_at_once_not_when_the_attempt_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let plugin_dir = test_support::plugin_dir(dir.path(), &["test-spin", "test-append"]);
-        let work = dir.path().join("work");
-        std::fs::create_dir(&work).unwrap();
-        let config = ServiceConfig {
-            plugin_dir,
-            state: StateDir::open_or_create(&dir.path().join("state")).unwrap(),
-            durability: Durability::Process,
-            max_concurrent: None,
-            max_parallel: None,
-            load_every_plugin: false,
-        };
-        let (service, _) = Service::open(config).await.unwrap();
-        let file = dir.path().join("p.toml");
         // A first task that computes for a minute and never reaches its gate, then one
         // that would act.
-        std::fs::write(
-            &file,
-            "[grants]\ndirs = [{ host = \"work\", guest = \"/work\", mode = \"rw\" }]\n\
-             [[tasks]]\ntype = \"test-spin\"\ntimeout = \"60s\"\n\
+        let (service, admitted) = admitted_in(
+            &dir,
+            &["test-spin", "test-append"],
+            "[[tasks]]\ntype = \"test-spin\"\ntimeout = \"60s\"\n\
              [[tasks]]\ntype = \"test-append\"\n",
         )
-        .unwrap();
-        let prepared = service.prepare_file(&file).await.unwrap();
+        .await;
+        let work = dir.path().join("work");
         let Admitted {
             mut plan, prepared, ..
-        } = service.admit(prepared, None, Origin::Cli).unwrap();
+        } = admitted;
         let store = RefusingStore {
             inner: service.store().unwrap(),
             queued: Mutex::default(),

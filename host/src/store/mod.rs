@@ -132,7 +132,7 @@ pub trait StateStore: Send + Sync {
     /// or why it never will be. An entry whose predecessor (`entry.after`) was not stored
     /// is not stored either. A store without a queue stores it before returning.
     fn submit(&self, entry: Entry) -> Commit {
-        if let Some(error) = entry.after.as_ref().and_then(Commit::failure) {
+        if let Some(error) = entry.predecessor_refused() {
             return Commit::refused(error);
         }
         let tasks: Vec<&Task> = entry.tasks.iter().collect();

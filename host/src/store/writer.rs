@@ -159,6 +159,14 @@ pub struct Entry {
     pub report: Option<Report>,
 }
 
+impl Entry {
+    /// Why its predecessor was not stored, if it is known refused already (then neither is
+    /// this entry).
+    pub fn predecessor_refused(&self) -> Option<Arc<StoreError>> {
+        self.after.as_ref().and_then(Commit::failure)
+    }
+}
+
 /// An entry in the writer's hands: settled when stored, refused, or dropped unstored (the
 /// writer stopped).
 struct Job {
@@ -213,7 +221,7 @@ impl Writer {
     /// Queues `entry` and returns at once with its commit — unless the queue is full, then
     /// once there is room. An entry whose predecessor was refused is refused at once.
     pub fn submit(&self, entry: Entry) -> Commit {
-        if let Some(error) = entry.after.as_ref().and_then(Commit::failure) {
+        if let Some(error) = entry.predecessor_refused() {
             return Commit::refused(error);
         }
         let done = Commit::pending();

@@ -112,9 +112,7 @@ impl Capability for Cancellation {
         _sandbox: &Sandbox,
         setup: &mut AttemptSetup<'_>,
     ) -> Result<(), AttemptError> {
-        if let Some(signal) = setup.inputs.get::<CancelSignal>() {
-            setup.parts.insert(signal.clone());
-        }
+        setup.pass_on::<CancelSignal>();
         Ok(())
     }
 

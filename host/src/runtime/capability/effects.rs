@@ -243,9 +243,7 @@ impl Capability for Effects {
         _sandbox: &Sandbox,
         setup: &mut AttemptSetup<'_>,
     ) -> Result<(), AttemptError> {
-        if let Some(gate) = setup.inputs.get::<EffectGate>() {
-            setup.parts.insert(gate.clone());
-        }
+        setup.pass_on::<EffectGate>();
         Ok(())
     }
 }
@@ -342,13 +340,25 @@ mod tests {
         }
     }
 
-    /// Runs `plugin` with `params` in `sandbox` behind `switch`, in a task of its own.
+    /// Runs `plugin` with `params` in `sandbox` behind `switch` (its wait credited in
+    /// full), in a task of its own.
     fn start(
         plugin: &Arc<LoadedPlugin>,
         sandbox: Sandbox,
         params: &str,
         inputs: AttemptInputs,
         switch: &Switch,
+    ) -> tokio::task::JoinHandle<AttemptReport> {
+        let gate = EffectGate::new(switch.clone(), Duration::from_secs(60));
+        start_behind(plugin, sandbox, params, inputs.with(gate))
+    }
+
+    /// Runs `plugin` with `params` in `sandbox`, in a task of its own.
+    fn start_behind(
+        plugin: &Arc<LoadedPlugin>,
+        sandbox: Sandbox,
+        params: &str,
+        inputs: AttemptInputs,
     ) -> tokio::task::JoinHandle<AttemptReport> {
         let request = AttemptRequest {
             context: AttemptContext {
@@ -361,7 +371,7 @@ mod tests {
                 deadline_unix_ms: 0,
             },
             params: params.into(),
-            inputs: inputs.with(EffectGate::new(switch.clone(), Duration::from_secs(60))),
+            inputs,
         };
         let plugin = plugin.clone();
         tokio::spawn(async move {
@@ -428,10 +438,9 @@ mod tests {
         assert!(!switch.was_reached(), "a no-op asked to act");
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn time_at_the_gate_is_not_counted_against_the_call() {
-        // The gate is the host's wait (a commit being written): held three times the task's
-        // timeout, the task still has its whole time once it is let through.
+    /// Runs `test-append` with a 1 s timeout behind a gate held 3 s that credits `credit`
+    /// of that wait; returns how it ended and whether it acted.
+    async fn held_three_times_the_timeout(credit: Duration) -> (AttemptReport, bool) {
         let (_runtime, plugin, dir) =
             load_test_plugin("test-append", Capabilities::builtin()).await;
         let work = dir.path().join("work");
@@ -442,7 +451,8 @@ mod tests {
             ..LimitOverrides::default()
         };
         let sandbox = plugin.sandbox(&work_grant(&work), &short).unwrap();
-        let call = start(&plugin, sandbox, "{}", AttemptInputs::default(), &switch);
+        let inputs = AttemptInputs::default().with(EffectGate::new(switch.clone(), credit));
+        let call = start_behind(&plugin, sandbox, "{}", inputs);
         switch.reached().await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         switch.set(Ok(()));
@@ -450,8 +460,24 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        (report, work.join("effects.log").exists())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn time_at_the_gate_is_not_counted_against_the_call() {
+        // The gate is the host's wait (a commit being written): held three times the task's
+        // timeout, the task still has its whole time once it is let through.
+        let (report, acted) = held_three_times_the_timeout(Duration::from_secs(60)).await;
         assert!(report.result.is_ok(), "{:?}", report.result);
-        assert!(work.join("effects.log").exists());
+        assert!(acted);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_gate_held_past_its_credit_counts_against_the_call() {
+        // Credit for 100 ms of the 3 s the gate holds: the call's 1 s runs out.
+        let (report, _) = held_three_times_the_timeout(Duration::from_millis(100)).await;
+        let error = report.result.unwrap_err();
+        assert_eq!(error.kind(), crate::plan::ErrorKind::Timeout, "{error}");
     }
 
     /// Starts a wait at `gate` in a task of its own, and returns once it is waiting.
@@ -516,51 +542,6 @@ mod tests {
         switch.set(Ok(()));
         wait.await.unwrap().unwrap();
         assert_eq!(gate.waited(), Duration::from_millis(50));
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_gate_held_past_its_credit_counts_against_the_call() {
-        let (_runtime, plugin, dir) =
-            load_test_plugin("test-append", Capabilities::builtin()).await;
-        let work = dir.path().join("work");
-        std::fs::create_dir(&work).unwrap();
-        let switch = Switch::new();
-        let short = LimitOverrides {
-            timeout: Some(Duration::from_secs(1)),
-            ..LimitOverrides::default()
-        };
-        let sandbox = plugin.sandbox(&work_grant(&work), &short).unwrap();
-        let request = AttemptRequest {
-            context: AttemptContext {
-                plan_id: "p".into(),
-                task_id: "t".into(),
-                task_type: plugin.info().task_type.clone(),
-                plan_index: 0,
-                attempt: 1,
-                max_retries: 0,
-                deadline_unix_ms: 0,
-            },
-            params: "{}".into(),
-            // Credit for 100 ms of the 3 s the gate holds: the call's 1 s runs out.
-            inputs: AttemptInputs::default()
-                .with(EffectGate::new(switch.clone(), Duration::from_millis(100))),
-        };
-        let call = tokio::spawn({
-            let plugin = plugin.clone();
-            async move {
-                let place = plugin.admission().admit_attempt().await;
-                plugin.run(&sandbox, request, place).await
-            }
-        });
-        switch.reached().await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        switch.set(Ok(()));
-        let report = tokio::time::timeout(Duration::from_secs(30), call)
-            .await
-            .unwrap()
-            .unwrap();
-        let error = report.result.unwrap_err();
-        assert_eq!(error.kind(), crate::plan::ErrorKind::Timeout, "{error}");
     }
 
     #[tokio::test(flavor = "multi_thread")]

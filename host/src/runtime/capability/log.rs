@@ -142,8 +142,9 @@ impl types::Host for AttemptState {}
 impl v0_1_0::planrt::task::types::Host for AttemptState {}
 impl v0_2_0::planrt::task::types::Host for AttemptState {}
 
-// Every log line and progress report waits for the call's effect gate: nothing of an
-// attempt is seen outside the process before its start is stored.
+// Every log line and progress report waits for the call's effect gate (in the newest
+// version's functions, which the older ones call): nothing of an attempt is seen
+// outside the process before its start is stored.
 impl v0_1_0::planrt::task::host::Host for AttemptState {
     async fn log(
         &mut self,
@@ -159,9 +160,7 @@ impl v0_1_0::planrt::task::host::Host for AttemptState {
         total: Option<u64>,
         note: String,
     ) -> wasmtime::Result<()> {
-        effects_allowed(self.effect_gate()).await?;
-        self.report_progress(done, total, ProgressUnit::Items, note);
-        Ok(())
+        host::Host::progress(self, done, total, host::Unit::Items, note).await
     }
 }
 
@@ -180,9 +179,7 @@ impl v0_2_0::planrt::task::host::Host for AttemptState {
         total: Option<u64>,
         note: String,
     ) -> wasmtime::Result<()> {
-        effects_allowed(self.effect_gate()).await?;
-        self.report_progress(done, total, ProgressUnit::Items, note);
-        Ok(())
+        host::Host::progress(self, done, total, host::Unit::Items, note).await
     }
 }
 

@@ -148,6 +148,15 @@ pub struct AttemptSetup<'a> {
     pub inputs: &'a AttemptInputs,
 }
 
+impl AttemptSetup<'_> {
+    /// Makes the caller's input `T`, if it handed one in, a part of the store.
+    pub fn pass_on<T: Clone + Send + Sync + 'static>(&mut self) {
+        if let Some(input) = self.inputs.get::<T>() {
+            self.parts.insert(input.clone());
+        }
+    }
+}
+
 /// How a call ended, for `conclude`.
 #[derive(Debug)]
 pub struct CallEnd<'a> {
