@@ -203,13 +203,20 @@ mod tests {
         fn create_plan(&self, _: &Resolution, _: &PlanRun, _: Origin) -> Result<(), StoreError> {
             Ok(())
         }
-        fn record_tasks(&self, _: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
-            let commit = tasks
+        fn submit(&self, entry: Entry) -> Commit {
+            if let Some(error) = entry.predecessor_refused() {
+                return Commit::refused(error);
+            }
+            let commit = entry
+                .tasks
                 .iter()
                 .map(|t| (t.index(), t.status(), t.attempts().len()))
                 .collect();
             self.0.lock().unwrap().push(Seen::Commit(commit));
-            Ok(())
+            if let Some(report) = entry.report {
+                report(&entry.tasks);
+            }
+            Commit::already_stored()
         }
         fn load_plan(&self, _: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError> {
             Ok(None)

@@ -955,10 +955,19 @@ mod tests {
         // Nothing this process stores is stored while the writer is held: the attempt
         // may be made and run, but not reach its directory, and nothing is reported.
         let held = store.hold_writes();
+        let admission = service.runtime.admission();
+        let free = admission.available().expect("a pooled runtime");
         let (finished, ()) = tokio::join!(
             service.execute(admitted, reported.clone(), std::future::pending()),
             async {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Launched (it holds a place in the pool) while its start cannot be stored;
+                // then the time it takes to act, were it not held.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while admission.available() == Some(free) {
+                    assert!(tokio::time::Instant::now() < deadline, "never launched");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
                 assert!(
                     !effects.exists(),
                     "the attempt acted before its start was stored"
@@ -985,63 +994,9 @@ mod tests {
         assert_eq!(stored.tasks()[0].status(), TaskStatus::Complete);
     }
 
-    /// A store whose queued entries are never stored: each stays pending until the test
-    /// refuses it (what a disk that fails mid-run looks like to the executor).
-    struct RefusingStore {
-        inner: Arc<SqliteStore>,
-        queued: Mutex<Vec<crate::store::Commit>>,
-    }
-
-    impl RefusingStore {
-        fn refuse_all(&self) {
-            let refused = Arc::new(StoreError::Backend("disk I/O error".into()));
-            for commit in self.queued.lock().unwrap().drain(..) {
-                commit.settle(Err(refused.clone()));
-            }
-        }
-    }
-
-    impl StateStore for RefusingStore {
-        fn create_plan(
-            &self,
-            resolution: &Resolution,
-            plan: &PlanRun,
-            origin: Origin,
-        ) -> Result<(), StoreError> {
-            self.inner.create_plan(resolution, plan, origin)
-        }
-
-        fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
-            self.inner.record_tasks(plan, tasks)
-        }
-
-        fn submit(&self, entry: crate::store::Entry) -> crate::store::Commit {
-            if let Some(error) = entry.predecessor_refused() {
-                return crate::store::Commit::refused(error);
-            }
-            let commit = crate::store::Commit::pending();
-            self.queued.lock().unwrap().push(commit.clone());
-            commit
-        }
-
-        fn load_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError> {
-            self.inner.load_plan(plan)
-        }
-
-        fn list_plans(&self, limit: usize) -> Result<Vec<PlanSummary>, StoreError> {
-            self.inner.list_plans(limit)
-        }
-
-        fn repin_plugins(
-            &self,
-            plan: PlanId,
-            pins: &std::collections::BTreeMap<TaskType, crate::plan::PluginPin>,
-        ) -> Result<(), StoreError> {
-            self.inner.repin_plugins(plan, pins)
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread")]
+    // Holding the store's writer until its thread is told to die is the point of the test.
+    #[allow(clippy::await_holding_lock)]
     async fn a_refused_commit_stops_the_run_at_once_not_when_the_attempt_ends() {
         let dir = tempfile::tempdir().unwrap();
         // A first task that computes for a minute and never reaches its gate, then one
@@ -1053,39 +1008,27 @@ mod tests {
              [[tasks]]\ntype = \"test-append\"\n",
         )
         .await;
-        let work = dir.path().join("work");
-        let Admitted {
-            mut plan, prepared, ..
-        } = admitted;
-        let store = RefusingStore {
-            inner: service.store().unwrap(),
-            queued: Mutex::default(),
-        };
+        let plan_id = admitted.plan.id();
+        let store = service.store().unwrap();
         let reported = Arc::new(Reported::default());
-        let execution = Execution {
-            prepared: &prepared,
-            store: &store,
-            observer: reported.clone(),
-            slots: &service.slots,
-            admission: service.runtime.admission(),
-            kv: KvAccess(Arc::new(super::super::kv::StoreKv(store.inner.clone()))),
-            max_parallel: 1,
-        };
+        // The writer takes the first start and waits for the connection; it dies before
+        // it has it, which refuses that start (what a disk that fails mid-run does).
+        let held = store.hold_writes();
         let refused_at = std::sync::OnceLock::new();
         let (ended, ()) = tokio::join!(
             tokio::time::timeout(
                 Duration::from_secs(30),
-                execute(&mut plan, execution, std::future::pending())
+                service.execute(admitted, reported.clone(), std::future::pending())
             ),
             async {
-                // Once the spinning attempt's start is queued, the disk fails.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                while store.queued.lock().unwrap().is_empty() {
+                while !store.writer_started() {
                     assert!(tokio::time::Instant::now() < deadline, "nothing was queued");
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                 }
+                store.panic_writer();
                 refused_at.set(std::time::Instant::now()).unwrap();
-                store.refuse_all();
+                drop(held);
             }
         );
         let error = ended
@@ -1093,18 +1036,25 @@ mod tests {
             .expect_err("a refused commit stops the run");
         let stopped_after = refused_at.get().unwrap().elapsed();
         assert!(
-            matches!(&error, ExecuteError::Store(e) if e.to_string().contains("disk I/O error")),
+            matches!(
+                &error,
+                ServiceError::AfterWorkStarted { error: ExecuteError::Store(e), .. }
+                    if e.to_string().contains("writer stopped")
+            ),
             "{error}"
         );
         // The attempt computes for a minute: the run stopped on the refusal itself.
         assert!(stopped_after < Duration::from_secs(20), "{stopped_after:?}");
-        assert!(!work.join("effects.log").exists(), "a later task ran");
+        assert!(
+            !dir.path().join("work/effects.log").exists(),
+            "a later task ran"
+        );
         assert!(
             reported.0.lock().unwrap().is_empty(),
-            "reported after the refusal"
+            "reported what was not stored"
         );
         // Nothing of the run reached the database: `resume` starts it over.
-        let (_, stored) = store.inner.load_plan(plan.id()).unwrap().unwrap();
+        let (_, stored) = store.load_plan(plan_id).unwrap().unwrap();
         assert!(
             stored
                 .tasks()

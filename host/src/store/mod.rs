@@ -125,27 +125,24 @@ pub trait StateStore: Send + Sync {
     /// operator action or a stop, or an attempt's end with the starts it allows (one
     /// transition per task). Returns once they are stored, after what was queued before
     /// ([`StateStore::submit`]).
-    fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError>;
+    fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
+        let entry = Entry {
+            plan,
+            tasks: tasks
+                .iter()
+                .map(|task| task.with_newest_attempt_only())
+                .collect(),
+            after: None,
+            report: None,
+        };
+        self.submit(entry).wait()
+    }
 
     /// Queues `entry` to be stored after what was queued before, all of it or none, and
     /// returns at once: the [`Commit`] says when it is stored (its report has run then),
     /// or why it never will be. An entry whose predecessor (`entry.after`) was not stored
-    /// is not stored either. A store without a queue stores it before returning.
-    fn submit(&self, entry: Entry) -> Commit {
-        if let Some(error) = entry.predecessor_refused() {
-            return Commit::refused(error);
-        }
-        let tasks: Vec<&Task> = entry.tasks.iter().collect();
-        match self.record_tasks(entry.plan, &tasks) {
-            Ok(()) => {
-                if let Some(report) = entry.report {
-                    report(&entry.tasks);
-                }
-                Commit::already_stored()
-            }
-            Err(error) => Commit::refused(error),
-        }
-    }
+    /// is not stored either.
+    fn submit(&self, entry: Entry) -> Commit;
 
     /// The plan as last recorded: what it was resolved with, and its tasks.
     fn load_plan(&self, plan: PlanId) -> Result<Option<(Resolution, PlanRun)>, StoreError>;

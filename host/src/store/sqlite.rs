@@ -11,7 +11,7 @@ use super::schema::{self, MigrationError};
 use super::writer::{Commit, Entry, Writer};
 use super::{Durability, Origin, PlanSummary, StateStore, StoreError};
 use crate::blocking::blocking;
-use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, Task, TaskStatus, TaskType};
+use crate::plan::{Phase, PlanId, PlanRun, PluginPin, Resolution, TaskStatus, TaskType};
 use crate::state_dir::{self, StateDir};
 
 /// How long a statement waits for another connection's lock before failing (and a queued
@@ -187,9 +187,15 @@ impl SqliteStore {
         self.queue.get().is_some_and(Writer::stopped)
     }
 
+    /// Whether the writer thread was started (by a first queued entry).
+    #[cfg(test)]
+    pub(crate) fn writer_started(&self) -> bool {
+        self.queue.get().is_some()
+    }
+
     /// Makes the writer thread panic once it comes to what is queued now.
     #[cfg(test)]
-    pub(super) fn panic_writer(&self) {
+    pub(crate) fn panic_writer(&self) {
         self.queue.get().expect("the writer started").panic_thread();
     }
 
@@ -267,20 +273,6 @@ impl StateStore for SqliteStore {
         origin: Origin,
     ) -> Result<(), StoreError> {
         blocking(|| self.insert_plan(resolution, plan, origin))
-    }
-
-    fn record_tasks(&self, plan: PlanId, tasks: &[&Task]) -> Result<(), StoreError> {
-        // Through the queue, so it is stored after what was queued before.
-        let entry = Entry {
-            plan,
-            tasks: tasks
-                .iter()
-                .map(|task| task.with_newest_attempt_only())
-                .collect(),
-            after: None,
-            report: None,
-        };
-        self.submit(entry).wait()
     }
 
     fn submit(&self, entry: Entry) -> Commit {

@@ -34,10 +34,10 @@ pub type Report = Box<dyn FnOnce(&[Task]) + Send>;
 pub struct Commit(Arc<Completion>);
 
 struct Completion {
-    outcome: Mutex<Option<Result<(), Arc<StoreError>>>>,
-    /// When it was settled.
-    settled_at: OnceLock<Instant>,
-    /// Wakes blocking waiters.
+    /// How it ended, and when: set once.
+    outcome: OnceLock<(Instant, Result<(), Arc<StoreError>>)>,
+    /// Blocking waiters sleep on `settled` under it (it guards nothing else).
+    sleep: Mutex<()>,
     settled: Condvar,
     /// Wakes async waiters.
     notify: tokio::sync::Notify,
@@ -52,12 +52,11 @@ impl std::fmt::Debug for Commit {
 impl Commit {
     fn new(outcome: Option<Result<(), Arc<StoreError>>>) -> Self {
         Self(Arc::new(Completion {
-            settled_at: if outcome.is_some() {
-                OnceLock::from(Instant::now())
-            } else {
-                OnceLock::new()
+            outcome: match outcome {
+                Some(outcome) => OnceLock::from((Instant::now(), outcome)),
+                None => OnceLock::new(),
             },
-            outcome: Mutex::new(outcome),
+            sleep: Mutex::new(()),
             settled: Condvar::new(),
             notify: tokio::sync::Notify::new(),
         }))
@@ -85,17 +84,17 @@ impl Commit {
 
     /// How it ended, if it did.
     pub fn outcome(&self) -> Option<Result<(), Arc<StoreError>>> {
-        self.lock().clone()
+        self.0.outcome.get().map(|(_, outcome)| outcome.clone())
     }
 
     /// When it was settled (stored or refused), if it was.
     pub fn settled_at(&self) -> Option<Instant> {
-        self.0.settled_at.get().copied()
+        self.0.outcome.get().map(|(at, _)| *at)
     }
 
     /// Why it was not stored, if it was refused already.
     pub fn failure(&self) -> Option<Arc<StoreError>> {
-        self.outcome().and_then(Result::err)
+        self.0.outcome.get()?.1.as_ref().err().cloned()
     }
 
     /// Waits until the entry is stored, or says why it never will be.
@@ -116,15 +115,15 @@ impl Commit {
     /// multi-threaded runtime first hands its other tasks on).
     pub fn wait(&self) -> Result<(), StoreError> {
         blocking(|| {
-            let mut outcome = self.lock();
+            let mut asleep = self.0.sleep.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if let Some(outcome) = &*outcome {
-                    return outcome.clone().map_err(StoreError::Shared);
+                if let Some(outcome) = self.outcome() {
+                    return outcome.map_err(StoreError::Shared);
                 }
-                outcome = self
+                asleep = self
                     .0
                     .settled
-                    .wait(outcome)
+                    .wait(asleep)
                     .unwrap_or_else(|e| e.into_inner());
             }
         })
@@ -132,17 +131,12 @@ impl Commit {
 
     /// Says how the entry ended (the first word counts: a commit is settled once).
     pub(crate) fn settle(&self, result: Result<(), Arc<StoreError>>) {
-        let mut outcome = self.lock();
-        if outcome.is_none() {
-            *outcome = Some(result);
-            self.0.settled_at.get_or_init(Instant::now);
+        if self.0.outcome.set((Instant::now(), result)).is_ok() {
+            // Taken once: a blocking waiter that found nothing is asleep by now.
+            drop(self.0.sleep.lock());
             self.0.settled.notify_all();
             self.0.notify.notify_waiters();
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Result<(), Arc<StoreError>>>> {
-        self.0.outcome.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -179,9 +173,12 @@ struct Job {
 
 impl Drop for Job {
     fn drop(&mut self) {
-        self.done.settle(Err(Arc::new(StoreError::Backend(
-            "the state store's writer stopped before it could confirm this was stored".into(),
-        ))));
+        // Settled already, as almost every job is: nothing to say.
+        if self.done.settled_at().is_none() {
+            self.done.settle(Err(Arc::new(StoreError::Backend(
+                "the state store's writer stopped before it could confirm this was stored".into(),
+            ))));
+        }
     }
 }
 
@@ -210,7 +207,7 @@ impl Writer {
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("planrt-store".into())
-            .spawn(move || run(&conn, &jobs, wait))?;
+            .spawn(move || run(&conn, &jobs))?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
@@ -269,7 +266,7 @@ impl Drop for Writer {
 
 /// The writer thread: takes what is queued, stores it, then reports and settles it in
 /// queue order.
-fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Message>, wait: Duration) {
+fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Message>) {
     while let Ok(first) = jobs.recv() {
         let mut group = Group::default();
         let mut message = Some(first);
@@ -302,8 +299,6 @@ fn run(conn: &parking_lot::Mutex<Connection>, jobs: &Receiver<Message>, wait: Du
             }
             let conn = held.get_or_insert_with(|| conn.lock());
             let backoff = group.try_store(conn);
-            // Defensive: whoever writes through the connection next sets its own wait.
-            let _ = conn.busy_timeout(wait);
             drop(held.take());
             if backoff {
                 std::thread::sleep(Duration::from_millis(1));
