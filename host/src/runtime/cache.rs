@@ -21,6 +21,11 @@ use wasmtime::component::Component;
 
 use crate::state_dir::{self, CACHE_KEY_LEN, StateDirError};
 
+/// A component's name in the cache and the plugin index: the hex sha256 of its bytes.
+pub fn sha256_hex(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
+}
+
 const MAGIC: &[u8; 8] = b"PLANRTC2";
 const MAC_LEN: usize = 32;
 const HEADER_LEN: usize = MAGIC.len() + MAC_LEN;
@@ -222,12 +227,8 @@ mod tests {
         super::super::engine::new_engine().unwrap().0
     }
 
-    fn sha(wasm: &[u8]) -> String {
-        hex::encode(Sha256::digest(wasm))
-    }
-
     fn load(cache: &CompiledCache, engine: &Engine, wasm: &[u8]) -> CacheOutcome {
-        cache.load(engine, wasm, &sha(wasm)).unwrap().1
+        cache.load(engine, wasm, &sha256_hex(wasm)).unwrap().1
     }
 
     #[test]
@@ -239,7 +240,7 @@ mod tests {
         assert_eq!(load(&cache, &engine, EMPTY_COMPONENT), CacheOutcome::Hit);
 
         // A flipped payload byte fails the MAC; a foreign file fails the header.
-        let path = cache.entry_path(&sha(EMPTY_COMPONENT));
+        let path = cache.entry_path(&sha256_hex(EMPTY_COMPONENT));
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
@@ -273,10 +274,13 @@ mod tests {
         assert_eq!(load(&cache, &on_demand, &noop), CacheOutcome::Miss);
         let cache = CompiledCache::open(dir.path(), &pooled, [7; 32]).unwrap();
         assert!(
-            cache.entry_path(&sha(&noop)).exists(),
+            cache.entry_path(&sha256_hex(&noop)).exists(),
             "the same entry is read"
         );
-        let error = cache.load(&pooled, b"not wasm", &sha(&noop)).err().unwrap();
+        let error = cache
+            .load(&pooled, b"not wasm", &sha256_hex(&noop))
+            .err()
+            .unwrap();
         assert!(super::super::engine::exceeds_pool(&error), "{error:#}");
     }
 
@@ -287,8 +291,8 @@ mod tests {
         let cache = CompiledCache::open(dir.path(), &engine, [7; 32]).unwrap();
         load(&cache, &engine, EMPTY_COMPONENT);
         std::fs::copy(
-            cache.entry_path(&sha(EMPTY_COMPONENT)),
-            cache.entry_path(&sha(OTHER_COMPONENT)),
+            cache.entry_path(&sha256_hex(EMPTY_COMPONENT)),
+            cache.entry_path(&sha256_hex(OTHER_COMPONENT)),
         )
         .unwrap();
         assert_eq!(
@@ -323,7 +327,7 @@ mod tests {
             assert_eq!(mode, 0o700, "{}", d.display());
         }
         load(&cache, &engine, EMPTY_COMPONENT);
-        let entry = cache.entry_path(&sha(EMPTY_COMPONENT));
+        let entry = cache.entry_path(&sha256_hex(EMPTY_COMPONENT));
         let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         std::fs::set_permissions(&cache.dir, std::fs::Permissions::from_mode(0o777)).unwrap();

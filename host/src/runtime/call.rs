@@ -6,7 +6,7 @@
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::admission::Place;
-use super::capability::effects::EffectGate;
+use super::capability::effects::{CallCredit, EffectGate};
 use super::capability::{AttemptInputs, CallEnd, Capabilities, Sandbox};
 use super::engine::EPOCH_TICK;
 use super::error::AttemptError;
@@ -170,13 +170,7 @@ async fn outer_timeout<T>(
     gate: Option<EffectGate>,
     work: impl Future<Output = T>,
 ) -> Option<T> {
-    let waited = || {
-        gate.as_ref()
-            .map_or(std::time::Duration::ZERO, EffectGate::waited)
-    };
-    // A kept instance's gate may have given earlier calls credit: only this call's counts.
-    let credit_before = waited();
-    let waited = || waited().saturating_sub(credit_before);
+    let credit = CallCredit::new(gate);
     let start = tokio::time::Instant::now();
     tokio::pin!(work);
     let mut until = start + timeout + 2 * EPOCH_TICK;
@@ -186,7 +180,7 @@ async fn outer_timeout<T>(
             Err(_) => {
                 // The gate held it meanwhile (or holds it still): its time is given back,
                 // looked at again a tick later at the earliest.
-                let given_back = start + timeout + 2 * EPOCH_TICK + waited();
+                let given_back = start + timeout + 2 * EPOCH_TICK + credit.earned();
                 if given_back <= until {
                     return None;
                 }

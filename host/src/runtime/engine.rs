@@ -1,9 +1,9 @@
 //! The wasmtime engine: configuration, its instance allocator, and the epoch ticker that
 //! drives deadlines.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::RecvTimeoutError;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -187,8 +187,9 @@ fn pool_shards() -> u32 {
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread until dropped.
 pub struct EpochTicker {
-    /// Set when dropped; the thread waits on it between ticks, so it stops at once.
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Dropped to stop the thread: it waits on the other end between ticks, so it stops
+    /// at once, not at its next tick.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -200,29 +201,11 @@ impl EpochTicker {
 
     fn every(engine: &Engine, tick: Duration) -> Self {
         let weak = engine.weak();
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let thread_stop = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("planrt-epoch".into())
             .spawn(move || {
-                let (stopped, wake) = &*thread_stop;
-                let mut next = Instant::now() + tick;
-                let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-                while !*guard {
-                    let left = next.saturating_duration_since(Instant::now());
-                    guard = match wake.wait_timeout(guard, left) {
-                        Ok((guard, _)) => guard,
-                        Err(poisoned) => poisoned.into_inner().0,
-                    };
-                    if *guard || Instant::now() < next {
-                        continue;
-                    }
-                    // After a stall (a starved thread) tick once, not once per tick missed.
-                    next += tick;
-                    let now = Instant::now();
-                    if next <= now {
-                        next = now + tick;
-                    }
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,
@@ -231,7 +214,7 @@ impl EpochTicker {
             })
             .expect("spawning the epoch thread");
         Self {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -239,9 +222,7 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_one();
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -281,7 +262,7 @@ mod tests {
         // An hour between ticks: a ticker that slept to its next tick would hold this drop
         // for an hour.
         let ticker = EpochTicker::every(&engine, Duration::from_secs(3600));
-        let dropped = Instant::now();
+        let dropped = std::time::Instant::now();
         drop(ticker);
         assert!(dropped.elapsed() < Duration::from_secs(5));
     }

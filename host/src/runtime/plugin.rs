@@ -125,14 +125,13 @@ struct FileChanged(String);
 
 /// The bytes of `file`, if they still hash to `sha256`.
 fn read_unchanged(file: &Path, sha256: &str) -> wasmtime::Result<Vec<u8>> {
-    use sha2::{Digest, Sha256};
     let bytes = std::fs::read(file).map_err(|e| {
         FileChanged(format!(
             "cannot read {} again to compile it: {e}",
             file.display()
         ))
     })?;
-    let now = hex::encode(Sha256::digest(&bytes));
+    let now = super::cache::sha256_hex(&bytes);
     if now != sha256 {
         return Err(FileChanged(format!(
             "{} changed since planrt read the plugin dir (sha256 {sha256} then, {now} now): run again",

@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::capability::{Capabilities, Refusal};
 use super::info::PluginInfo;
 use super::plugin::{LoadedPlugin, Unlinked};
@@ -187,7 +185,7 @@ impl Runtime {
         let read_at = std::time::SystemTime::now();
         let (wasm, sha256, after) = crate::blocking::blocking(|| {
             let wasm = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-            let sha256 = hex::encode(Sha256::digest(&wasm));
+            let sha256 = super::cache::sha256_hex(&wasm);
             let after = std::fs::metadata(file).map(|metadata| FileStamp::of(&metadata));
             Ok::<_, String>((Arc::<[u8]>::from(wasm), sha256, after))
         })?;

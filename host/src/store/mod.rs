@@ -21,7 +21,7 @@ pub use claim::{ClaimError, PlanClaim};
 pub use kv::KvWrite;
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use tasks::{TaskCursor, TaskRef};
-pub use writer::{Commit, Entry, Report};
+pub use writer::{Commit, Entry};
 
 /// How much a committed transition survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

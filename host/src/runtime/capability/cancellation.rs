@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest, rank};
+use super::{AttemptSetup, CallEnd, Capability, Sandbox, rank};
 use crate::plan::ErrorKind;
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
@@ -100,11 +100,6 @@ impl Capability for Cancellation {
             |state| state,
         )?;
         cancellation::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
-    }
-
-    fn configure(&self, _task: &TaskRequest<'_>, _sandbox: &mut Sandbox) -> Result<(), Refusal> {
-        // Any plugin may be told to stop; nothing to grant.
-        Ok(())
     }
 
     fn prepare(

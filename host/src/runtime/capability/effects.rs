@@ -30,7 +30,7 @@ use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p2::bindings::cli::{stderr, stdout};
 use wasmtime_wasi::p2::bindings::filesystem::preopens;
 
-use super::{AttemptSetup, Capability, Refusal, Sandbox, TaskRequest};
+use super::{AttemptSetup, Capability, Sandbox};
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
 
@@ -120,6 +120,29 @@ impl EffectGate {
         until
             .saturating_duration_since(*reached)
             .min(self.max_credit)
+    }
+}
+
+/// The gate time one call has been given back so far: what its gate held it since the
+/// call began (a kept instance's gate may have credited earlier calls already).
+#[derive(Debug, Clone, Default)]
+pub struct CallCredit {
+    gate: Option<EffectGate>,
+    before: Duration,
+}
+
+impl CallCredit {
+    /// The credit of a call beginning now behind `gate`.
+    pub fn new(gate: Option<EffectGate>) -> Self {
+        let before = gate.as_ref().map_or(Duration::ZERO, EffectGate::waited);
+        Self { gate, before }
+    }
+
+    /// How long the gate has held this call, within its credit.
+    pub fn earned(&self) -> Duration {
+        self.gate.as_ref().map_or(Duration::ZERO, |gate| {
+            gate.waited().saturating_sub(self.before)
+        })
     }
 }
 
@@ -232,10 +255,6 @@ impl Capability for Effects {
         });
         linker.allow_shadowing(false);
         shadowed
-    }
-
-    fn configure(&self, _task: &TaskRequest<'_>, _sandbox: &mut Sandbox) -> Result<(), Refusal> {
-        Ok(())
     }
 
     fn prepare(

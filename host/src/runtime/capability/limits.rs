@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, Trap, format_err};
 
-use super::effects::EffectGate;
+use super::effects::{CallCredit, EffectGate};
 use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
@@ -54,30 +54,23 @@ impl Limits {
 pub struct LimitsCapability;
 
 /// When one call's time is up (a store part): at `at`, pushed back by the time the gate
-/// held the call ([`EffectGate::waited`], counted from `credit_before`: a kept instance's
-/// next call does not inherit what an earlier one was given).
+/// held the call.
 #[derive(Debug, Clone)]
 struct Deadline {
     at: Instant,
-    gate: Option<EffectGate>,
-    credit_before: Duration,
+    credit: CallCredit,
 }
 
 impl Deadline {
     fn new(timeout: Duration, gate: Option<EffectGate>) -> Self {
-        let credit_before = gate.as_ref().map_or(Duration::ZERO, EffectGate::waited);
         Self {
             at: Instant::now() + timeout,
-            gate,
-            credit_before,
+            credit: CallCredit::new(gate),
         }
     }
 
     fn passed(&self, now: Instant) -> bool {
-        let credit = self.gate.as_ref().map_or(Duration::ZERO, |gate| {
-            gate.waited().saturating_sub(self.credit_before)
-        });
-        now >= self.at + credit
+        now >= self.at + self.credit.earned()
     }
 }
 
@@ -465,8 +458,7 @@ mod tests {
             };
             parts.insert(Deadline {
                 at: deadline,
-                gate: None,
-                credit_before: Duration::ZERO,
+                credit: CallCredit::default(),
             });
             AttemptState::new(wasmtime_wasi::WasiCtx::builder().build(), parts)
         };

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasSelf, Linker};
 
 use super::effects::effects_allowed;
-use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest};
+use super::{AttemptSetup, CallEnd, Capability, Sandbox};
 use crate::plan::{Progress as ProgressReport, ProgressUnit, Redactor};
 use crate::runtime::error::AttemptError;
 use crate::runtime::guest_log::{GuestLevel, GuestLog};
@@ -101,11 +101,6 @@ impl Capability for Log {
             state
         })?;
         host::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
-    }
-
-    fn configure(&self, _task: &TaskRequest<'_>, _sandbox: &mut Sandbox) -> Result<(), Refusal> {
-        // Every plugin may log; nothing to grant.
-        Ok(())
     }
 
     fn prepare(

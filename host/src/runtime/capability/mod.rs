@@ -187,7 +187,10 @@ pub trait Capability: Send + Sync + 'static {
 
     /// At plan time: checks the task's needs against the grants and records in `sandbox`
     /// what its attempts get.
-    fn configure(&self, task: &TaskRequest<'_>, sandbox: &mut Sandbox) -> Result<(), Refusal>;
+    fn configure(&self, _task: &TaskRequest<'_>, _sandbox: &mut Sandbox) -> Result<(), Refusal> {
+        // A capability with nothing to grant.
+        Ok(())
+    }
 
     /// For each call: sets up its part of the store. A call with no configuration
     /// (`describe`, `validate`) gets the least: no grants.

@@ -36,7 +36,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 use wasmtime::format_err;
 use wasmtime_wasi::WasiView;
 
-use super::{AttemptSetup, CallEnd, Capability, Refusal, Sandbox, TaskRequest, rank};
+use super::{AttemptSetup, CallEnd, Capability, Sandbox, rank};
 use crate::plan::ErrorKind;
 use crate::runtime::error::AttemptError;
 use crate::runtime::state::AttemptState;
@@ -132,11 +132,6 @@ impl Capability for Codec {
     fn init(&self, linker: &mut Linker<AttemptState>) -> wasmtime::Result<()> {
         digest::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)?;
         compression::add_to_linker::<_, HasSelf<AttemptState>>(linker, |state| state)
-    }
-
-    fn configure(&self, _task: &TaskRequest<'_>, _sandbox: &mut Sandbox) -> Result<(), Refusal> {
-        // Pure computation on the guest's own bytes: nothing to grant.
-        Ok(())
     }
 
     fn prepare(
